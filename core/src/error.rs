@@ -1,0 +1,140 @@
+//! The one error type of pg_oas. Each variant is one thing a user can act on; the PostgreSQL
+//! layer maps it to a SQLSTATE (see `src/error.rs` of the extension) and shows [`OasError::hint`].
+//!
+//! Messages never contain credentials: store-client errors pass through [`Masker`] first.
+
+use std::fmt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OasError {
+    /// A store spec that DataJoint's rules (or ours) reject.
+    #[error("invalid store spec: {reason}")]
+    InvalidSpec { reason: String, hint: Option<String> },
+
+    /// A store name that is not in the catalog.
+    #[error("store \"{0}\" is not configured")]
+    StoreNotConfigured(String),
+
+    /// No store was named and none is marked default.
+    #[error("no store was given and no default store is configured")]
+    NoDefaultStore,
+
+    /// A malformed argument (store name, schema name, reference JSON, ...).
+    #[error("{message}")]
+    InvalidArgument { message: String, hint: Option<String> },
+
+    /// The caller may not do this.
+    #[error("{message}")]
+    PermissionDenied { message: String, hint: Option<String> },
+
+    /// The object a reference points to is not in the store.
+    #[error("object \"{path}\" is missing from store \"{store}\"")]
+    ObjectMissing { store: String, path: String },
+
+    /// The object exists but its size or content hash is not what the reference records.
+    #[error("object \"{path}\" in store \"{store}\" failed its integrity check: {reason}")]
+    IntegrityMismatch { store: String, path: String, reason: String },
+
+    /// The store rejected our credentials (bad key, bad signature).
+    #[error("store \"{store}\" rejected the credentials ({op} \"{path}\"): {detail}")]
+    Unauthenticated { store: String, op: &'static str, path: String, detail: String },
+
+    /// The store accepted the credentials but refused the operation.
+    #[error("store \"{store}\" denied {op} \"{path}\": {detail}")]
+    StoreForbidden { store: String, op: &'static str, path: String, detail: String },
+
+    /// The store did not answer within `oas.request_timeout`.
+    #[error("store \"{store}\": {op} \"{path}\" timed out")]
+    Timeout { store: String, op: &'static str, path: String },
+
+    /// Any other failure talking to the store (network, server error, local I/O).
+    #[error("store \"{store}\": {op} \"{path}\" failed: {detail}")]
+    Store { store: String, op: &'static str, path: String, detail: String },
+
+    /// The query was cancelled (cancel request or statement_timeout) while waiting on a store.
+    #[error("canceling statement while waiting for the object store")]
+    Cancelled,
+}
+
+impl OasError {
+    pub fn invalid_argument(message: impl Into<String>) -> Self {
+        OasError::InvalidArgument { message: message.into(), hint: None }
+    }
+
+    pub fn invalid_argument_hint(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        OasError::InvalidArgument { message: message.into(), hint: Some(hint.into()) }
+    }
+
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            OasError::InvalidSpec { hint, .. }
+            | OasError::InvalidArgument { hint, .. }
+            | OasError::PermissionDenied { hint, .. } => hint.clone(),
+            OasError::StoreNotConfigured(name) => Some(format!(
+                "create it with SELECT oas.oas_store_create('{name}', '{{\"protocol\": \"file\", \"location\": \"/path/to/dir\"}}'); list stores with SELECT * FROM oas.stores"
+            )),
+            OasError::NoDefaultStore => Some(
+                "name a store, or mark one default with SELECT oas.oas_store_set_default('name')".into(),
+            ),
+            OasError::ObjectMissing { .. } => Some(
+                "the object was deleted or never written; if the same bytes are stored again the reference heals (hash-addressed objects only)".into(),
+            ),
+            OasError::IntegrityMismatch { .. } => {
+                Some("the object was changed or truncated in the store after it was written; restore it from a backup".into())
+            }
+            OasError::Unauthenticated { .. } => {
+                Some("check the store's access_key/secret_key (SELECT oas.oas_store_verify('name') shows each step)".into())
+            }
+            OasError::StoreForbidden { .. } => Some("the store's credentials lack the permission for this operation".into()),
+            OasError::Timeout { .. } => Some("raise oas.request_timeout, or check that the store is reachable".into()),
+            OasError::Store { .. } => Some("SELECT oas.oas_store_verify('name') checks the store step by step".into()),
+            OasError::Cancelled => None,
+        }
+    }
+}
+
+/// Replaces every known secret in a message with `***`.
+#[derive(Debug, Default, Clone)]
+pub struct Masker {
+    secrets: Vec<String>,
+}
+
+impl Masker {
+    pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
+        // Very short strings would mask unrelated text; credentials are never that short.
+        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| s.len() >= 4).collect();
+        // Longest first, so a secret containing another is masked whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Masker { secrets }
+    }
+
+    pub fn mask(&self, text: impl fmt::Display) -> String {
+        let mut out = text.to_string();
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "***");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masker_hides_every_secret() {
+        let m = Masker::new(vec!["AKIAEXAMPLE".into(), "s3cr3t/with+chars".into(), "ab".into()]);
+        let msg = m.mask("key AKIAEXAMPLE secret s3cr3t/with+chars in url ?X-Amz-Credential=AKIAEXAMPLE ab");
+        assert_eq!(msg, "key *** secret *** in url ?X-Amz-Credential=*** ab");
+    }
+
+    #[test]
+    fn every_variant_with_a_fix_has_a_hint() {
+        assert!(OasError::StoreNotConfigured("x".into()).hint().unwrap().contains("oas_store_create('x'"));
+        assert!(OasError::NoDefaultStore.hint().is_some());
+        assert!(OasError::ObjectMissing { store: "s".into(), path: "p".into() }.to_string().contains("\"p\""));
+    }
+}

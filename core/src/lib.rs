@@ -1,0 +1,22 @@
+//! Pure logic of pg_oas, with no PostgreSQL dependency: everything here is tested by plain
+//! `cargo test -p oas_core`.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`spec`] | DataJoint store specs: parsing, validation, secret splitting |
+//! | [`hash`] | the content hash (MD5 → base32, 26 chars) |
+//! | [`path`] | object paths inside a store |
+//! | [`reference`] | the JSON a row keeps for an object |
+//! | [`backend`] | store clients per protocol, error mapping and credential masking |
+//! | [`ops`] | put/get/verify, async, backend-independent |
+//! | [`error`] | the error type |
+
+pub mod backend;
+pub mod error;
+pub mod hash;
+pub mod ops;
+pub mod path;
+pub mod reference;
+pub mod spec;
+
+pub use error::OasError;

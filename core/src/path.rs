@@ -1,0 +1,125 @@
+//! Object paths inside a store, exactly as DataJoint builds them.
+//!
+//! Paths are relative to the store's `location` and always use `/`. The path a reference records
+//! is the one used to read it back, so later changes of subfolding or prefixes never break rows.
+
+use crate::error::OasError;
+use crate::hash::is_content_hash;
+
+/// DataJoint's `_subfold`: consecutive slices of the hash, one per level.
+fn subfold<'a>(hash: &'a str, folds: &[usize]) -> Vec<&'a str> {
+    let mut rest = hash;
+    let mut out = Vec::with_capacity(folds.len());
+    for &n in folds {
+        let n = n.min(rest.len());
+        out.push(&rest[..n]);
+        rest = &rest[n..];
+    }
+    out
+}
+
+/// `{hash_prefix}/{schema}/[{fold}/...]{hash}`; with an empty `hash_prefix`, `{schema}/...`.
+pub fn hash_path(hash_prefix: &str, schema: &str, hash: &str, subfolding: Option<&[usize]>) -> Result<String, OasError> {
+    if !is_content_hash(hash) {
+        return Err(OasError::invalid_argument(format!(
+            "invalid content hash \"{hash}\" (expected 26 lowercase base32 characters)"
+        )));
+    }
+    validate_schema_name(schema)?;
+    let mut path = String::with_capacity(hash_prefix.len() + schema.len() + 2 * hash.len());
+    if !hash_prefix.is_empty() {
+        path.push_str(hash_prefix);
+        path.push('/');
+    }
+    path.push_str(schema);
+    path.push('/');
+    for fold in subfold(hash, subfolding.unwrap_or(&[])) {
+        path.push_str(fold);
+        path.push('/');
+    }
+    path.push_str(hash);
+    Ok(path)
+}
+
+/// A schema name becomes one path segment, so it must be one.
+pub fn validate_schema_name(schema: &str) -> Result<(), OasError> {
+    if schema.is_empty()
+        || schema == "."
+        || schema == ".."
+        || schema.contains('/')
+        || schema.contains('\\')
+        || schema.chars().any(char::is_control)
+    {
+        return Err(OasError::invalid_argument_hint(
+            format!("invalid schema name \"{}\" for an object path", schema.escape_default()),
+            "a schema name becomes one path segment: it must be non-empty and contain no '/', '\\' or control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Check a relative object path recorded in a reference before it is used to touch the store:
+/// no absolute paths, no empty, `.` or `..` segments (DataJoint does not check; we do).
+pub fn validate_relative_path(path: &str) -> Result<(), OasError> {
+    if path.is_empty()
+        || path.starts_with('/')
+        || path.split('/').any(|s| s.is_empty() || s == "." || s == "..")
+        || path.contains('\\')
+        || path.chars().any(char::is_control)
+    {
+        return Err(OasError::invalid_argument(format!(
+            "invalid object path \"{}\": must be relative, with no empty, \".\" or \"..\" segments",
+            path.escape_default()
+        )));
+    }
+    Ok(())
+}
+
+/// The key of an object inside its bucket/container: the store's location, then the path.
+pub fn join_location(location: &str, path: &str) -> String {
+    let loc = location.trim_matches('/');
+    if loc.is_empty() {
+        path.to_string()
+    } else {
+        format!("{loc}/{path}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: &str = "lvauakv4jmvhnolrtwiraf6fsi";
+
+    #[test]
+    fn flat_and_subfolded_paths_match_datajoint() {
+        assert_eq!(hash_path("_hash", "lab", H, None).unwrap(), "_hash/lab/lvauakv4jmvhnolrtwiraf6fsi");
+        assert_eq!(hash_path("_hash", "lab", H, Some(&[2, 2])).unwrap(), "_hash/lab/lv/au/lvauakv4jmvhnolrtwiraf6fsi");
+        assert_eq!(hash_path("_hash", "lab", H, Some(&[1, 3])).unwrap(), "_hash/lab/l/vau/lvauakv4jmvhnolrtwiraf6fsi");
+        assert_eq!(hash_path("objs", "my schema", H, Some(&[])).unwrap(), "objs/my schema/lvauakv4jmvhnolrtwiraf6fsi");
+        assert_eq!(hash_path("", "lab", H, None).unwrap(), "lab/lvauakv4jmvhnolrtwiraf6fsi");
+    }
+
+    #[test]
+    fn bad_hashes_and_schemas_are_rejected() {
+        assert!(hash_path("_hash", "lab", "abc", None).is_err());
+        assert!(hash_path("_hash", "a/b", H, None).is_err());
+        assert!(hash_path("_hash", "..", H, None).is_err());
+        assert!(hash_path("_hash", "", H, None).is_err());
+    }
+
+    #[test]
+    fn relative_paths_are_canonical() {
+        assert!(validate_relative_path("_hash/lab/x").is_ok());
+        for bad in ["", "/abs", "a//b", "a/./b", "x/../_hash/y", "a/", "a\\b", "a\nb"] {
+            assert!(validate_relative_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn location_join() {
+        assert_eq!(join_location("", "p/q"), "p/q");
+        assert_eq!(join_location("proj", "p/q"), "proj/p/q");
+        assert_eq!(join_location("/proj/", "p"), "proj/p");
+    }
+}
