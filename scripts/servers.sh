@@ -233,7 +233,7 @@ start_azurite() {
 
 # ---------------------------------------------------------------- generic
 stop_one() {
-  local name="$1" pf pid i
+  local name="$1" pf pid
   pf="$(pidfile_of "$name")"
   if ! pid="$(live_pid "$name")"; then
     rm -f "$pf"
@@ -241,7 +241,7 @@ stop_one() {
     return 0
   fi
   kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 80); do
+  for _ in $(seq 1 80); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.25
   done
@@ -301,19 +301,22 @@ usage() {
 }
 
 main() {
-  local cmd="${1:-}" n rc=0
+  local cmd="${1:-}" n list rc=0
   [ $# -gt 0 ] && shift
   case "$cmd" in
-    start) for n in $(names "${1:-all}"); do "start_$n"; done ;;
-    stop) for n in $(names "${1:-all}"); do stop_one "$n"; done ;;
-    restart) for n in $(names "${1:-all}"); do stop_one "$n"; "start_$n"; done ;;
-    status)
-      for n in $(names "${1:-all}"); do status_one "$n" || rc=3; done
-      return "$rc"
-      ;;
-    env) print_env ;;
+    start | stop | restart | status) list="$(names "${1:-all}")" || exit 2 ;;
+    env) print_env; return 0 ;;
     *) usage ;;
   esac
+  for n in $list; do
+    case "$cmd" in
+      start) "start_$n" ;;
+      stop) stop_one "$n" ;;
+      restart) stop_one "$n"; "start_$n" ;;
+      status) status_one "$n" || rc=3 ;;
+    esac
+  done
+  return "$rc"
 }
 
 main "$@"

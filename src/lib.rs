@@ -1,1 +1,47 @@
+//! pg_oas: DataJoint's Object-Augmented Schema inside PostgreSQL.
+//!
+//! This crate is the thin PostgreSQL layer. Everything that can be written without PostgreSQL
+//! (store specs, hashes, paths, references, store clients, object operations) lives in the
+//! `oas_core` crate under `core/`. Here:
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`guc`] | the `oas.*` settings |
+//! | [`runtime`] | the per-backend tokio runtime and the cancellable `block_on` |
+//! | [`error`] | `OasError` → SQLSTATE, message and hint |
+//! | [`catalog`] | reading stores from `oas.store`, the client cache, privilege checks |
+//! | [`api`] | the SQL functions, one file per topic |
 
+use pgrx::prelude::*;
+
+pub mod api;
+pub mod catalog;
+pub mod error;
+pub mod guc;
+pub mod runtime;
+
+::pgrx::pg_module_magic!(name, version);
+
+// The catalog (tables, views, roles) comes first; the functions pgrx generates follow.
+pgrx::extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
+
+/// Called once when the library is loaded into a backend. Registers settings only: the runtime
+/// and store clients are created on first use, never here (this may run in the postmaster).
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    guc::init();
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+mod pg_tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -9,11 +9,18 @@ use std::fmt;
 pub enum OasError {
     /// A store spec that DataJoint's rules (or ours) reject.
     #[error("invalid store spec: {reason}")]
-    InvalidSpec { reason: String, hint: Option<String> },
+    InvalidSpec {
+        reason: String,
+        hint: Option<String>,
+    },
 
     /// A store name that is not in the catalog.
     #[error("store \"{0}\" is not configured")]
     StoreNotConfigured(String),
+
+    /// A store with this name exists already.
+    #[error("store \"{0}\" already exists")]
+    StoreExists(String),
 
     /// No store was named and none is marked default.
     #[error("no store was given and no default store is configured")]
@@ -21,11 +28,17 @@ pub enum OasError {
 
     /// A malformed argument (store name, schema name, reference JSON, ...).
     #[error("{message}")]
-    InvalidArgument { message: String, hint: Option<String> },
+    InvalidArgument {
+        message: String,
+        hint: Option<String>,
+    },
 
     /// The caller may not do this.
     #[error("{message}")]
-    PermissionDenied { message: String, hint: Option<String> },
+    PermissionDenied {
+        message: String,
+        hint: Option<String>,
+    },
 
     /// The object a reference points to is not in the store.
     #[error("object \"{path}\" is missing from store \"{store}\"")]
@@ -33,23 +46,46 @@ pub enum OasError {
 
     /// The object exists but its size or content hash is not what the reference records.
     #[error("object \"{path}\" in store \"{store}\" failed its integrity check: {reason}")]
-    IntegrityMismatch { store: String, path: String, reason: String },
+    IntegrityMismatch {
+        store: String,
+        path: String,
+        reason: String,
+    },
 
     /// The store rejected our credentials (bad key, bad signature).
     #[error("store \"{store}\" rejected the credentials ({op} \"{path}\"): {detail}")]
-    Unauthenticated { store: String, op: &'static str, path: String, detail: String },
+    Unauthenticated {
+        store: String,
+        op: &'static str,
+        path: String,
+        detail: String,
+    },
 
     /// The store accepted the credentials but refused the operation.
     #[error("store \"{store}\" denied {op} \"{path}\": {detail}")]
-    StoreForbidden { store: String, op: &'static str, path: String, detail: String },
+    StoreForbidden {
+        store: String,
+        op: &'static str,
+        path: String,
+        detail: String,
+    },
 
     /// The store did not answer within `oas.request_timeout`.
     #[error("store \"{store}\": {op} \"{path}\" timed out")]
-    Timeout { store: String, op: &'static str, path: String },
+    Timeout {
+        store: String,
+        op: &'static str,
+        path: String,
+    },
 
     /// Any other failure talking to the store (network, server error, local I/O).
     #[error("store \"{store}\": {op} \"{path}\" failed: {detail}")]
-    Store { store: String, op: &'static str, path: String, detail: String },
+    Store {
+        store: String,
+        op: &'static str,
+        path: String,
+        detail: String,
+    },
 
     /// The query was cancelled (cancel request or statement_timeout) while waiting on a store.
     #[error("canceling statement while waiting for the object store")]
@@ -58,11 +94,17 @@ pub enum OasError {
 
 impl OasError {
     pub fn invalid_argument(message: impl Into<String>) -> Self {
-        OasError::InvalidArgument { message: message.into(), hint: None }
+        OasError::InvalidArgument {
+            message: message.into(),
+            hint: None,
+        }
     }
 
     pub fn invalid_argument_hint(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        OasError::InvalidArgument { message: message.into(), hint: Some(hint.into()) }
+        OasError::InvalidArgument {
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
     }
 
     /// What the user can do about it.
@@ -74,6 +116,9 @@ impl OasError {
             OasError::StoreNotConfigured(name) => Some(format!(
                 "create it with SELECT oas.oas_store_create('{name}', '{{\"protocol\": \"file\", \"location\": \"/path/to/dir\"}}'); list stores with SELECT * FROM oas.stores"
             )),
+            OasError::StoreExists(name) => Some(format!(
+                "change it with SELECT oas.oas_store_alter('{name}', '<spec>'), or drop it first with SELECT oas.oas_store_drop('{name}')"
+            )),
             OasError::NoDefaultStore => Some(
                 "name a store, or mark one default with SELECT oas.oas_store_set_default('name')".into(),
             ),
@@ -83,12 +128,16 @@ impl OasError {
             OasError::IntegrityMismatch { .. } => {
                 Some("the object was changed or truncated in the store after it was written; restore it from a backup".into())
             }
-            OasError::Unauthenticated { .. } => {
-                Some("check the store's access_key/secret_key (SELECT oas.oas_store_verify('name') shows each step)".into())
-            }
-            OasError::StoreForbidden { .. } => Some("the store's credentials lack the permission for this operation".into()),
+            OasError::Unauthenticated { store, .. } => Some(format!(
+                "check the store's credentials, then SELECT * FROM oas.oas_store_verify('{store}')"
+            )),
+            OasError::StoreForbidden { store, .. } => Some(format!(
+                "the store refused the operation: its credentials lack the permission, or are wrong; SELECT * FROM oas.oas_store_verify('{store}') shows each step"
+            )),
             OasError::Timeout { .. } => Some("raise oas.request_timeout, or check that the store is reachable".into()),
-            OasError::Store { .. } => Some("SELECT oas.oas_store_verify('name') checks the store step by step".into()),
+            OasError::Store { store, .. } => {
+                Some(format!("SELECT * FROM oas.oas_store_verify('{store}') checks the store step by step"))
+            }
             OasError::Cancelled => None,
         }
     }
@@ -126,15 +175,29 @@ mod tests {
 
     #[test]
     fn masker_hides_every_secret() {
-        let m = Masker::new(vec!["AKIAEXAMPLE".into(), "s3cr3t/with+chars".into(), "ab".into()]);
-        let msg = m.mask("key AKIAEXAMPLE secret s3cr3t/with+chars in url ?X-Amz-Credential=AKIAEXAMPLE ab");
+        let m = Masker::new(vec![
+            "AKIAEXAMPLE".into(),
+            "s3cr3t/with+chars".into(),
+            "ab".into(),
+        ]);
+        let msg = m.mask(
+            "key AKIAEXAMPLE secret s3cr3t/with+chars in url ?X-Amz-Credential=AKIAEXAMPLE ab",
+        );
         assert_eq!(msg, "key *** secret *** in url ?X-Amz-Credential=*** ab");
     }
 
     #[test]
     fn every_variant_with_a_fix_has_a_hint() {
-        assert!(OasError::StoreNotConfigured("x".into()).hint().unwrap().contains("oas_store_create('x'"));
+        assert!(OasError::StoreNotConfigured("x".into())
+            .hint()
+            .unwrap()
+            .contains("oas_store_create('x'"));
         assert!(OasError::NoDefaultStore.hint().is_some());
-        assert!(OasError::ObjectMissing { store: "s".into(), path: "p".into() }.to_string().contains("\"p\""));
+        assert!(OasError::ObjectMissing {
+            store: "s".into(),
+            path: "p".into()
+        }
+        .to_string()
+        .contains("\"p\""));
     }
 }

@@ -40,7 +40,9 @@ fn encode_digest(digest: &[u8]) -> String {
 
 /// True when `s` is a well-formed content hash: 26 characters of lowercase base32.
 pub fn is_content_hash(s: &str) -> bool {
-    s.len() == HASH_LEN && s.bytes().all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+    s.len() == HASH_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
 }
 
 #[cfg(test)]

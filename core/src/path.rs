@@ -19,7 +19,12 @@ fn subfold<'a>(hash: &'a str, folds: &[usize]) -> Vec<&'a str> {
 }
 
 /// `{hash_prefix}/{schema}/[{fold}/...]{hash}`; with an empty `hash_prefix`, `{schema}/...`.
-pub fn hash_path(hash_prefix: &str, schema: &str, hash: &str, subfolding: Option<&[usize]>) -> Result<String, OasError> {
+pub fn hash_path(
+    hash_prefix: &str,
+    schema: &str,
+    hash: &str,
+    subfolding: Option<&[usize]>,
+) -> Result<String, OasError> {
     if !is_content_hash(hash) {
         return Err(OasError::invalid_argument(format!(
             "invalid content hash \"{hash}\" (expected 26 lowercase base32 characters)"
@@ -63,7 +68,9 @@ pub fn validate_schema_name(schema: &str) -> Result<(), OasError> {
 pub fn validate_relative_path(path: &str) -> Result<(), OasError> {
     if path.is_empty()
         || path.starts_with('/')
-        || path.split('/').any(|s| s.is_empty() || s == "." || s == "..")
+        || path
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
         || path.contains('\\')
         || path.chars().any(char::is_control)
     {
@@ -93,11 +100,26 @@ mod tests {
 
     #[test]
     fn flat_and_subfolded_paths_match_datajoint() {
-        assert_eq!(hash_path("_hash", "lab", H, None).unwrap(), "_hash/lab/lvauakv4jmvhnolrtwiraf6fsi");
-        assert_eq!(hash_path("_hash", "lab", H, Some(&[2, 2])).unwrap(), "_hash/lab/lv/au/lvauakv4jmvhnolrtwiraf6fsi");
-        assert_eq!(hash_path("_hash", "lab", H, Some(&[1, 3])).unwrap(), "_hash/lab/l/vau/lvauakv4jmvhnolrtwiraf6fsi");
-        assert_eq!(hash_path("objs", "my schema", H, Some(&[])).unwrap(), "objs/my schema/lvauakv4jmvhnolrtwiraf6fsi");
-        assert_eq!(hash_path("", "lab", H, None).unwrap(), "lab/lvauakv4jmvhnolrtwiraf6fsi");
+        assert_eq!(
+            hash_path("_hash", "lab", H, None).unwrap(),
+            "_hash/lab/lvauakv4jmvhnolrtwiraf6fsi"
+        );
+        assert_eq!(
+            hash_path("_hash", "lab", H, Some(&[2, 2])).unwrap(),
+            "_hash/lab/lv/au/lvauakv4jmvhnolrtwiraf6fsi"
+        );
+        assert_eq!(
+            hash_path("_hash", "lab", H, Some(&[1, 3])).unwrap(),
+            "_hash/lab/l/vau/lvauakv4jmvhnolrtwiraf6fsi"
+        );
+        assert_eq!(
+            hash_path("objs", "my schema", H, Some(&[])).unwrap(),
+            "objs/my schema/lvauakv4jmvhnolrtwiraf6fsi"
+        );
+        assert_eq!(
+            hash_path("", "lab", H, None).unwrap(),
+            "lab/lvauakv4jmvhnolrtwiraf6fsi"
+        );
     }
 
     #[test]
@@ -111,7 +133,16 @@ mod tests {
     #[test]
     fn relative_paths_are_canonical() {
         assert!(validate_relative_path("_hash/lab/x").is_ok());
-        for bad in ["", "/abs", "a//b", "a/./b", "x/../_hash/y", "a/", "a\\b", "a\nb"] {
+        for bad in [
+            "",
+            "/abs",
+            "a//b",
+            "a/./b",
+            "x/../_hash/y",
+            "a/",
+            "a\\b",
+            "a\nb",
+        ] {
             assert!(validate_relative_path(bad).is_err(), "{bad:?}");
         }
     }

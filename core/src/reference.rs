@@ -93,13 +93,19 @@ mod tests {
                           "schema": "lab", "store": "main", "size": 5});
         let mut no_size = base.clone();
         no_size.as_object_mut().unwrap().remove("size");
-        assert!(HashRef::from_json(&no_size).unwrap_err().to_string().contains("size"));
+        assert!(HashRef::from_json(&no_size)
+            .unwrap_err()
+            .to_string()
+            .contains("size"));
         let mut escape = base.clone();
         escape["path"] = json!("_hash/../../etc/lvauakv4jmvhnolrtwiraf6fsi");
         assert!(HashRef::from_json(&escape).is_err());
         let mut wrong = base.clone();
         wrong["path"] = json!("_hash/lab/aaaaaaaaaaaaaaaaaaaaaaaaaa");
-        assert!(HashRef::from_json(&wrong).unwrap_err().to_string().contains("does not end"));
+        assert!(HashRef::from_json(&wrong)
+            .unwrap_err()
+            .to_string()
+            .contains("does not end"));
         let mut neg = base;
         neg["size"] = json!(-1);
         assert!(HashRef::from_json(&neg).is_err());

@@ -75,7 +75,13 @@ pub const COMMON_KEYS: &[&str] = &[
 ];
 
 /// Keys whose values are credentials. They never appear in the public catalog view or in errors.
-pub const SECRET_KEYS: &[&str] = &["access_key", "secret_key", "account_key", "connection_string", "token"];
+pub const SECRET_KEYS: &[&str] = &[
+    "access_key",
+    "secret_key",
+    "account_key",
+    "connection_string",
+    "token",
+];
 
 pub const DEFAULT_TOKEN_LENGTH: u32 = 8;
 pub const DEFAULT_HASH_PREFIX: &str = "_hash";
@@ -111,19 +117,28 @@ pub struct StoreSpec {
 }
 
 fn invalid(reason: impl Into<String>) -> OasError {
-    OasError::InvalidSpec { reason: reason.into(), hint: None }
+    OasError::InvalidSpec {
+        reason: reason.into(),
+        hint: None,
+    }
 }
 
 fn invalid_hint(reason: impl Into<String>, hint: impl Into<String>) -> OasError {
-    OasError::InvalidSpec { reason: reason.into(), hint: Some(hint.into()) }
+    OasError::InvalidSpec {
+        reason: reason.into(),
+        hint: Some(hint.into()),
+    }
 }
 
 impl StoreSpec {
     /// Parse and validate a spec given as DataJoint JSON.
     pub fn from_json(value: &Value) -> Result<Self, OasError> {
-        let map = value
-            .as_object()
-            .ok_or_else(|| invalid_hint("a store spec must be a JSON object", r#"e.g. {"protocol": "file", "location": "/data/store"}"#))?;
+        let map = value.as_object().ok_or_else(|| {
+            invalid_hint(
+                "a store spec must be a JSON object",
+                r#"e.g. {"protocol": "file", "location": "/data/store"}"#,
+            )
+        })?;
         let protocol_str = match map.get("protocol") {
             Some(Value::String(s)) => s.as_str(),
             Some(_) => return Err(invalid("\"protocol\" must be a string")),
@@ -144,21 +159,37 @@ impl StoreSpec {
         let mut unknown: Vec<&str> = map
             .keys()
             .map(String::as_str)
-            .filter(|k| !COMMON_KEYS.contains(k) && !protocol.extra_keys().contains(k) && !protocol.required_keys().contains(k))
+            .filter(|k| {
+                !COMMON_KEYS.contains(k)
+                    && !protocol.extra_keys().contains(k)
+                    && !protocol.required_keys().contains(k)
+            })
             .collect();
         if !unknown.is_empty() {
             unknown.sort_unstable();
-            let mut allowed: Vec<&str> =
-                COMMON_KEYS.iter().chain(protocol.required_keys()).chain(protocol.extra_keys()).copied().collect();
+            let mut allowed: Vec<&str> = COMMON_KEYS
+                .iter()
+                .chain(protocol.required_keys())
+                .chain(protocol.extra_keys())
+                .copied()
+                .collect();
             allowed.sort_unstable();
             allowed.dedup();
             return Err(invalid_hint(
-                format!("unknown key(s) for protocol \"{}\": {}", protocol.as_str(), unknown.join(", ")),
+                format!(
+                    "unknown key(s) for protocol \"{}\": {}",
+                    protocol.as_str(),
+                    unknown.join(", ")
+                ),
                 format!("allowed keys: {}", allowed.join(", ")),
             ));
         }
-        let mut missing: Vec<&str> =
-            protocol.required_keys().iter().copied().filter(|k| map.get(*k).is_none_or(Value::is_null)).collect();
+        let mut missing: Vec<&str> = protocol
+            .required_keys()
+            .iter()
+            .copied()
+            .filter(|k| map.get(*k).is_none_or(Value::is_null))
+            .collect();
         if !missing.is_empty() {
             missing.sort_unstable();
             return Err(invalid(format!(
@@ -181,12 +212,18 @@ impl StoreSpec {
                 if location.split('/').any(|seg| seg == "..") {
                     return Err(invalid("\"location\" must not contain \"..\""));
                 }
-                if trimmed.is_empty() { "/".to_string() } else { trimmed.to_string() }
+                if trimmed.is_empty() {
+                    "/".to_string()
+                } else {
+                    trimmed.to_string()
+                }
             }
             _ => {
                 let trimmed = location.trim_matches('/').to_string();
                 if trimmed.split('/').any(|seg| seg == ".." || seg == ".") {
-                    return Err(invalid("\"location\" must not contain \".\" or \"..\" segments"));
+                    return Err(invalid(
+                        "\"location\" must not contain \".\" or \"..\" segments",
+                    ));
                 }
                 trimmed
             }
@@ -212,23 +249,36 @@ impl StoreSpec {
             Some(_) => return Err(invalid("\"secure\" must be true or false")),
         };
 
-        let subfolding = match map.get("subfolding") {
-            None | Some(Value::Null) => None,
-            Some(Value::Array(items)) => {
-                let mut folds = Vec::with_capacity(items.len());
-                for item in items {
-                    match item.as_u64() {
-                        Some(n) if n >= 1 => folds.push(n as usize),
-                        _ => return Err(invalid("\"subfolding\" must be a list of positive integers, e.g. [2, 2]")),
+        let subfolding =
+            match map.get("subfolding") {
+                None | Some(Value::Null) => None,
+                Some(Value::Array(items)) => {
+                    let mut folds = Vec::with_capacity(items.len());
+                    for item in items {
+                        match item.as_u64() {
+                            Some(n) if n >= 1 => folds.push(n as usize),
+                            _ => return Err(invalid(
+                                "\"subfolding\" must be a list of positive integers, e.g. [2, 2]",
+                            )),
+                        }
+                    }
+                    if folds.iter().sum::<usize>() >= crate::hash::HASH_LEN {
+                        return Err(invalid(
+                            "\"subfolding\" levels must add up to fewer than 26 characters",
+                        ));
+                    }
+                    if folds.is_empty() {
+                        None
+                    } else {
+                        Some(folds)
                     }
                 }
-                if folds.iter().sum::<usize>() >= crate::hash::HASH_LEN {
-                    return Err(invalid("\"subfolding\" levels must add up to fewer than 26 characters"));
+                Some(_) => {
+                    return Err(invalid(
+                        "\"subfolding\" must be null or a list of positive integers",
+                    ))
                 }
-                if folds.is_empty() { None } else { Some(folds) }
-            }
-            Some(_) => return Err(invalid("\"subfolding\" must be null or a list of positive integers")),
-        };
+            };
 
         let token_length = match map.get("token_length") {
             None | Some(Value::Null) => DEFAULT_TOKEN_LENGTH,
@@ -238,8 +288,10 @@ impl StoreSpec {
             },
         };
 
-        let hash_prefix = prefix_key(map, "hash_prefix")?.unwrap_or_else(|| DEFAULT_HASH_PREFIX.to_string());
-        let schema_prefix = prefix_key(map, "schema_prefix")?.unwrap_or_else(|| DEFAULT_SCHEMA_PREFIX.to_string());
+        let hash_prefix =
+            prefix_key(map, "hash_prefix")?.unwrap_or_else(|| DEFAULT_HASH_PREFIX.to_string());
+        let schema_prefix =
+            prefix_key(map, "schema_prefix")?.unwrap_or_else(|| DEFAULT_SCHEMA_PREFIX.to_string());
         let filepath_prefix = prefix_key(map, "filepath_prefix")?;
         check_prefix_separation(&hash_prefix, &schema_prefix, filepath_prefix.as_deref())?;
 
@@ -286,18 +338,26 @@ impl StoreSpec {
 
     /// Every secret value in this spec, for masking in messages.
     pub fn secret_values(&self) -> Vec<String> {
-        let mut out: Vec<String> = [&self.access_key, &self.secret_key, &self.account_key, &self.token]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
+        let mut out: Vec<String> = [
+            &self.access_key,
+            &self.secret_key,
+            &self.account_key,
+            &self.token,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
         if let Some(cs) = &self.connection_string {
             out.push(cs.clone());
             // An account key inside a connection string is masked on its own too.
             out.extend(
                 cs.split(';')
                     .filter_map(|kv| kv.split_once('='))
-                    .filter(|(k, _)| k.eq_ignore_ascii_case("AccountKey") || k.eq_ignore_ascii_case("SharedAccessSignature"))
+                    .filter(|(k, _)| {
+                        k.eq_ignore_ascii_case("AccountKey")
+                            || k.eq_ignore_ascii_case("SharedAccessSignature")
+                    })
                     .map(|(_, v)| v.to_string()),
             );
         }
@@ -306,7 +366,10 @@ impl StoreSpec {
 
     /// True when the spec carries its own credentials (as opposed to ambient ones).
     pub fn has_credentials(&self) -> bool {
-        self.access_key.is_some() || self.account_key.is_some() || self.connection_string.is_some() || self.token.is_some()
+        self.access_key.is_some()
+            || self.account_key.is_some()
+            || self.connection_string.is_some()
+            || self.token.is_some()
     }
 }
 
@@ -347,7 +410,9 @@ fn string_key(map: &Map<String, Value>, key: &str) -> Result<Option<String>, Oas
 }
 
 fn prefix_key(map: &Map<String, Value>, key: &str) -> Result<Option<String>, OasError> {
-    let Some(raw) = string_key(map, key)? else { return Ok(None) };
+    let Some(raw) = string_key(map, key)? else {
+        return Ok(None);
+    };
     // DataJoint strips surrounding slashes (`hash_prefix.strip("/")`); an empty prefix means
     // "no section" (objects directly under the location).
     let p = raw.trim_matches('/').to_string();
@@ -361,7 +426,11 @@ fn prefix_key(map: &Map<String, Value>, key: &str) -> Result<Option<String>, Oas
 }
 
 /// DataJoint's `_validate_prefix_separation`: no reserved prefix may contain another.
-fn check_prefix_separation(hash: &str, schema: &str, filepath: Option<&str>) -> Result<(), OasError> {
+fn check_prefix_separation(
+    hash: &str,
+    schema: &str,
+    filepath: Option<&str>,
+) -> Result<(), OasError> {
     let mut named = vec![("hash_prefix", hash), ("schema_prefix", schema)];
     if let Some(f) = filepath {
         named.push(("filepath_prefix", f));
@@ -371,7 +440,9 @@ fn check_prefix_separation(hash: &str, schema: &str, filepath: Option<&str>) -> 
         for (nb, b) in &named[i + 1..] {
             let (a2, b2) = (format!("{a}/"), format!("{b}/"));
             if a2.starts_with(&b2) || b2.starts_with(&a2) {
-                return Err(invalid(format!("{na} \"{a}\" and {nb} \"{b}\" overlap; reserved prefixes must not nest")));
+                return Err(invalid(format!(
+                    "{na} \"{a}\" and {nb} \"{b}\" overlap; reserved prefixes must not nest"
+                )));
             }
         }
     }
@@ -404,7 +475,8 @@ mod tests {
 
     #[test]
     fn defaults_follow_datajoint() {
-        let s = StoreSpec::from_json(&json!({"protocol": "file", "location": "/data/store/"})).unwrap();
+        let s =
+            StoreSpec::from_json(&json!({"protocol": "file", "location": "/data/store/"})).unwrap();
         assert_eq!(s.location, "/data/store");
         assert_eq!(s.token_length, 8);
         assert_eq!(s.hash_prefix, "_hash");
@@ -415,7 +487,11 @@ mod tests {
 
     #[test]
     fn token_length_is_clamped_like_datajoint() {
-        let f = |n: i64| StoreSpec::from_json(&json!({"protocol": "file", "location": "/d", "token_length": n})).unwrap().token_length;
+        let f = |n: i64| {
+            StoreSpec::from_json(&json!({"protocol": "file", "location": "/d", "token_length": n}))
+                .unwrap()
+                .token_length
+        };
         assert_eq!(f(1), 4);
         assert_eq!(f(12), 12);
         assert_eq!(f(40), 16);
@@ -424,7 +500,10 @@ mod tests {
     #[test]
     fn unknown_and_missing_keys_are_rejected() {
         let e = err(json!({"protocol": "file", "location": "/d", "project_name": "x"}));
-        assert!(e.contains("unknown key(s)") && e.contains("project_name"), "{e}");
+        assert!(
+            e.contains("unknown key(s)") && e.contains("project_name"),
+            "{e}"
+        );
         // A key valid for another protocol is unknown here.
         let e = err(json!({"protocol": "file", "location": "/d", "bucket": "b"}));
         assert!(e.contains("bucket"), "{e}");
@@ -439,11 +518,16 @@ mod tests {
 
     #[test]
     fn half_key_pairs_are_rejected() {
-        let e = err(json!({"protocol": "s3", "endpoint": "e", "bucket": "b", "location": "", "access_key": "AK"}));
+        let e = err(
+            json!({"protocol": "s3", "endpoint": "e", "bucket": "b", "location": "", "access_key": "AK"}),
+        );
         assert!(e.contains("together"), "{e}");
-        let e = err(json!({"protocol": "s3", "endpoint": "e", "bucket": "b", "location": "", "secret_key": "SK"}));
+        let e = err(
+            json!({"protocol": "s3", "endpoint": "e", "bucket": "b", "location": "", "secret_key": "SK"}),
+        );
         assert!(e.contains("together"), "{e}");
-        let e = err(json!({"protocol": "azure", "container": "c", "location": "", "account_key": "K"}));
+        let e =
+            err(json!({"protocol": "azure", "container": "c", "location": "", "account_key": "K"}));
         assert!(e.contains("account_name"), "{e}");
     }
 
@@ -451,31 +535,57 @@ mod tests {
     fn types_are_checked() {
         assert!(err(json!({"protocol": "file", "location": 5})).contains("string"));
         assert!(err(json!({"protocol": "s3", "endpoint": "e", "bucket": "b", "location": "", "secure": "yes"})).contains("secure"));
-        assert!(err(json!({"protocol": "file", "location": "/d", "subfolding": [2, 0]})).contains("subfolding"));
-        assert!(err(json!({"protocol": "file", "location": "/d", "subfolding": [20, 10]})).contains("26"));
-        assert!(err(json!({"protocol": "file", "location": "/d", "token_length": "8"})).contains("integer"));
+        assert!(
+            err(json!({"protocol": "file", "location": "/d", "subfolding": [2, 0]}))
+                .contains("subfolding")
+        );
+        assert!(
+            err(json!({"protocol": "file", "location": "/d", "subfolding": [20, 10]}))
+                .contains("26")
+        );
+        assert!(
+            err(json!({"protocol": "file", "location": "/d", "token_length": "8"}))
+                .contains("integer")
+        );
     }
 
     #[test]
     fn local_location_must_be_absolute_and_canonical() {
         assert!(err(json!({"protocol": "file", "location": "data"})).contains("absolute"));
         assert!(err(json!({"protocol": "file", "location": "/data/../etc"})).contains(".."));
-        assert!(err(json!({"protocol": "s3", "endpoint": "e", "bucket": "b", "location": "a/../b"})).contains(".."));
+        assert!(err(
+            json!({"protocol": "s3", "endpoint": "e", "bucket": "b", "location": "a/../b"})
+        )
+        .contains(".."));
     }
 
     #[test]
     fn prefixes_must_not_nest() {
         let e = err(json!({"protocol": "file", "location": "/d", "filepath_prefix": "_hash/raw"}));
         assert!(e.contains("overlap"), "{e}");
-        let e = err(json!({"protocol": "file", "location": "/d", "hash_prefix": "x", "schema_prefix": "x"}));
+        let e = err(
+            json!({"protocol": "file", "location": "/d", "hash_prefix": "x", "schema_prefix": "x"}),
+        );
         assert!(e.contains("overlap"), "{e}");
-        assert!(err(json!({"protocol": "file", "location": "/d", "hash_prefix": "a//b"})).contains("hash_prefix"));
-        assert!(err(json!({"protocol": "file", "location": "/d", "hash_prefix": "a/../b"})).contains("hash_prefix"));
+        assert!(
+            err(json!({"protocol": "file", "location": "/d", "hash_prefix": "a//b"}))
+                .contains("hash_prefix")
+        );
+        assert!(
+            err(json!({"protocol": "file", "location": "/d", "hash_prefix": "a/../b"}))
+                .contains("hash_prefix")
+        );
         // Surrounding slashes are stripped, as DataJoint does.
-        let s = StoreSpec::from_json(&json!({"protocol": "file", "location": "/d", "hash_prefix": "/objs/"})).unwrap();
+        let s = StoreSpec::from_json(
+            &json!({"protocol": "file", "location": "/d", "hash_prefix": "/objs/"}),
+        )
+        .unwrap();
         assert_eq!(s.hash_prefix, "objs");
         // Legacy root layout is allowed.
-        let s = StoreSpec::from_json(&json!({"protocol": "file", "location": "/d", "schema_prefix": ""})).unwrap();
+        let s = StoreSpec::from_json(
+            &json!({"protocol": "file", "location": "/d", "schema_prefix": ""}),
+        )
+        .unwrap();
         assert_eq!(s.schema_prefix, "");
     }
 
@@ -485,11 +595,17 @@ mod tests {
                        "access_key": "AKIA", "secret_key": "s3cr3t"});
         let s = StoreSpec::from_json(&v).unwrap();
         assert!(s.has_credentials());
-        assert_eq!(s.secret_values(), vec!["AKIA".to_string(), "s3cr3t".to_string()]);
+        assert_eq!(
+            s.secret_values(),
+            vec!["AKIA".to_string(), "s3cr3t".to_string()]
+        );
         let (public, secret) = split_secrets(&v);
         assert!(!public.contains_key("secret_key") && !public.contains_key("access_key"));
         assert_eq!(secret.len(), 2);
-        assert_eq!(merge_secrets(&Value::Object(public), Some(&Value::Object(secret))), v);
+        assert_eq!(
+            merge_secrets(&Value::Object(public), Some(&Value::Object(secret))),
+            v
+        );
     }
 
     #[test]
@@ -503,7 +619,8 @@ mod tests {
     #[test]
     fn gcs_token_object_is_kept_as_json_text() {
         let s = StoreSpec::from_json(&json!({"protocol": "gcs", "bucket": "b", "location": "l",
-            "token": {"type": "service_account", "private_key": "k"}, "project": "p"})).unwrap();
+            "token": {"type": "service_account", "private_key": "k"}, "project": "p"}))
+        .unwrap();
         assert!(s.token.unwrap().contains("service_account"));
     }
 }

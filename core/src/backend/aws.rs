@@ -13,13 +13,20 @@ use object_store::{ObjectStore, StaticCredentialProvider};
 use super::ClientSettings;
 use crate::spec::StoreSpec;
 
-pub(super) fn build(spec: &StoreSpec, settings: &ClientSettings) -> object_store::Result<Arc<dyn ObjectStore>> {
+pub(super) fn build(
+    spec: &StoreSpec,
+    settings: &ClientSettings,
+) -> object_store::Result<Arc<dyn ObjectStore>> {
     let endpoint = spec.endpoint.as_deref().unwrap_or_default();
     // DataJoint: ("https" if secure else "http") + "://" + endpoint, unless it already has a scheme.
     let url = if endpoint.contains("://") {
         endpoint.to_string()
     } else {
-        format!("{}://{}", if spec.secure { "https" } else { "http" }, endpoint)
+        format!(
+            "{}://{}",
+            if spec.secure { "https" } else { "http" },
+            endpoint
+        )
     };
     let allow_http = url.starts_with("http://");
     let mut b = AmazonS3Builder::from_env()
@@ -30,14 +37,30 @@ pub(super) fn build(spec: &StoreSpec, settings: &ClientSettings) -> object_store
         .with_client_options(settings.client_options().with_allow_http(allow_http))
         .with_retry(settings.retry());
     let profile = AwsProfile::from_environment();
-    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
-        b = b.with_region(profile.as_ref().and_then(|p| p.region.clone()).unwrap_or_else(|| "us-east-1".into()));
+    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+    {
+        b = b.with_region(
+            profile
+                .as_ref()
+                .and_then(|p| p.region.clone())
+                .unwrap_or_else(|| "us-east-1".into()),
+        );
     }
     if let (Some(key), Some(secret)) = (&spec.access_key, &spec.secret_key) {
         b = b.with_access_key_id(key).with_secret_access_key(secret);
     } else if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-        if let Some(AwsProfile { key_id: Some(key_id), secret_key: Some(secret_key), token, .. }) = profile {
-            b = b.with_credentials(Arc::new(StaticCredentialProvider::new(AwsCredential { key_id, secret_key, token })));
+        if let Some(AwsProfile {
+            key_id: Some(key_id),
+            secret_key: Some(secret_key),
+            token,
+            ..
+        }) = profile
+        {
+            b = b.with_credentials(Arc::new(StaticCredentialProvider::new(AwsCredential {
+                key_id,
+                secret_key,
+                token,
+            })));
         }
     }
     if let Some(proxy) = &spec.proxy_server {
@@ -74,13 +97,21 @@ impl AwsProfile {
 /// Resolve `profile` from the text of the credentials file and the config file. In the config file
 /// a non-default profile's section is `[profile NAME]`; in the credentials file it is `[NAME]`.
 /// The credentials file wins where both set a key.
-pub fn parse_aws_profile(credentials: Option<&str>, config: Option<&str>, profile: &str) -> Option<AwsProfile> {
+pub fn parse_aws_profile(
+    credentials: Option<&str>,
+    config: Option<&str>,
+    profile: &str,
+) -> Option<AwsProfile> {
     let section = |text: &str, name: &str| -> Option<ini::Properties> {
         let ini = ini::Ini::load_from_str(text).ok()?;
         ini.section(Some(name)).cloned()
     };
     let from_creds = credentials.and_then(|t| section(t, profile));
-    let config_name = if profile == "default" { "default".to_string() } else { format!("profile {profile}") };
+    let config_name = if profile == "default" {
+        "default".to_string()
+    } else {
+        format!("profile {profile}")
+    };
     let from_config = config.and_then(|t| section(t, &config_name));
     if from_creds.is_none() && from_config.is_none() {
         return None;

@@ -25,7 +25,9 @@ impl ConnectionString {
     pub fn parse(s: &str) -> Self {
         let mut cs = ConnectionString::default();
         for part in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-            let Some((k, v)) = part.split_once('=') else { continue };
+            let Some((k, v)) = part.split_once('=') else {
+                continue;
+            };
             let v = v.trim().to_string();
             match k.trim().to_ascii_lowercase().as_str() {
                 "accountname" => cs.account_name = Some(v),
@@ -41,12 +43,19 @@ impl ConnectionString {
     }
 }
 
-pub(super) fn build(spec: &StoreSpec, settings: &ClientSettings) -> object_store::Result<Arc<dyn ObjectStore>> {
+pub(super) fn build(
+    spec: &StoreSpec,
+    settings: &ClientSettings,
+) -> object_store::Result<Arc<dyn ObjectStore>> {
     let mut b = MicrosoftAzureBuilder::from_env()
         .with_container_name(spec.container.clone().unwrap_or_default())
         .with_retry(settings.retry());
     let mut allow_http = false;
-    if let Some(cs) = spec.connection_string.as_deref().map(ConnectionString::parse) {
+    if let Some(cs) = spec
+        .connection_string
+        .as_deref()
+        .map(ConnectionString::parse)
+    {
         if cs.development_storage {
             b = b.with_use_emulator(true);
         }
@@ -76,7 +85,9 @@ pub(super) fn build(spec: &StoreSpec, settings: &ClientSettings) -> object_store
     if let Some(k) = &spec.account_key {
         b = b.with_access_key(k);
     }
-    b = b.with_allow_http(allow_http).with_client_options(settings.client_options().with_allow_http(allow_http));
+    b = b
+        .with_allow_http(allow_http)
+        .with_client_options(settings.client_options().with_allow_http(allow_http));
     Ok(Arc::new(b.build()?))
 }
 
@@ -91,7 +102,10 @@ mod tests {
         );
         assert_eq!(cs.account_name.as_deref(), Some("devstoreaccount1"));
         assert!(cs.account_key.unwrap().ends_with("GMGw=="));
-        assert_eq!(cs.blob_endpoint.as_deref(), Some("http://127.0.0.1:10000/devstoreaccount1"));
+        assert_eq!(
+            cs.blob_endpoint.as_deref(),
+            Some("http://127.0.0.1:10000/devstoreaccount1")
+        );
         assert_eq!(cs.protocol.as_deref(), Some("http"));
     }
 

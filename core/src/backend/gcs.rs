@@ -24,7 +24,10 @@ pub(super) fn builder(spec: &StoreSpec, settings: &ClientSettings) -> GoogleClou
     b
 }
 
-pub(super) fn build(spec: &StoreSpec, settings: &ClientSettings) -> object_store::Result<Arc<dyn ObjectStore>> {
+pub(super) fn build(
+    spec: &StoreSpec,
+    settings: &ClientSettings,
+) -> object_store::Result<Arc<dyn ObjectStore>> {
     Ok(Arc::new(builder(spec, settings).build()?))
 }
 
@@ -42,15 +45,29 @@ mod tests {
     #[test]
     fn bucket_and_token_forms_map_to_client_config() {
         let b = builder(&spec(json!("/etc/gcs/sa.json")), &ClientSettings::default());
-        assert_eq!(b.get_config_value(&GoogleConfigKey::Bucket).as_deref(), Some("lab-data"));
-        assert_eq!(b.get_config_value(&GoogleConfigKey::ServiceAccount).as_deref(), Some("/etc/gcs/sa.json"));
+        assert_eq!(
+            b.get_config_value(&GoogleConfigKey::Bucket).as_deref(),
+            Some("lab-data")
+        );
+        assert_eq!(
+            b.get_config_value(&GoogleConfigKey::ServiceAccount)
+                .as_deref(),
+            Some("/etc/gcs/sa.json")
+        );
 
         let key = json!({"type": "service_account", "client_email": "x@y", "private_key": "k"});
         let b = builder(&spec(key.clone()), &ClientSettings::default());
-        assert_eq!(b.get_config_value(&GoogleConfigKey::ServiceAccountKey), Some(key.to_string()));
+        assert_eq!(
+            b.get_config_value(&GoogleConfigKey::ServiceAccountKey),
+            Some(key.to_string())
+        );
 
         let b = builder(&spec(json!("anon")), &ClientSettings::default());
-        assert_eq!(b.get_config_value(&GoogleConfigKey::SkipSignature).as_deref(), Some("true"));
+        assert_eq!(
+            b.get_config_value(&GoogleConfigKey::SkipSignature)
+                .as_deref(),
+            Some("true")
+        );
     }
 
     #[test]

@@ -8,7 +8,12 @@ use super::{ClientSettings, Store};
 use crate::error::{Masker, OasError};
 use crate::spec::StoreSpec;
 
-pub(super) fn build(name: &str, spec: StoreSpec, settings: &ClientSettings, masker: Masker) -> Result<Store, OasError> {
+pub(super) fn build(
+    name: &str,
+    spec: StoreSpec,
+    settings: &ClientSettings,
+    masker: Masker,
+) -> Result<Store, OasError> {
     let dir = std::path::Path::new(&spec.location);
     if !dir.is_dir() {
         return Err(OasError::InvalidSpec {
@@ -19,7 +24,10 @@ pub(super) fn build(name: &str, spec: StoreSpec, settings: &ClientSettings, mask
         });
     }
     let fs = LocalFileSystem::new_with_prefix(dir)
-        .map_err(|e| OasError::InvalidSpec { reason: format!("local directory \"{}\": {e}", spec.location), hint: None })?
+        .map_err(|e| OasError::InvalidSpec {
+            reason: format!("local directory \"{}\": {e}", spec.location),
+            hint: None,
+        })?
         .with_automatic_cleanup(false)
         .with_fsync(settings.file_fsync);
     Ok(Store::from_parts(name, spec, Arc::new(fs), masker))

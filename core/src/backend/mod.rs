@@ -45,7 +45,9 @@ impl Default for ClientSettings {
 
 impl ClientSettings {
     fn client_options(&self) -> ClientOptions {
-        ClientOptions::new().with_timeout(self.request_timeout).with_connect_timeout(self.connect_timeout)
+        ClientOptions::new()
+            .with_timeout(self.request_timeout)
+            .with_connect_timeout(self.connect_timeout)
     }
 
     fn retry(&self) -> RetryConfig {
@@ -76,17 +78,35 @@ impl Store {
             Protocol::Gcs => gcs::build(&spec, settings),
             Protocol::Azure => azure::build(&spec, settings),
         }
-        .map_err(|e| OasError::InvalidSpec { reason: masker.mask(e), hint: None })?;
+        .map_err(|e| OasError::InvalidSpec {
+            reason: masker.mask(e),
+            hint: None,
+        })?;
         let client: Arc<dyn ObjectStore> = if spec.location.is_empty() {
             raw
         } else {
             Arc::new(PrefixStore::new(raw, spec.location.as_str()))
         };
-        Ok(Store { name: name.to_string(), spec, client, masker })
+        Ok(Store {
+            name: name.to_string(),
+            spec,
+            client,
+            masker,
+        })
     }
 
-    fn from_parts(name: &str, spec: StoreSpec, client: Arc<dyn ObjectStore>, masker: Masker) -> Self {
-        Store { name: name.to_string(), spec, client, masker }
+    fn from_parts(
+        name: &str,
+        spec: StoreSpec,
+        client: Arc<dyn ObjectStore>,
+        masker: Masker,
+    ) -> Self {
+        Store {
+            name: name.to_string(),
+            spec,
+            client,
+            masker,
+        }
     }
 
     pub fn client(&self) -> &Arc<dyn ObjectStore> {
@@ -96,49 +116,114 @@ impl Store {
     /// The object key for a path relative to the store's location.
     pub fn key(&self, rel: &str) -> Result<ObjectPath, OasError> {
         validate_relative_path(rel)?;
-        ObjectPath::parse(rel).map_err(|e| OasError::invalid_argument(format!("invalid object path \"{rel}\": {e}")))
+        ObjectPath::parse(rel)
+            .map_err(|e| OasError::invalid_argument(format!("invalid object path \"{rel}\": {e}")))
     }
 
     /// A URL naming the object, in DataJoint's forms (`file:///…`, `s3://bucket/…`, `gs://…`, `az://…`).
     pub fn url(&self, rel: &str) -> String {
         let full = crate::path::join_location(&self.spec.location, rel);
         match self.spec.protocol {
-            Protocol::File => format!("file://{}/{}", self.spec.location.trim_end_matches('/'), rel),
-            Protocol::S3 => format!("s3://{}/{}", self.spec.bucket.as_deref().unwrap_or_default(), full),
-            Protocol::Gcs => format!("gs://{}/{}", self.spec.bucket.as_deref().unwrap_or_default(), full),
-            Protocol::Azure => format!("az://{}/{}", self.spec.container.as_deref().unwrap_or_default(), full),
+            Protocol::File => format!(
+                "file://{}/{}",
+                self.spec.location.trim_end_matches('/'),
+                rel
+            ),
+            Protocol::S3 => format!(
+                "s3://{}/{}",
+                self.spec.bucket.as_deref().unwrap_or_default(),
+                full
+            ),
+            Protocol::Gcs => format!(
+                "gs://{}/{}",
+                self.spec.bucket.as_deref().unwrap_or_default(),
+                full
+            ),
+            Protocol::Azure => format!(
+                "az://{}/{}",
+                self.spec.container.as_deref().unwrap_or_default(),
+                full
+            ),
         }
     }
 
     /// Turn a client error into an [`OasError`] naming this store, the operation and the path,
-    /// with every credential masked.
+    /// with every credential masked and the server's reply shortened to its code and message.
     pub fn error(&self, e: object_store::Error, op: &'static str, rel: &str) -> OasError {
         let store = self.name.clone();
         let path = rel.to_string();
+        let detail = |source: &dyn std::fmt::Display| compact_detail(&self.masker.mask(source));
         match e {
             object_store::Error::NotFound { .. } => OasError::ObjectMissing { store, path },
-            object_store::Error::Unauthenticated { source, .. } => {
-                OasError::Unauthenticated { store, op, path, detail: self.masker.mask(source) }
-            }
+            object_store::Error::Unauthenticated { source, .. } => OasError::Unauthenticated {
+                store,
+                op,
+                path,
+                detail: detail(&source),
+            },
             object_store::Error::PermissionDenied { source, .. } => {
-                let detail = self.masker.mask(&source);
-                // S3 answers a bad signature with 403 SignatureDoesNotMatch / InvalidAccessKeyId.
-                if detail.contains("SignatureDoesNotMatch") || detail.contains("InvalidAccessKeyId") || detail.contains("AccessDenied") && detail.contains("Signature") {
-                    OasError::Unauthenticated { store, op, path, detail }
+                let detail = detail(&source);
+                if is_bad_credentials(&detail) {
+                    OasError::Unauthenticated {
+                        store,
+                        op,
+                        path,
+                        detail,
+                    }
                 } else {
-                    OasError::StoreForbidden { store, op, path, detail }
+                    OasError::StoreForbidden {
+                        store,
+                        op,
+                        path,
+                        detail,
+                    }
                 }
             }
             other => {
-                let detail = self.masker.mask(&other);
+                let detail = detail(&other);
                 if is_timeout(&detail) {
                     OasError::Timeout { store, op, path }
-                } else if detail.contains("SignatureDoesNotMatch") || detail.contains("InvalidAccessKeyId") {
-                    OasError::Unauthenticated { store, op, path, detail }
+                } else if is_bad_credentials(&detail) {
+                    OasError::Unauthenticated {
+                        store,
+                        op,
+                        path,
+                        detail,
+                    }
                 } else {
-                    OasError::Store { store, op, path, detail }
+                    OasError::Store {
+                        store,
+                        op,
+                        path,
+                        detail,
+                    }
                 }
             }
+        }
+    }
+
+    /// S3 answers a HEAD with a bad signature with a bare 403, indistinguishable from a missing
+    /// permission. When a HEAD is refused, one LIST of the same key (whose reply has a body) tells
+    /// the two apart. Costs a request only on failure.
+    pub async fn diagnose_forbidden(&self, err: OasError) -> OasError {
+        let OasError::StoreForbidden {
+            op: "head", path, ..
+        } = &err
+        else {
+            return err;
+        };
+        let Ok(key) = self.key(path) else { return err };
+        match self.client.list_with_delimiter(Some(&key)).await {
+            Err(e) => match self.error(e, "list", path) {
+                OasError::Unauthenticated { store, detail, .. } => OasError::Unauthenticated {
+                    store,
+                    op: "head",
+                    path: path.clone(),
+                    detail,
+                },
+                _ => err,
+            },
+            Ok(_) => err,
         }
     }
 
@@ -148,7 +233,55 @@ impl Store {
     }
 }
 
+fn is_bad_credentials(detail: &str) -> bool {
+    [
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "AuthenticationFailed",
+        "AuthorizationFailure",
+        "InvalidClientTokenId",
+    ]
+    .iter()
+    .any(|code| detail.contains(code))
+}
+
+/// Shorten a client error: keep the request line and status, and of an XML error body only its
+/// `<Code>` and `<Message>`.
+pub fn compact_detail(detail: &str) -> String {
+    let tag = |name: &str| -> Option<&str> {
+        let open = format!("<{name}>");
+        let start = detail.find(&open)? + open.len();
+        let len = detail[start..].find(&format!("</{name}>"))?;
+        Some(&detail[start..start + len])
+    };
+    let head = match detail.find("<?xml").or_else(|| detail.find("<Error>")) {
+        Some(i) => detail[..i].trim_end().trim_end_matches(':'),
+        None => return detail.trim().to_string(),
+    };
+    match (tag("Code"), tag("Message")) {
+        (Some(code), Some(msg)) => format!("{head}: {code}: {msg}"),
+        (Some(code), None) => format!("{head}: {code}"),
+        _ => head.to_string(),
+    }
+}
+
 fn is_timeout(detail: &str) -> bool {
     let d = detail.to_ascii_lowercase();
     d.contains("timed out") || d.contains("timeout")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_error_bodies_are_shortened() {
+        let raw = "Error performing PUT http://h/b/k in 1ms - Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match.</Message><Resource>/b/k</Resource></Error>";
+        assert_eq!(
+            compact_detail(raw),
+            "Error performing PUT http://h/b/k in 1ms - Server returned non-2xx status code: 403 Forbidden: SignatureDoesNotMatch: The request signature we calculated does not match."
+        );
+        assert!(is_bad_credentials(&compact_detail(raw)));
+        assert_eq!(compact_detail(" plain error "), "plain error");
+    }
 }

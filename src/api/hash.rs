@@ -1,0 +1,48 @@
+//! Hash-addressed objects (`<hash@>`, and the storage of `<blob@>`/`<attach@>`): the row keeps
+//! `{"hash","path","schema","store","size"}`, the store keeps the bytes at
+//! `{hash_prefix}/{schema}/{hash}`, one copy per schema however many rows use it.
+
+use bytes::Bytes;
+use oas_core::ops::{get_hash, put_hash};
+use oas_core::reference::HashRef;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+use crate::catalog;
+use crate::error::OrRaise;
+use crate::runtime::block_on;
+
+/// Store `data` and return its DataJoint reference. `store` defaults to the default store,
+/// `schema` to the current schema (DataJoint's schema is the database schema of the table).
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_hash_put(
+    data: &[u8],
+    store: default!(Option<&str>, "NULL"),
+    schema: default!(Option<&str>, "NULL"),
+) -> JsonB {
+    let store = catalog::store(store).or_raise();
+    let schema = match schema {
+        Some(s) => s.to_string(),
+        None => Spi::get_one::<String>("SELECT current_schema()")
+            .or_raise()
+            .unwrap_or_else(|| "public".into()),
+    };
+    let data = Bytes::copy_from_slice(data);
+    let (reference, _outcome) = block_on(put_hash(&store, &schema, data)).or_raise();
+    JsonB(reference.to_json())
+}
+
+/// Read the bytes a reference points to, checking size and (with `oas.verify_reads`) MD5.
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_hash_get(reference: JsonB) -> Vec<u8> {
+    let r = HashRef::from_json(&reference.0).or_raise();
+    let store = catalog::store(r.store_name()).or_raise();
+    let verify = crate::guc::VERIFY_READS.get();
+    block_on(get_hash(&store, &r, verify)).or_raise().to_vec()
+}
+
+/// DataJoint's content hash of `data`: MD5, base32, lowercase, unpadded (26 characters).
+#[pg_extern(immutable, strict, parallel_safe)]
+fn oas_content_hash(data: &[u8]) -> String {
+    oas_core::hash::content_hash(data)
+}

@@ -1,0 +1,241 @@
+//! Store management: create, alter, drop, pick the default, import DataJoint config, verify.
+
+use oas_core::backend::Store;
+use oas_core::ops::verify_store;
+use oas_core::spec::{split_secrets, StoreSpec};
+use oas_core::OasError;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::Value;
+
+use crate::catalog::{self, require_store_admin};
+use crate::error::OrRaise;
+use crate::runtime::block_on;
+
+fn check_name(name: &str) -> Result<(), OasError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().enumerate().all(|(i, b)| {
+            b.is_ascii_alphanumeric() || b == b'_' || (i > 0 && (b == b'.' || b == b'-'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(OasError::invalid_argument_hint(
+            format!("invalid store name \"{}\"", name.escape_default()),
+            "use 1 to 63 letters, digits, '_', '.' or '-', starting with a letter, digit or '_'",
+        ))
+    }
+}
+
+/// Validate a spec fully: DataJoint's key rules, and that a client can be built from it
+/// (for a file store, that its directory exists). Sends no request.
+fn validated(name: &str, spec: &Value) -> Result<StoreSpec, OasError> {
+    let parsed = StoreSpec::from_json(spec)?;
+    Store::build(name, parsed.clone(), &crate::guc::client_settings())?;
+    Ok(parsed)
+}
+
+fn exists(name: &str) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM oas.store WHERE name = $1)",
+        &[name.into()],
+    )
+    .or_raise()
+    .unwrap_or(false)
+}
+
+fn write_secrets(name: &str, spec: &Value) {
+    let (_, secret) = split_secrets(spec);
+    Spi::run_with_args(
+        "DELETE FROM oas.store_secret WHERE store = $1",
+        &[name.into()],
+    )
+    .or_raise();
+    if !secret.is_empty() {
+        Spi::run_with_args(
+            "INSERT INTO oas.store_secret (store, secrets) VALUES ($1, $2)",
+            &[name.into(), JsonB(Value::Object(secret)).into()],
+        )
+        .or_raise();
+    }
+}
+
+fn create(name: &str, spec: &Value) -> Result<(), OasError> {
+    check_name(name)?;
+    let parsed = validated(name, spec)?;
+    require_store_admin("create a store", Some(parsed.protocol))?;
+    if exists(name) {
+        return Err(OasError::StoreExists(name.to_string()));
+    }
+    let (public, _) = split_secrets(spec);
+    Spi::run_with_args(
+        "INSERT INTO oas.store (name, protocol, spec) VALUES ($1, $2, $3)",
+        &[
+            name.into(),
+            parsed.protocol.as_str().into(),
+            JsonB(Value::Object(public)).into(),
+        ],
+    )
+    .or_raise();
+    write_secrets(name, spec);
+    Ok(())
+}
+
+fn alter(name: &str, spec: &Value) -> Result<(), OasError> {
+    let parsed = validated(name, spec)?;
+    let old = catalog::store_row(Some(name))?;
+    let old_protocol = StoreSpec::from_json(&old.spec).ok().map(|s| s.protocol);
+    require_store_admin("alter a store", Some(parsed.protocol))?;
+    if let Some(p) = old_protocol {
+        require_store_admin("alter a store", Some(p))?;
+    }
+    let (public, _) = split_secrets(spec);
+    Spi::run_with_args(
+        "UPDATE oas.store SET protocol = $2, spec = $3, version = nextval('oas.store_version_seq'), updated_at = now()
+         WHERE name = $1",
+        &[name.into(), parsed.protocol.as_str().into(), JsonB(Value::Object(public)).into()],
+    )
+    .or_raise();
+    write_secrets(name, spec);
+    catalog::forget(name);
+    Ok(())
+}
+
+fn set_default(name: &str, column: &str) -> Result<(), OasError> {
+    require_store_admin("change the default store", None)?;
+    catalog::store_row(Some(name))?;
+    // Two statements: the partial unique index allows one default at a time.
+    Spi::run(&format!(
+        "UPDATE oas.store SET {column} = false WHERE {column}"
+    ))
+    .or_raise();
+    Spi::run_with_args(
+        &format!("UPDATE oas.store SET {column} = true WHERE name = $1"),
+        &[name.into()],
+    )
+    .or_raise();
+    Ok(())
+}
+
+/// Create a store from a DataJoint store spec (the JSON object under `stores.<name>` in
+/// `datajoint.json`). Credentials in the spec go to `oas.store_secret`.
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_store_create(name: &str, spec: JsonB, make_default: default!(bool, false)) -> String {
+    create(name, &spec.0).or_raise();
+    if make_default {
+        set_default(name, "is_default").or_raise();
+    }
+    name.to_string()
+}
+
+/// Replace a store's spec (the whole spec, credentials included).
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_store_alter(name: &str, spec: JsonB) -> String {
+    alter(name, &spec.0).or_raise();
+    name.to_string()
+}
+
+/// Remove a store from the catalog. Its objects stay where they are.
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_store_drop(name: &str, if_exists: default!(bool, false)) -> bool {
+    require_store_admin("drop a store", None).or_raise();
+    let dropped = Spi::get_one_with_args::<bool>(
+        "WITH d AS (DELETE FROM oas.store WHERE name = $1 RETURNING 1) SELECT count(*) > 0 FROM d",
+        &[name.into()],
+    )
+    .or_raise()
+    .unwrap_or(false);
+    catalog::forget(name);
+    if !dropped && !if_exists {
+        Err::<(), _>(OasError::StoreNotConfigured(name.to_string())).or_raise();
+    }
+    dropped
+}
+
+/// Make `name` the default store (DataJoint's `stores.default`).
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_store_set_default(name: &str) -> String {
+    set_default(name, "is_default").or_raise();
+    name.to_string()
+}
+
+/// Import DataJoint's store configuration as-is: a whole `datajoint.json` (with a `stores` key) or
+/// just its `stores` object. Existing stores of the same name are altered. `default` and
+/// `filepath_default` are honoured.
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_store_import(
+    config: JsonB,
+) -> TableIterator<'static, (name!(store, String), name!(action, String))> {
+    let root = &config.0;
+    let stores = root.get("stores").unwrap_or(root);
+    let Some(map) = stores.as_object() else {
+        Err::<(), _>(OasError::invalid_argument_hint(
+            "oas_store_import expects a JSON object",
+            r#"pass datajoint.json, or its "stores" object: {"default": "main", "main": {"protocol": "file", "location": "/data"}}"#,
+        ))
+        .or_raise();
+        unreachable!()
+    };
+    let mut rows = Vec::new();
+    for (name, spec) in map {
+        if name == "default" || name == "filepath_default" {
+            continue;
+        }
+        if exists(name) {
+            alter(name, spec).or_raise();
+            rows.push((name.clone(), "altered".to_string()));
+        } else {
+            create(name, spec).or_raise();
+            rows.push((name.clone(), "created".to_string()));
+        }
+    }
+    for (key, column) in [
+        ("default", "is_default"),
+        ("filepath_default", "is_filepath_default"),
+    ] {
+        if let Some(v) = map.get(key) {
+            let Some(target) = v.as_str() else {
+                Err::<(), _>(OasError::invalid_argument(format!(
+                    "stores.{key} must be a store name"
+                )))
+                .or_raise();
+                unreachable!()
+            };
+            set_default(target, column).or_raise();
+            rows.push((target.to_string(), format!("set as {key}")));
+        }
+    }
+    TableIterator::new(rows)
+}
+
+/// Check a store end to end: write a probe object, read it back whole and by range, test
+/// conditional create, list, delete. One row per step; a failed step says why.
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_store_verify(
+    name: default!(Option<&str>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(step, String),
+        name!(ok, bool),
+        name!(elapsed_ms, f64),
+        name!(detail, String),
+    ),
+> {
+    let store = catalog::store(name).or_raise();
+    let probe = format!(
+        "{}-{}",
+        unsafe { pg_sys::MyProcPid },
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let steps = block_on(async { Ok(verify_store(&store, &probe).await) }).or_raise();
+    TableIterator::new(
+        steps
+            .into_iter()
+            .map(|s| (s.step.to_string(), s.ok, s.millis, s.detail)),
+    )
+}

@@ -1,0 +1,77 @@
+//! Raising an [`OasError`] as a PostgreSQL error: one SQLSTATE per kind, the message, and a hint.
+//!
+//! | kind | SQLSTATE |
+//! |---|---|
+//! | invalid store spec, invalid argument or reference | 22023 invalid_parameter_value |
+//! | store not configured | 42704 undefined_object |
+//! | store exists already | 42710 duplicate_object |
+//! | no default store | 55000 object_not_in_prerequisite_state |
+//! | not allowed (catalog), store refused the operation | 42501 insufficient_privilege |
+//! | store rejected the credentials | 28000 invalid_authorization_specification |
+//! | object missing | 58P01 undefined_file |
+//! | size or hash mismatch | XX001 data_corrupted |
+//! | store I/O failure | 58030 io_error |
+//! | store request timed out | 58000 system_error |
+//! | query cancelled while waiting | 57014 query_canceled |
+
+use oas_core::OasError;
+use pgrx::pg_sys::errcodes::PgSqlErrorCode;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::PgLogLevel;
+
+pub fn sqlstate(e: &OasError) -> PgSqlErrorCode {
+    use PgSqlErrorCode::*;
+    match e {
+        OasError::InvalidSpec { .. } | OasError::InvalidArgument { .. } => {
+            ERRCODE_INVALID_PARAMETER_VALUE
+        }
+        OasError::StoreNotConfigured(_) => ERRCODE_UNDEFINED_OBJECT,
+        OasError::StoreExists(_) => ERRCODE_DUPLICATE_OBJECT,
+        OasError::NoDefaultStore => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        OasError::PermissionDenied { .. } | OasError::StoreForbidden { .. } => {
+            ERRCODE_INSUFFICIENT_PRIVILEGE
+        }
+        OasError::Unauthenticated { .. } => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+        OasError::ObjectMissing { .. } => ERRCODE_UNDEFINED_FILE,
+        OasError::IntegrityMismatch { .. } => ERRCODE_DATA_CORRUPTED,
+        OasError::Store { .. } => ERRCODE_IO_ERROR,
+        OasError::Timeout { .. } => ERRCODE_SYSTEM_ERROR,
+        OasError::Cancelled => ERRCODE_QUERY_CANCELED,
+    }
+}
+
+/// Raise `e` as an ERROR. Does not return.
+pub fn raise(e: OasError) -> ! {
+    let mut report = ErrorReport::new(sqlstate(&e), e.to_string(), "pg_oas");
+    if let Some(h) = e.hint() {
+        report = report.set_hint(h);
+    }
+    report.report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+/// `result.or_raise()`: the value, or the error raised as a PostgreSQL ERROR.
+pub trait OrRaise<T> {
+    fn or_raise(self) -> T;
+}
+
+impl<T> OrRaise<T> for Result<T, OasError> {
+    fn or_raise(self) -> T {
+        self.unwrap_or_else(|e| raise(e))
+    }
+}
+
+/// An SPI failure is a bug or a broken catalog, not user input; raise it with context.
+impl<T> OrRaise<T> for Result<T, pgrx::spi::SpiError> {
+    fn or_raise(self) -> T {
+        self.unwrap_or_else(|e| {
+            ErrorReport::new(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                format!("pg_oas catalog query failed: {e}"),
+                "pg_oas",
+            )
+            .report(PgLogLevel::ERROR);
+            unreachable!()
+        })
+    }
+}

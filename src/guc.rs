@@ -1,0 +1,74 @@
+//! Settings under the reserved `oas.` prefix. None of them holds a secret: settings are visible
+//! in `pg_settings` and in logs, so credentials live only in `oas.store_secret`.
+
+use std::time::Duration;
+
+use oas_core::backend::ClientSettings;
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+pub static REQUEST_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(300_000);
+pub static CONNECT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5_000);
+pub static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(3);
+pub static FILE_FSYNC: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static VERIFY_READS: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+pub fn init() {
+    GucRegistry::define_int_guc(
+        c"oas.request_timeout",
+        c"Longest time one object-store request may take.",
+        c"A request that takes longer is abandoned and retried (see oas.max_retries). Covers the whole transfer, so allow for the largest object.",
+        &REQUEST_TIMEOUT_MS,
+        100,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"oas.connect_timeout",
+        c"Longest time to establish a connection to an object store.",
+        c"",
+        &CONNECT_TIMEOUT_MS,
+        100,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"oas.max_retries",
+        c"How often a failed object-store request is retried.",
+        c"Retries use exponential backoff and stop when oas.request_timeout has passed since the first attempt.",
+        &MAX_RETRIES,
+        0,
+        100,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"oas.file_fsync",
+        c"fsync objects written to file stores before the call returns.",
+        c"Off trades durability of new objects after a crash of the machine for speed.",
+        &FILE_FSYNC,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"oas.verify_reads",
+        c"Check the MD5 content hash of every hash-addressed object read.",
+        c"The size is always checked.",
+        &VERIFY_READS,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    // Typos such as `SET oas.request_timout` become errors instead of silent placeholders.
+    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"oas".as_ptr()) };
+}
+
+/// The client settings now in force; part of a cached client's identity.
+pub fn client_settings() -> ClientSettings {
+    ClientSettings {
+        request_timeout: Duration::from_millis(REQUEST_TIMEOUT_MS.get().max(1) as u64),
+        connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS.get().max(1) as u64),
+        max_retries: MAX_RETRIES.get().max(0) as usize,
+        file_fsync: FILE_FSYNC.get(),
+    }
+}
