@@ -6,7 +6,8 @@
 //!
 //! [`block_on`] polls PostgreSQL's interrupt flags while the request runs: on a cancel request,
 //! `statement_timeout` or backend termination it drops the request (closing its connection) within
-//! about [`INTERRUPT_POLL`] and lets PostgreSQL raise the usual error.
+//! about [`INTERRUPT_POLL`] and lets PostgreSQL raise the usual error. While it waits, the backend
+//! shows `wait_event_type = 'Extension'` in `pg_stat_activity`.
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -69,6 +70,7 @@ async fn until_cancelled() {
 /// Run `fut` to completion unless the query is cancelled first. On cancel the future is dropped
 /// and PostgreSQL's own interrupt processing raises the error (57014, or FATAL on termination).
 pub fn block_on<T>(fut: impl Future<Output = Result<T, OasError>>) -> Result<T, OasError> {
+    let _waiting = WaitEvent::start();
     let result = runtime().block_on(async {
         tokio::select! {
             biased;
@@ -76,8 +78,27 @@ pub fn block_on<T>(fut: impl Future<Output = Result<T, OasError>>) -> Result<T, 
             r = fut => r,
         }
     });
+    drop(_waiting);
     if matches!(result, Err(OasError::Cancelled)) {
         pgrx::check_for_interrupts!();
     }
     result
+}
+
+/// While a backend waits on a store, `pg_stat_activity` shows `wait_event_type = 'Extension'`.
+struct WaitEvent;
+
+impl WaitEvent {
+    fn start() -> Self {
+        // SAFETY: sets this backend's own wait-event word, as every PostgreSQL wait does.
+        unsafe { pg_sys::pgstat_report_wait_start(pg_sys::PG_WAIT_EXTENSION) };
+        WaitEvent
+    }
+}
+
+impl Drop for WaitEvent {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { pg_sys::pgstat_report_wait_end() };
+    }
 }

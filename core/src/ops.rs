@@ -8,7 +8,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 
 use crate::backend::Store;
 use crate::error::OasError;
-use crate::hash::content_hash;
+use crate::hash::ContentHasher;
 use crate::path::hash_path;
 use crate::reference::HashRef;
 
@@ -33,7 +33,7 @@ pub async fn put_hash(
     schema: &str,
     data: Bytes,
 ) -> Result<(HashRef, PutOutcome), OasError> {
-    let hash = content_hash(&data);
+    let hash = content_hash_yielding(&data).await;
     let path = hash_path(
         &store.spec.hash_prefix,
         schema,
@@ -88,6 +88,22 @@ pub async fn put_hash(
     Ok((reference, outcome))
 }
 
+/// Bytes hashed between two yields: a few milliseconds of work, so a waiting caller (the query
+/// cancel watch in the extension) gets to run while a large payload is hashed.
+const HASH_SLICE: usize = 4 << 20;
+
+/// [`crate::hash::content_hash`], yielding to the runtime every [`HASH_SLICE`] bytes.
+pub async fn content_hash_yielding(data: &[u8]) -> String {
+    let mut hasher = ContentHasher::new();
+    for chunk in data.chunks(HASH_SLICE) {
+        hasher.update(chunk);
+        if data.len() > HASH_SLICE {
+            tokio::task::yield_now().await;
+        }
+    }
+    hasher.finish()
+}
+
 /// Read a hash-addressed object and check it against its reference: size always, MD5 when `verify`.
 pub async fn get_hash(store: &Store, r: &HashRef, verify: bool) -> Result<Bytes, OasError> {
     let key = store.key(&r.path)?;
@@ -111,7 +127,7 @@ pub async fn get_hash(store: &Store, r: &HashRef, verify: bool) -> Result<Bytes,
         });
     }
     if verify {
-        let actual = content_hash(&data);
+        let actual = content_hash_yielding(&data).await;
         if actual != r.hash {
             return Err(OasError::IntegrityMismatch {
                 store: store.name.clone(),
@@ -150,7 +166,7 @@ pub async fn verify_store(store: &Store, probe_name: &str) -> Vec<ProbeStep> {
         }
     };
     let body: Bytes =
-        Bytes::from(format!("pg_oas probe {probe_name} 0123456789abcdef").into_bytes());
+        Bytes::from(format!("pg_oas verify probe 0123456789abcdef {probe_name}").into_bytes());
     let c = store.client();
 
     macro_rules! step {

@@ -14,22 +14,24 @@ use crate::runtime::block_on;
 
 /// Store `data` and return its DataJoint reference. `store` defaults to the default store,
 /// `schema` to the current schema (DataJoint's schema is the database schema of the table).
+/// A NULL value stays NULL and touches no store, as DataJoint stores `None`.
 #[pg_extern(volatile, parallel_unsafe)]
 fn oas_hash_put(
-    data: &[u8],
+    data: Option<&[u8]>,
     store: default!(Option<&str>, "NULL"),
     schema: default!(Option<&str>, "NULL"),
-) -> JsonB {
+) -> Option<JsonB> {
+    let data = data?;
     let store = catalog::store(store).or_raise();
     let schema = match schema {
         Some(s) => s.to_string(),
-        None => Spi::get_one::<String>("SELECT current_schema()")
+        None => Spi::get_one::<String>("SELECT current_schema()::text")
             .or_raise()
             .unwrap_or_else(|| "public".into()),
     };
     let data = Bytes::copy_from_slice(data);
     let (reference, _outcome) = block_on(put_hash(&store, &schema, data)).or_raise();
-    JsonB(reference.to_json())
+    Some(JsonB(reference.to_json()))
 }
 
 /// Read the bytes a reference points to, checking size and (with `oas.verify_reads`) MD5.

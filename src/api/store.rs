@@ -62,6 +62,7 @@ fn write_secrets(name: &str, spec: &Value) {
 }
 
 fn create(name: &str, spec: &Value) -> Result<(), OasError> {
+    require_store_admin("create a store", None)?;
     check_name(name)?;
     let parsed = validated(name, spec)?;
     require_store_admin("create a store", Some(parsed.protocol))?;
@@ -83,6 +84,7 @@ fn create(name: &str, spec: &Value) -> Result<(), OasError> {
 }
 
 fn alter(name: &str, spec: &Value) -> Result<(), OasError> {
+    require_store_admin("alter a store", None)?;
     let parsed = validated(name, spec)?;
     let old = catalog::store_row(Some(name))?;
     let old_protocol = StoreSpec::from_json(&old.spec).ok().map(|s| s.protocol);

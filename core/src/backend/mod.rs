@@ -11,6 +11,7 @@ mod local;
 use std::sync::Arc;
 use std::time::Duration;
 
+use object_store::client::{HttpError, HttpErrorKind};
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
@@ -152,17 +153,18 @@ impl Store {
     pub fn error(&self, e: object_store::Error, op: &'static str, rel: &str) -> OasError {
         let store = self.name.clone();
         let path = rel.to_string();
-        let detail = |source: &dyn std::fmt::Display| compact_detail(&self.masker.mask(source));
+        let detail =
+            |source: &dyn std::error::Error| compact_detail(&self.masker.mask(error_chain(source)));
         match e {
             object_store::Error::NotFound { .. } => OasError::ObjectMissing { store, path },
             object_store::Error::Unauthenticated { source, .. } => OasError::Unauthenticated {
                 store,
                 op,
                 path,
-                detail: detail(&source),
+                detail: detail(source.as_ref()),
             },
             object_store::Error::PermissionDenied { source, .. } => {
-                let detail = detail(&source);
+                let detail = detail(source.as_ref());
                 if is_bad_credentials(&detail) {
                     OasError::Unauthenticated {
                         store,
@@ -180,8 +182,9 @@ impl Store {
                 }
             }
             other => {
+                let timed_out = http_error_kind(&other) == Some(HttpErrorKind::Timeout);
                 let detail = detail(&other);
-                if is_timeout(&detail) {
+                if timed_out {
                     OasError::Timeout { store, op, path }
                 } else if is_bad_credentials(&detail) {
                     OasError::Unauthenticated {
@@ -265,9 +268,31 @@ pub fn compact_detail(detail: &str) -> String {
     }
 }
 
-fn is_timeout(detail: &str) -> bool {
-    let d = detail.to_ascii_lowercase();
-    d.contains("timed out") || d.contains("timeout")
+/// The kind of the HTTP failure behind a client error, if any (timeout, connect, ...).
+fn http_error_kind(e: &(dyn std::error::Error + 'static)) -> Option<HttpErrorKind> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(http) = err.downcast_ref::<HttpError>() {
+            return Some(http.kind());
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// An error and its causes, each once: "outer: cause: root cause".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if !s.is_empty() && !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        cur = err.source();
+    }
+    text
 }
 
 #[cfg(test)]

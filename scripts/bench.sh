@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Put/get benchmark of pg_oas against bytea, large objects and DataJoint's own client.
+#   scripts/bench.sh [bench_put_get.py options]     e.g. --quick, --record, --sizes 4K,1M
+#   OAS_BENCH_INSTALL=1 scripts/bench.sh            first build and install the release extension
+# Starts SeaweedFS (S3) if it is not running, a fresh cluster `bench` on 127.0.0.1:$OAS_BENCH_PORT
+# (55434) with database oas_bench, the extension and two stores: `file` (.run/bench-store) and `s3`
+# (SeaweedFS, bucket oas-test, location "bench"). Stops the cluster at the end, and SeaweedFS too
+# if this script started it. See bench/README.md.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+BENCH_PORT="${OAS_BENCH_PORT:-55434}"
+DB=oas_bench
+STORE="$RUN_DIR/bench-store"
+
+"$ROOT/scripts/setup.sh"
+if [ "${OAS_BENCH_INSTALL:-0}" = 1 ]; then
+  log "building and installing pg_oas (release)"
+  (cd "$ROOT" && cargo pgrx install --release --pg-config "$PG_CONFIG")
+fi
+# DataJoint reaches S3 through s3fs, which its [postgres] extra does not pull in; match fsspec's version.
+if ! "$VENV/bin/python" -c 'import s3fs' 2>/dev/null; then
+  fsspec_version="$("$VENV/bin/python" -c 'import fsspec; print(fsspec.__version__)')"
+  log "python: installing s3fs==$fsspec_version (DataJoint's S3 client)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "s3fs==$fsspec_version" \
+    || log "s3fs could not be installed: DataJoint is measured on the file store only"
+fi
+
+weed_was_running=no
+"$ROOT/scripts/servers.sh" status seaweedfs >/dev/null 2>&1 && weed_was_running=yes
+cleanup() {
+  "$ROOT/scripts/cluster.sh" stop bench || true
+  if [ "$weed_was_running" = no ]; then "$ROOT/scripts/servers.sh" stop seaweedfs || true; fi
+}
+trap cleanup EXIT
+"$ROOT/scripts/servers.sh" start seaweedfs
+eval "$("$ROOT/scripts/servers.sh" env)"
+
+log "fresh cluster bench on 127.0.0.1:$BENCH_PORT"
+"$ROOT/scripts/cluster.sh" destroy bench
+"$ROOT/scripts/cluster.sh" start bench "$BENCH_PORT"
+rm -rf "$STORE"
+install -d -o postgres -g postgres -m 750 "$STORE"
+
+PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$BENCH_PORT" -U postgres)
+# No autovacuum on this cluster: the WAL measured around each batch of puts must be theirs alone.
+"${PSQL[@]}" -d postgres -c "ALTER SYSTEM SET autovacuum = off" -c "SELECT pg_reload_conf()" >/dev/null
+"${PSQL[@]}" -d postgres -c "CREATE DATABASE $DB"
+"${PSQL[@]}" -d "$DB" -v store="$STORE" -v endpoint="$OAS_S3_ENDPOINT" -v bucket="$OAS_S3_BUCKET" \
+  -v ak="$OAS_S3_ACCESS_KEY" -v sk="$OAS_S3_SECRET_KEY" >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION pg_oas;
+SELECT oas.oas_store_create('file', jsonb_build_object('protocol', 'file', 'location', :'store'), true);
+SELECT oas.oas_store_create('s3', jsonb_build_object(
+  'protocol', 's3', 'endpoint', :'endpoint', 'bucket', :'bucket', 'location', 'bench',
+  'secure', false, 'access_key', :'ak', 'secret_key', :'sk'), false);
+SQL
+
+log "running bench/bench_put_get.py $*"
+"$VENV/bin/python" "$ROOT/bench/bench_put_get.py" \
+  --dsn "host=127.0.0.1 port=$BENCH_PORT user=postgres dbname=$DB" --pg-config "$PG_CONFIG" "$@"

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what is missing, then
+#   1. format and lint        cargo fmt --check, cargo clippy -D warnings
+#   2. unit tests             cargo test -p oas_core (pure logic, no PostgreSQL)
+#   3. in-process tests       cargo pgrx test (#[pg_test], rolled back)
+#   4. regression suite       pg_regress over pg_test/ against a live cluster (commit/abort visible)
+#   5. outside-client tests   pytest tests/ against the cluster, SeaweedFS, Azurite, DataJoint
+# It starts every server it needs on 127.0.0.1 and stops them at the end.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+"$ROOT/scripts/setup.sh"
+mkdir -p "$RUN_DIR"
+declare -a results=()
+failed=0
+step() {
+  local name="$1"; shift
+  log "== $name"
+  local t0=$SECONDS
+  if "$@"; then results+=("ok    $name ($((SECONDS - t0)) s)")
+  else results+=("FAIL  $name ($((SECONDS - t0)) s)"); failed=$((failed + 1)); fi
+}
+cleanup() {
+  "$ROOT/scripts/cluster.sh" stop test >/dev/null 2>&1 || true
+  "$ROOT/scripts/servers.sh" stop all >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+step "cargo fmt" cargo fmt --all -- --check
+step "cargo clippy" cargo clippy --workspace --all-targets --features pg_test -- -D warnings
+step "unit tests (oas_core)" cargo test -p oas_core
+
+pgrx_test() {
+  rm -rf "$RUN_DIR/pgrx-test"
+  install -d -o postgres "$RUN_DIR/pgrx-test"
+  cargo pgrx test pg15 --runas postgres --pgdata "$RUN_DIR/pgrx-test/data"
+}
+step "in-process tests (cargo pgrx test)" pgrx_test
+
+# The tests below use the release build, as users do.
+log "installing pg_oas (release)"
+cargo pgrx install --release --pg-config "$PG_CONFIG" >"$RUN_DIR/install.log" 2>&1 || { tail -40 "$RUN_DIR/install.log"; exit 1; }
+"$ROOT/scripts/cluster.sh" destroy test
+"$ROOT/scripts/cluster.sh" start test "$TEST_PORT"
+"$ROOT/scripts/servers.sh" start all
+
+regress() {
+  local store="$RUN_DIR/regress-store" out="$RUN_DIR/regress"
+  rm -rf "$store" "$out"; install -d -o postgres "$store"; mkdir -p "$out"
+  psql -X -q -h 127.0.0.1 -p "$TEST_PORT" -U postgres -d postgres \
+    -c "DROP DATABASE IF EXISTS oas_regress" -c "CREATE DATABASE oas_regress"
+  local tests; tests=$(cd pg_test/sql && ls ./*.sql | sed 's|^\./||; s|\.sql$||' | sort)
+  # shellcheck disable=SC2086
+  OAS_REGRESS_STORE="$store" "$PGXS_REGRESS" --use-existing --host=127.0.0.1 --port="$TEST_PORT" --user=postgres \
+    --inputdir=pg_test --outputdir="$out" --dbname=oas_regress $tests \
+    || { [ -f "$out/regression.diffs" ] && head -150 "$out/regression.diffs"; return 1; }
+}
+PGXS_REGRESS="$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress"
+step "regression suite (pg_regress pg_test/)" regress
+
+pytests() {
+  eval "$("$ROOT/scripts/servers.sh" env)"
+  OAS_TEST_PORT="$TEST_PORT" "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests "$@"
+}
+step "outside-client tests (pytest tests/)" pytests
+
+log "== summary"
+printf '  %s\n' "${results[@]}"
+passed=$(( ${#results[@]} - failed ))
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,173 @@
+"""Fixtures for tests from outside clients: a PostgreSQL cluster with pg_oas, and real stores.
+
+The cluster is the one scripts/test.sh starts (127.0.0.1:$OAS_TEST_PORT). SeaweedFS and Azurite
+are started through scripts/servers.sh when they are not running. Every test gets fresh
+connections; stores are created once per session in database `oas_pytest`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+
+import psycopg
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RUN_DIR = pathlib.Path(os.environ.get("OAS_RUN_DIR", ROOT / ".run"))
+PORT = int(os.environ.get("OAS_TEST_PORT", "55433"))
+DB = "oas_pytest"
+
+
+def server_env() -> dict[str, str]:
+    """Start SeaweedFS and Azurite if needed and return their client settings (OAS_* variables)."""
+    subprocess.run([str(ROOT / "scripts/servers.sh"), "start", "all"], check=True, stdout=subprocess.DEVNULL)
+    out = subprocess.run([str(ROOT / "scripts/servers.sh"), "env"], check=True, capture_output=True, text=True).stdout
+    env = {}
+    for line in out.splitlines():
+        line = line.removeprefix("export ").strip()
+        if "=" in line:
+            k, v = line.split("=", 1)
+            env[k] = v.strip("'\"")
+    return env
+
+
+def connect(dbname: str = DB, port: int = PORT, user: str = "postgres", **kw) -> psycopg.Connection:
+    return psycopg.connect(host="127.0.0.1", port=port, user=user, dbname=dbname, autocommit=True, **kw)
+
+
+def sql_error(conn: psycopg.Connection, query: str, params=()) -> psycopg.Error:
+    """Run a statement that must fail; return the error (with .sqlstate, .diag)."""
+    with pytest.raises(psycopg.Error) as info:
+        conn.execute(query, params)
+    return info.value
+
+
+def chown_postgres(path: pathlib.Path) -> None:
+    shutil.chown(path, "postgres", "postgres")
+
+
+@pytest.fixture(scope="session")
+def servers() -> dict[str, str]:
+    return server_env()
+
+
+@pytest.fixture(scope="session")
+def db(servers) -> str:
+    """Database with pg_oas and three stores: `file` (default), `s3` (SeaweedFS), `az` (Azurite)."""
+    with connect("postgres") as c:
+        c.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        c.execute(f"CREATE DATABASE {DB}")
+    store_dir = RUN_DIR / "pytest-store"
+    shutil.rmtree(store_dir, ignore_errors=True)
+    store_dir.mkdir(parents=True)
+    chown_postgres(store_dir)
+    with connect() as c:
+        c.execute("SET client_min_messages = warning")
+        c.execute("CREATE EXTENSION pg_oas")
+        c.execute("SELECT oas.oas_store_create('file', %s, true)",
+                  [json.dumps({"protocol": "file", "location": str(store_dir)})])
+        c.execute("SELECT oas.oas_store_create('s3', %s)", [json.dumps(s3_spec(servers))])
+        c.execute("SELECT oas.oas_store_create('az', %s)", [json.dumps(azure_spec(servers))])
+    return DB
+
+
+def s3_spec(env: dict[str, str], **over) -> dict:
+    spec = {"protocol": "s3", "endpoint": env["OAS_S3_ENDPOINT"], "bucket": env["OAS_S3_BUCKET"],
+            "location": "pytest", "secure": False,
+            "access_key": env["OAS_S3_ACCESS_KEY"], "secret_key": env["OAS_S3_SECRET_KEY"]}
+    spec.update(over)
+    return {k: v for k, v in spec.items() if v is not None}
+
+
+def azure_spec(env: dict[str, str], **over) -> dict:
+    spec = {"protocol": "azure", "container": env["OAS_AZURE_CONTAINER"], "location": "pytest",
+            "connection_string": env["OAS_AZURE_CONNECTION_STRING"]}
+    spec.update(over)
+    return spec
+
+
+@pytest.fixture
+def conn(db):
+    with connect() as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def store_dir(db) -> pathlib.Path:
+    return RUN_DIR / "pytest-store"
+
+
+@pytest.fixture(scope="session")
+def s3fs_client(servers):
+    """A raw S3 client for the SeaweedFS bucket (s3fs, the library DataJoint itself uses)."""
+    import s3fs
+
+    return s3fs.S3FileSystem(key=servers["OAS_S3_ACCESS_KEY"], secret=servers["OAS_S3_SECRET_KEY"],
+                             client_kwargs={"endpoint_url": "http://" + servers["OAS_S3_ENDPOINT"],
+                                            "region_name": "us-east-1"})
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+class BlackHole:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers: a store that hangs."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self._stop = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        self.sock.settimeout(0.2)
+        while not self._stop:
+            try:
+                c, _ = self.sock.accept()
+                self.conns.append(c)
+            except OSError:
+                continue
+
+    def close(self):
+        self._stop = True
+        self.thread.join(2)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def black_hole():
+    bh = BlackHole()
+    yield bh
+    bh.close()
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_until(pred, timeout=10.0, every=0.05):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(every)
+    return False

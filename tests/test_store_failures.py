@@ -1,0 +1,169 @@
+"""Stores that fail: wrong credentials, unreachable, hanging; cancellation; secrets never shown."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import psycopg
+import pytest
+
+from conftest import azure_spec, connect, s3_spec, sql_error, unique, wait_until
+
+WRONG_SECRET = "wrong-secret-Zq81xv0p"
+
+
+def all_text(err: psycopg.Error) -> str:
+    d = err.diag
+    return " ".join(str(x) for x in (err, d.message_primary, d.message_detail, d.message_hint, d.context) if x)
+
+
+def test_wrong_s3_secret_is_rejected_and_masked(conn, servers):
+    name = unique("badkey")
+    conn.execute("SELECT oas.oas_store_create(%s, %s)", [name, json.dumps(s3_spec(servers, secret_key=WRONG_SECRET))])
+    err = sql_error(conn, "SELECT oas.oas_hash_put('x'::bytea, %s)", [name])
+    assert err.sqlstate == "28000", all_text(err)
+    assert "rejected the credentials" in str(err) and "SignatureDoesNotMatch" in str(err)
+    assert WRONG_SECRET not in all_text(err)
+    # Reading with a bad key fails the same way.
+    good = conn.execute("SELECT oas.oas_hash_put('y'::bytea, 's3', 'lab')").fetchone()[0]
+    err = sql_error(conn, "SELECT oas.oas_hash_get(%s)", [json.dumps(dict(good, store=name))])
+    assert err.sqlstate == "28000", all_text(err)
+    # verify shows which step fails and why, also masked.
+    rows = conn.execute("SELECT step, ok, detail FROM oas.oas_store_verify(%s)", [name]).fetchall()
+    assert rows[0][:2] == ("put", False) and "SignatureDoesNotMatch" in rows[0][2]
+    assert all(WRONG_SECRET not in r[2] for r in rows)
+
+
+def test_unknown_access_key_is_rejected(conn, servers):
+    name = unique("badid")
+    spec = s3_spec(servers, access_key="AKIANOBODY", secret_key=WRONG_SECRET)
+    conn.execute("SELECT oas.oas_store_create(%s, %s)", [name, json.dumps(spec)])
+    err = sql_error(conn, "SELECT oas.oas_hash_put('x'::bytea, %s)", [name])
+    assert err.sqlstate == "28000", all_text(err)
+    assert WRONG_SECRET not in all_text(err)
+
+
+def test_wrong_azure_key_is_rejected_and_masked(conn, servers):
+    name = unique("badaz")
+    bad_key = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk="
+    cs = servers["OAS_AZURE_CONNECTION_STRING"]
+    good_key = [p.split("=", 1)[1] for p in cs.split(";") if p.startswith("AccountKey=")][0]
+    conn.execute("SELECT oas.oas_store_create(%s, %s)",
+                 [name, json.dumps(azure_spec(servers, connection_string=cs.replace(good_key, bad_key)))])
+    err = sql_error(conn, "SELECT oas.oas_hash_put('x'::bytea, %s)", [name])
+    assert err.sqlstate in ("28000", "42501"), all_text(err)
+    assert bad_key not in all_text(err) and good_key not in all_text(err)
+
+
+def test_unreachable_store_fails_fast_with_io_error(conn, servers):
+    from conftest import free_port
+
+    name = unique("down")
+    spec = s3_spec(servers, endpoint=f"127.0.0.1:{free_port()}")
+    conn.execute("SELECT oas.oas_store_create(%s, %s)", [name, json.dumps(spec)])
+    conn.execute("SET oas.max_retries = 1")
+    t = time.monotonic()
+    err = sql_error(conn, "SELECT oas.oas_hash_put('x'::bytea, %s)", [name])
+    assert time.monotonic() - t < 10
+    assert err.sqlstate == "58030", all_text(err)
+    assert f'store "{name}"' in str(err)
+    assert "oas_store_verify" in err.diag.message_hint
+
+
+def test_request_timeout_abandons_a_hanging_store(conn, servers, black_hole):
+    name = unique("hang")
+    conn.execute("SELECT oas.oas_store_create(%s, %s)", [name, json.dumps(s3_spec(servers, endpoint=f"127.0.0.1:{black_hole.port}"))])
+    conn.execute("SET oas.request_timeout = 400")
+    conn.execute("SET oas.max_retries = 0")
+    t = time.monotonic()
+    err = sql_error(conn, "SELECT oas.oas_hash_put('x'::bytea, %s)", [name])
+    elapsed = time.monotonic() - t
+    assert err.sqlstate == "58000", all_text(err)
+    assert "timed out" in str(err)
+    assert elapsed < 5, elapsed
+
+
+def test_statement_timeout_cancels_a_hanging_request(conn, servers, black_hole):
+    name = unique("hang")
+    conn.execute("SELECT oas.oas_store_create(%s, %s)", [name, json.dumps(s3_spec(servers, endpoint=f"127.0.0.1:{black_hole.port}"))])
+    conn.execute("SET statement_timeout = '300ms'")
+    t = time.monotonic()
+    err = sql_error(conn, "SELECT oas.oas_hash_put('x'::bytea, %s)", [name])
+    elapsed = time.monotonic() - t
+    assert err.sqlstate == "57014"
+    assert "statement timeout" in str(err)
+    assert elapsed < 1.0, f"cancel took {elapsed:.3f}s"
+    conn.execute("RESET statement_timeout")
+    assert conn.execute("SELECT 1").fetchone()[0] == 1
+
+
+class Canceller:
+    """Cancels `conn`'s query `delay` seconds after the backend starts waiting on a store (shown as
+    wait_event_type 'Extension'; a cancel that arrives while PostgreSQL is still reading a large
+    query is ignored by design), and records when it was sent."""
+
+    def __init__(self, conn: psycopg.Connection, delay: float, terminate: bool = False):
+        self.pid, self.delay, self.terminate = conn.info.backend_pid, delay, terminate
+        self.sent_at: float | None = None
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self):
+        with connect() as c:
+            active = lambda: c.execute("SELECT wait_event_type IS NOT DISTINCT FROM 'Extension' "
+                                       "FROM pg_stat_activity WHERE pid = %s", [self.pid]).fetchone()[0]
+            assert wait_until(active, 60, 0.01)
+            time.sleep(self.delay)
+            self.sent_at = time.monotonic()
+            c.execute(f"SELECT {'pg_terminate_backend' if self.terminate else 'pg_cancel_backend'}(%s)", [self.pid])
+
+    def latency(self, failed_at: float) -> float:
+        self.thread.join()
+        assert self.sent_at is not None
+        return failed_at - self.sent_at
+
+
+def test_cancel_request_abandons_a_hanging_request_quickly(conn, servers, black_hole):
+    name = unique("hang")
+    conn.execute("SELECT oas.oas_store_create(%s, %s)", [name, json.dumps(s3_spec(servers, endpoint=f"127.0.0.1:{black_hole.port}"))])
+    canceller = Canceller(conn, 0.3)
+    err = sql_error(conn, "SELECT oas.oas_hash_put('x'::bytea, %s)", [name])
+    latency = canceller.latency(time.monotonic())
+    assert err.sqlstate == "57014"
+    assert "user request" in str(err)
+    assert latency < 0.2, f"cancel took {latency:.3f}s"
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.8])
+def test_cancelled_long_upload_to_seaweedfs_leaves_the_session_usable(db, servers, delay):
+    """Cancel early (while the payload is hashed) and late (while it is uploaded)."""
+    schema = unique("long")
+    data = os.urandom(768 << 20)
+    with connect() as c:
+        canceller = Canceller(c, delay)
+        err = sql_error(c, "SELECT oas.oas_hash_put(%b, 's3', %s)", [data, schema])
+        latency = canceller.latency(time.monotonic())
+        assert err.sqlstate == "57014"
+        assert latency < 0.3, f"cancel took {latency:.3f}s"
+        # The same session goes on working: the runtime was not left wedged.
+        ref = c.execute("SELECT oas.oas_hash_put('after cancel'::bytea, 's3', %s)", [schema]).fetchone()[0]
+        assert c.execute("SELECT oas.oas_hash_get(%s)", [json.dumps(ref)], binary=True).fetchone()[0] == b"after cancel"
+
+
+def test_terminated_backend_during_a_hang_exits_cleanly(db, servers, black_hole):
+    name = unique("hang")
+    with connect() as c:
+        c.execute("SELECT oas.oas_store_create(%s, %s)", [name, json.dumps(s3_spec(servers, endpoint=f"127.0.0.1:{black_hole.port}"))])
+    victim = connect()
+    pid = victim.info.backend_pid
+    killer = Canceller(victim, 0.3, terminate=True)
+    with pytest.raises(psycopg.OperationalError):
+        victim.execute("SELECT oas.oas_hash_put('x'::bytea, %s)", [name])
+    assert killer.latency(time.monotonic()) < 0.5
+    with connect() as c:
+        assert wait_until(lambda: c.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()[0] == 0, 5)
+        # The postmaster did not restart (a crash would have reset every connection).
+        assert c.execute("SELECT 1").fetchone()[0] == 1
