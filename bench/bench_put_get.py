@@ -46,6 +46,7 @@ import psycopg
 MiB = 1 << 20
 SCHEMA = "bench"  # the DataJoint schema, i.e. the folder under _hash/ in each store
 SECTION = "## Put/get: pg_oas, bytea, large objects, DataJoint"
+HAVE_S3FS = importlib.util.find_spec("s3fs") is not None  # DataJoint's S3 client
 ALL_METHODS = ["oas-file", "oas-file-nofsync", "oas-s3", "bytea", "lo", "dj-file", "dj-s3"]
 
 
@@ -131,10 +132,6 @@ def datajoint_config(specs):
     return cfg
 
 
-def have_s3fs():
-    return importlib.util.find_spec("s3fs") is not None
-
-
 def make_methods(args, specs):
     put_oas = "INSERT INTO bench_ref (id, ref) VALUES (%s, oas.oas_hash_put(%b, '{}', '" + SCHEMA + "'))"
     get_oas = "SELECT oas.oas_hash_get(ref) FROM bench_ref WHERE id = %s"
@@ -158,7 +155,7 @@ def make_methods(args, specs):
             raise SystemExit(f"unknown method {key!r}; known: {', '.join(ALL_METHODS)}")
         if key.endswith("s3") and args.s3_store not in specs:
             log(f"skipping {key}: no store {args.s3_store!r}")
-        elif key == "dj-s3" and not have_s3fs():
+        elif key == "dj-s3" and not HAVE_S3FS:
             log("skipping dj-s3: DataJoint needs s3fs for S3 and it is not installed")
         else:
             chosen.append((key, methods[key]))
@@ -168,8 +165,7 @@ def make_methods(args, specs):
 # ---------------------------------------------------------------------------------- database
 def setup_tables(admin, args):
     admin.execute("SET client_min_messages = warning")
-    for t in ("bench_ref", "bench_bytea", "bench_lo"):
-        admin.execute(f"DROP TABLE IF EXISTS {t}")
+    admin.execute("DROP TABLE IF EXISTS bench_ref, bench_bytea, bench_lo")
     opts = "WITH (autovacuum_enabled = off, toast.autovacuum_enabled = off)"
     admin.execute(f"CREATE TABLE bench_ref (id int PRIMARY KEY, ref jsonb NOT NULL) {opts}")
     admin.execute(f"CREATE TABLE bench_bytea (id int PRIMARY KEY, data bytea NOT NULL) {opts}")
@@ -186,7 +182,7 @@ def clear_objects(admin, specs, args):
 
     for name in (args.file_store, args.s3_store):
         spec = specs.get(name)
-        if spec is None or (spec["protocol"] == "s3" and not have_s3fs()):
+        if spec is None or (spec["protocol"] == "s3" and not HAVE_S3FS):
             continue
         backend = StorageBackend(spec)
         path = backend._full_path(f"{spec.get('hash_prefix', '_hash')}/{SCHEMA}")
@@ -200,11 +196,10 @@ def peak_rss_mib(conn):
     """VmHWM of this connection's backend, when the server runs on this machine."""
     pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
     except OSError:
         return None
+    return next((int(ln.split()[1]) / 1024 for ln in status if ln.startswith("VmHWM:")), None)
 
 
 # ---------------------------------------------------------------------------------- measuring
@@ -226,8 +221,7 @@ def measure(key_name, method, size, args, admin, next_id):
     put = row(key_name, method, size, timer, float(wal) / len(keys) if method.uses_db else None, conn)
     if not method.has_get:
         return put, None
-    conn = method.connect(args.dsn)
-    timer = Timer()
+    conn, timer = method.connect(args.dsn), Timer()
     while timer.more(size, args):
         key = keys[len(timer.samples) % len(keys)]
         with timer:
@@ -248,32 +242,32 @@ def row(key, method, size, timer, wal, conn):
 
 
 def disk_write_mbps(directory, total, chunk=4 * MiB):
+    """Sequential write of `total` bytes in `chunk` writes to a new file, fsync at the end."""
     buf = os.urandom(chunk)
     fd, path = tempfile.mkstemp(prefix=".bench-disk-", dir=directory)
     try:
-        t0 = time.perf_counter()
-        for _ in range(total // chunk):
-            os.write(fd, buf)
-        os.fsync(fd)
-        return total / (time.perf_counter() - t0) / 1e6
+        with (t := Timer()):
+            for _ in range(total // chunk):
+                os.write(fd, buf)
+            os.fsync(fd)
     finally:
         os.close(fd)
         os.unlink(path)
+    return total / t.samples[0] / 1e6
 
 
 def md5_mbps(total, chunk=4 * MiB):
     buf, h = os.urandom(chunk), hashlib.md5()
-    t0 = time.perf_counter()
-    for _ in range(total // chunk):
-        h.update(buf)
-    return total / (time.perf_counter() - t0) / 1e6
+    with (t := Timer()):
+        for _ in range(total // chunk):
+            h.update(buf)
+    return total / t.samples[0] / 1e6
 
 
 def limits(directory, reps):
     med = lambda f, *a: statistics.median(f(*a) for _ in range(reps))  # noqa: E731
     return {"disk_64": med(disk_write_mbps, directory, 64 * MiB),
-            "disk_256": med(disk_write_mbps, directory, 256 * MiB),
-            "md5": med(md5_mbps, 256 * MiB)}
+            "disk_256": med(disk_write_mbps, directory, 256 * MiB), "md5": med(md5_mbps, 256 * MiB)}
 
 
 # ---------------------------------------------------------------------------------- reporting
@@ -365,7 +359,7 @@ def record(path, text):
         new = old.rstrip("\n") + "\n\n" + text
     else:
         end = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + (old[end + 1:] if end >= 0 else "")
+        new = old[:start] + text.rstrip("\n") + "\n" + ("\n" + old[end + 1:] if end >= 0 else "")
     path.write_text(new)
     log(f"recorded in {path}")
 
@@ -397,7 +391,6 @@ def main():
     args.seconds = args.seconds or (0.5 if args.quick else 3.0)
     args.max_bytes = args.max_bytes or (256 * MiB if args.quick else 1 << 30)
     sizes = [parse_size(s) for s in args.sizes.split(",")]
-
     t_start = time.perf_counter()
     admin = psycopg.connect(args.dsn, autocommit=True)
     specs = store_specs(admin)

