@@ -49,7 +49,8 @@ fn block_all_signals() {
     }
 }
 
-fn cancel_requested() -> bool {
+/// True when PostgreSQL wants the current query to stop (cancel, timeout, termination).
+pub fn cancel_requested() -> bool {
     // SAFETY: these are `volatile sig_atomic_t` flags set by signal handlers on this thread.
     unsafe {
         std::ptr::read_volatile(&raw const pg_sys::InterruptPending) != 0
@@ -79,6 +80,20 @@ pub fn block_on<T>(fut: impl Future<Output = Result<T, OasError>>) -> Result<T, 
         }
     });
     drop(_waiting);
+    if matches!(result, Err(OasError::Cancelled)) {
+        pgrx::check_for_interrupts!();
+    }
+    result
+}
+
+/// Run blocking work that polls `cancel_requested` itself (such as [`oas_core::stage::prepare`]),
+/// shown as a wait, with the same error handling on cancel as [`block_on`].
+pub fn run_cancellable<T>(
+    work: impl FnOnce(&dyn Fn() -> bool) -> Result<T, OasError>,
+) -> Result<T, OasError> {
+    let waiting = WaitEvent::start();
+    let result = work(&cancel_requested);
+    drop(waiting);
     if matches!(result, Err(OasError::Cancelled)) {
         pgrx::check_for_interrupts!();
     }

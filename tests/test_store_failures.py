@@ -132,6 +132,7 @@ def test_cancel_request_abandons_a_hanging_request_quickly(conn, servers, black_
     canceller = Canceller(conn, 0.3)
     err = sql_error(conn, "SELECT oas.oas_hash_put('x'::bytea, %s)", [name])
     latency = canceller.latency(time.monotonic())
+    print(f"cancel of a hanging request: {latency * 1e3:.0f} ms")
     assert err.sqlstate == "57014"
     assert "user request" in str(err)
     assert latency < 0.2, f"cancel took {latency:.3f}s"
@@ -146,6 +147,7 @@ def test_cancelled_long_upload_to_seaweedfs_leaves_the_session_usable(db, server
         canceller = Canceller(c, delay)
         err = sql_error(c, "SELECT oas.oas_hash_put(%b, 's3', %s)", [data, schema])
         latency = canceller.latency(time.monotonic())
+        print(f"cancel {delay}s into a 768 MiB upload: {latency * 1e3:.0f} ms")
         assert err.sqlstate == "57014"
         assert latency < 0.3, f"cancel took {latency:.3f}s"
         # The same session goes on working: the runtime was not left wedged.

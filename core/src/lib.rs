@@ -8,6 +8,7 @@
 //! | [`path`] | object paths inside a store |
 //! | [`reference`] | the JSON a row keeps for an object |
 //! | [`backend`] | store clients per protocol, error mapping and credential masking |
+//! | [`stage`] | hashing and staging a large payload on two threads |
 //! | [`ops`] | put/get/verify, async, backend-independent |
 //! | [`error`] | the error type |
 
@@ -18,5 +19,6 @@ pub mod ops;
 pub mod path;
 pub mod reference;
 pub mod spec;
+pub mod stage;
 
 pub use error::OasError;

@@ -4,13 +4,16 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 
 use crate::backend::Store;
 use crate::error::OasError;
 use crate::hash::ContentHasher;
 use crate::path::hash_path;
 use crate::reference::HashRef;
+use crate::stage::{Body, Prepared};
 
 /// How a hash-addressed put ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,67 +28,141 @@ pub enum PutOutcome {
 
 /// Store `data` as a hash-addressed object of `schema` (DataJoint's `put_hash`): the path is derived
 /// from the content, so equal bytes are stored once per schema and store.
-///
-/// Writes use conditional create where the backend has it, so a concurrent writer of the same
-/// content never sees a partial object and no write overwrites a good copy.
 pub async fn put_hash(
     store: &Store,
     schema: &str,
     data: Bytes,
 ) -> Result<(HashRef, PutOutcome), OasError> {
     let hash = content_hash_yielding(&data).await;
+    put_prepared(
+        store,
+        schema,
+        Prepared {
+            hash,
+            size: data.len() as u64,
+            body: Body::Owned(data),
+        },
+    )
+    .await
+}
+
+/// Publish a payload whose hash is known (see [`crate::stage::prepare`]).
+///
+/// An owned body is written with a conditional create where the backend has it, after a `head`
+/// that skips the upload when the object is already there; a staged body (file stores) is moved
+/// into place with an atomic rename-if-absent. Either way a concurrent writer of the same content
+/// never sees a partial object, no write replaces a good copy, and a copy of the wrong size (a
+/// damaged object) is replaced.
+pub async fn put_prepared(
+    store: &Store,
+    schema: &str,
+    p: Prepared,
+) -> Result<(HashRef, PutOutcome), OasError> {
     let path = hash_path(
         &store.spec.hash_prefix,
         schema,
-        &hash,
+        &p.hash,
         store.spec.subfolding.as_deref(),
     )?;
     let key = store.key(&path)?;
-    let size = data.len() as u64;
     let reference = HashRef {
-        hash,
+        hash: p.hash,
         path: path.clone(),
         schema: schema.to_string(),
         store: Some(store.name.clone()),
-        size,
+        size: p.size,
     };
-
-    let mut outcome = PutOutcome::Uploaded;
-    match store.client().head(&key).await {
-        Ok(meta) if meta.size == size => return Ok((reference, PutOutcome::Deduplicated)),
-        Ok(_) => outcome = PutOutcome::Repaired,
-        Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => {
-            return Err(store
-                .diagnose_forbidden(store.error(e, "head", &path))
-                .await)
-        }
-    }
-
-    let payload = PutPayload::from_bytes(data);
-    if outcome == PutOutcome::Uploaded {
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match store.client().put_opts(&key, payload.clone(), opts).await {
-            Ok(_) => return Ok((reference, outcome)),
-            // Someone stored the same content between our head and our put.
-            Err(object_store::Error::AlreadyExists { .. })
-            | Err(object_store::Error::Precondition { .. }) => {
-                return Ok((reference, PutOutcome::Deduplicated))
-            }
-            // Backends without conditional create: a plain put of identical content is harmless.
-            Err(object_store::Error::NotImplemented { .. }) => {}
-            Err(e) => return Err(store.error(e, "put", &path)),
-        }
-    }
-    store
-        .client()
-        .put(&key, payload)
-        .await
-        .map_err(|e| store.error(e, "put", &path))?;
+    let outcome = match p.body {
+        Body::Owned(data) => put_owned(store, &key, &path, p.size, data).await?,
+        Body::Staged(staging) => publish_staged(store, &key, &path, p.size, &staging).await?,
+    };
     Ok((reference, outcome))
+}
+
+async fn put_owned(
+    store: &Store,
+    key: &ObjectPath,
+    path: &str,
+    size: u64,
+    data: Bytes,
+) -> Result<PutOutcome, OasError> {
+    match existing_size(store, key, path).await? {
+        Some(s) if s == size => return Ok(PutOutcome::Deduplicated),
+        Some(_) => {
+            store
+                .client()
+                .put(key, data.into())
+                .await
+                .map_err(|e| store.error(e, "put", path))?;
+            return Ok(PutOutcome::Repaired);
+        }
+        None => {}
+    }
+    let payload = PutPayload::from_bytes(data);
+    match store
+        .client()
+        .put_opts(key, payload.clone(), PutMode::Create.into())
+        .await
+    {
+        Ok(_) => Ok(PutOutcome::Uploaded),
+        // Someone stored the same content between our head and our put.
+        Err(object_store::Error::AlreadyExists { .. })
+        | Err(object_store::Error::Precondition { .. }) => Ok(PutOutcome::Deduplicated),
+        // Backends without conditional create: a plain put of identical content is harmless.
+        Err(object_store::Error::NotImplemented { .. }) => {
+            store
+                .client()
+                .put(key, payload)
+                .await
+                .map_err(|e| store.error(e, "put", path))?;
+            Ok(PutOutcome::Uploaded)
+        }
+        Err(e) => Err(store.error(e, "put", path)),
+    }
+}
+
+async fn publish_staged(
+    store: &Store,
+    key: &ObjectPath,
+    path: &str,
+    size: u64,
+    staging: &str,
+) -> Result<PutOutcome, OasError> {
+    let staged = store.key(staging)?;
+    let c = store.client();
+    let outcome = match c.rename_if_not_exists(&staged, key).await {
+        Ok(()) => return Ok(PutOutcome::Uploaded),
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            match existing_size(store, key, path).await {
+                Ok(Some(s)) if s == size => Ok(PutOutcome::Deduplicated),
+                Ok(_) => c
+                    .rename(&staged, key)
+                    .await
+                    .map(|()| PutOutcome::Repaired)
+                    .map_err(|e| store.error(e, "rename", path)),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(store.error(e, "rename", path)),
+    };
+    // The staged copy was not needed (or could not be published): remove it.
+    if !matches!(outcome, Ok(PutOutcome::Repaired)) {
+        let _ = c.delete(&staged).await;
+    }
+    outcome
+}
+
+/// The size of the object at `key`, or `None` when there is none.
+async fn existing_size(
+    store: &Store,
+    key: &ObjectPath,
+    path: &str,
+) -> Result<Option<u64>, OasError> {
+    match store.client().head(key).await {
+        Ok(meta) => Ok(Some(meta.size)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(store.diagnose_forbidden(store.error(e, "head", path)).await),
+    }
 }
 
 /// Bytes hashed between two yields: a few milliseconds of work, so a waiting caller (the query
@@ -104,36 +181,62 @@ pub async fn content_hash_yielding(data: &[u8]) -> String {
     hasher.finish()
 }
 
-/// Read a hash-addressed object and check it against its reference: size always, MD5 when `verify`.
-pub async fn get_hash(store: &Store, r: &HashRef, verify: bool) -> Result<Bytes, OasError> {
+/// Read a hash-addressed object and check it against its reference: size always (before any
+/// byte is read, from the object's metadata, and again at the end), MD5 when `verify`. Network
+/// streams are hashed chunk by chunk as they arrive, so hashing overlaps the transfer.
+pub async fn get_hash(store: &Store, r: &HashRef, verify: bool) -> Result<Vec<u8>, OasError> {
     let key = store.key(&r.path)?;
-    let data = store
-        .client()
-        .get(&key)
-        .await
-        .map_err(|e| store.error(e, "get", &r.path))?
-        .bytes()
-        .await
-        .map_err(|e| store.error(e, "get", &r.path))?;
-    if data.len() as u64 != r.size {
-        return Err(OasError::IntegrityMismatch {
-            store: store.name.clone(),
-            path: r.path.clone(),
-            reason: format!(
-                "size is {} bytes, the reference records {}",
-                data.len(),
-                r.size
-            ),
-        });
+    let err = |e| store.error(e, "get", &r.path);
+    let mismatch = |reason: String| OasError::IntegrityMismatch {
+        store: store.name.clone(),
+        path: r.path.clone(),
+        reason,
+    };
+    let size_mismatch = |size: u64| {
+        mismatch(format!(
+            "size is {size} bytes, the reference records {}",
+            r.size
+        ))
+    };
+
+    let result = store.client().get(&key).await.map_err(err)?;
+    if result.meta.size != r.size {
+        return Err(size_mismatch(result.meta.size));
     }
-    if verify {
-        let actual = content_hash_yielding(&data).await;
+    let capacity = usize::try_from(r.size).map_err(|_| size_mismatch(r.size))?;
+    let (data, actual) = if matches!(result.payload, GetResultPayload::File(..)) {
+        // A local file: one read (object_store does it off the runtime thread), then the hash.
+        let data = Vec::from(result.bytes().await.map_err(err)?);
+        let actual = if verify {
+            Some(content_hash_yielding(&data).await)
+        } else {
+            None
+        };
+        (data, actual)
+    } else {
+        let mut data = Vec::with_capacity(capacity);
+        let mut hasher = verify.then(ContentHasher::new);
+        let mut stream = result.into_stream();
+        while let Some(chunk) = stream.try_next().await.map_err(err)? {
+            if data.len() + chunk.len() > capacity {
+                return Err(size_mismatch((data.len() + chunk.len()) as u64));
+            }
+            if let Some(h) = hasher.as_mut() {
+                h.update(&chunk);
+            }
+            data.extend_from_slice(&chunk);
+        }
+        (data, hasher.map(ContentHasher::finish))
+    };
+    if data.len() as u64 != r.size {
+        return Err(size_mismatch(data.len() as u64));
+    }
+    if let Some(actual) = actual {
         if actual != r.hash {
-            return Err(OasError::IntegrityMismatch {
-                store: store.name.clone(),
-                path: r.path.clone(),
-                reason: format!("content hash is {actual}, the reference records {}", r.hash),
-            });
+            return Err(mismatch(format!(
+                "content hash is {actual}, the reference records {}",
+                r.hash
+            )));
         }
     }
     Ok(data)
@@ -257,7 +360,6 @@ async fn list_contains(
     c: &dyn ObjectStore,
     key: &object_store::path::Path,
 ) -> object_store::Result<bool> {
-    use futures::TryStreamExt;
     let parent: object_store::path::Path = key.parts().take(key.parts().count() - 1).collect();
     let found = c
         .list(Some(&parent))
@@ -406,5 +508,88 @@ mod tests {
             e.to_string().contains("inaccessible local directory"),
             "{e}"
         );
+    }
+
+    fn staging_left(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir.join("_oas/staging"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn staged_put_publishes_dedups_and_repairs() {
+        use crate::stage::{prepare, Body};
+        let dir = tempfile::tempdir().unwrap();
+        let store = local_store(dir.path(), json!({"subfolding": [2]}));
+        let data: Vec<u8> = (0..5_000_000u32).map(|i| (i * 31 % 253) as u8).collect();
+        let p = prepare(&store, &data, true, &|| false).unwrap();
+        assert!(matches!(p.body, Body::Staged(_)));
+        assert_eq!(p.hash, crate::hash::content_hash(&data));
+        let (r, o) = put_prepared(&store, "lab", p).await.unwrap();
+        assert_eq!(o, PutOutcome::Uploaded);
+        assert_eq!(r.path, format!("_hash/lab/{}/{}", &r.hash[..2], r.hash));
+        assert_eq!(std::fs::read(dir.path().join(&r.path)).unwrap(), data);
+        assert_eq!(staging_left(dir.path()), 0);
+        // Same content again: deduplicated, the staged copy removed.
+        let (r2, o2) = put_prepared(
+            &store,
+            "lab",
+            prepare(&store, &data, true, &|| false).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!((r2, o2), (r.clone(), PutOutcome::Deduplicated));
+        assert_eq!(staging_left(dir.path()), 0);
+        // A truncated copy is replaced.
+        std::fs::write(dir.path().join(&r.path), b"short").unwrap();
+        let (_, o3) = put_prepared(
+            &store,
+            "lab",
+            prepare(&store, &data, true, &|| false).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(o3, PutOutcome::Repaired);
+        assert_eq!(get_hash(&store, &r, true).await.unwrap(), Bytes::from(data));
+        assert_eq!(staging_left(dir.path()), 0);
+        // The owned path agrees with the staged one.
+        let (r4, _) = put_hash(&store, "lab", Bytes::from(vec![7u8; 3 << 20]))
+            .await
+            .unwrap();
+        let (r5, o5) = put_prepared(
+            &store,
+            "lab",
+            prepare(&store, &vec![7u8; 3 << 20], false, &|| false).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!((r4, o5), (r5, PutOutcome::Deduplicated));
+    }
+
+    #[test]
+    fn cancelled_preparation_leaves_no_staging_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local_store(dir.path(), json!({}));
+        let data = vec![1u8; 64 << 20];
+        let e = crate::stage::prepare(&store, &data, true, &|| true).unwrap_err();
+        assert!(matches!(e, OasError::Cancelled), "{e}");
+        assert_eq!(staging_left(dir.path()), 0);
+    }
+
+    #[test]
+    fn cloud_stores_get_an_owned_copy() {
+        let spec = StoreSpec::from_json(
+            &json!({"protocol": "s3", "endpoint": "127.0.0.1:1", "bucket": "b",
+            "location": "l", "secure": false, "access_key": "k", "secret_key": "s"}),
+        )
+        .unwrap();
+        let store = Store::build("s3", spec, &ClientSettings::default()).unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| i as u8).collect();
+        let p = crate::stage::prepare(&store, &data, true, &|| false).unwrap();
+        assert_eq!(p.hash, crate::hash::content_hash(&data));
+        match p.body {
+            crate::stage::Body::Owned(b) => assert_eq!(b, data),
+            other => panic!("expected an owned copy, got {other:?}"),
+        }
     }
 }

@@ -3,14 +3,15 @@
 //! `{hash_prefix}/{schema}/{hash}`, one copy per schema however many rows use it.
 
 use bytes::Bytes;
-use oas_core::ops::{get_hash, put_hash};
+use oas_core::ops::{get_hash, put_hash, put_prepared};
 use oas_core::reference::HashRef;
+use oas_core::stage::{prepare, STAGE_MIN};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use crate::catalog;
 use crate::error::OrRaise;
-use crate::runtime::block_on;
+use crate::runtime::{block_on, run_cancellable};
 
 /// Store `data` and return its DataJoint reference. `store` defaults to the default store,
 /// `schema` to the current schema (DataJoint's schema is the database schema of the table).
@@ -29,8 +30,16 @@ fn oas_hash_put(
             .or_raise()
             .unwrap_or_else(|| "public".into()),
     };
-    let data = Bytes::copy_from_slice(data);
-    let (reference, _outcome) = block_on(put_hash(&store, &schema, data)).or_raise();
+    // Large payloads are hashed and staged (or copied) on two threads, straight from
+    // PostgreSQL's copy of the parameter; small ones are not worth the threads.
+    let (reference, _outcome) = if data.len() >= STAGE_MIN {
+        let fsync = crate::guc::FILE_FSYNC.get();
+        let prepared =
+            run_cancellable(|cancelled| prepare(&store, data, fsync, cancelled)).or_raise();
+        block_on(put_prepared(&store, &schema, prepared)).or_raise()
+    } else {
+        block_on(put_hash(&store, &schema, Bytes::copy_from_slice(data))).or_raise()
+    };
     Some(JsonB(reference.to_json()))
 }
 
@@ -40,7 +49,7 @@ fn oas_hash_get(reference: JsonB) -> Vec<u8> {
     let r = HashRef::from_json(&reference.0).or_raise();
     let store = catalog::store(r.store_name()).or_raise();
     let verify = crate::guc::VERIFY_READS.get();
-    block_on(get_hash(&store, &r, verify)).or_raise().to_vec()
+    block_on(get_hash(&store, &r, verify)).or_raise()
 }
 
 /// DataJoint's content hash of `data`: MD5, base32, lowercase, unpadded (26 characters).

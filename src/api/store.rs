@@ -226,8 +226,9 @@ fn oas_store_verify(
     ),
 > {
     let store = catalog::store(name).or_raise();
+    // Fixed width, so the probe's size (shown in the report) is the same every time.
     let probe = format!(
-        "{}-{}",
+        "{:010}-{:020}",
         unsafe { pg_sys::MyProcPid },
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
