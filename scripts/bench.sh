@@ -17,13 +17,6 @@ if [ "${OAS_BENCH_INSTALL:-0}" = 1 ]; then
   log "building and installing pg_oas (release)"
   (cd "$ROOT" && cargo pgrx install --release --pg-config "$PG_CONFIG")
 fi
-# DataJoint reaches S3 through s3fs, which its [postgres] extra does not pull in; match fsspec's version.
-if ! "$VENV/bin/python" -c 'import s3fs' 2>/dev/null; then
-  fsspec_version="$("$VENV/bin/python" -c 'import fsspec; print(fsspec.__version__)')"
-  log "python: installing s3fs==$fsspec_version (DataJoint's S3 client)"
-  "$VENV/bin/pip" install -q --disable-pip-version-check "s3fs==$fsspec_version" \
-    || log "s3fs could not be installed: DataJoint is measured on the file store only"
-fi
 
 weed_was_running=no
 "$ROOT/scripts/servers.sh" status seaweedfs >/dev/null 2>&1 && weed_was_running=yes

@@ -13,7 +13,7 @@ use crate::error::OasError;
 use crate::hash::ContentHasher;
 use crate::path::hash_path;
 use crate::reference::HashRef;
-use crate::stage::{Body, Prepared};
+use crate::stage::{Body, Prepared, STAGE_MIN};
 
 /// How a hash-addressed put ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,39 +86,77 @@ async fn put_owned(
     size: u64,
     data: Bytes,
 ) -> Result<PutOutcome, OasError> {
-    match existing_size(store, key, path).await? {
-        Some(s) if s == size => return Ok(PutOutcome::Deduplicated),
-        Some(_) => {
-            store
-                .client()
-                .put(key, data.into())
-                .await
-                .map_err(|e| store.error(e, "put", path))?;
-            return Ok(PutOutcome::Repaired);
-        }
-        None => {}
-    }
     let payload = PutPayload::from_bytes(data);
+    // A large payload is looked for first, so a duplicate is never sent twice. A small one goes
+    // straight to a conditional create: one round trip for a new object instead of two.
+    if size >= STAGE_MIN as u64 {
+        if let Some(existing) = existing_size(store, key, path).await? {
+            return keep_or_replace(store, key, path, size, existing, payload).await;
+        }
+    }
     match store
         .client()
         .put_opts(key, payload.clone(), PutMode::Create.into())
         .await
     {
         Ok(_) => Ok(PutOutcome::Uploaded),
-        // Someone stored the same content between our head and our put.
+        // Already there (stored earlier, or by a concurrent writer): keep it if it is intact.
         Err(object_store::Error::AlreadyExists { .. })
-        | Err(object_store::Error::Precondition { .. }) => Ok(PutOutcome::Deduplicated),
-        // Backends without conditional create: a plain put of identical content is harmless.
-        Err(object_store::Error::NotImplemented { .. }) => {
-            store
-                .client()
-                .put(key, payload)
-                .await
-                .map_err(|e| store.error(e, "put", path))?;
-            Ok(PutOutcome::Uploaded)
+        | Err(object_store::Error::Precondition { .. }) => {
+            match existing_size(store, key, path).await? {
+                Some(existing) => keep_or_replace(store, key, path, size, existing, payload).await,
+                None => plain_put(store, key, path, payload)
+                    .await
+                    .map(|()| PutOutcome::Uploaded),
+            }
         }
-        Err(e) => Err(store.error(e, "put", path)),
+        // Backends without conditional create: look, then write.
+        Err(object_store::Error::NotImplemented { .. }) => {
+            match existing_size(store, key, path).await? {
+                Some(existing) => keep_or_replace(store, key, path, size, existing, payload).await,
+                None => plain_put(store, key, path, payload)
+                    .await
+                    .map(|()| PutOutcome::Uploaded),
+            }
+        }
+        // The write failed (for instance a directory another client created that we may not write
+        // into); if an intact copy is there anyway, that is all a put needs.
+        Err(e) => match existing_size(store, key, path).await {
+            Ok(Some(existing)) if existing == size => Ok(PutOutcome::Deduplicated),
+            _ => Err(store.error(e, "put", path)),
+        },
     }
+}
+
+/// An object of the right size is the same content (the path is its hash): keep it. Any other
+/// size is a damaged copy: replace it.
+async fn keep_or_replace(
+    store: &Store,
+    key: &ObjectPath,
+    path: &str,
+    size: u64,
+    existing: u64,
+    payload: PutPayload,
+) -> Result<PutOutcome, OasError> {
+    if existing == size {
+        return Ok(PutOutcome::Deduplicated);
+    }
+    plain_put(store, key, path, payload).await?;
+    Ok(PutOutcome::Repaired)
+}
+
+async fn plain_put(
+    store: &Store,
+    key: &ObjectPath,
+    path: &str,
+    payload: PutPayload,
+) -> Result<(), OasError> {
+    store
+        .client()
+        .put(key, payload)
+        .await
+        .map(|_| ())
+        .map_err(|e| store.error(e, "put", path))
 }
 
 async fn publish_staged(
