@@ -630,4 +630,19 @@ mod tests {
             other => panic!("expected an owned copy, got {other:?}"),
         }
     }
+
+    #[test]
+    fn a_failed_staging_write_is_a_store_error_naming_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local_store(dir.path(), json!({}));
+        // A file where the staging directory should be: the write fails at once.
+        std::fs::write(dir.path().join("_oas"), b"not a directory").unwrap();
+        let e = crate::stage::prepare(&store, &vec![3u8; 16 << 20], true, &|| false).unwrap_err();
+        match e {
+            OasError::Store { store, op, .. } => {
+                assert_eq!((store.as_str(), op), ("main", "create staging directory"))
+            }
+            other => panic!("expected a store error, got {other}"),
+        }
+    }
 }

@@ -55,7 +55,9 @@ pub fn prepare(
     let staging = store
         .local_root()
         .map(|root| (root.to_path_buf(), staging_name()));
-    let (tx, rx) = mpsc::channel::<()>();
+    // Each worker reports whether it succeeded; the first failure stops the other one.
+    let (tx, rx) = mpsc::channel::<bool>();
+    let mut was_cancelled = false;
     let (hash, body) = std::thread::scope(|s| {
         // The workers start with every signal blocked (they inherit the mask); the main thread's
         // mask is restored right after, so PostgreSQL's handlers keep running on it while it waits.
@@ -64,7 +66,7 @@ pub fn prepare(
                 let (tx, stop) = (tx.clone(), &stop);
                 s.spawn(move || {
                     let r = hash_chunks(data, stop);
-                    let _ = tx.send(());
+                    let _ = tx.send(r.is_some());
                     r
                 })
             };
@@ -76,7 +78,7 @@ pub fn prepare(
                             .map(|()| Body::Staged(rel.clone())),
                         None => copy_chunks(data, stop).map(Body::Owned),
                     };
-                    let _ = tx.send(());
+                    let _ = tx.send(r.is_ok());
                     r
                 })
             };
@@ -87,9 +89,15 @@ pub fn prepare(
         let mut done = 0;
         while done < 2 {
             match rx.recv_timeout(POLL) {
-                Ok(()) => done += 1,
+                Ok(ok) => {
+                    done += 1;
+                    if !ok {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if cancelled() {
+                        was_cancelled = true;
                         stop.store(true, Ordering::Relaxed);
                     }
                 }
@@ -99,38 +107,34 @@ pub fn prepare(
         (hasher.join(), mover.join())
     });
     let panicked = || OasError::invalid_argument("a staging thread panicked");
-    let hash = hash.map_err(|_| panicked());
-    let body = body.unwrap_or_else(|_| Err(panicked()));
-    match (stop.load(Ordering::Relaxed), hash, body) {
-        (false, Ok(Some(hash)), Ok(body)) => Ok(Prepared {
+    let outcome = (|| {
+        if was_cancelled {
+            return Err(OasError::Cancelled);
+        }
+        let body = body.map_err(|_| panicked())?.map_err(|e| match e {
+            OasError::Store {
+                op, path, detail, ..
+            } => OasError::Store {
+                store: store.name.clone(),
+                op,
+                path,
+                detail,
+            },
+            e => e,
+        })?;
+        let hash = hash.map_err(|_| panicked())?.ok_or_else(panicked)?;
+        Ok(Prepared {
             hash,
             size: data.len() as u64,
             body,
-        }),
-        (was_cancelled, hash, body) => {
-            if let Some((root, rel)) = &staging {
-                let _ = std::fs::remove_file(root.join(rel));
-            }
-            Err(match (was_cancelled, hash, body) {
-                (true, _, _) | (_, Ok(None), _) => OasError::Cancelled,
-                (_, Err(e), _) => e,
-                (
-                    _,
-                    _,
-                    Err(OasError::Store {
-                        op, path, detail, ..
-                    }),
-                ) => OasError::Store {
-                    store: store.name.clone(),
-                    op,
-                    path,
-                    detail,
-                },
-                (_, _, Err(e)) => e,
-                (_, Ok(Some(_)), Ok(_)) => unreachable!("handled above"),
-            })
+        })
+    })();
+    if outcome.is_err() {
+        if let Some((root, rel)) = &staging {
+            let _ = std::fs::remove_file(root.join(rel));
         }
     }
+    outcome
 }
 
 fn hash_chunks(data: &[u8], stop: &AtomicBool) -> Option<String> {
