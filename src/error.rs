@@ -13,6 +13,7 @@
 //! | store I/O failure | 58030 io_error |
 //! | store request timed out | 58000 system_error |
 //! | query cancelled while waiting | 57014 query_canceled |
+//! | object larger than a bytea can be | 54000 program_limit_exceeded |
 
 use oas_core::OasError;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
@@ -37,6 +38,7 @@ pub fn sqlstate(e: &OasError) -> PgSqlErrorCode {
         OasError::Store { .. } => ERRCODE_IO_ERROR,
         OasError::Timeout { .. } => ERRCODE_SYSTEM_ERROR,
         OasError::Cancelled => ERRCODE_QUERY_CANCELED,
+        OasError::TooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
     }
 }
 

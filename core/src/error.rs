@@ -33,6 +33,13 @@ pub enum OasError {
         hint: Option<String>,
     },
 
+    /// A value beyond what PostgreSQL can hold (a `bytea` is at most 1 GB).
+    #[error("{message}")]
+    TooLarge {
+        message: String,
+        hint: Option<String>,
+    },
+
     /// The caller may not do this.
     #[error("{message}")]
     PermissionDenied {
@@ -112,7 +119,8 @@ impl OasError {
         match self {
             OasError::InvalidSpec { hint, .. }
             | OasError::InvalidArgument { hint, .. }
-            | OasError::PermissionDenied { hint, .. } => hint.clone(),
+            | OasError::PermissionDenied { hint, .. }
+            | OasError::TooLarge { hint, .. } => hint.clone(),
             OasError::StoreNotConfigured(name) => Some(format!(
                 "create it with SELECT oas.oas_store_create('{name}', '{{\"protocol\": \"file\", \"location\": \"/path/to/dir\"}}'); list stores with SELECT * FROM oas.stores"
             )),

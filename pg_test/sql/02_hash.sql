@@ -32,6 +32,7 @@ SELECT try($$SELECT oas.oas_hash_get('{"hash": "lvauakv4jmvhnolrtwiraf6fsi", "pa
 SELECT try($$SELECT oas.oas_hash_get('{"hash": "nothex", "path": "_hash/lab/nothex", "schema": "lab", "store": "local", "size": 5}')$$);
 SELECT try($$SELECT oas.oas_hash_get('{"path": "_hash/lab/lvauakv4jmvhnolrtwiraf6fsi", "store": "local"}')$$);
 SELECT try($$SELECT oas.oas_hash_get('{"hash": "lvauakv4jmvhnolrtwiraf6fsi", "path": "_hash/lab/lvauakv4jmvhnolrtwiraf6fsi", "schema": "lab", "store": "gone", "size": 5}')$$);
+SELECT try($$SELECT oas.oas_hash_get('{"hash": "lvauakv4jmvhnolrtwiraf6fsi", "path": "_hash/lab/lvauakv4jmvhnolrtwiraf6fsi", "schema": "lab", "store": "local", "size": 4294967296}')$$);
 SELECT try($$SELECT oas.oas_hash_put('x'::bytea, 'local', 'a/b')$$);
 SELECT try($$SELECT oas.oas_hash_put('x'::bytea, 'nope')$$);
 

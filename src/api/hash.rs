@@ -10,6 +10,10 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use crate::catalog;
+use oas_core::OasError;
+
+/// The largest value a `bytea` can hold: PostgreSQL's MaxAllocSize less the 4-byte header.
+const MAX_BYTEA: u64 = (1 << 30) - 1 - 4;
 use crate::error::OrRaise;
 use crate::runtime::{block_on, run_cancellable};
 
@@ -47,6 +51,19 @@ fn oas_hash_put(
 #[pg_extern(volatile, parallel_unsafe)]
 fn oas_hash_get(reference: JsonB) -> Vec<u8> {
     let r = HashRef::from_json(&reference.0).or_raise();
+    if r.size > MAX_BYTEA {
+        Err::<(), _>(OasError::TooLarge {
+            message: format!(
+                "object \"{}\" has {} bytes, more than a bytea value can hold (1 GB)",
+                r.path, r.size
+            ),
+            hint: Some(
+                "objects this large are read in ranges (on the roadmap) or directly from the store"
+                    .into(),
+            ),
+        })
+        .or_raise();
+    }
     let store = catalog::store(r.store_name()).or_raise();
     let verify = crate::guc::VERIFY_READS.get();
     block_on(get_hash(&store, &r, verify)).or_raise()
