@@ -24,6 +24,8 @@ pub mod runtime;
 
 // The catalog (tables, views, roles) comes first; the functions pgrx generates follow.
 pgrx::extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
+// Views and functions over tracked columns use generated functions, so they come last.
+pgrx::extension_sql_file!("../sql/tracking.sql", name = "tracking", finalize);
 
 /// Called once when the library is loaded into a backend. Registers settings only: the runtime
 /// and store clients are created on first use, never here (this may run in the postmaster).

@@ -67,3 +67,65 @@ def test_subfolded_paths_agree(conn, dj_config, store_dir):
     dj_ref = hash_registry.put_hash(data, schema, name, config=dj_config)
     ours = conn.execute("SELECT oas.oas_hash_put(%b, %s, %s)", [data, name, schema], binary=True).fetchone()[0]
     assert ours == dj_ref
+
+
+@pytest.fixture
+def dj_connection(dj_config, db):
+    """The DataJoint client connected to the test database (DataJoint 2.x speaks PostgreSQL)."""
+    from conftest import PORT
+
+    saved = {k: dj_config[k] for k in ("database.backend", "database.host", "database.port",
+                                       "database.user", "database.password", "database.name")}
+    settings = {"database.backend": "postgresql", "database.host": "127.0.0.1", "database.port": PORT,
+                "database.user": "postgres", "database.password": "unused", "database.name": db}
+    for k, v in settings.items():
+        dj_config[k] = v
+    conn = dj.conn(reset=True)
+    yield conn
+    conn.close()
+    for k, v in saved.items():
+        dj_config[k] = v
+
+
+def test_tables_datajoint_creates_are_tracked_and_verified(conn, dj_connection, store_dir):
+    """DataJoint declares the table (CREATE TABLE, then COMMENT ON COLUMN); pg_oas sees its
+    object columns with no call from the client, and oas_verify checks what its rows reference."""
+    import numpy as np
+
+    name = unique("djtrack")
+    schema = dj.Schema(name, connection=dj_connection)
+
+    @schema
+    class Recording(dj.Manual):
+        definition = """
+        subject : int32
+        session : int32
+        ---
+        trace : <blob@file>
+        raw : <hash@s3>
+        note : varchar(32)
+        """
+
+    Recording.insert([
+        {"subject": 1, "session": 1, "trace": np.arange(100.0), "raw": b"raw one", "note": "a"},
+        {"subject": 1, "session": 2, "trace": np.arange(100.0), "raw": b"raw two", "note": "b"},
+    ])
+    tracked = conn.execute(
+        "SELECT column_name, codec, store, addressing FROM oas.tracked_columns WHERE schema_name = %s ORDER BY 1",
+        [name]).fetchall()
+    assert tracked == [("raw", "hash", "s3", "hash"), ("trace", "blob", "file", "hash")]
+    usage = conn.execute("SELECT column_name, store, refs, objects FROM oas.usage WHERE schema_name = %s ORDER BY 1",
+                         [name]).fetchall()
+    assert usage == [("raw", "s3", 2, 2), ("trace", "file", 2, 1)]
+    assert conn.execute("SELECT count(*) FROM oas.oas_verify() WHERE schema_name = %s", [name]).fetchone()[0] == 0
+
+    # Remove the blob both rows share, as an out-of-band cleanup might: both rows are reported,
+    # each by its DataJoint primary key.
+    path = conn.execute(f'SELECT trace->>\'path\' FROM {name}.recording LIMIT 1').fetchone()[0]
+    (store_dir / path).unlink()
+    broken = conn.execute(
+        "SELECT table_name, column_name, row_key, problem FROM oas.oas_verify() WHERE schema_name = %s ORDER BY row_key::text",
+        [name]).fetchall()
+    assert broken == [("recording", "trace", {"subject": 1, "session": 1}, "missing"),
+                      ("recording", "trace", {"subject": 1, "session": 2}, "missing")]
+    schema.drop(prompt=False)

@@ -7,12 +7,14 @@
 //! | [`hash`] | the content hash (MD5 → base32, 26 chars) |
 //! | [`path`] | object paths inside a store |
 //! | [`reference`] | the JSON a row keeps for an object |
+//! | [`codec`] | DataJoint codec markers in column comments; reference shapes of every codec |
 //! | [`backend`] | store clients per protocol, error mapping and credential masking |
 //! | [`stage`] | hashing and staging a large payload on two threads |
 //! | [`ops`] | put/get/verify, async, backend-independent |
 //! | [`error`] | the error type |
 
 pub mod backend;
+pub mod codec;
 pub mod error;
 pub mod hash;
 pub mod ops;

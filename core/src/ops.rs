@@ -9,6 +9,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 
 use crate::backend::Store;
+use crate::codec::ObjectRef;
 use crate::error::OasError;
 use crate::hash::ContentHasher;
 use crate::path::hash_path;
@@ -278,6 +279,53 @@ pub async fn get_hash(store: &Store, r: &HashRef, verify: bool) -> Result<Vec<u8
         }
     }
     Ok(data)
+}
+
+/// Check that the object a reference names is there and intact: it exists (a folder: has at
+/// least one object under it), its size matches where the reference records one, and, when
+/// `check_content` and the reference records a hash, its MD5 matches. `Ok(None)` when intact,
+/// `Ok(Some(problem))` when not; `Err` when the store could not be asked.
+pub async fn check_reference(
+    store: &Store,
+    r: &ObjectRef,
+    check_content: bool,
+) -> Result<Option<String>, OasError> {
+    let key = store.key(&r.path)?;
+    if r.is_dir {
+        let mut listing = store.client().list(Some(&key));
+        return match listing.try_next().await {
+            Ok(Some(_)) => Ok(None),
+            Ok(None) => Ok(Some("missing: no objects under this folder".into())),
+            Err(e) => Err(store.error(e, "list", &r.path)),
+        };
+    }
+    let size = match existing_size(store, &key, &r.path).await? {
+        None => return Ok(Some("missing".into())),
+        Some(s) => s,
+    };
+    if let Some(expected) = r.size {
+        if size != expected {
+            return Ok(Some(format!(
+                "size is {size} bytes, the reference records {expected}"
+            )));
+        }
+    }
+    if let (true, Some(hash)) = (check_content, &r.hash) {
+        let as_hash_ref = HashRef {
+            hash: hash.clone(),
+            path: r.path.clone(),
+            schema: String::new(),
+            store: r.store.clone(),
+            size,
+        };
+        return match get_hash(store, &as_hash_ref, true).await {
+            Ok(_) => Ok(None),
+            Err(OasError::IntegrityMismatch { reason, .. }) => Ok(Some(reason)),
+            Err(OasError::ObjectMissing { .. }) => Ok(Some("missing".into())),
+            Err(e) => Err(e),
+        };
+    }
+    Ok(None)
 }
 
 /// One step of [`verify_store`].
@@ -644,5 +692,50 @@ mod tests {
             }
             other => panic!("expected a store error, got {other}"),
         }
+    }
+
+    #[tokio::test]
+    async fn reference_checks_find_every_kind_of_damage() {
+        use crate::codec::ObjectRef;
+        let dir = tempfile::tempdir().unwrap();
+        let store = local_store(dir.path(), json!({}));
+        let (r, _) = put_hash(&store, "lab", Bytes::from_static(b"intact object"))
+            .await
+            .unwrap();
+        let obj = ObjectRef::from_json(&r.to_json()).unwrap();
+        assert_eq!(check_reference(&store, &obj, true).await.unwrap(), None);
+        let file = dir.path().join(&r.path);
+        std::fs::write(&file, b"INTACT OBJECT").unwrap();
+        assert_eq!(
+            check_reference(&store, &obj, false).await.unwrap(),
+            None,
+            "same size, content not checked"
+        );
+        assert!(check_reference(&store, &obj, true)
+            .await
+            .unwrap()
+            .unwrap()
+            .starts_with("content hash is"));
+        std::fs::write(&file, b"short").unwrap();
+        assert_eq!(
+            check_reference(&store, &obj, false).await.unwrap().unwrap(),
+            "size is 5 bytes, the reference records 13"
+        );
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(
+            check_reference(&store, &obj, true).await.unwrap().unwrap(),
+            "missing"
+        );
+        // A folder object: present while anything is under it.
+        std::fs::create_dir_all(dir.path().join("_schema/lab/t/id=1/d_x")).unwrap();
+        std::fs::write(dir.path().join("_schema/lab/t/id=1/d_x/a.bin"), b"a").unwrap();
+        let folder = ObjectRef::from_json(&json!({"path": "_schema/lab/t/id=1/d_x", "store": "main", "is_dir": true, "size": null})).unwrap();
+        assert_eq!(check_reference(&store, &folder, true).await.unwrap(), None);
+        std::fs::remove_file(dir.path().join("_schema/lab/t/id=1/d_x/a.bin")).unwrap();
+        assert!(check_reference(&store, &folder, true)
+            .await
+            .unwrap()
+            .unwrap()
+            .starts_with("missing"));
     }
 }

@@ -1,0 +1,120 @@
+-- Object-store columns, their references, and what they use. Runs after the functions pgrx
+-- generates (it uses oas_parse_marker and oas_check_reference).
+
+-- Every column whose comment carries a DataJoint codec marker with a store. Derived from the
+-- comments themselves, so it is never out of date: a table DataJoint creates (CREATE TABLE,
+-- then COMMENT ON COLUMN) is here as soon as the comment commits.
+CREATE VIEW oas.tracked_columns AS
+SELECT n.nspname::text AS schema_name,
+       c.relname::text AS table_name,
+       a.attname::text AS column_name,
+       c.oid::regclass AS table_oid,
+       m.codec,
+       m.store,
+       coalesce(m.store, (SELECT s.name FROM oas.store s WHERE s.is_default)) AS resolved_store,
+       m.addressing,
+       pg_catalog.format_type(a.atttypid, a.atttypmod) AS data_type,
+       m.user_comment
+FROM pg_catalog.pg_description d
+JOIN pg_catalog.pg_class c ON d.classoid = 'pg_catalog.pg_class'::regclass AND d.objoid = c.oid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid
+CROSS JOIN LATERAL oas.oas_parse_marker(d.description) m
+WHERE d.objsubid > 0
+  AND c.relkind IN ('r', 'p')
+  AND NOT a.attisdropped
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema');
+COMMENT ON VIEW oas.tracked_columns IS 'pg_oas: columns holding object references (DataJoint codec markers with a store)';
+GRANT SELECT ON oas.tracked_columns TO PUBLIC;
+
+-- Check every reference in every tracked column the caller may read: the object exists, its
+-- size matches, and (check_content) its MD5 matches where the reference records a hash.
+-- Returns one row per broken reference, with the row's primary key.
+CREATE FUNCTION oas.oas_verify(check_content boolean DEFAULT true, only_store text DEFAULT NULL)
+RETURNS TABLE (schema_name text, table_name text, column_name text, row_key jsonb,
+               store text, path text, problem text)
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+DECLARE
+    col record;
+    rec record;
+    key_expr text;
+    ref_store text;
+    found_problem text;
+    checked bigint := 0;
+    broken bigint := 0;
+    skipped int := 0;
+BEGIN
+    FOR col IN SELECT t.* FROM oas.tracked_columns t ORDER BY t.schema_name, t.table_name, t.column_name LOOP
+        IF NOT pg_catalog.has_table_privilege(col.table_oid, 'SELECT') THEN
+            RAISE NOTICE 'oas_verify: skipping %.%.% (no SELECT privilege on the table)',
+                col.schema_name, col.table_name, col.column_name;
+            skipped := skipped + 1;
+            CONTINUE;
+        END IF;
+        SELECT 'jsonb_build_object(' || string_agg(format('%L, %I', a.attname, a.attname), ', '
+                                                   ORDER BY array_position(i.indkey::int2[], a.attnum)) || ')'
+          INTO key_expr
+          FROM pg_catalog.pg_index i
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+         WHERE i.indrelid = col.table_oid AND i.indisprimary;
+        key_expr := coalesce(key_expr, 'jsonb_build_object(''ctid'', ctid::text)');
+        FOR rec IN EXECUTE format('SELECT %s AS k, %I AS ref FROM %s WHERE %I IS NOT NULL',
+                                  key_expr, col.column_name, col.table_oid, col.column_name) LOOP
+            ref_store := coalesce(nullif(rec.ref->>'store', ''), col.resolved_store);
+            CONTINUE WHEN only_store IS NOT NULL AND ref_store IS DISTINCT FROM only_store;
+            checked := checked + 1;
+            found_problem := oas.oas_check_reference(rec.ref, check_content);
+            IF found_problem IS NOT NULL THEN
+                broken := broken + 1;
+                schema_name := col.schema_name;
+                table_name := col.table_name;
+                column_name := col.column_name;
+                row_key := rec.k;
+                store := ref_store;
+                path := rec.ref->>'path';
+                problem := found_problem;
+                RETURN NEXT;
+            END IF;
+            IF checked % 10000 = 0 THEN
+                RAISE NOTICE 'oas_verify: % references checked, % broken so far', checked, broken;
+            END IF;
+        END LOOP;
+    END LOOP;
+    RAISE NOTICE 'oas_verify: % references checked, % broken%', checked, broken,
+        CASE WHEN skipped > 0 THEN format(', %s column(s) skipped', skipped) ELSE '' END;
+END
+$fn$;
+
+-- References, distinct objects and bytes per store, schema, table and column, for BI tools.
+-- Bytes count each distinct object of a column once (the size its references record; npy
+-- references record none: see unsized_objects). An object shared by two columns counts in both.
+CREATE FUNCTION oas.oas_usage()
+RETURNS TABLE (store text, schema_name text, table_name text, column_name text, codec text,
+               refs bigint, objects bigint, bytes numeric, unsized_objects bigint)
+LANGUAGE plpgsql STABLE AS $fn$
+#variable_conflict use_column
+DECLARE
+    col record;
+BEGIN
+    FOR col IN SELECT t.* FROM oas.tracked_columns t ORDER BY t.schema_name, t.table_name, t.column_name LOOP
+        CONTINUE WHEN NOT pg_catalog.has_table_privilege(col.table_oid, 'SELECT');
+        RETURN QUERY EXECUTE format($q$
+            WITH r AS (
+                SELECT coalesce(nullif(%1$I->>'store', ''), %2$L) AS s,
+                       %1$I->>'path' AS p,
+                       CASE WHEN jsonb_typeof(%1$I->'size') = 'number' THEN (%1$I->>'size')::numeric END AS z
+                FROM %3$s WHERE %1$I IS NOT NULL),
+            o AS (SELECT DISTINCT ON (s, p) s, p, z FROM r)
+            SELECT o.s, %4$L::text, %5$L::text, %1$L::text, %6$L::text,
+                   (SELECT count(*) FROM r WHERE r.s IS NOT DISTINCT FROM o.s),
+                   count(*), coalesce(sum(o.z), 0), count(*) FILTER (WHERE o.z IS NULL)
+            FROM o GROUP BY o.s $q$,
+            col.column_name, col.resolved_store, col.table_oid, col.schema_name, col.table_name, col.codec);
+    END LOOP;
+END
+$fn$;
+
+CREATE VIEW oas.usage AS SELECT * FROM oas.oas_usage();
+COMMENT ON VIEW oas.usage IS 'pg_oas: references, objects and bytes per store, schema, table and column';
+GRANT SELECT ON oas.usage TO PUBLIC;
