@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`spec`] | DataJoint store specs: parsing, validation, secret splitting |
 //! | [`hash`] | the content hash (MD5 → base32, 26 chars) |
+//! | [`npy`] | `.npy` headers, NumPy slice syntax, the byte ranges a slice needs |
 //! | [`path`] | object paths inside a store |
 //! | [`reference`] | the JSON a row keeps for an object |
 //! | [`codec`] | DataJoint codec markers in column comments; reference shapes of every codec |
@@ -17,6 +18,7 @@ pub mod backend;
 pub mod codec;
 pub mod error;
 pub mod hash;
+pub mod npy;
 pub mod ops;
 pub mod path;
 pub mod reference;
