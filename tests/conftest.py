@@ -171,3 +171,39 @@ def wait_until(pred, timeout=10.0, every=0.05):
             return True
         time.sleep(every)
     return False
+
+
+@pytest.fixture
+def dj_config(servers, store_dir):
+    """DataJoint 2.3.5's config with the same stores as the database: `file` (default) and `s3`."""
+    dj = pytest.importorskip("datajoint")
+    cfg = dj.config
+    saved = dict(cfg.stores)
+    cfg.stores.clear()
+    cfg.stores.update({
+        "default": "file",
+        "file": {"protocol": "file", "location": str(store_dir)},
+        "s3": s3_spec(servers),
+    })
+    yield cfg
+    cfg.stores.clear()
+    cfg.stores.update(saved)
+
+
+@pytest.fixture
+def dj_connection(dj_config, db):
+    """The DataJoint client connected to the test database (DataJoint 2.x speaks PostgreSQL)."""
+    import datajoint as dj
+
+    saved = {k: dj_config[k] for k in ("database.backend", "database.host", "database.port", "database.user",
+                                       "database.password", "database.name", "database.use_tls")}
+    settings = {"database.backend": "postgresql", "database.host": "127.0.0.1", "database.port": PORT,
+                "database.user": "postgres", "database.password": "unused", "database.name": db,
+                "database.use_tls": False}
+    for k, v in settings.items():
+        dj_config[k] = v
+    conn = dj.conn(reset=True)
+    yield conn
+    conn.close()
+    for k, v in saved.items():
+        dj_config[k] = v

@@ -8,25 +8,10 @@ import os
 
 import pytest
 
-from conftest import s3_spec, unique
+from conftest import unique
 
 dj = pytest.importorskip("datajoint")
 from datajoint import hash_registry  # noqa: E402
-
-
-@pytest.fixture
-def dj_config(servers, store_dir):
-    cfg = dj.config
-    saved = dict(cfg.stores)
-    cfg.stores.clear()
-    cfg.stores.update({
-        "default": "file",
-        "file": {"protocol": "file", "location": str(store_dir)},
-        "s3": s3_spec(servers),
-    })
-    yield cfg
-    cfg.stores.clear()
-    cfg.stores.update(saved)
 
 
 @pytest.mark.parametrize("store", ["file", "s3"])
@@ -67,24 +52,6 @@ def test_subfolded_paths_agree(conn, dj_config, store_dir):
     dj_ref = hash_registry.put_hash(data, schema, name, config=dj_config)
     ours = conn.execute("SELECT oas.oas_hash_put(%b, %s, %s)", [data, name, schema], binary=True).fetchone()[0]
     assert ours == dj_ref
-
-
-@pytest.fixture
-def dj_connection(dj_config, db):
-    """The DataJoint client connected to the test database (DataJoint 2.x speaks PostgreSQL)."""
-    from conftest import PORT
-
-    saved = {k: dj_config[k] for k in ("database.backend", "database.host", "database.port",
-                                       "database.user", "database.password", "database.name")}
-    settings = {"database.backend": "postgresql", "database.host": "127.0.0.1", "database.port": PORT,
-                "database.user": "postgres", "database.password": "unused", "database.name": db}
-    for k, v in settings.items():
-        dj_config[k] = v
-    conn = dj.conn(reset=True)
-    yield conn
-    conn.close()
-    for k, v in saved.items():
-        dj_config[k] = v
 
 
 def test_tables_datajoint_creates_are_tracked_and_verified(conn, dj_connection, store_dir):

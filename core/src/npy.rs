@@ -108,6 +108,28 @@ impl Dtype {
     }
 }
 
+/// Item size of a dtype as DataJoint records it in `<npy@>` references (`str(arr.dtype)`:
+/// `float32`, `int64`, `bool`, `complex128`, `datetime64[ns]`, or a descr such as `>i8`, `<U5`,
+/// `|S3`). `None` for names it does not know.
+pub fn dtype_itemsize(name: &str) -> Option<usize> {
+    let fixed = match name {
+        "bool" | "int8" | "uint8" => Some(1),
+        "int16" | "uint16" | "float16" => Some(2),
+        "int32" | "uint32" | "float32" => Some(4),
+        "int64" | "uint64" | "float64" | "complex64" => Some(8),
+        "complex128" | "longdouble" | "float128" => Some(16),
+        "complex256" | "clongdouble" => Some(32),
+        _ => None,
+    };
+    if fixed.is_some() {
+        return fixed;
+    }
+    if name.starts_with("datetime64") || name.starts_with("timedelta64") {
+        return Some(8);
+    }
+    Dtype::parse(name).ok().map(|d| d.itemsize)
+}
+
 /// A parsed `.npy` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -989,5 +1011,25 @@ mod tests {
         assert_eq!(back.shape, [2, 2]);
         assert_eq!(&npy[back.data_offset as usize..], &[10, 11, 4, 5]);
         assert!(p.assemble(&fetched[..0]).is_err());
+    }
+
+    #[test]
+    fn itemsizes_of_the_names_datajoint_records() {
+        for (name, size) in [
+            ("float32", 4),
+            ("int64", 8),
+            ("bool", 1),
+            ("complex128", 16),
+            ("uint16", 2),
+            ("datetime64[ns]", 8),
+            (">i8", 8),
+            ("<U5", 20),
+            ("|S3", 3),
+            ("<f2", 2),
+        ] {
+            assert_eq!(dtype_itemsize(name), Some(size), "{name}");
+        }
+        assert_eq!(dtype_itemsize("object"), None);
+        assert_eq!(dtype_itemsize("[('a', '<i4')]"), None);
     }
 }

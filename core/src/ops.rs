@@ -328,6 +328,96 @@ pub async fn check_reference(
     Ok(None)
 }
 
+/// Size of the object at `path`.
+pub async fn object_size(store: &Store, path: &str) -> Result<u64, OasError> {
+    let key = store.key(path)?;
+    existing_size(store, &key, path)
+        .await?
+        .ok_or_else(|| OasError::ObjectMissing {
+            store: store.name.clone(),
+            path: path.to_string(),
+        })
+}
+
+/// Read `range` of the object at `path` (clamped to the object's end).
+pub async fn read_range(
+    store: &Store,
+    path: &str,
+    range: std::ops::Range<u64>,
+) -> Result<Bytes, OasError> {
+    let key = store.key(path)?;
+    if range.is_empty() {
+        return Ok(Bytes::new());
+    }
+    store
+        .client()
+        .get_range(&key, range)
+        .await
+        .map_err(|e| store.error(e, "get_range", path))
+}
+
+/// Requests in flight at once when reading many ranges of one object.
+const RANGE_CONCURRENCY: usize = 32;
+
+/// Read `ranges` of one object exactly as given (no merging: the caller decided the ranges),
+/// several requests at a time, in the given order.
+pub async fn read_ranges(
+    store: &Store,
+    path: &str,
+    ranges: &[std::ops::Range<u64>],
+) -> Result<Vec<Bytes>, OasError> {
+    use futures::StreamExt;
+    let key = store.key(path)?;
+    let key = &key;
+    futures::stream::iter(ranges.iter().cloned())
+        .map(|r| async move {
+            store
+                .client()
+                .get_range(key, r)
+                .await
+                .map_err(|e| store.error(e, "get_range", path))
+        })
+        .buffered(RANGE_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// Read and parse the header of the `.npy` object at `path`, checking that the object is as long
+/// as the header says.
+pub async fn read_npy_header(store: &Store, path: &str) -> Result<crate::npy::Header, OasError> {
+    use crate::npy::{header_len, parse_header, HEADER_PROBE};
+    let size = object_size(store, path).await?;
+    let corrupt = |reason: String| OasError::IntegrityMismatch {
+        store: store.name.clone(),
+        path: path.to_string(),
+        reason,
+    };
+    let mut head = read_range(store, path, 0..size.min(HEADER_PROBE as u64)).await?;
+    let need = header_len(&head).map_err(|e| corrupt(e.to_string()))?;
+    if need > head.len() as u64 {
+        if need > size {
+            return Err(corrupt(format!(
+                "header of {need} bytes in an object of {size}"
+            )));
+        }
+        head = read_range(store, path, 0..need).await?;
+    }
+    let header = parse_header(&head).map_err(|e| match e {
+        e @ OasError::InvalidArgument { .. } => corrupt(e.to_string()),
+        e => e,
+    })?;
+    if header.data_offset + header.nbytes > size {
+        return Err(corrupt(format!(
+            "truncated: the header describes {} bytes of data, the object has {}",
+            header.nbytes,
+            size.saturating_sub(header.data_offset)
+        )));
+    }
+    Ok(header)
+}
+
 /// One step of [`verify_store`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeStep {

@@ -12,8 +12,7 @@ use pgrx::JsonB;
 use crate::catalog;
 use oas_core::OasError;
 
-/// The largest value a `bytea` can hold: PostgreSQL's MaxAllocSize less the 4-byte header.
-const MAX_BYTEA: u64 = (1 << 30) - 1 - 4;
+use super::MAX_BYTEA;
 use crate::error::OrRaise;
 use crate::runtime::{block_on, run_cancellable};
 

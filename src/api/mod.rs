@@ -3,5 +3,9 @@
 //! with [`crate::error::OrRaise`].
 
 pub mod hash;
+pub mod npy;
 pub mod store;
 pub mod tracking;
+
+/// The largest value a `bytea` can hold: PostgreSQL's MaxAllocSize less the 4-byte header.
+pub const MAX_BYTEA: u64 = (1 << 30) - 1 - 4;

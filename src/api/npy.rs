@@ -1,0 +1,205 @@
+//! NumPy arrays in stores (`<npy@>`, as DataJoint writes them), and ranged reads of any object.
+//!
+//! Shape, dtype, ndim, size and nbytes come from the reference JSON, with no store I/O. A slice
+//! reads the array's header once per backend (objects under DataJoint's random-token paths never
+//! change) and then only the byte ranges the slice needs.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use oas_core::codec::ObjectRef;
+use oas_core::npy::{dtype_itemsize, parse_selection, plan, Header, Plan};
+use oas_core::ops::{object_size, read_npy_header, read_range, read_ranges};
+use oas_core::OasError;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::Value;
+
+use super::MAX_BYTEA;
+use crate::catalog;
+use crate::error::OrRaise;
+use crate::runtime::block_on;
+
+/// Most separate byte ranges one slice may need (a column of a very tall C-order array is one
+/// range per row).
+const MAX_RUNS: usize = 1 << 20;
+/// Headers kept per backend.
+const HEADER_CACHE_ENTRIES: usize = 4096;
+
+thread_local! {
+    static HEADERS: RefCell<HashMap<(String, i64, String), Header>> = RefCell::new(HashMap::new());
+}
+
+fn shape_of(reference: &Value) -> Option<Vec<i64>> {
+    let shape = reference.get("shape")?;
+    let dims = shape.as_array().and_then(|a| {
+        a.iter()
+            .map(|d| d.as_i64().filter(|&d| d >= 0))
+            .collect::<Option<Vec<_>>>()
+    });
+    match dims {
+        Some(d) => Some(d),
+        None => Err::<_, _>(OasError::invalid_argument(format!(
+            "invalid npy reference: \"shape\" is {shape}"
+        )))
+        .or_raise(),
+    }
+}
+
+/// The array's shape, from the reference (NULL when the reference has none).
+#[pg_extern(immutable, strict, parallel_safe)]
+fn oas_npy_shape(reference: JsonB) -> Option<Vec<i64>> {
+    shape_of(&reference.0)
+}
+
+/// The dtype as DataJoint records it (`str(arr.dtype)`, e.g. `float32`, `>i8`).
+#[pg_extern(immutable, strict, parallel_safe)]
+fn oas_npy_dtype(reference: JsonB) -> Option<String> {
+    reference
+        .0
+        .get("dtype")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn oas_npy_ndim(reference: JsonB) -> Option<i32> {
+    shape_of(&reference.0).map(|s| s.len() as i32)
+}
+
+/// Number of elements.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn oas_npy_size(reference: JsonB) -> Option<i64> {
+    shape_of(&reference.0).map(|s| {
+        s.iter()
+            .try_fold(1i64, |a, &d| a.checked_mul(d))
+            .unwrap_or(i64::MAX)
+    })
+}
+
+/// Bytes of array data (size × item size); NULL for a dtype it does not know.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn oas_npy_nbytes(reference: JsonB) -> Option<i64> {
+    let size = oas_npy_size(JsonB(reference.0.clone()))?;
+    let item = dtype_itemsize(reference.0.get("dtype")?.as_str()?)? as i64;
+    Some(size.saturating_mul(item))
+}
+
+/// Resolve a reference to its store and (cached) `.npy` header.
+fn open_array(reference: &Value) -> (std::sync::Arc<oas_core::backend::Store>, ObjectRef, Header) {
+    let r = ObjectRef::from_json(reference).or_raise();
+    let row = catalog::store_row(r.store.as_deref()).or_raise();
+    let store = catalog::store(Some(&row.name)).or_raise();
+    let key = (row.name, row.version, r.path.clone());
+    let cached = HEADERS.with_borrow(|h| h.get(&key).cloned());
+    let header = match cached {
+        Some(h) => h,
+        None => {
+            let h = block_on(read_npy_header(&store, &r.path)).or_raise();
+            HEADERS.with_borrow_mut(|c| {
+                if c.len() >= HEADER_CACHE_ENTRIES {
+                    c.clear();
+                }
+                c.insert(key, h.clone());
+            });
+            h
+        }
+    };
+    (store, r, header)
+}
+
+fn plan_slice(header: &Header, slice: &str) -> Plan {
+    let sel = parse_selection(slice, &header.shape).or_raise();
+    let p = plan(header, &sel, MAX_RUNS).or_raise();
+    if p.nbytes > MAX_BYTEA {
+        Err::<(), _>(OasError::TooLarge {
+            message: format!(
+                "the slice has {} bytes, more than a bytea value can hold (1 GB)",
+                p.nbytes
+            ),
+            hint: Some("select a smaller part of the array".into()),
+        })
+        .or_raise();
+    }
+    p
+}
+
+/// A slice of an `.npy` array, in NumPy's basic slice syntax (`'10:20, ::2, -1'`, `'...'`,
+/// `''` for all), as `.npy` bytes. Reads only the byte ranges the slice needs.
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_npy_slice(reference: JsonB, slice: default!(&str, "''")) -> Vec<u8> {
+    let (store, r, header) = open_array(&reference.0);
+    let p = plan_slice(&header, slice);
+    let ranges = p.fetch_ranges(0);
+    let fetched = block_on(read_ranges(&store, &r.path, &ranges)).or_raise();
+    let pairs: Vec<_> = ranges
+        .iter()
+        .cloned()
+        .zip(fetched.iter().map(|b| b.as_ref()))
+        .collect();
+    let data = p.assemble(&pairs).or_raise();
+    p.to_npy(&data)
+}
+
+/// What reading a slice costs, without reading it: bytes of data it needs, bytes it would fetch,
+/// how many ranges, the header's size, and the result's shape.
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_npy_slice_stats(
+    reference: JsonB,
+    slice: default!(&str, "''"),
+) -> TableIterator<
+    'static,
+    (
+        name!(bytes_needed, i64),
+        name!(bytes_fetched, i64),
+        name!(ranges, i64),
+        name!(header_bytes, i64),
+        name!(shape, Vec<i64>),
+    ),
+> {
+    let (_, _, header) = open_array(&reference.0);
+    let p = plan_slice(&header, slice);
+    let ranges = p.fetch_ranges(0);
+    let fetched: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+    TableIterator::once((
+        p.nbytes as i64,
+        fetched as i64,
+        ranges.len() as i64,
+        header.data_offset as i64,
+        p.shape.iter().map(|&d| d as i64).collect(),
+    ))
+}
+
+/// `length` bytes of any object from `offset` (fewer at the end of the object).
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_read(reference: JsonB, offset: i64, length: i64) -> Vec<u8> {
+    if offset < 0 || length < 0 || length as u64 > MAX_BYTEA {
+        Err::<(), _>(OasError::invalid_argument_hint(
+            format!("invalid range: offset {offset}, length {length}"),
+            "offset and length must be non-negative, and length at most 1 GB",
+        ))
+        .or_raise();
+    }
+    let r = ObjectRef::from_json(&reference.0).or_raise();
+    let store = catalog::store(r.store.as_deref()).or_raise();
+    let size = block_on(object_size(&store, &r.path)).or_raise();
+    if offset as u64 > size {
+        Err::<(), _>(OasError::invalid_argument(format!(
+            "offset {offset} is beyond the end of \"{}\" ({size} bytes)",
+            r.path
+        )))
+        .or_raise();
+    }
+    let end = (offset as u64).saturating_add(length as u64).min(size);
+    block_on(read_range(&store, &r.path, offset as u64..end))
+        .or_raise()
+        .to_vec()
+}
+
+/// The size of the object a reference names, asked of the store.
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_object_size(reference: JsonB) -> i64 {
+    let r = ObjectRef::from_json(&reference.0).or_raise();
+    let store = catalog::store(r.store.as_deref()).or_raise();
+    block_on(object_size(&store, &r.path)).or_raise() as i64
+}

@@ -1,0 +1,123 @@
+"""NumPy arrays DataJoint writes (<npy@>), read through SQL: metadata with no store I/O, slices
+that fetch only their bytes and equal NumPy's, ranged reads of any object, and clear errors."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from conftest import sql_error, unique
+
+dj = pytest.importorskip("datajoint")
+
+ARRAYS = {
+    1: np.arange(2000 * 500, dtype=np.float32).reshape(2000, 500),
+    2: np.asfortranarray(np.arange(4 * 5 * 6, dtype=">i8").reshape(4, 5, 6)),
+    3: np.array([True, False, True]),
+    4: (np.arange(12) * (1 + 2j)).astype(np.complex64).reshape(3, 4),
+    5: np.array(3.5),
+}
+SLICES = ["", "7", "-1", "1:3", "::-2", "..., 1", "0, ::2", ":, 3", "::10, 10:20", "...", "1:1"]
+
+
+@pytest.fixture
+def npy_table(dj_connection, request):
+    store = request.param
+    schema = dj.Schema(unique("djnpy"), connection=dj_connection)
+
+    @schema
+    class Arrays(dj.Manual):
+        definition = f"""
+        array_id : int32
+        ---
+        arr : <npy@{store}>
+        """
+
+    Arrays.insert([{"array_id": k, "arr": v} for k, v in ARRAYS.items()])
+    yield f'"{schema.database}".arrays'
+    schema.drop(prompt=False)
+
+
+def load(b: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(b))
+
+
+@pytest.mark.parametrize("npy_table", ["file", "s3"], indirect=True)
+def test_slices_of_datajoint_arrays_equal_numpy(conn, npy_table):
+    checked = 0
+    for array_id, a in ARRAYS.items():
+        ref = conn.execute(f"SELECT arr FROM {npy_table} WHERE array_id = %s", [array_id]).fetchone()[0]
+        # Metadata from the JSON alone.
+        shape, dtype, ndim, size, nbytes = conn.execute(
+            "SELECT oas.oas_npy_shape(%s), oas.oas_npy_dtype(%s), oas.oas_npy_ndim(%s), oas.oas_npy_size(%s), oas.oas_npy_nbytes(%s)",
+            [json.dumps(ref)] * 5).fetchone()
+        assert (tuple(shape), dtype, ndim, size, nbytes) == (a.shape, str(a.dtype), a.ndim, a.size, a.nbytes)
+        for expr in SLICES:
+            try:
+                expected = a[eval(f"np.s_[{expr}]")] if expr else a[...]
+            except IndexError:
+                err = sql_error(conn, "SELECT oas.oas_npy_slice(%s, %s)", [json.dumps(ref), expr])
+                assert err.sqlstate == "22023", (array_id, expr, str(err))
+                continue
+            got = load(conn.execute("SELECT oas.oas_npy_slice(%s, %s)", [json.dumps(ref), expr], binary=True).fetchone()[0])
+            expected = np.asarray(expected)
+            assert got.dtype == expected.dtype and got.shape == expected.shape, (array_id, expr)
+            assert np.array_equal(got, expected), (array_id, expr)
+            checked += 1
+    print(f"{checked} slices through SQL equal NumPy's")
+    assert checked > 30
+
+
+@pytest.mark.parametrize("npy_table", ["s3"], indirect=True)
+def test_a_slice_fetches_only_its_bytes(conn, npy_table):
+    ref = json.dumps(conn.execute(f"SELECT arr FROM {npy_table} WHERE array_id = 1").fetchone()[0])
+    stats = lambda expr: conn.execute("SELECT bytes_needed, bytes_fetched, ranges, shape FROM oas.oas_npy_slice_stats(%s, %s)",
+                                      [ref, expr]).fetchone()
+    assert stats("7") == (2000, 2000, 1, [500])              # one row: one range, its own bytes
+    assert stats("100:300") == (400_000, 400_000, 1, [200, 500])
+    assert stats(":, 3") == (8000, 8000, 2000, [2000])      # a column: one 4-byte range per row
+    assert stats("") == (4_000_000, 4_000_000, 1, [2000, 500])
+
+
+@pytest.mark.parametrize("npy_table", ["file"], indirect=True)
+def test_damaged_arrays_and_bad_slices_are_clear_errors(conn, npy_table, store_dir):
+    ref = conn.execute(f"SELECT arr FROM {npy_table} WHERE array_id = 3").fetchone()[0]
+    for expr, message in [("::0", "slice step cannot be zero"), ("5", "out of bounds"), ("1, 2", "too many indices"), ("x", "not an integer")]:
+        err = sql_error(conn, "SELECT oas.oas_npy_slice(%s, %s)", [json.dumps(ref), expr])
+        assert err.sqlstate == "22023" and message in str(err), (expr, str(err))
+    # Truncate the file behind the database's back (a new reference avoids the cached header).
+    big = conn.execute(f"SELECT arr FROM {npy_table} WHERE array_id = 1").fetchone()[0]
+    path = store_dir / big["path"]
+    path.write_bytes(path.read_bytes()[:1000])
+    err = sql_error(conn, "SELECT oas.oas_npy_slice(%s, '0')", [json.dumps(big)])
+    assert err.sqlstate == "XX001" and "truncated" in str(err)
+    path.write_bytes(b"not an npy file at all")
+    with_new_path = dict(ref, path=big["path"])
+    with psycopg_conn() as fresh:
+        err = sql_error(fresh, "SELECT oas.oas_npy_slice(%s, '0')", [json.dumps(with_new_path)])
+        assert err.sqlstate == "XX001" and "magic" in str(err)
+    path.unlink()
+    with psycopg_conn() as fresh:
+        assert sql_error(fresh, "SELECT oas.oas_npy_slice(%s)", [json.dumps(with_new_path)]).sqlstate == "58P01"
+
+
+def psycopg_conn():
+    from conftest import connect
+
+    return connect()
+
+
+def test_ranged_reads_of_any_object(conn):
+    data = bytes(range(256)) * 40
+    ref = json.dumps(conn.execute("SELECT oas.oas_hash_put(%b, 's3', 'ranged')", [data], binary=True).fetchone()[0])
+    read = lambda off, n: conn.execute("SELECT oas.oas_read(%s, %s, %s)", [ref, off, n], binary=True).fetchone()[0]
+    assert read(0, 10) == data[:10]
+    assert read(1000, 500) == data[1000:1500]
+    assert read(10_000, 1000) == data[10_000:]       # clamped at the end
+    assert read(len(data), 5) == b""
+    assert conn.execute("SELECT oas.oas_object_size(%s)", [ref]).fetchone()[0] == len(data)
+    assert sql_error(conn, "SELECT oas.oas_read(%s, %s, 1)", [ref, len(data) + 1]).sqlstate == "22023"
+    assert sql_error(conn, "SELECT oas.oas_read(%s, -1, 1)", [ref]).sqlstate == "22023"
