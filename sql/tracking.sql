@@ -118,3 +118,12 @@ $fn$;
 CREATE VIEW oas.usage AS SELECT * FROM oas.oas_usage();
 COMMENT ON VIEW oas.usage IS 'pg_oas: references, objects and bytes per store, schema, table and column';
 GRANT SELECT ON oas.usage TO PUBLIC;
+
+-- A primary-key value as it appears in DataJoint's schema-addressed paths (`subject_id=42`,
+-- `session_date=2024-01-15`, `t=2024-01-15T12-30-45`, URL-quoted unsafe strings, ...).
+CREATE FUNCTION oas.oas_encode_pk_value(value anyelement) RETURNS text
+LANGUAGE sql STABLE STRICT
+SET datestyle = 'ISO, YMD'
+SET extra_float_digits = 1
+-- format('%s') uses the type's output function (a cast to text would strip char(n) padding).
+AS $$ SELECT oas.oas_encode_pk_text(pg_catalog.pg_typeof(value)::oid, pg_catalog.format('%s', value)) $$;

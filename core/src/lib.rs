@@ -8,6 +8,7 @@
 //! | [`npy`] | `.npy` headers, NumPy slice syntax, the byte ranges a slice needs |
 //! | [`path`] | object paths inside a store |
 //! | [`reference`] | the JSON a row keeps for an object |
+//! | [`objpath`] | schema-addressed paths and primary-key rendering, as DataJoint builds them |
 //! | [`codec`] | DataJoint codec markers in column comments; reference shapes of every codec |
 //! | [`backend`] | store clients per protocol, error mapping and credential masking |
 //! | [`stage`] | hashing and staging a large payload on two threads |
@@ -19,6 +20,7 @@ pub mod codec;
 pub mod error;
 pub mod hash;
 pub mod npy;
+pub mod objpath;
 pub mod ops;
 pub mod path;
 pub mod reference;

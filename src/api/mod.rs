@@ -4,6 +4,7 @@
 
 pub mod hash;
 pub mod npy;
+pub mod paths;
 pub mod store;
 pub mod tracking;
 
