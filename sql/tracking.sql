@@ -127,3 +127,31 @@ SET datestyle = 'ISO, YMD'
 SET extra_float_digits = 1
 -- format('%s') uses the type's output function (a cast to text would strip char(n) padding).
 AS $$ SELECT oas.oas_encode_pk_text(pg_catalog.pg_typeof(value)::oid, pg_catalog.format('%s', value)) $$;
+
+-- Rows referencing a store, per tracked column (refs is NULL where the caller may not read the
+-- table: those references could not be counted). oas_store_drop refuses while any are left.
+CREATE FUNCTION oas.oas_store_references(store_name text)
+RETURNS TABLE (schema_name text, table_name text, column_name text, refs bigint)
+LANGUAGE plpgsql STABLE AS $fn$
+#variable_conflict use_column
+DECLARE
+    col record;
+    n bigint;
+BEGIN
+    FOR col IN SELECT t.* FROM oas.tracked_columns t ORDER BY t.schema_name, t.table_name, t.column_name LOOP
+        IF pg_catalog.has_table_privilege(col.table_oid, 'SELECT') THEN
+            EXECUTE format('SELECT count(*) FROM %1$s WHERE %2$I IS NOT NULL
+                              AND coalesce(nullif(%2$I->>''store'', ''''), %3$L) = %4$L',
+                           col.table_oid, col.column_name, col.resolved_store, store_name) INTO n;
+            CONTINUE WHEN n = 0;
+        ELSE
+            n := NULL;
+        END IF;
+        schema_name := col.schema_name;
+        table_name := col.table_name;
+        column_name := col.column_name;
+        refs := n;
+        RETURN NEXT;
+    END LOOP;
+END
+$fn$;

@@ -14,6 +14,7 @@
 //! | store request timed out | 58000 system_error |
 //! | query cancelled while waiting | 57014 query_canceled |
 //! | object larger than a bytea can be | 54000 program_limit_exceeded |
+//! | store still referenced by rows | 2BP01 dependent_objects_still_exist |
 
 use oas_core::OasError;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
@@ -39,6 +40,7 @@ pub fn sqlstate(e: &OasError) -> PgSqlErrorCode {
         OasError::Timeout { .. } => ERRCODE_SYSTEM_ERROR,
         OasError::Cancelled => ERRCODE_QUERY_CANCELED,
         OasError::TooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        OasError::InUse { .. } => ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
     }
 }
 

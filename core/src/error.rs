@@ -40,6 +40,13 @@ pub enum OasError {
         hint: Option<String>,
     },
 
+    /// Something still depends on what the caller wants to remove.
+    #[error("{message}")]
+    InUse {
+        message: String,
+        hint: Option<String>,
+    },
+
     /// The caller may not do this.
     #[error("{message}")]
     PermissionDenied {
@@ -120,7 +127,8 @@ impl OasError {
             OasError::InvalidSpec { hint, .. }
             | OasError::InvalidArgument { hint, .. }
             | OasError::PermissionDenied { hint, .. }
-            | OasError::TooLarge { hint, .. } => hint.clone(),
+            | OasError::TooLarge { hint, .. }
+            | OasError::InUse { hint, .. } => hint.clone(),
             OasError::StoreNotConfigured(name) => Some(format!(
                 "create it with SELECT oas.oas_store_create('{name}', '{{\"protocol\": \"file\", \"location\": \"/path/to/dir\"}}'); list stores with SELECT * FROM oas.stores"
             )),

@@ -59,5 +59,9 @@ SELECT table_name, refs FROM oas.usage WHERE schema_name = 'lab';
 RESET ROLE;
 DROP OWNED BY oas_regress_reader;
 DROP ROLE oas_regress_reader;
+-- A store rows still reference cannot be dropped by accident.
+SELECT * FROM oas.oas_store_references('track');
+SELECT try($$SELECT oas.oas_store_drop('track')$$);
 DROP SCHEMA lab CASCADE;
 SELECT count(*) AS tracked_after_drop FROM oas.tracked_columns WHERE schema_name = 'lab';
+SELECT oas.oas_store_drop('track');

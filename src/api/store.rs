@@ -138,10 +138,18 @@ fn oas_store_alter(name: &str, spec: JsonB) -> String {
     name.to_string()
 }
 
-/// Remove a store from the catalog. Its objects stay where they are.
+/// Remove a store from the catalog. Refused while rows still reference it (or references could
+/// not be counted), unless `force`. Its objects stay where they are either way.
 #[pg_extern(volatile, parallel_unsafe)]
-fn oas_store_drop(name: &str, if_exists: default!(bool, false)) -> bool {
+fn oas_store_drop(
+    name: &str,
+    if_exists: default!(bool, false),
+    force: default!(bool, false),
+) -> bool {
     require_store_admin("drop a store", None).or_raise();
+    if !force {
+        refuse_if_referenced(name).or_raise();
+    }
     let dropped = Spi::get_one_with_args::<bool>(
         "WITH d AS (DELETE FROM oas.store WHERE name = $1 RETURNING 1) SELECT count(*) > 0 FROM d",
         &[name.into()],
@@ -153,6 +161,31 @@ fn oas_store_drop(name: &str, if_exists: default!(bool, false)) -> bool {
         Err::<(), _>(OasError::StoreNotConfigured(name.to_string())).or_raise();
     }
     dropped
+}
+
+fn refuse_if_referenced(name: &str) -> Result<(), OasError> {
+    let users: Vec<String> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT format('%s.%s.%s (%s)', schema_name, table_name, column_name,
+                               coalesce(refs || ' references', 'not readable by you'))
+                 FROM oas.oas_store_references($1)",
+                None,
+                &[name.into()],
+            )?
+            .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .or_raise();
+    if users.is_empty() {
+        return Ok(());
+    }
+    Err(OasError::InUse {
+        message: format!("store \"{name}\" is still referenced by rows: {}", users.join(", ")),
+        hint: Some(format!(
+            "delete those rows or move their objects first, or drop with SELECT oas.oas_store_drop('{name}', force => true); the objects stay in the store either way"
+        )),
+    })
 }
 
 /// Make `name` the default store (DataJoint's `stores.default`).
