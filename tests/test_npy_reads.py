@@ -121,3 +121,33 @@ def test_ranged_reads_of_any_object(conn):
     assert conn.execute("SELECT oas.oas_object_size(%s)", [ref]).fetchone()[0] == len(data)
     assert sql_error(conn, "SELECT oas.oas_read(%s, %s, 1)", [ref, len(data) + 1]).sqlstate == "22023"
     assert sql_error(conn, "SELECT oas.oas_read(%s, -1, 1)", [ref]).sqlstate == "22023"
+
+
+@pytest.mark.parametrize("literal,dtype", [
+    ("'{{1,2,3},{4,5,6}}'::int4[]", "<i4"),
+    ("'{1.5,-2.25,1e300}'::float8[]", "<f8"),
+    ("'{{{1},{2}},{{3},{4}}}'::int8[]", "<i8"),
+    ("'{0.1,2}'::float4[]", "<f4"),
+    ("'{-32768,32767}'::int2[]", "<i2"),
+    ("'{t,f,t}'::bool[]", "|b1"),
+    ("'[2:3]={7,8}'::int4[]", "<i4"),
+    ("'{}'::float8[]", "<f8"),
+])
+def test_arrays_become_npy_exactly_as_np_save_writes_them(conn, literal, dtype):
+    got = conn.execute(f"SELECT oas.oas_npy_from_array({literal})", binary=True).fetchone()[0]
+    py = conn.execute(f"SELECT {literal}").fetchone()[0]
+    expected = np.array(py, dtype=dtype) if py else np.zeros((0,), dtype=dtype)
+    buf = io.BytesIO()
+    np.save(buf, expected)
+    assert got == buf.getvalue()
+    # End to end in SQL: store the array, then slice it without reading it whole.
+    if expected.ndim >= 1 and expected.shape[0] > 1:
+        sliced = conn.execute(f"SELECT oas.oas_npy_slice(oas.oas_hash_put(oas.oas_npy_from_array({literal}), 'file', 'arrays'), '1:')",
+                              binary=True).fetchone()[0]
+        assert np.array_equal(load(sliced), expected[1:])
+
+
+def test_arrays_that_cannot_become_npy(conn):
+    assert sql_error(conn, "SELECT oas.oas_npy_from_array('{1,NULL}'::int4[])").sqlstate == "22023"
+    err = sql_error(conn, "SELECT oas.oas_npy_from_array('{a,b}'::text[])")
+    assert err.sqlstate == "22023" and "arrays of type text cannot become NumPy arrays" in str(err)

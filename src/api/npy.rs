@@ -203,3 +203,56 @@ fn oas_object_size(reference: JsonB) -> i64 {
     let store = catalog::store(r.store.as_deref()).or_raise();
     block_on(object_size(&store, &r.path)).or_raise() as i64
 }
+
+/// A PostgreSQL array (bool, smallint, integer, bigint, real, double precision; any number of
+/// dimensions) as `.npy` bytes, exactly as `np.save` writes the equivalent NumPy array (C order,
+/// little-endian; the array's bounds are dropped, `'{}'` becomes shape `(0,)`). NULL elements
+/// have no NumPy equivalent and are refused.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn oas_npy_from_array(values: pgrx::AnyArray) -> Vec<u8> {
+    // SAFETY: `values` is a non-NULL array datum; detoasting gives a readable ArrayType that lives
+    // in the current memory context for the rest of this call.
+    let mut raw = unsafe {
+        let ptr = pg_sys::pg_detoast_datum(values.datum().cast_mut_ptr()) as *mut pg_sys::ArrayType;
+        pgrx::array::RawArray::from_ptr(std::ptr::NonNull::new(ptr).expect("detoasted array"))
+    };
+    // SAFETY: reads the null bitmap of the array above.
+    if unsafe { raw.any_nulls() } {
+        Err::<(), _>(OasError::invalid_argument_hint(
+            "NULL elements cannot be stored in a NumPy array",
+            "replace them first, e.g. with 'NaN' for floating-point arrays",
+        ))
+        .or_raise();
+    }
+    let mut shape: Vec<u64> = raw.dims().iter().map(|&d| d as u64).collect();
+    if shape.is_empty() {
+        shape.push(0);
+    }
+    let (descr, item) = match raw.oid() {
+        pg_sys::BOOLOID => ("|b1", 1),
+        pg_sys::INT2OID => ("<i2", 2),
+        pg_sys::INT4OID => ("<i4", 4),
+        pg_sys::INT8OID => ("<i8", 8),
+        pg_sys::FLOAT4OID => ("<f4", 4),
+        pg_sys::FLOAT8OID => ("<f8", 8),
+        other => {
+            Err::<(), _>(OasError::invalid_argument_hint(
+                format!(
+                    "arrays of type {} cannot become NumPy arrays",
+                    super::paths::type_name(other)
+                ),
+                "use boolean, smallint, integer, bigint, real or double precision arrays",
+            ))
+            .or_raise();
+            unreachable!()
+        }
+    };
+    let len = raw.len();
+    // SAFETY: the element type's fixed width is `item` (checked above), so the data area holds
+    // `len * item` bytes, in C order, in this machine's (little-endian) byte order.
+    let data =
+        unsafe { std::slice::from_raw_parts(raw.data::<u8>().as_ptr() as *const u8, len * item) };
+    let mut out = oas_core::npy::write_header(descr, false, &shape);
+    out.extend_from_slice(data);
+    out
+}

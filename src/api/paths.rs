@@ -40,7 +40,8 @@ fn pk_type(ty: Oid) -> Result<PkType, OasError> {
     })
 }
 
-fn type_name(ty: Oid) -> String {
+/// A type's SQL name, for messages.
+pub(crate) fn type_name(ty: Oid) -> String {
     Spi::get_one_with_args::<String>("SELECT format_type($1, NULL)", &[ty.into()])
         .or_raise()
         .unwrap_or_default()
