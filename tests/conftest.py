@@ -69,6 +69,10 @@ def db(servers) -> str:
     shutil.rmtree(store_dir, ignore_errors=True)
     store_dir.mkdir(parents=True)
     chown_postgres(store_dir)
+    # The file store is shared by the server (OS user postgres) and the DataJoint client in this
+    # process (root), set up as the README says: group-writable, setgid, and a umask of 002.
+    store_dir.chmod(0o2775)
+    os.umask(0o002)
     with connect() as c:
         c.execute("SET client_min_messages = warning")
         c.execute("CREATE EXTENSION pg_oas")

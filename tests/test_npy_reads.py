@@ -151,3 +151,50 @@ def test_arrays_that_cannot_become_npy(conn):
     assert sql_error(conn, "SELECT oas.oas_npy_from_array('{1,NULL}'::int4[])").sqlstate == "22023"
     err = sql_error(conn, "SELECT oas.oas_npy_from_array('{a,b}'::text[])")
     assert err.sqlstate == "22023" and "arrays of type text cannot become NumPy arrays" in str(err)
+
+
+@pytest.mark.parametrize("store", ["file", "s3"])
+def test_arrays_written_from_sql_are_datajoints_own(conn, dj_connection, store):
+    """An <npy@> value written with oas_npy_put lands where DataJoint itself would put it (but
+    for the random token) and DataJoint reads it as its own."""
+    import re
+
+    schema = dj.Schema(unique("djput"), connection=dj_connection)
+
+    @schema
+    class Session(dj.Manual):
+        definition = f"""
+        subject : int32
+        session_date : date
+        ---
+        traces : <npy@{store}>
+        """
+
+    table = f'"{schema.database}".session'
+    expected = np.array([[1.5, 2.5], [3.5, 4.5]])
+    conn.execute(
+        f"INSERT INTO {table} (subject, session_date, traces) VALUES (7, '2024-01-15', "
+        f"oas.oas_npy_put(%s, 'traces', %s, oas.oas_npy_from_array('{{{{1.5,2.5}},{{3.5,4.5}}}}'::float8[])))",
+        [table, json.dumps({"subject": 7, "session_date": "2024-01-15"})])
+    ref = conn.execute(f"SELECT traces FROM {table}").fetchone()[0]
+    assert (ref["dtype"], ref["shape"], ref["store"]) == ("float64", [2, 2], store)
+    # DataJoint writes the same key's array, and both paths differ only in the token.
+    Session.insert1({"subject": 8, "session_date": "2024-01-15", "traces": expected})
+    dj_path = conn.execute(f"SELECT traces->>'path' FROM {table} WHERE subject = 8").fetchone()[0]
+    untokened = lambda p: re.sub(r"_[A-Za-z0-9_-]{8}\.npy$", "_TOKEN.npy", p)
+    assert untokened(ref["path"]) == untokened(dj_path).replace("subject=8", "subject=7")
+    assert re.fullmatch(rf"_schema/{schema.database}/session/subject=7/session_date=2024-01-15/traces_[A-Za-z0-9_-]{{8}}\.npy",
+                        ref["path"]), ref["path"]
+    # DataJoint reads what SQL wrote; pg_oas slices it; oas_verify finds nothing wrong.
+    fetched = (Session & {"subject": 7}).fetch1("traces")
+    assert np.array_equal(np.asarray(fetched), expected)
+    assert np.array_equal(load(conn.execute("SELECT oas.oas_npy_slice(traces, '1') FROM " + table + " WHERE subject = 7",
+                                            binary=True).fetchone()[0]), expected[1])
+    assert conn.execute("SELECT count(*) FROM oas.oas_verify() WHERE schema_name = %s", [schema.database]).fetchone()[0] == 0
+    # Misuse: a key without every primary-key column, a column that is not <npy@>, bytes that are not .npy.
+    one = "oas.oas_npy_from_array('{1}'::int4[])"
+    assert sql_error(conn, f"SELECT oas.oas_npy_put(%s, 'traces', '{{\"subject\": 1}}', {one})", [table]).sqlstate == "22023"
+    assert "not an <npy@> column" in str(sql_error(conn, f"SELECT oas.oas_npy_put(%s, 'subject', '{{}}', {one})", [table]))
+    assert sql_error(conn, "SELECT oas.oas_npy_put(%s, 'traces', '{\"subject\": 1, \"session_date\": \"2024-01-01\"}', 'nope'::bytea)",
+                     [table]).sqlstate == "22023"
+    schema.drop(prompt=False)

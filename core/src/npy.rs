@@ -130,6 +130,33 @@ pub fn dtype_itemsize(name: &str) -> Option<usize> {
     Dtype::parse(name).ok().map(|d| d.itemsize)
 }
 
+/// `str(np.dtype(descr))`: what DataJoint records as an `<npy@>` reference's `dtype`. Native
+/// (little-endian or byte-order-free) numeric types get their names (`float64`, `int32`, `bool`,
+/// `datetime64[ns]`); everything else keeps its descr (`>f8`, `<U5`, `|S3`).
+pub fn numpy_dtype_name(d: &Dtype) -> String {
+    let native = d.order != ByteOrder::Big;
+    let bits = d.itemsize * 8;
+    match (native, d.kind) {
+        (true, 'b') => "bool".into(),
+        (true, 'i') => format!("int{bits}"),
+        (true, 'u') => format!("uint{bits}"),
+        (true, 'f') => format!("float{bits}"),
+        (true, 'c') => format!("complex{bits}"),
+        (true, 'M') | (true, 'm') => {
+            let unit = d.descr.find('[').map(|i| &d.descr[i..]).unwrap_or("");
+            format!(
+                "{}{unit}",
+                if d.kind == 'M' {
+                    "datetime64"
+                } else {
+                    "timedelta64"
+                }
+            )
+        }
+        _ => d.descr.clone(),
+    }
+}
+
 /// A parsed `.npy` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -1031,5 +1058,32 @@ mod tests {
         }
         assert_eq!(dtype_itemsize("object"), None);
         assert_eq!(dtype_itemsize("[('a', '<i4')]"), None);
+    }
+
+    #[test]
+    fn dtype_names_are_numpys() {
+        // str(np.dtype(descr)) from NumPy 2.4.6.
+        for (descr, name) in [
+            ("<f8", "float64"),
+            ("<f2", "float16"),
+            ("|i1", "int8"),
+            ("<u4", "uint32"),
+            ("|b1", "bool"),
+            ("<c16", "complex128"),
+            (">f8", ">f8"),
+            (">i4", ">i4"),
+            ("<U5", "<U5"),
+            ("|S3", "|S3"),
+            ("<M8[ns]", "datetime64[ns]"),
+            ("<m8[s]", "timedelta64[s]"),
+            ("|V4", "|V4"),
+            (">u2", ">u2"),
+        ] {
+            assert_eq!(
+                numpy_dtype_name(&Dtype::parse(descr).unwrap()),
+                name,
+                "{descr}"
+            );
+        }
     }
 }

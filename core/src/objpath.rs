@@ -40,6 +40,16 @@ pub fn generate_token(length: u32, random: &mut impl FnMut() -> u8) -> String {
         .collect()
 }
 
+/// A fresh random token from the operating system's generator, as DataJoint's
+/// `secrets.choice` draws them.
+pub fn random_token(length: u32) -> Result<String, OasError> {
+    let mut buf = [0u8; 16];
+    getrandom::fill(&mut buf)
+        .map_err(|e| OasError::invalid_argument(format!("no random numbers: {e}")))?;
+    let mut bytes = buf.into_iter();
+    Ok(generate_token(length, &mut || bytes.next().unwrap_or(0)))
+}
+
 /// Render a primary-key value given as PostgreSQL's text output (DateStyle ISO) of `ty`.
 pub fn encode_pk_text(ty: PkType, text: &str) -> Result<String, OasError> {
     let unsupported = || {

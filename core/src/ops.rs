@@ -328,6 +328,27 @@ pub async fn check_reference(
     Ok(None)
 }
 
+/// Write a new object at `path` (a schema-addressed path with a fresh token): a conditional create,
+/// so an existing object is never replaced.
+pub async fn put_new(store: &Store, path: &str, data: Bytes) -> Result<(), OasError> {
+    let key = store.key(path)?;
+    match store
+        .client()
+        .put_opts(
+            &key,
+            PutPayload::from_bytes(data.clone()),
+            PutMode::Create.into(),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(object_store::Error::NotImplemented { .. }) => {
+            plain_put(store, &key, path, PutPayload::from_bytes(data)).await
+        }
+        Err(e) => Err(store.error(e, "put", path)),
+    }
+}
+
 /// Size of the object at `path`.
 pub async fn object_size(store: &Store, path: &str) -> Result<u64, OasError> {
     let key = store.key(path)?;

@@ -256,3 +256,116 @@ fn oas_npy_from_array(values: pgrx::AnyArray) -> Vec<u8> {
     out.extend_from_slice(data);
     out
 }
+
+/// Store `npy` (the bytes of a `.npy` file, e.g. from `oas_npy_from_array`) as the `<npy@>` value
+/// of `field` for the row of `table` whose primary key is `key`, at DataJoint's key-based path
+/// with a fresh token, and return DataJoint's reference: `{"path","store","dtype","shape"}`.
+/// The store is the column's (`:<npy@store>:` in its comment). Use it in the INSERT or UPDATE
+/// of that row; the object of a value that is not kept is garbage for the collector.
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_npy_put(table: &str, field: &str, key: JsonB, npy: &[u8]) -> JsonB {
+    let header = oas_core::npy::parse_header(npy).or_raise();
+    if (npy.len() as u64) < header.data_offset + header.nbytes {
+        Err::<(), _>(OasError::invalid_argument(format!(
+            "truncated .npy value: {} bytes, the header describes {}",
+            npy.len(),
+            header.data_offset + header.nbytes
+        )))
+        .or_raise();
+    }
+    let (store_name, codec) = Spi::get_two_with_args::<String, String>(
+        "SELECT resolved_store, codec FROM oas.tracked_columns WHERE table_oid = $1::regclass AND column_name = $2",
+        &[table.into(), field.into()],
+    )
+    .or_else(|e| match e {
+        pgrx::spi::SpiError::InvalidPosition => Ok((None, None)),
+        e => Err(e),
+    })
+    .or_raise();
+    if codec.as_deref() != Some("npy") {
+        Err::<(), _>(OasError::invalid_argument_hint(
+            format!("column \"{field}\" of \"{table}\" is not an <npy@> column"),
+            format!("declare it with SELECT oas.oas_declare_column('{table}', '{field}', 'npy@<store>')"),
+        ))
+        .or_raise();
+    }
+    let store = catalog::store(store_name.as_deref()).or_raise();
+    let (schema, relname, rendered) = render_key(table, &key.0);
+    let key_parts: Vec<(&str, String)> = rendered
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    let site = oas_core::objpath::ObjectSite {
+        schema_prefix: &store.spec.schema_prefix,
+        partition_pattern: store.spec.partition_pattern.as_deref(),
+        schema: &schema,
+        table: &relname,
+        field,
+        ext: Some(".npy"),
+    };
+    let token = oas_core::objpath::random_token(store.spec.token_length).or_raise();
+    let path = oas_core::objpath::build_object_path(&site, &key_parts, &token);
+    let payload = bytes::Bytes::copy_from_slice(npy);
+    block_on(oas_core::ops::put_new(&store, &path, payload)).or_raise();
+    JsonB(serde_json::json!({
+        "path": path,
+        "store": store.name,
+        "dtype": oas_core::npy::numpy_dtype_name(&header.dtype),
+        "shape": header.shape,
+    }))
+}
+
+/// The table's schema and name, and its primary-key values from `key` rendered as DataJoint
+/// renders them (each cast to its column's type first), in key order.
+fn render_key(table: &str, key: &Value) -> (String, String, Vec<(String, String)>) {
+    let (schema, relname, columns) = Spi::get_three_with_args::<String, String, JsonB>(
+        "SELECT n.nspname::text, c.relname::text,
+                (SELECT jsonb_agg(jsonb_build_array(a.attname, format_type(a.atttypid, a.atttypmod))
+                                  ORDER BY array_position(i.indkey::int2[], a.attnum))
+                 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                 WHERE i.indrelid = c.oid AND i.indisprimary)
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::regclass",
+        &[table.into()],
+    )
+    .or_raise();
+    let columns = columns.map(|c| c.0).unwrap_or(Value::Null);
+    let Some(columns) = columns.as_array().filter(|c| !c.is_empty()) else {
+        Err::<(), _>(OasError::invalid_argument(format!(
+            "table \"{table}\" has no primary key"
+        )))
+        .or_raise();
+        unreachable!()
+    };
+    let mut rendered = Vec::with_capacity(columns.len());
+    for col in columns {
+        let (name, ty) = (
+            col[0].as_str().unwrap_or_default(),
+            col[1].as_str().unwrap_or_default(),
+        );
+        let value = match key.get(name) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Null) | None => {
+                Err::<(), _>(OasError::invalid_argument_hint(
+                    format!("the key has no value for primary-key column \"{name}\""),
+                    "give every primary-key column of the row, e.g. '{\"subject\": 1, \"session\": \"a\"}'",
+                ))
+                .or_raise();
+                unreachable!()
+            }
+            Some(v) => v.to_string(),
+        };
+        // The type name comes from the catalog (format_type), not from the caller.
+        let text = Spi::get_one_with_args::<String>(
+            &format!("SELECT oas.oas_encode_pk_value($1::{ty})"),
+            &[value.into()],
+        )
+        .or_raise()
+        .unwrap_or_default();
+        rendered.push((name.to_string(), text));
+    }
+    (
+        schema.unwrap_or_default(),
+        relname.unwrap_or_default(),
+        rendered,
+    )
+}
