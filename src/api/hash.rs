@@ -13,7 +13,7 @@ use crate::catalog;
 use oas_core::OasError;
 
 use super::MAX_BYTEA;
-use crate::error::OrRaise;
+use crate::error::{raise, OrRaise};
 use crate::runtime::{block_on, run_cancellable};
 
 /// Store `data` and return its DataJoint reference. `store` defaults to the default store,
@@ -51,7 +51,7 @@ fn oas_hash_put(
 fn oas_hash_get(reference: JsonB) -> Vec<u8> {
     let r = HashRef::from_json(&reference.0).or_raise();
     if r.size > MAX_BYTEA {
-        Err::<(), _>(OasError::TooLarge {
+        raise(OasError::TooLarge {
             message: format!(
                 "object \"{}\" has {} bytes, more than a bytea value can hold (1 GB)",
                 r.path, r.size
@@ -60,8 +60,7 @@ fn oas_hash_get(reference: JsonB) -> Vec<u8> {
                 "objects this large are read in ranges (on the roadmap) or directly from the store"
                     .into(),
             ),
-        })
-        .or_raise();
+        });
     }
     let store = catalog::store(r.store_name()).or_raise();
     let verify = crate::guc::VERIFY_READS.get();

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::MAX_BYTEA;
 use crate::catalog;
-use crate::error::OrRaise;
+use crate::error::{raise, OrRaise};
 use crate::runtime::block_on;
 
 /// Most separate byte ranges one slice may need (a column of a very tall C-order array is one
@@ -112,14 +112,13 @@ fn plan_slice(header: &Header, slice: &str) -> Plan {
     let sel = parse_selection(slice, &header.shape).or_raise();
     let p = plan(header, &sel, MAX_RUNS).or_raise();
     if p.nbytes > MAX_BYTEA {
-        Err::<(), _>(OasError::TooLarge {
+        raise(OasError::TooLarge {
             message: format!(
                 "the slice has {} bytes, more than a bytea value can hold (1 GB)",
                 p.nbytes
             ),
             hint: Some("select a smaller part of the array".into()),
-        })
-        .or_raise();
+        });
     }
     p
 }
@@ -174,21 +173,19 @@ fn oas_npy_slice_stats(
 #[pg_extern(volatile, parallel_unsafe)]
 fn oas_read(reference: JsonB, offset: i64, length: i64) -> Vec<u8> {
     if offset < 0 || length < 0 || length as u64 > MAX_BYTEA {
-        Err::<(), _>(OasError::invalid_argument_hint(
+        raise(OasError::invalid_argument_hint(
             format!("invalid range: offset {offset}, length {length}"),
             "offset and length must be non-negative, and length at most 1 GB",
-        ))
-        .or_raise();
+        ));
     }
     let r = ObjectRef::from_json(&reference.0).or_raise();
     let store = catalog::store(r.store.as_deref()).or_raise();
     let size = block_on(object_size(&store, &r.path)).or_raise();
     if offset as u64 > size {
-        Err::<(), _>(OasError::invalid_argument(format!(
+        raise(OasError::invalid_argument(format!(
             "offset {offset} is beyond the end of \"{}\" ({size} bytes)",
             r.path
-        )))
-        .or_raise();
+        )));
     }
     let end = (offset as u64).saturating_add(length as u64).min(size);
     block_on(read_range(&store, &r.path, offset as u64..end))
@@ -218,11 +215,10 @@ fn oas_npy_from_array(values: pgrx::AnyArray) -> Vec<u8> {
     };
     // SAFETY: reads the null bitmap of the array above.
     if unsafe { raw.any_nulls() } {
-        Err::<(), _>(OasError::invalid_argument_hint(
+        raise(OasError::invalid_argument_hint(
             "NULL elements cannot be stored in a NumPy array",
             "replace them first, e.g. with 'NaN' for floating-point arrays",
-        ))
-        .or_raise();
+        ));
     }
     let mut shape: Vec<u64> = raw.dims().iter().map(|&d| d as u64).collect();
     if shape.is_empty() {
@@ -236,15 +232,13 @@ fn oas_npy_from_array(values: pgrx::AnyArray) -> Vec<u8> {
         pg_sys::FLOAT4OID => ("<f4", 4),
         pg_sys::FLOAT8OID => ("<f8", 8),
         other => {
-            Err::<(), _>(OasError::invalid_argument_hint(
+            raise(OasError::invalid_argument_hint(
                 format!(
                     "arrays of type {} cannot become NumPy arrays",
                     super::paths::type_name(other)
                 ),
                 "use boolean, smallint, integer, bigint, real or double precision arrays",
-            ))
-            .or_raise();
-            unreachable!()
+            ));
         }
     };
     let len = raw.len();
@@ -266,12 +260,11 @@ fn oas_npy_from_array(values: pgrx::AnyArray) -> Vec<u8> {
 fn oas_npy_put(table: &str, field: &str, key: JsonB, npy: &[u8]) -> JsonB {
     let header = oas_core::npy::parse_header(npy).or_raise();
     if (npy.len() as u64) < header.data_offset + header.nbytes {
-        Err::<(), _>(OasError::invalid_argument(format!(
+        raise(OasError::invalid_argument(format!(
             "truncated .npy value: {} bytes, the header describes {}",
             npy.len(),
             header.data_offset + header.nbytes
-        )))
-        .or_raise();
+        )));
     }
     let (store_name, codec) = Spi::get_two_with_args::<String, String>(
         "SELECT resolved_store, codec FROM oas.tracked_columns WHERE table_oid = $1::regclass AND column_name = $2",
@@ -283,11 +276,10 @@ fn oas_npy_put(table: &str, field: &str, key: JsonB, npy: &[u8]) -> JsonB {
     })
     .or_raise();
     if codec.as_deref() != Some("npy") {
-        Err::<(), _>(OasError::invalid_argument_hint(
+        raise(OasError::invalid_argument_hint(
             format!("column \"{field}\" of \"{table}\" is not an <npy@> column"),
             format!("declare it with SELECT oas.oas_declare_column('{table}', '{field}', 'npy@<store>')"),
-        ))
-        .or_raise();
+        ));
     }
     let store = catalog::store(store_name.as_deref()).or_raise();
     let (schema, relname, rendered) = render_key(table, &key.0);
@@ -330,11 +322,9 @@ fn render_key(table: &str, key: &Value) -> (String, String, Vec<(String, String)
     .or_raise();
     let columns = columns.map(|c| c.0).unwrap_or(Value::Null);
     let Some(columns) = columns.as_array().filter(|c| !c.is_empty()) else {
-        Err::<(), _>(OasError::invalid_argument(format!(
+        raise(OasError::invalid_argument(format!(
             "table \"{table}\" has no primary key"
-        )))
-        .or_raise();
-        unreachable!()
+        )));
     };
     let mut rendered = Vec::with_capacity(columns.len());
     for col in columns {
@@ -345,12 +335,10 @@ fn render_key(table: &str, key: &Value) -> (String, String, Vec<(String, String)
         let value = match key.get(name) {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Null) | None => {
-                Err::<(), _>(OasError::invalid_argument_hint(
+                raise(OasError::invalid_argument_hint(
                     format!("the key has no value for primary-key column \"{name}\""),
                     "give every primary-key column of the row, e.g. '{\"subject\": 1, \"session\": \"a\"}'",
-                ))
-                .or_raise();
-                unreachable!()
+                ));
             }
             Some(v) => v.to_string(),
         };

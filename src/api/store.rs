@@ -9,7 +9,7 @@ use pgrx::JsonB;
 use serde_json::Value;
 
 use crate::catalog::{self, require_store_admin};
-use crate::error::OrRaise;
+use crate::error::{raise, OrRaise};
 use crate::runtime::block_on;
 
 fn check_name(name: &str) -> Result<(), OasError> {
@@ -158,7 +158,7 @@ fn oas_store_drop(
     .unwrap_or(false);
     catalog::forget(name);
     if !dropped && !if_exists {
-        Err::<(), _>(OasError::StoreNotConfigured(name.to_string())).or_raise();
+        raise(OasError::StoreNotConfigured(name.to_string()));
     }
     dropped
 }
@@ -205,12 +205,10 @@ fn oas_store_import(
     let root = &config.0;
     let stores = root.get("stores").unwrap_or(root);
     let Some(map) = stores.as_object() else {
-        Err::<(), _>(OasError::invalid_argument_hint(
+        raise(OasError::invalid_argument_hint(
             "oas_store_import expects a JSON object",
             r#"pass datajoint.json, or its "stores" object: {"default": "main", "main": {"protocol": "file", "location": "/data"}}"#,
-        ))
-        .or_raise();
-        unreachable!()
+        ));
     };
     let mut rows = Vec::new();
     for (name, spec) in map {
@@ -231,11 +229,9 @@ fn oas_store_import(
     ] {
         if let Some(v) = map.get(key) {
             let Some(target) = v.as_str() else {
-                Err::<(), _>(OasError::invalid_argument(format!(
+                raise(OasError::invalid_argument(format!(
                     "stores.{key} must be a store name"
-                )))
-                .or_raise();
-                unreachable!()
+                )));
             };
             set_default(target, column).or_raise();
             rows.push((target.to_string(), format!("set as {key}")));

@@ -15,7 +15,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use crate::catalog;
-use crate::error::OrRaise;
+use crate::error::{raise, OrRaise};
 use crate::runtime::block_on;
 
 /// The codec behind a column comment: one row for an object-store codec marker, none otherwise.
@@ -60,21 +60,18 @@ fn oas_declare_column(
     })
     .or_raise();
     let Some(rel) = rel else {
-        Err::<(), _>(OasError::invalid_argument(format!(
+        raise(OasError::invalid_argument(format!(
             "column \"{column}\" of relation \"{table}\" does not exist"
-        )))
-        .or_raise();
-        unreachable!()
+        )));
     };
     if typ.as_deref() != Some("jsonb") {
-        Err::<(), _>(OasError::invalid_argument_hint(
+        raise(OasError::invalid_argument_hint(
             format!(
                 "column \"{column}\" of \"{table}\" is {}, but object-store columns are jsonb",
                 typ.unwrap_or_default()
             ),
             format!("ALTER TABLE {table} ALTER COLUMN {column} TYPE jsonb USING {column}::jsonb"),
-        ))
-        .or_raise();
+        ));
     }
     c.comment = match comment {
         Some(given) => given.to_string(),
