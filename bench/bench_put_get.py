@@ -27,7 +27,6 @@ benchmark's section if there is one). Progress goes to stderr, the tables to std
 """
 
 import argparse
-import datetime
 import hashlib
 import importlib.util
 import os
@@ -43,29 +42,16 @@ from pathlib import Path
 
 import psycopg
 
-MiB = 1 << 20
+import common
+from common import MiB, backend_peak_rss_mib, extension_build, log, machine_line, now_line, num, record, table
+
 SCHEMA = "bench"  # the DataJoint schema, i.e. the folder under _hash/ in each store
 SECTION = "## Put/get: pg_oas, bytea, large objects, DataJoint"
 HAVE_S3FS = importlib.util.find_spec("s3fs") is not None  # DataJoint's S3 client
 ALL_METHODS = ["oas-file", "oas-file-nofsync", "oas-s3", "bytea", "lo", "dj-file", "dj-s3"]
 
 
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-class Timer:
-    """Times blocks: `with timer: ...` appends one duration (seconds) to timer.samples."""
-
-    def __init__(self):
-        self.samples = []
-
-    def __enter__(self):
-        self._t0 = time.perf_counter()
-
-    def __exit__(self, *exc):
-        self.samples.append(time.perf_counter() - self._t0)
-
+class Timer(common.Timer):
     def more(self, size, args):
         """Another iteration? At least --min-iters, then until --seconds, --max-iters or --max-bytes."""
         n = len(self.samples)
@@ -192,16 +178,6 @@ def clear_objects(admin, specs, args):
             backend.fs.rm(path, recursive=True)
 
 
-def peak_rss_mib(conn):
-    """VmHWM of this connection's backend, when the server runs on this machine."""
-    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    try:
-        status = Path(f"/proc/{pid}/status").read_text().splitlines()
-    except OSError:
-        return None
-    return next((int(ln.split()[1]) / 1024 for ln in status if ln.startswith("VmHWM:")), None)
-
-
 # ---------------------------------------------------------------------------------- measuring
 def measure(key_name, method, size, args, admin, next_id):
     """One put cell and one get cell. Returns (put_row, get_row) dicts; get_row may be None."""
@@ -235,7 +211,7 @@ def row(key, method, size, timer, wal, conn):
     """A result (median time per object); reads the backend's peak RSS and closes conn."""
     med, rss = statistics.median(timer.samples), None
     if conn:
-        rss = peak_rss_mib(conn)
+        rss = backend_peak_rss_mib(conn)
         conn.close()
     return {"size": size, "key": key, "method": method.name, "ops": 1 / med, "mbps": size / med / 1e6,
             "wal": wal, "rss": rss, "n": len(timer.samples)}
@@ -278,18 +254,6 @@ def human_size(n):
     return f"{n} B"
 
 
-def num(x, unit=""):
-    if x is None:
-        return "—"
-    return (f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 10 else f"{x:.2f}") + unit
-
-
-def table(header, rows, text_cols=2):
-    """A Markdown table; the first text_cols columns are left-aligned, the rest right-aligned."""
-    align = ["---" if i < text_cols else "---:" for i in range(len(header))]
-    return "\n".join("| " + " | ".join(r) + " |" for r in [header, align, *rows])
-
-
 def report(puts, gets, lim, sizes):
     parts = ["**Put** (one object per autocommit transaction; median over n; RSS includes the shared "
              "buffers the backend touched)\n", table(
@@ -325,43 +289,23 @@ def report(puts, gets, lim, sizes):
 
 
 def machine_info(admin, store_dir, args):
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    mem = next(int(ln.split()[1]) for ln in open("/proc/meminfo") if ln.startswith("MemTotal"))
     df = subprocess.run(["df", "-h", "--output=source,fstype,size,avail", store_dir],
                         capture_output=True, text=True).stdout.splitlines()[-1].split()
-    pg = admin.execute("SELECT version()").fetchone()[0].split(" on ")[0]
-    ext = admin.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_oas'").fetchone()[0]
     settings = dict(admin.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)",
                                   (["shared_buffers", "synchronous_commit", "wal_compression"],)).fetchall())
+    pg, build = extension_build(admin, args.pg_config)
     import datajoint
 
-    so = ""
-    if args.pg_config:
-        libdir = subprocess.run([args.pg_config, "--pkglibdir"], capture_output=True, text=True).stdout.strip()
-        st = os.stat(Path(libdir) / "pg_oas.so")
-        so = f", pg_oas.so {st.st_size / MiB:.1f} MiB built {datetime.datetime.fromtimestamp(st.st_mtime):%Y-%m-%d %H:%M}"
     return "\n".join([
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- CPU: {cpu}, {os.cpu_count()} cores; RAM {mem / 1024 / 1024:.1f} GiB; kernel {platform.release()}",
+        f"- {now_line()}",
+        f"- {machine_line()}",
         f"- store disk: {df[0]} ({df[1]}), {df[2]} total, {df[3]} free",
         f"- {pg} (shared_buffers {int(settings['shared_buffers']) * 8 // 1024} MiB, synchronous_commit "
-        f"{settings['synchronous_commit']}, wal_compression {settings['wal_compression']}); pg_oas {ext}{so}",
+        f"{settings['synchronous_commit']}, wal_compression {settings['wal_compression']}); {build}",
         f"- clients: psycopg {psycopg.__version__} (binary bytea), DataJoint {datajoint.__version__}, "
         f"Python {platform.python_version()}; bytea column storage {args.bytea_storage}",
         f"- command: bench_put_get.py {' '.join(sys.argv[1:])}",
     ])
-
-
-def record(path, text):
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text.rstrip("\n") + "\n" + ("\n" + old[end + 1:] if end >= 0 else "")
-    path.write_text(new)
-    log(f"recorded in {path}")
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -419,7 +363,7 @@ def main():
     print(text)
     log(f"total {time.perf_counter() - t_start:.0f} s")
     if args.record:
-        record(args.record_file, text)
+        record(args.record_file, SECTION, text)
 
 
 if __name__ == "__main__":

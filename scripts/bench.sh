@@ -12,25 +12,8 @@ BENCH_PORT="${OAS_BENCH_PORT:-55434}"
 DB=oas_bench
 STORE="$RUN_DIR/bench-store"
 
-"$ROOT/scripts/setup.sh"
-if [ "${OAS_BENCH_INSTALL:-0}" = 1 ]; then
-  log "building and installing pg_oas (release)"
-  (cd "$ROOT" && cargo pgrx install --release --pg-config "$PG_CONFIG")
-fi
-
-weed_was_running=no
-"$ROOT/scripts/servers.sh" status seaweedfs >/dev/null 2>&1 && weed_was_running=yes
-cleanup() {
-  "$ROOT/scripts/cluster.sh" stop bench || true
-  if [ "$weed_was_running" = no ]; then "$ROOT/scripts/servers.sh" stop seaweedfs || true; fi
-}
-trap cleanup EXIT
-"$ROOT/scripts/servers.sh" start seaweedfs
-eval "$("$ROOT/scripts/servers.sh" env)"
-
-log "fresh cluster bench on 127.0.0.1:$BENCH_PORT"
-"$ROOT/scripts/cluster.sh" destroy bench
-"$ROOT/scripts/cluster.sh" start bench "$BENCH_PORT"
+source "$ROOT/scripts/bench_common.sh"
+bench_cluster bench "$BENCH_PORT"
 rm -rf "$STORE"
 install -d -o postgres -g postgres -m 750 "$STORE"
 

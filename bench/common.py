@@ -1,0 +1,92 @@
+"""What both benchmark harnesses share: logging, Markdown tables, machine facts, recording into
+BENCHMARKS.md (each harness owns one `## ` section and replaces only that one)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+MiB = 1 << 20
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def backend_peak_rss_mib(conn):
+    """VmHWM of this connection's backend, when the server runs on this machine."""
+    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return None
+    return next((int(ln.split()[1]) / 1024 for ln in status if ln.startswith("VmHWM:")), None)
+
+
+def num(x, unit=""):
+    if x is None:
+        return "—"
+    return (f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 10 else f"{x:.2f}") + unit
+
+
+def table(header, rows, text_cols=2):
+    """A Markdown table; the first text_cols columns are left-aligned, the rest right-aligned."""
+    align = ["---" if i < text_cols else "---:" for i in range(len(header))]
+    return "\n".join("| " + " | ".join(r) + " |" for r in [header, align, *rows])
+
+
+def machine_line():
+    """CPU model, cores, RAM and kernel."""
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    mem = next(int(ln.split()[1]) for ln in open("/proc/meminfo") if ln.startswith("MemTotal"))
+    return f"CPU: {cpu}, {os.cpu_count()} cores; RAM {mem / 1024 / 1024:.1f} GiB; kernel {platform.release()}"
+
+
+def extension_build(admin, pg_config):
+    """The PostgreSQL version, and the pg_oas version and build that served the run."""
+    pg = admin.execute("SELECT version()").fetchone()[0].split(" on ")[0]
+    ext = admin.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_oas'").fetchone()[0]
+    so = ""
+    if pg_config:
+        libdir = subprocess.run([pg_config, "--pkglibdir"], capture_output=True, text=True).stdout.strip()
+        st = os.stat(Path(libdir) / "pg_oas.so")
+        so = f", pg_oas.so {st.st_size / MiB:.1f} MiB built {datetime.datetime.fromtimestamp(st.st_mtime):%Y-%m-%d %H:%M}"
+    return pg, f"pg_oas {ext}{so}"
+
+
+def now_line():
+    return f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
+
+
+def record(path, section, text):
+    """Put `text` (which starts with the `section` heading) in place of that section."""
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    start = old.find(section)
+    if start < 0:
+        new = old.rstrip("\n") + "\n\n" + text
+    else:
+        end = old.find("\n## ", start + len(section))
+        new = old[:start] + text.rstrip("\n") + "\n" + ("\n" + old[end + 1:] if end >= 0 else "")
+    path.write_text(new)
+    log(f"recorded in {path}")
+
+
+class Timer:
+    """Times blocks: `with timer: ...` appends one duration (seconds) to timer.samples."""
+
+    def __init__(self):
+        self.samples = []
+
+    def __enter__(self):
+        import time
+
+        self._t0 = time.perf_counter()
+
+    def __exit__(self, *exc):
+        import time
+
+        self.samples.append(time.perf_counter() - self._t0)
