@@ -11,6 +11,7 @@ pub static CONNECT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5_000);
 pub static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(3);
 pub static FILE_FSYNC: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static VERIFY_READS: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static NPY_MERGE_GAP: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -58,6 +59,16 @@ pub fn init() {
         &VERIFY_READS,
         GucContext::Userset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"oas.npy_merge_gap",
+        c"Ranges of an array slice at most this far apart are fetched as one request.",
+        c"0 fetches exactly the bytes a slice needs. Raising it trades bytes for fewer requests: a column of a C-order array is one small range per row.",
+        &NPY_MERGE_GAP,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_BYTE,
     );
     // Typos such as `SET oas.request_timout` become errors instead of silent placeholders.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"oas".as_ptr()) };

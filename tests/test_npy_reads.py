@@ -80,6 +80,13 @@ def test_a_slice_fetches_only_its_bytes(conn, npy_table):
     assert stats("100:300") == (400_000, 400_000, 1, [200, 500])
     assert stats(":, 3") == (8000, 8000, 2000, [2000])      # a column: one 4-byte range per row
     assert stats("") == (4_000_000, 4_000_000, 1, [2000, 500])
+    # Trading bytes for requests: rows are 2,000 bytes apart, so a 4 KiB gap fetches the column
+    # as one range from its first element to its last.
+    conn.execute("SET oas.npy_merge_gap = 4096")
+    assert stats(":, 3") == (8000, 1999 * 2000 + 4, 1, [2000])
+    got = load(conn.execute("SELECT oas.oas_npy_slice(%s, ':, 3')", [ref], binary=True).fetchone()[0])
+    assert np.array_equal(got, ARRAYS[1][:, 3])
+    conn.execute("RESET oas.npy_merge_gap")
 
 
 @pytest.mark.parametrize("npy_table", ["file"], indirect=True)

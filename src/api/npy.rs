@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use oas_core::codec::ObjectRef;
 use oas_core::npy::{dtype_itemsize, parse_selection, plan, Header, Plan};
-use oas_core::ops::{object_size, read_npy_header, read_range, read_ranges};
+use oas_core::ops::{object_size, read_npy_header, read_range, read_ranges, RANGE_PART};
 use oas_core::OasError;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -108,6 +108,11 @@ fn open_array(reference: &Value) -> (std::sync::Arc<oas_core::backend::Store>, O
     (store, r, header)
 }
 
+/// `oas.npy_merge_gap`: ranges of a slice at most this many bytes apart are fetched as one.
+fn merge_gap() -> u64 {
+    crate::guc::NPY_MERGE_GAP.get().max(0) as u64
+}
+
 fn plan_slice(header: &Header, slice: &str) -> Plan {
     let sel = parse_selection(slice, &header.shape).or_raise();
     let p = plan(header, &sel, MAX_RUNS).or_raise();
@@ -129,8 +134,8 @@ fn plan_slice(header: &Header, slice: &str) -> Plan {
 fn oas_npy_slice(reference: JsonB, slice: default!(&str, "''")) -> Vec<u8> {
     let (store, r, header) = open_array(&reference.0);
     let p = plan_slice(&header, slice);
-    let ranges = p.fetch_ranges(0);
-    let fetched = block_on(read_ranges(&store, &r.path, &ranges)).or_raise();
+    let ranges = p.fetch_ranges(merge_gap());
+    let fetched = block_on(read_ranges(&store, &r.path, &ranges, RANGE_PART)).or_raise();
     let pairs: Vec<_> = ranges
         .iter()
         .cloned()
@@ -158,7 +163,7 @@ fn oas_npy_slice_stats(
 > {
     let (_, _, header) = open_array(&reference.0);
     let p = plan_slice(&header, slice);
-    let ranges = p.fetch_ranges(0);
+    let ranges = p.fetch_ranges(merge_gap());
     let fetched: u64 = ranges.iter().map(|r| r.end - r.start).sum();
     TableIterator::once((
         p.nbytes as i64,
