@@ -63,7 +63,11 @@ pub fn store_row(name: Option<&str>) -> Result<StoreRow, OasError> {
 
 /// The client for a store, from the cache when it is current.
 pub fn store(name: Option<&str>) -> Result<Arc<Store>, OasError> {
-    let row = store_row(name)?;
+    store_for(&store_row(name)?)
+}
+
+/// The client for a store whose catalog row the caller has already read.
+pub fn store_for(row: &StoreRow) -> Result<Arc<Store>, OasError> {
     let settings = crate::guc::client_settings();
     let hit = CACHE.with_borrow(|c| {
         c.get(&row.name)

@@ -71,19 +71,15 @@ async fn until_cancelled() {
 /// Run `fut` to completion unless the query is cancelled first. On cancel the future is dropped
 /// and PostgreSQL's own interrupt processing raises the error (57014, or FATAL on termination).
 pub fn block_on<T>(fut: impl Future<Output = Result<T, OasError>>) -> Result<T, OasError> {
-    let _waiting = WaitEvent::start();
-    let result = runtime().block_on(async {
-        tokio::select! {
-            biased;
-            () = until_cancelled() => Err(OasError::Cancelled),
-            r = fut => r,
-        }
-    });
-    drop(_waiting);
-    if matches!(result, Err(OasError::Cancelled)) {
-        pgrx::check_for_interrupts!();
-    }
-    result
+    run_cancellable(|_| {
+        runtime().block_on(async {
+            tokio::select! {
+                biased;
+                () = until_cancelled() => Err(OasError::Cancelled),
+                r = fut => r,
+            }
+        })
+    })
 }
 
 /// Run blocking work that polls `cancel_requested` itself (such as [`oas_core::stage::prepare`]),

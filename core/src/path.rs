@@ -82,16 +82,6 @@ pub fn validate_relative_path(path: &str) -> Result<(), OasError> {
     Ok(())
 }
 
-/// The key of an object inside its bucket/container: the store's location, then the path.
-pub fn join_location(location: &str, path: &str) -> String {
-    let loc = location.trim_matches('/');
-    if loc.is_empty() {
-        path.to_string()
-    } else {
-        format!("{loc}/{path}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,12 +135,5 @@ mod tests {
         ] {
             assert!(validate_relative_path(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn location_join() {
-        assert_eq!(join_location("", "p/q"), "p/q");
-        assert_eq!(join_location("proj", "p/q"), "proj/p/q");
-        assert_eq!(join_location("/proj/", "p"), "proj/p");
     }
 }

@@ -39,11 +39,18 @@ fn shape_of(reference: &Value) -> Option<Vec<i64>> {
     });
     match dims {
         Some(d) => Some(d),
-        None => Err::<_, _>(OasError::invalid_argument(format!(
+        None => raise(OasError::invalid_argument(format!(
             "invalid npy reference: \"shape\" is {shape}"
-        )))
-        .or_raise(),
+        ))),
     }
+}
+
+/// Number of elements of a shape (saturating: it only feeds BI-style metadata).
+fn element_count(shape: &[i64]) -> i64 {
+    shape
+        .iter()
+        .try_fold(1i64, |a, &d| a.checked_mul(d))
+        .unwrap_or(i64::MAX)
 }
 
 /// The array's shape, from the reference (NULL when the reference has none).
@@ -70,17 +77,13 @@ fn oas_npy_ndim(reference: JsonB) -> Option<i32> {
 /// Number of elements.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn oas_npy_size(reference: JsonB) -> Option<i64> {
-    shape_of(&reference.0).map(|s| {
-        s.iter()
-            .try_fold(1i64, |a, &d| a.checked_mul(d))
-            .unwrap_or(i64::MAX)
-    })
+    shape_of(&reference.0).map(|s| element_count(&s))
 }
 
 /// Bytes of array data (size × item size); NULL for a dtype it does not know.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn oas_npy_nbytes(reference: JsonB) -> Option<i64> {
-    let size = oas_npy_size(JsonB(reference.0.clone()))?;
+    let size = element_count(&shape_of(&reference.0)?);
     let item = dtype_itemsize(reference.0.get("dtype")?.as_str()?)? as i64;
     Some(size.saturating_mul(item))
 }
@@ -89,7 +92,7 @@ fn oas_npy_nbytes(reference: JsonB) -> Option<i64> {
 fn open_array(reference: &Value) -> (std::sync::Arc<oas_core::backend::Store>, ObjectRef, Header) {
     let r = ObjectRef::from_json(reference).or_raise();
     let row = catalog::store_row(r.store.as_deref()).or_raise();
-    let store = catalog::store(Some(&row.name)).or_raise();
+    let store = catalog::store_for(&row).or_raise();
     let key = (row.name, row.version, r.path.clone());
     let cached = HEADERS.with_borrow(|h| h.get(&key).cloned());
     let header = match cached {

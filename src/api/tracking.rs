@@ -143,7 +143,7 @@ fn oas_check_reference(reference: JsonB, check_content: default!(bool, true)) ->
     if let Some(result) = cached {
         return result;
     }
-    let store = match catalog::store(Some(&row.name)) {
+    let store = match catalog::store_for(&row) {
         Ok(s) => s,
         Err(e) => return Some(e.to_string()),
     };

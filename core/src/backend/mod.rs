@@ -121,33 +121,6 @@ impl Store {
             .map_err(|e| OasError::invalid_argument(format!("invalid object path \"{rel}\": {e}")))
     }
 
-    /// A URL naming the object, in DataJoint's forms (`file:///…`, `s3://bucket/…`, `gs://…`, `az://…`).
-    pub fn url(&self, rel: &str) -> String {
-        let full = crate::path::join_location(&self.spec.location, rel);
-        match self.spec.protocol {
-            Protocol::File => format!(
-                "file://{}/{}",
-                self.spec.location.trim_end_matches('/'),
-                rel
-            ),
-            Protocol::S3 => format!(
-                "s3://{}/{}",
-                self.spec.bucket.as_deref().unwrap_or_default(),
-                full
-            ),
-            Protocol::Gcs => format!(
-                "gs://{}/{}",
-                self.spec.bucket.as_deref().unwrap_or_default(),
-                full
-            ),
-            Protocol::Azure => format!(
-                "az://{}/{}",
-                self.spec.container.as_deref().unwrap_or_default(),
-                full
-            ),
-        }
-    }
-
     /// Turn a client error into an [`OasError`] naming this store, the operation and the path,
     /// with every credential masked and the server's reply shortened to its code and message.
     pub fn error(&self, e: object_store::Error, op: &'static str, rel: &str) -> OasError {
@@ -228,11 +201,6 @@ impl Store {
             },
             Ok(_) => err,
         }
-    }
-
-    /// Mask credentials in any text about this store.
-    pub fn mask(&self, text: impl std::fmt::Display) -> String {
-        self.masker.mask(text)
     }
 }
 
