@@ -41,7 +41,7 @@ SELECT try(format('SELECT oas.oas_hash_get(%L)', jsonb_set(payload, '{size}', '6
 
 -- Corrupt the object in place (same size): the MD5 check catches it.
 SELECT :'store_dir' || '/_hash/lab/lvauakv4jmvhnolrtwiraf6fsi' AS obj \gset
-SELECT try(format('COPY (SELECT 1) TO PROGRAM %L', 'printf HELLO > ' || :'obj')) AS corrupt_it;
+SELECT try(format('COPY (SELECT 1) TO PROGRAM %L', 'cat >/dev/null; printf HELLO > ' || :'obj')) AS corrupt_it;
 SELECT try(format('SELECT oas.oas_hash_get(%L)', payload::text)) FROM hash_rows WHERE id = 1;
 -- With oas.verify_reads off only the size is checked.
 SET oas.verify_reads = off;
@@ -49,11 +49,11 @@ SELECT convert_from(oas.oas_hash_get(payload), 'UTF8') AS unverified FROM hash_r
 RESET oas.verify_reads;
 -- Dedup trusts an existing object of the right size (as DataJoint does), so a same-size
 -- corruption is only caught on read; a copy of the wrong size is replaced by the next put.
-SELECT try(format('COPY (SELECT 1) TO PROGRAM %L', 'printf HEL > ' || :'obj')) AS truncate_it;
+SELECT try(format('COPY (SELECT 1) TO PROGRAM %L', 'cat >/dev/null; printf HEL > ' || :'obj')) AS truncate_it;
 SELECT oas.oas_hash_put('hello'::bytea, 'local', 'lab') = payload AS same_ref FROM hash_rows WHERE id = 1;
 SELECT convert_from(oas.oas_hash_get(payload), 'UTF8') AS repaired FROM hash_rows WHERE id = 1;
 -- A deleted object: a clear error naming store and path.
-SELECT try(format('COPY (SELECT 1) TO PROGRAM %L', 'rm ' || :'obj')) AS delete_it;
+SELECT try(format('COPY (SELECT 1) TO PROGRAM %L', 'cat >/dev/null; rm ' || :'obj')) AS delete_it;
 SELECT try(format('SELECT oas.oas_hash_get(%L)', payload::text)) FROM hash_rows WHERE id = 1;
 -- Storing the same bytes again heals every reference to them.
 SELECT oas.oas_hash_put('hello'::bytea, 'local', 'lab') IS NOT NULL AS stored_again;

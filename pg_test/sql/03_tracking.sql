@@ -37,9 +37,9 @@ SELECT * FROM oas.oas_verify(only_store => 'track');
 SELECT (trace->>'path') AS one FROM lab.recording WHERE subject = 1 AND session = 'a' \gset
 SELECT (trace->>'path') AS two FROM lab.recording WHERE subject = 2 \gset
 SELECT (payload->>'path') AS three FROM lab.nokey \gset
-SELECT try(format('COPY (SELECT 1) TO PROGRAM %L', 'rm ' || :'store_dir' || '/' || :'one')) AS delete_one;
-SELECT try(format('COPY (SELECT 1) TO PROGRAM %L', 'printf TRACE_TWO > ' || :'store_dir' || '/' || :'two')) AS corrupt_two;
-SELECT try(format('COPY (SELECT 1) TO PROGRAM %L', 'printf thr > ' || :'store_dir' || '/' || :'three')) AS truncate_three;
+SELECT try(format('COPY (SELECT 1) TO PROGRAM %L', 'cat >/dev/null; rm ' || :'store_dir' || '/' || :'one')) AS delete_one;
+SELECT try(format('COPY (SELECT 1) TO PROGRAM %L', 'cat >/dev/null; printf TRACE_TWO > ' || :'store_dir' || '/' || :'two')) AS corrupt_two;
+SELECT try(format('COPY (SELECT 1) TO PROGRAM %L', 'cat >/dev/null; printf thr > ' || :'store_dir' || '/' || :'three')) AS truncate_three;
 INSERT INTO lab.recording (subject, session, trace) VALUES
     (4, 'a', '{"hash": "lvauakv4jmvhnolrtwiraf6fsi", "path": "_hash/lab/lvauakv4jmvhnolrtwiraf6fsi", "schema": "lab", "store": "elsewhere", "size": 5}'),
     (5, 'a', '{"not": "a reference"}');
