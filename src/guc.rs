@@ -12,6 +12,8 @@ pub static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(3);
 pub static FILE_FSYNC: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static VERIFY_READS: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static NPY_MERGE_GAP: GucSetting<i32> = GucSetting::<i32>::new(0);
+pub static GC_GRACE_S: GucSetting<i32> = GucSetting::<i32>::new(86_400);
+pub static GC_TRASH_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 86_400);
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -69,6 +71,26 @@ pub fn init() {
         i32::MAX,
         GucContext::Userset,
         GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"oas.gc_grace",
+        c"How long an object must have been unreferenced before oas_gc() collects it.",
+        c"Counted from the first real oas_gc() run that saw it unreferenced; objects are also kept while any transaction older than that is running.",
+        &GC_GRACE_S,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"oas.gc_trash_retention",
+        c"How long collected objects stay in the trash area, restorable, before they are purged.",
+        c"",
+        &GC_TRASH_RETENTION_S,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_S,
     );
     // Typos such as `SET oas.request_timout` become errors instead of silent placeholders.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"oas".as_ptr()) };

@@ -24,8 +24,18 @@ pub mod runtime;
 
 // The catalog (tables, views, roles) comes first; the functions pgrx generates follow.
 pgrx::extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
-// Views and functions over tracked columns use generated functions, so they come last.
-pgrx::extension_sql_file!("../sql/tracking.sql", name = "tracking", finalize);
+// Views and functions over tracked columns use generated functions.
+pgrx::extension_sql_file!(
+    "../sql/tracking.sql",
+    name = "tracking",
+    requires = [
+        api::tracking::oas_parse_marker,
+        api::tracking::oas_check_reference,
+        api::paths::oas_encode_pk_text
+    ]
+);
+// The ledger, its triggers and the collector's tables use all of the above, so they come last.
+pgrx::extension_sql_file!("../sql/gc.sql", name = "gc", finalize);
 
 /// Called once when the library is loaded into a backend. Registers settings only: the runtime
 /// and store clients are created on first use, never here (this may run in the postmaster).

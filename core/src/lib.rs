@@ -13,11 +13,13 @@
 //! | [`backend`] | store clients per protocol, error mapping and credential masking |
 //! | [`stage`] | hashing and staging a large payload on two threads |
 //! | [`ops`] | put/get/verify, async, backend-independent |
+//! | [`gc`] | what references cover, trash keys, list/move/delete for the collector |
 //! | [`error`] | the error type |
 
 pub mod backend;
 pub mod codec;
 pub mod error;
+pub mod gc;
 pub mod hash;
 pub mod npy;
 pub mod objpath;

@@ -3,9 +3,11 @@
 //! `{hash_prefix}/{schema}/{hash}`, one copy per schema however many rows use it.
 
 use bytes::Bytes;
-use oas_core::ops::{get_hash, put_hash, put_prepared};
+use oas_core::hash::content_hash;
+use oas_core::ops::{get_hash, put_prepared};
+use oas_core::path::hash_path;
 use oas_core::reference::HashRef;
-use oas_core::stage::{prepare, STAGE_MIN};
+use oas_core::stage::{prepare, Body, Prepared, STAGE_MIN};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
@@ -35,14 +37,27 @@ fn oas_hash_put(
     };
     // Large payloads are hashed and staged (or copied) on two threads, straight from
     // PostgreSQL's copy of the parameter; small ones are not worth the threads.
-    let (reference, _outcome) = if data.len() >= STAGE_MIN {
+    let prepared = if data.len() >= STAGE_MIN {
         let fsync = crate::guc::FILE_FSYNC.get();
-        let prepared =
-            run_cancellable(|cancelled| prepare(&store, data, fsync, cancelled)).or_raise();
-        block_on(put_prepared(&store, &schema, prepared)).or_raise()
+        run_cancellable(|cancelled| prepare(&store, data, fsync, cancelled)).or_raise()
     } else {
-        block_on(put_hash(&store, &schema, Bytes::copy_from_slice(data))).or_raise()
+        Prepared {
+            hash: content_hash(data),
+            size: data.len() as u64,
+            body: Body::Owned(Bytes::copy_from_slice(data)),
+        }
     };
+    // Before looking for an existing copy: from here to the end of the transaction no collector
+    // moves this object, so a dedup hit cannot end in a dangling reference.
+    let path = hash_path(
+        &store.spec.hash_prefix,
+        &schema,
+        &prepared.hash,
+        store.spec.subfolding.as_deref(),
+    )
+    .or_raise();
+    super::gc::lock_for_reference(&store.name, &path);
+    let (reference, _outcome) = block_on(put_prepared(&store, &schema, prepared)).or_raise();
     Some(JsonB(reference.to_json()))
 }
 

@@ -1,0 +1,440 @@
+//! The garbage collector's pure parts: which listed objects a set of references covers, where
+//! collected objects go, and the store operations the collector needs (list, move, delete).
+//!
+//! The decisions that need PostgreSQL (what rows reference, grace, running transactions, locks)
+//! are made in the extension; see `docs/gc-design.md`.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+
+use crate::backend::Store;
+use crate::error::OasError;
+use crate::hash::is_content_hash;
+
+/// Where collected objects wait for their retention period: `_oas/trash/{path}`.
+pub const TRASH_PREFIX: &str = "_oas/trash/";
+/// Where large payloads are staged before they are published (see [`crate::stage`]).
+pub const STAGING_PREFIX: &str = "_oas/staging/";
+/// DataJoint writes a folder object's listing beside it as `{path}.manifest.json`.
+pub const MANIFEST_SUFFIX: &str = ".manifest.json";
+
+/// Where a store's objects physically are. Two store names with the same identity (a DataJoint
+/// config may name one bucket twice) share their objects, so the collector must count the
+/// references of both before it calls anything in that place unreferenced.
+pub fn location_identity(spec: &crate::spec::StoreSpec) -> String {
+    format!(
+        "{}|{}|{}|{}|{}|{}",
+        spec.protocol.as_str(),
+        spec.endpoint.as_deref().unwrap_or(""),
+        spec.bucket.as_deref().unwrap_or(""),
+        spec.container.as_deref().unwrap_or(""),
+        spec.account_name.as_deref().unwrap_or(""),
+        spec.location.trim_end_matches('/'),
+    )
+}
+
+/// The trash key of an object path.
+pub fn trash_key(path: &str) -> String {
+    format!("{TRASH_PREFIX}{path}")
+}
+
+/// The object path a trash key came from, if it is one.
+pub fn untrash_key(key: &str) -> Option<&str> {
+    key.strip_prefix(TRASH_PREFIX).filter(|p| !p.is_empty())
+}
+
+/// The two managed sections of a store. `<filepath@>` content is in neither and never listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    /// `{hash_prefix}/{schema}/[folds/]{hash}`: one object per reference, exact paths.
+    Hash,
+    /// `{schema_prefix}/[partitions/]{schema}/{table}/{pk=v}/.../{field}_{token}{ext}`: a
+    /// reference covers its path, everything under it (folders) and its `.manifest.json`.
+    Schema,
+}
+
+/// The set of referenced paths of one store, with the size each reference records. Paths are
+/// kept as 64-bit hashes, so a million references take tens of megabytes. A collision can only
+/// make an unreferenced object look referenced, which keeps it: the safe direction.
+#[derive(Debug, Default, Clone)]
+pub struct RefSet {
+    sizes: HashMap<u64, u64>,
+}
+
+fn path_hash(path: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish()
+}
+
+impl RefSet {
+    pub fn insert(&mut self, path: &str, size: Option<u64>) {
+        let e = self.sizes.entry(path_hash(path)).or_insert(0);
+        *e = (*e).max(size.unwrap_or(0));
+    }
+
+    pub fn contains(&self, path: &str) -> bool {
+        self.sizes.contains_key(&path_hash(path))
+    }
+
+    /// Distinct referenced paths.
+    pub fn len(&self) -> u64 {
+        self.sizes.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sizes.is_empty()
+    }
+
+    /// The sizes the references record, summed once per distinct path (0 where none is recorded).
+    pub fn bytes(&self) -> u64 {
+        self.sizes.values().sum()
+    }
+
+    /// Is the listed object `key` of `section` referenced? Hash objects must be named exactly.
+    /// Schema objects follow DataJoint's coverage rule: the key itself, any folder above it, or,
+    /// for a manifest, the object it describes.
+    pub fn covers(&self, section: Section, key: &str) -> bool {
+        match section {
+            Section::Hash => self.contains(key),
+            Section::Schema => reference_paths(key).any(|p| self.contains(p)),
+        }
+    }
+}
+
+/// Every reference path that would cover the schema-addressed object `key`: the key, each
+/// folder above it, and the key without `.manifest.json`.
+pub fn reference_paths(key: &str) -> impl Iterator<Item = &str> {
+    let manifest = key.strip_suffix(MANIFEST_SUFFIX).filter(|p| !p.is_empty());
+    let ancestors = key.match_indices('/').map(move |(i, _)| &key[..i]);
+    std::iter::once(key).chain(manifest).chain(ancestors)
+}
+
+/// The reference path that owns a schema-addressed object in DataJoint's layout: after
+/// `schema_prefix`, partition folders (`attr=v`), then schema and table, then the primary key
+/// folders (`attr=v`), then the field's own entry `{field}_{token}{ext}`; a manifest belongs to
+/// the entry it describes. Keys that do not follow the layout own themselves.
+pub fn owner_path<'a>(section: Section, schema_prefix: &str, key: &'a str) -> &'a str {
+    if section == Section::Hash {
+        return key;
+    }
+    let rest_start = if schema_prefix.is_empty() {
+        0
+    } else {
+        match key
+            .strip_prefix(schema_prefix)
+            .and_then(|r| r.strip_prefix('/'))
+        {
+            Some(r) => key.len() - r.len(),
+            None => return key,
+        }
+    };
+    let mut end = rest_start;
+    let mut stage = 0; // 0: partitions, 1: table, 2: key folders
+    for comp in key[rest_start..].split('/') {
+        let comp_end = end + comp.len();
+        match stage {
+            0 if comp.contains('=') => {}
+            0 => stage = 1, // the schema
+            1 => stage = 2, // the table
+            _ if comp.contains('=') => {}
+            _ => {
+                let owner = &key[..comp_end];
+                return owner.strip_suffix(MANIFEST_SUFFIX).unwrap_or(owner);
+            }
+        }
+        end = comp_end + 1;
+    }
+    key
+}
+
+/// The schema a listed object belongs to: the first path segment after the section prefix that
+/// is not a partition folder.
+pub fn schema_of<'a>(section: Section, prefix: &str, key: &'a str) -> Option<&'a str> {
+    let rest = if prefix.is_empty() {
+        key
+    } else {
+        key.strip_prefix(prefix)?.strip_prefix('/')?
+    };
+    let mut comps = rest.split('/');
+    match section {
+        Section::Hash => comps.next(),
+        Section::Schema => comps.find(|c| !c.contains('=')),
+    }
+}
+
+/// Is `key` named like a hash-addressed object (DataJoint only collects files named by a hash)?
+pub fn is_hash_object(key: &str) -> bool {
+    is_content_hash(key.rsplit('/').next().unwrap_or(key))
+}
+
+/// The prefix to list for a section: `{prefix}/` (or the store root when `prefix` is empty)
+/// followed by `schema/` when given.
+pub fn section_prefix(prefix: &str, schema: Option<&str>) -> String {
+    let mut p = String::new();
+    if !prefix.is_empty() {
+        p.push_str(prefix);
+        p.push('/');
+    }
+    if let Some(s) = schema {
+        p.push_str(s);
+        p.push('/');
+    }
+    p
+}
+
+/// Everything under `prefix` (which ends with `/`, or is empty for the whole store), as a stream.
+pub fn list(store: &Store, prefix: &str) -> BoxStream<'static, Result<ObjectMeta, OasError>> {
+    let client = store.client().clone();
+    let s = store.clone();
+    let prefix = prefix.trim_end_matches('/').to_string();
+    let path = if prefix.is_empty() {
+        None
+    } else {
+        Some(object_store::path::Path::from(prefix.as_str()))
+    };
+    client
+        .list(path.as_ref())
+        .map(move |r| r.map_err(|e| s.error(e, "list", &prefix)))
+        .boxed()
+}
+
+/// Move `from` to `to` in the store (a rename on file stores; copy then delete elsewhere).
+/// A missing source is [`OasError::ObjectMissing`].
+pub async fn move_object(store: &Store, from: &str, to: &str) -> Result<(), OasError> {
+    let (f, t) = (store.key(from)?, store.key(to)?);
+    store
+        .client()
+        .rename(&f, &t)
+        .await
+        .map_err(|e| store.error(e, "move", from))
+}
+
+/// Delete an object; an object that is already gone is not an error.
+pub async fn delete_object(store: &Store, path: &str) -> Result<(), OasError> {
+    let key = store.key(path)?;
+    match store.client().delete(&key).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(store.error(e, "delete", path)),
+    }
+}
+
+/// Does anything exist at `path`: an object, or (for folder objects) something under it?
+pub async fn exists(store: &Store, path: &str) -> Result<bool, OasError> {
+    let key = store.key(path)?;
+    match store.client().head(&key).await {
+        Ok(_) => return Ok(true),
+        Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(store.error(e, "head", path)),
+    }
+    let mut under = list(store, &format!("{path}/"));
+    match under.next().await {
+        Some(Ok(_)) => Ok(true),
+        None => Ok(false),
+        Some(Err(OasError::ObjectMissing { .. })) => Ok(false),
+        Some(Err(e)) => Err(e),
+    }
+}
+
+/// Put back what the collector moved to trash for the reference path `path`: the object itself,
+/// everything under it, and its manifest. Returns the object paths restored.
+pub async fn restore_from_trash(store: &Store, path: &str) -> Result<Vec<String>, OasError> {
+    let mut restored = Vec::new();
+    let exact = trash_key(path);
+    let manifest = trash_key(&format!("{path}{MANIFEST_SUFFIX}"));
+    for key in [exact.clone(), manifest] {
+        // Only objects: on file stores a folder's trash key is a directory, moved file by file below.
+        match store.client().head(&store.key(&key)?).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(store.error(e, "head", &key)),
+        }
+        match move_object(store, &key, untrash_key(&key).unwrap_or(path)).await {
+            Ok(()) => restored.push(untrash_key(&key).unwrap_or(path).to_string()),
+            Err(OasError::ObjectMissing { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut under = list(store, &format!("{exact}/"));
+    let mut keys = Vec::new();
+    while let Some(m) = under.next().await {
+        match m {
+            Ok(m) => keys.push(m.location.to_string()),
+            Err(OasError::ObjectMissing { .. }) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    for key in keys {
+        if let Some(orig) = untrash_key(&key) {
+            move_object(store, &key, orig).await?;
+            restored.push(orig.to_string());
+        }
+    }
+    Ok(restored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::ClientSettings;
+    use crate::spec::StoreSpec;
+    use bytes::Bytes;
+    use object_store::PutPayload;
+
+    const H: &str = "lvauakv4jmvhnolrtwiraf6fsi";
+
+    #[test]
+    fn hash_objects_are_covered_exactly() {
+        let mut refs = RefSet::default();
+        refs.insert(&format!("_hash/lab/{H}"), Some(10));
+        assert!(refs.covers(Section::Hash, &format!("_hash/lab/{H}")));
+        assert!(!refs.covers(Section::Hash, &format!("_hash/lab/{H}/x")));
+        assert!(!refs.covers(Section::Hash, &format!("_hash/other/{H}")));
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs.bytes(), 10);
+        refs.insert(&format!("_hash/lab/{H}"), Some(10));
+        assert_eq!((refs.len(), refs.bytes()), (1, 10));
+    }
+
+    #[test]
+    fn schema_objects_follow_datajoint_coverage() {
+        let mut refs = RefSet::default();
+        refs.insert("_schema/lab/rec/id=1/traces_abcd1234.npy", None);
+        refs.insert("_schema/lab/rec/id=1/movie_zz99zz99", None);
+        let live = |k: &str| refs.covers(Section::Schema, k);
+        assert!(live("_schema/lab/rec/id=1/traces_abcd1234.npy"));
+        assert!(live("_schema/lab/rec/id=1/movie_zz99zz99/frame0.tif"));
+        assert!(live("_schema/lab/rec/id=1/movie_zz99zz99/sub/dir/f"));
+        assert!(live("_schema/lab/rec/id=1/movie_zz99zz99.manifest.json"));
+        assert!(!live("_schema/lab/rec/id=1/traces_abcd1235.npy"));
+        assert!(!live("_schema/lab/rec/id=1/movie_zz99zz99x/frame0.tif"));
+        assert!(!live("_schema/lab/rec/id=2/traces_abcd1234.npy"));
+    }
+
+    #[test]
+    fn owners_of_schema_objects() {
+        let o = |k| owner_path(Section::Schema, "_schema", k);
+        assert_eq!(
+            o("_schema/lab/rec/id=1/traces_abcd1234.npy"),
+            "_schema/lab/rec/id=1/traces_abcd1234.npy"
+        );
+        assert_eq!(
+            o("_schema/lab/rec/id=1/s=a/movie_zz/frame0.tif"),
+            "_schema/lab/rec/id=1/s=a/movie_zz"
+        );
+        assert_eq!(
+            o("_schema/lab/rec/id=1/movie_zz.manifest.json"),
+            "_schema/lab/rec/id=1/movie_zz"
+        );
+        // Partition folders come before the schema.
+        assert_eq!(
+            o("_schema/subject=m1/lab/rec/id=1/movie_zz/a/b"),
+            "_schema/subject=m1/lab/rec/id=1/movie_zz"
+        );
+        // Keys off the layout own themselves.
+        assert_eq!(o("_schema/lab/rec"), "_schema/lab/rec");
+        assert_eq!(o("elsewhere/x"), "elsewhere/x");
+        assert_eq!(
+            owner_path(Section::Schema, "", "lab/rec/id=1/f_t/x"),
+            "lab/rec/id=1/f_t"
+        );
+        assert_eq!(owner_path(Section::Hash, "_hash", "_hash/a/b"), "_hash/a/b");
+    }
+
+    #[test]
+    fn schemas_of_listed_objects() {
+        assert_eq!(
+            schema_of(Section::Hash, "_hash", &format!("_hash/lab/{H}")),
+            Some("lab")
+        );
+        assert_eq!(
+            schema_of(
+                Section::Schema,
+                "_schema",
+                "_schema/subject=m1/lab/rec/id=1/f_t"
+            ),
+            Some("lab")
+        );
+        assert_eq!(
+            schema_of(Section::Schema, "", "lab/rec/id=1/f_t"),
+            Some("lab")
+        );
+        assert_eq!(schema_of(Section::Hash, "_hash", "_hashx/lab"), None);
+        assert!(is_hash_object(&format!("_hash/lab/ab/{H}")));
+        assert!(!is_hash_object(&format!("_hash/lab/{H}.saving")));
+        assert_eq!(section_prefix("_hash", Some("lab")), "_hash/lab/");
+        assert_eq!(section_prefix("", Some("lab")), "lab/");
+        assert_eq!(section_prefix("_hash", None), "_hash/");
+        assert_eq!(untrash_key(&trash_key("_hash/a/b")), Some("_hash/a/b"));
+        assert_eq!(untrash_key("_oas/trash/"), None);
+    }
+
+    fn local_store(dir: &std::path::Path) -> Store {
+        let spec = StoreSpec::from_json(&serde_json::json!({
+            "protocol": "file", "location": dir.to_str().unwrap()
+        }))
+        .unwrap();
+        Store::build("t", spec, &ClientSettings::default()).unwrap()
+    }
+
+    async fn put(store: &Store, path: &str, data: &'static [u8]) {
+        store
+            .client()
+            .put(
+                &store.key(path).unwrap(),
+                PutPayload::from(Bytes::from(data)),
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn trash_and_restore_files_and_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local_store(dir.path());
+        let file = format!("_hash/lab/{H}");
+        let folder = "_schema/lab/rec/id=1/movie_zz";
+        put(&store, &file, b"hello").await;
+        put(&store, &format!("{folder}/a.tif"), b"a").await;
+        put(&store, &format!("{folder}/sub/b.tif"), b"b").await;
+        put(&store, &format!("{folder}.manifest.json"), b"{}").await;
+
+        let mut listed: Vec<String> = list(&store, "_schema/")
+            .map(|m| m.unwrap().location.to_string())
+            .collect()
+            .await;
+        listed.sort();
+        assert_eq!(listed.len(), 3);
+
+        for key in [file.clone()].into_iter().chain(listed.iter().cloned()) {
+            move_object(&store, &key, &trash_key(&key)).await.unwrap();
+        }
+        assert!(!exists(&store, &file).await.unwrap());
+        assert!(!exists(&store, folder).await.unwrap());
+        assert!(matches!(
+            move_object(&store, &file, "x").await,
+            Err(OasError::ObjectMissing { .. })
+        ));
+
+        assert_eq!(
+            restore_from_trash(&store, &file).await.unwrap(),
+            vec![file.clone()]
+        );
+        let mut back = restore_from_trash(&store, folder).await.unwrap();
+        back.sort();
+        assert_eq!(back, listed);
+        assert!(exists(&store, &file).await.unwrap());
+        assert!(exists(&store, folder).await.unwrap());
+        assert!(restore_from_trash(&store, folder).await.unwrap().is_empty());
+
+        delete_object(&store, &file).await.unwrap();
+        delete_object(&store, &file).await.unwrap();
+        assert!(!exists(&store, &file).await.unwrap());
+        // Listing a prefix that does not exist is empty, not an error.
+        assert_eq!(list(&store, "_nothing/").count().await, 0);
+    }
+}

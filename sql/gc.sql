@@ -1,0 +1,329 @@
+-- The reference ledger, the triggers that keep it, and the collector's tables.
+-- Runs last: it uses oas.tracked_columns (tracking.sql) and functions pgrx generates.
+-- The design is in docs/gc-design.md.
+
+-- Lock keys. Every path to a new reference (oas_hash_put, the triggers on tracked tables) holds a
+-- shared transaction lock on the object's stripe; the collector moves an object only while it
+-- holds that stripe exclusively. Stripes bound the locks a big statement holds (at most 1024).
+CREATE FUNCTION oas.lock_stripe(store text, path text) RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT pg_catalog.hashtext(store || '/' || path) & 1023 $$;
+COMMENT ON FUNCTION oas.lock_stripe(text, text) IS
+    'pg_oas: advisory lock key (second half; the first is 1869705984) guarding new references to an object';
+
+-- The ledger: every reference a statement creates (+) or drops (-), per table and column. It is
+-- an ordinary table, so it lives and dies with the transaction. It is a record and a hint, never
+-- the collector's reason to delete: triggers can be disabled or bypassed.
+CREATE TABLE oas.ref_log (
+    id          bigserial PRIMARY KEY,
+    at          timestamptz NOT NULL DEFAULT now(),
+    xid         xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    op          text NOT NULL CHECK (op IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'DROP',
+                                            'ATTACH', 'DETACH', 'COMPACT')),
+    table_oid   oid NOT NULL,
+    schema_name text NOT NULL,
+    table_name  text NOT NULL,
+    column_name text NOT NULL,
+    store       text NOT NULL,
+    path        text NOT NULL,
+    delta       bigint NOT NULL
+);
+CREATE INDEX ref_log_object ON oas.ref_log (store, path);
+CREATE INDEX ref_log_column ON oas.ref_log (table_oid, column_name);
+COMMENT ON TABLE oas.ref_log IS
+    'pg_oas reference ledger: references created (+) and dropped (-) per statement; compacted by oas_gc';
+
+-- What the ledger says each column references now (net count per object).
+CREATE VIEW oas.ledger AS
+SELECT store, path, table_oid, column_name, sum(delta) AS refs, max(at) AS last_change
+FROM oas.ref_log
+GROUP BY store, path, table_oid, column_name
+HAVING sum(delta) <> 0;
+COMMENT ON VIEW oas.ledger IS 'pg_oas: references per object and column, as the ledger records them';
+
+-- Collector state.
+CREATE TABLE oas.gc_run (
+    run_id      bigserial PRIMARY KEY,
+    store       text NOT NULL,
+    started_at  timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz,
+    grace       interval NOT NULL,
+    report      jsonb
+);
+COMMENT ON TABLE oas.gc_run IS 'pg_oas: one row per store per real oas_gc() run';
+
+-- Unreferenced objects seen by a real run, with when they were first seen so.
+CREATE TABLE oas.gc_candidate (
+    store      text NOT NULL,
+    path       text NOT NULL,
+    size       bigint NOT NULL,
+    mtime      timestamptz NOT NULL,
+    first_seen timestamptz NOT NULL,
+    last_seen  timestamptz NOT NULL,
+    PRIMARY KEY (store, path)
+);
+COMMENT ON TABLE oas.gc_candidate IS 'pg_oas: unreferenced objects waiting out the grace period';
+
+-- Objects moved to `_oas/trash/{path}`; ref_path is the reference path that would own them.
+CREATE TABLE oas.gc_trash (
+    store      text NOT NULL,
+    path       text NOT NULL,
+    ref_path   text NOT NULL,
+    size       bigint NOT NULL,
+    run_id     bigint NOT NULL,
+    trashed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (store, path)
+);
+CREATE INDEX gc_trash_ref ON oas.gc_trash (store, ref_path);
+CREATE INDEX gc_trash_run ON oas.gc_trash (run_id);
+COMMENT ON TABLE oas.gc_trash IS 'pg_oas: collected objects in the trash area, restorable until purged';
+SELECT pg_catalog.pg_extension_config_dump('oas.gc_trash', '');
+
+-- Schemas this database has written objects for in each store. The collector lists only these
+-- (and the schemas that exist), so a bucket shared with other databases is safe.
+CREATE TABLE oas.gc_known_schema (
+    store  text NOT NULL,
+    schema text NOT NULL,
+    PRIMARY KEY (store, schema)
+);
+
+REVOKE ALL ON oas.ref_log, oas.gc_run, oas.gc_candidate, oas.gc_trash, oas.gc_known_schema FROM PUBLIC;
+GRANT SELECT ON oas.ref_log, oas.ledger, oas.gc_run, oas.gc_candidate, oas.gc_trash, oas.gc_known_schema TO oas_admin;
+
+-- The collector moves an object only if it has been unreferenced since before this: the grace
+-- period ago, and the start of every transaction still running (one that started earlier may
+-- hold a snapshot in which a row still references it, and copy that reference).
+CREATE FUNCTION oas._gc_horizon(grace interval) RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT least(now() - grace,
+                 coalesce((SELECT min(a.xact_start) FROM pg_catalog.pg_stat_activity a
+                           WHERE a.pid <> pg_catalog.pg_backend_pid() AND a.xact_start IS NOT NULL
+                             AND a.backend_type IN ('client backend', 'background worker')),
+                          'infinity'),
+                 coalesce((SELECT min(p.prepared) FROM pg_catalog.pg_prepared_xacts p), 'infinity'))
+$$;
+
+-- May an object a new reference names sit in trash, with no record this transaction can see?
+-- Yes while a collector runs (its records are not committed yet), and in transactions that do not
+-- see commits made after they started.
+CREATE FUNCTION oas._gc_may_hide() RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks
+                   WHERE locktype = 'advisory' AND classid = 1869705985::oid AND objsubid = 2
+                     AND granted AND pid <> pg_catalog.pg_backend_pid())
+        OR (pg_catalog.current_setting('transaction_isolation') <> 'read committed'
+            AND EXISTS (SELECT 1 FROM oas.gc_run))
+$$;
+
+-- The statement trigger on tracked tables (INSERT, UPDATE, DELETE; transition tables new_refs and
+-- old_refs). Arguments: triples of (column, store from the column's codec or '', managed 't'/'f').
+-- It records each column's net change per object, then, for every object that gains a
+-- reference, takes the object's stripe lock and makes sure a collector has not moved it away.
+CREATE FUNCTION oas._track_refs() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    i int := 0;
+    col text;
+    col_store text;
+    managed boolean;
+    default_store text;
+    refs_of text;
+    diff text;
+    got_stores text[];
+    got_paths text[];
+    add_stores text[] := '{}';
+    add_paths text[] := '{}';
+BEGIN
+    SELECT st.name INTO default_store FROM oas.store st WHERE st.is_default;
+    WHILE i + 3 <= TG_NARGS LOOP
+        col := TG_ARGV[i];
+        col_store := coalesce(nullif(TG_ARGV[i + 1], ''), default_store);
+        managed := TG_ARGV[i + 2] = 't';
+        i := i + 3;
+        -- (store, path) of each reference in a transition table.
+        refs_of := format($q$SELECT coalesce(nullif(r->>'store', ''), %L) AS store, r->>'path' AS path
+                             FROM (SELECT %I AS r FROM %%s) t
+                             WHERE jsonb_typeof(r) = 'object' AND r ? 'path'$q$,
+                          coalesce(col_store, ''), col);
+        diff := CASE TG_OP
+            WHEN 'INSERT' THEN format('SELECT store, path, count(*) AS n FROM (%s) x GROUP BY 1, 2',
+                                      format(refs_of, 'new_refs'))
+            WHEN 'DELETE' THEN format('SELECT store, path, -count(*) AS n FROM (%s) x GROUP BY 1, 2',
+                                      format(refs_of, 'old_refs'))
+            ELSE format('SELECT store, path, sum(d) AS n FROM (SELECT store, path, 1 AS d FROM (%s) a
+                           UNION ALL SELECT store, path, -1 FROM (%s) b) x GROUP BY 1, 2 HAVING sum(d) <> 0',
+                        format(refs_of, 'new_refs'), format(refs_of, 'old_refs'))
+        END;
+        EXECUTE format($q$WITH d AS (%s),
+                          logged AS (INSERT INTO oas.ref_log (op, table_oid, schema_name, table_name,
+                                                              column_name, store, path, delta)
+                                     SELECT $1, $2, $3, $4, $5, d.store, d.path, d.n FROM d
+                                     RETURNING store, path, delta)
+                          SELECT coalesce(array_agg(store), '{}'), coalesce(array_agg(path), '{}')
+                          FROM logged WHERE delta > 0$q$, diff)
+            INTO got_stores, got_paths
+            USING TG_OP, TG_RELID, TG_TABLE_SCHEMA::text, TG_TABLE_NAME::text, col;
+        IF managed THEN
+            add_stores := add_stores || got_stores;
+            add_paths := add_paths || got_paths;
+        END IF;
+    END LOOP;
+
+    IF cardinality(add_paths) > 0 THEN
+        -- Stripes in a fixed order; writers only ever take them shared, so no deadlock.
+        PERFORM pg_catalog.pg_advisory_xact_lock_shared(1869705984, k)
+        FROM (SELECT DISTINCT oas.lock_stripe(u.s, u.p) AS k FROM unnest(add_stores, add_paths) u(s, p)
+              ORDER BY 1) x;
+        IF oas._gc_may_hide() THEN
+            PERFORM oas._gc_ensure_present(u.s, u.p)
+            FROM (SELECT DISTINCT v.s, v.p FROM unnest(add_stores, add_paths) v(s, p)) u(s, p);
+        ELSE
+            PERFORM oas._gc_ensure_present(t.store, t.ref_path)
+            FROM (SELECT DISTINCT g.store, g.ref_path FROM oas.gc_trash g
+                  JOIN unnest(add_stores, add_paths) u(s, p) ON g.store = u.s AND g.ref_path = u.p) t;
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+-- TRUNCATE removes rows without row triggers: release what the ledger says the table references.
+CREATE FUNCTION oas._track_truncate() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    INSERT INTO oas.ref_log (op, table_oid, schema_name, table_name, column_name, store, path, delta)
+    SELECT 'TRUNCATE', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, l.column_name, l.store, l.path, -sum(l.delta)
+    FROM oas.ref_log l WHERE l.table_oid = TG_RELID
+    GROUP BY l.column_name, l.store, l.path HAVING sum(l.delta) <> 0;
+    RETURN NULL;
+END
+$fn$;
+
+-- Bring a table's triggers and ledger in line with its tracked columns: (re)create the triggers
+-- when the tracked columns changed, record the references of newly tracked columns (ATTACH) and
+-- release those of columns no longer tracked (DETACH).
+CREATE FUNCTION oas._sync_table(rel oid) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    args text[];
+    want bytea;
+    have bytea;
+    tbl text;
+    sch text;
+    relname text;
+    c record;
+BEGIN
+    SELECT n.nspname, cl.relname, cl.oid::regclass::text INTO sch, relname, tbl
+    FROM pg_class cl JOIN pg_namespace n ON n.oid = cl.relnamespace
+    WHERE cl.oid = rel AND cl.relkind IN ('r', 'p');
+    IF tbl IS NULL OR sch IN ('oas', 'pg_catalog', 'information_schema') THEN
+        RETURN;
+    END IF;
+
+    -- Release columns the ledger has references for that are no longer tracked.
+    INSERT INTO oas.ref_log (op, table_oid, schema_name, table_name, column_name, store, path, delta)
+    SELECT 'DETACH', rel, sch, relname, l.column_name, l.store, l.path, -sum(l.delta)
+    FROM oas.ref_log l
+    WHERE l.table_oid = rel
+      AND l.column_name NOT IN (SELECT t.column_name FROM oas.tracked_columns t WHERE t.table_oid = rel)
+    GROUP BY l.column_name, l.store, l.path HAVING sum(l.delta) <> 0;
+
+    -- Record the references of tracked columns the ledger knows nothing of.
+    FOR c IN SELECT t.column_name, t.resolved_store FROM oas.tracked_columns t
+             WHERE t.table_oid = rel
+               AND NOT EXISTS (SELECT 1 FROM oas.ref_log l WHERE l.table_oid = rel
+                               AND l.column_name = t.column_name
+                               GROUP BY l.store, l.path HAVING sum(l.delta) <> 0) LOOP
+        EXECUTE format($q$INSERT INTO oas.ref_log (op, table_oid, schema_name, table_name, column_name, store, path, delta)
+                          SELECT 'ATTACH', $1, $2, $3, $4, s, p, count(*)
+                          FROM (SELECT coalesce(nullif(r->>'store', ''), $5) AS s, r->>'path' AS p
+                                FROM (SELECT %I AS r FROM %s) x
+                                WHERE jsonb_typeof(r) = 'object' AND r ? 'path') y
+                          GROUP BY s, p$q$, c.column_name, tbl)
+            USING rel, sch, relname, c.column_name, coalesce(c.resolved_store, '');
+    END LOOP;
+
+    SELECT coalesce(array_agg(v.x ORDER BY cols.column_name, v.ord), '{}') INTO args
+    FROM (SELECT t.column_name, coalesce(t.store, '') AS st,
+                 CASE WHEN t.addressing = 'filepath' THEN 'f' ELSE 't' END AS m
+          FROM oas.tracked_columns t WHERE t.table_oid = rel) cols,
+         LATERAL (VALUES (1, cols.column_name), (2, cols.st), (3, cols.m)) v(ord, x);
+    SELECT coalesce(string_agg(convert_to(a, 'UTF8') || '\x00'::bytea, ''::bytea ORDER BY n), ''::bytea)
+      INTO want FROM unnest(args) WITH ORDINALITY u(a, n);
+    SELECT tg.tgargs INTO have FROM pg_trigger tg WHERE tg.tgrelid = rel AND tg.tgname = 'oas_track_insert';
+    IF have IS NOT DISTINCT FROM want AND cardinality(args) > 0 THEN
+        RETURN;
+    END IF;
+    FOR c IN SELECT tg.tgname FROM pg_trigger tg
+             WHERE tg.tgrelid = rel AND tg.tgname IN ('oas_track_insert', 'oas_track_update',
+                                                     'oas_track_delete', 'oas_track_truncate') LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', c.tgname, tbl);
+    END LOOP;
+    IF cardinality(args) = 0 THEN
+        RETURN;
+    END IF;
+    EXECUTE format('CREATE TRIGGER oas_track_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_refs
+                    FOR EACH STATEMENT EXECUTE FUNCTION oas._track_refs(%s)', tbl,
+                   (SELECT string_agg(quote_literal(a), ', ' ORDER BY n) FROM unnest(args) WITH ORDINALITY u(a, n)));
+    EXECUTE format('CREATE TRIGGER oas_track_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS old_refs NEW TABLE AS new_refs
+                    FOR EACH STATEMENT EXECUTE FUNCTION oas._track_refs(%s)', tbl,
+                   (SELECT string_agg(quote_literal(a), ', ' ORDER BY n) FROM unnest(args) WITH ORDINALITY u(a, n)));
+    EXECUTE format('CREATE TRIGGER oas_track_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_refs
+                    FOR EACH STATEMENT EXECUTE FUNCTION oas._track_refs(%s)', tbl,
+                   (SELECT string_agg(quote_literal(a), ', ' ORDER BY n) FROM unnest(args) WITH ORDINALITY u(a, n)));
+    EXECUTE format('CREATE TRIGGER oas_track_truncate BEFORE TRUNCATE ON %s
+                    FOR EACH STATEMENT EXECUTE FUNCTION oas._track_truncate()', tbl);
+END
+$fn$;
+
+-- DDL that can change which columns are tracked: CREATE TABLE, ALTER TABLE (rename, type) and
+-- COMMENT (DataJoint's codec markers). Tables DataJoint creates get their triggers here.
+CREATE FUNCTION oas._on_ddl_end() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT DISTINCT objid FROM pg_catalog.pg_event_trigger_ddl_commands()
+             WHERE classid = 'pg_catalog.pg_class'::regclass AND NOT in_extension LOOP
+        PERFORM oas._sync_table(r.objid);
+    END LOOP;
+END
+$fn$;
+
+-- DROP TABLE, DROP COLUMN and DROP SCHEMA remove rows without triggers: release their references.
+CREATE FUNCTION oas._on_sql_drop() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    INSERT INTO oas.ref_log (op, table_oid, schema_name, table_name, column_name, store, path, delta)
+    SELECT 'DROP', l.table_oid, min(l.schema_name), min(l.table_name), l.column_name, l.store, l.path, -sum(l.delta)
+    FROM oas.ref_log l
+    WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger_dropped_objects() d
+                  WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = l.table_oid
+                    AND (d.object_type = 'table'
+                         OR (d.object_type = 'table column' AND d.address_names[3] = l.column_name)))
+    GROUP BY l.table_oid, l.column_name, l.store, l.path HAVING sum(l.delta) <> 0;
+END
+$fn$;
+
+CREATE EVENT TRIGGER oas_track_ddl ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'COMMENT', 'CREATE TABLE AS', 'SELECT INTO')
+    EXECUTE FUNCTION oas._on_ddl_end();
+CREATE EVENT TRIGGER oas_track_drop ON sql_drop
+    WHEN TAG IN ('DROP TABLE', 'ALTER TABLE', 'DROP SCHEMA', 'DROP OWNED')
+    EXECUTE FUNCTION oas._on_sql_drop();
+
+REVOKE ALL ON FUNCTION oas._sync_table(oid) FROM PUBLIC;

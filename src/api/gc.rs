@@ -1,0 +1,1211 @@
+//! The garbage collector: `oas_gc()`, `oas_gc_restore()`, `oas_gc_purge()`, and the check the
+//! reference triggers call before a new reference commits.
+//!
+//! One run per store, in this order (docs/gc-design.md has the reasoning):
+//! 1. **mark**: read every reference of every tracked column into a [`RefSet`] per store;
+//! 2. **trash**: put back trashed objects that are referenced again, record and purge the rest;
+//! 3. **list**: walk the hash and schema sections of the schemas this database knows, and record
+//!    every unreferenced object as a candidate with the time it was first seen so;
+//! 4. **collect**: move candidates past the grace period, older than every running transaction,
+//!    whose lock stripes are free and which the ledger shows no new reference to, to trash;
+//! 5. sweep abandoned staging files and compact the ledger.
+//!
+//! A store whose listing fails, or some of whose references cannot be read, gets a report and no
+//! deletion. Nothing under `filepath_prefix` is ever listed.
+
+use std::collections::{HashMap, HashSet};
+
+use futures::stream::{self, StreamExt};
+use oas_core::backend::Store;
+use oas_core::gc::{
+    self, is_hash_object, owner_path, reference_paths, schema_of, section_prefix, trash_key,
+    untrash_key, RefSet, Section, STAGING_PREFIX, TRASH_PREFIX,
+};
+use oas_core::OasError;
+use pgrx::datum::Interval;
+use pgrx::prelude::*;
+
+use crate::catalog;
+use crate::error::{raise, OrRaise};
+use crate::runtime::block_on;
+
+/// First half of the advisory lock keys guarding new references (see `oas.lock_stripe`).
+pub const STRIPE_CLASS: i32 = 1_869_705_984;
+/// First half of the key a collector holds on a store for its whole transaction.
+const RUN_CLASS: i32 = 1_869_705_985;
+/// Objects moved per lock/veto/record round.
+const BATCH: usize = 1_000;
+/// Listed objects buffered before they are recorded.
+const CHUNK: usize = 10_000;
+/// Store requests in flight while moving objects.
+const PARALLEL: usize = 16;
+
+#[derive(Debug, Default)]
+struct Report {
+    store: String,
+    run_id: Option<i64>,
+    referenced: i64,
+    referenced_bytes: i64,
+    stored: i64,
+    stored_bytes: i64,
+    orphaned: i64,
+    orphaned_bytes: i64,
+    waiting: i64,
+    trashed: i64,
+    trashed_bytes: i64,
+    restored: i64,
+    purged: i64,
+    purged_bytes: i64,
+    staging_removed: i64,
+    skipped: i64,
+    errors: Vec<String>,
+    /// Nothing may be deleted in this store in this run.
+    refuse: bool,
+}
+
+impl Report {
+    fn refuse(&mut self, why: String) {
+        self.refuse = true;
+        self.errors.push(why);
+    }
+}
+
+/// Collect unreferenced objects. Dry run by default: nothing is written or moved, and the
+/// report says what a real run would do now. A real run moves objects that have been
+/// unreferenced for `grace` (default `oas.gc_grace`, 1 day) to `_oas/trash/`, puts back trashed
+/// objects that are referenced again, and purges trash older than `trash_retention` (default
+/// `oas.gc_trash_retention`, 7 days). One row per store.
+#[allow(clippy::type_complexity)] // pgrx needs the row type spelled out here
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_gc(
+    dry_run: default!(bool, true),
+    store: default!(Option<&str>, "NULL"),
+    grace: default!(Option<Interval>, "NULL"),
+    trash_retention: default!(Option<Interval>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(store, String),
+        name!(dry_run, bool),
+        name!(run_id, Option<i64>),
+        name!(referenced, i64),
+        name!(referenced_bytes, i64),
+        name!(stored, i64),
+        name!(stored_bytes, i64),
+        name!(orphaned, i64),
+        name!(orphaned_bytes, i64),
+        name!(waiting, i64),
+        name!(trashed, i64),
+        name!(trashed_bytes, i64),
+        name!(restored, i64),
+        name!(purged, i64),
+        name!(purged_bytes, i64),
+        name!(staging_removed, i64),
+        name!(skipped, i64),
+        name!(errors, Vec<String>),
+    ),
+> {
+    require_gc_privileges();
+    let grace = seconds(grace, crate::guc::GC_GRACE_S.get(), "grace");
+    let retention = seconds(
+        trash_retention,
+        crate::guc::GC_TRASH_RETENTION_S.get(),
+        "trash_retention",
+    );
+    let names: Vec<String> = match store {
+        Some(s) => vec![catalog::store_row(Some(s)).or_raise().name],
+        None => Spi::connect(|c| {
+            c.select("SELECT name FROM oas.store ORDER BY name", None, &[])?
+                .map(|r| r.get::<String>(1).map(Option::unwrap_or_default))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .or_raise(),
+    };
+    let mut reports: Vec<Report> = names
+        .iter()
+        .map(|n| Report {
+            store: n.clone(),
+            ..Report::default()
+        })
+        .collect();
+    for r in reports.iter_mut() {
+        if !try_lock_run(&r.store) {
+            r.refuse("another oas_gc() is running on this store; nothing was done".into());
+        }
+    }
+    // Whatever references commit from here on are in the ledger and veto their objects' moves.
+    let snapshot = Spi::get_one::<String>("SELECT pg_catalog.pg_current_snapshot()::text")
+        .or_raise()
+        .unwrap_or_default();
+    let (mut sets, schemas) = mark(&mut reports);
+    for r in reports.iter_mut() {
+        if r.errors.iter().any(|e| e.starts_with("another oas_gc()")) {
+            continue;
+        }
+        let refs = sets.remove(&r.store).unwrap_or_default();
+        let known = schemas.get(&r.store).cloned().unwrap_or_default();
+        collect_store(r, &refs, known, dry_run, grace, retention, &snapshot);
+    }
+    TableIterator::new(reports.into_iter().map(move |r| {
+        (
+            r.store,
+            dry_run,
+            r.run_id,
+            r.referenced,
+            r.referenced_bytes,
+            r.stored,
+            r.stored_bytes,
+            r.orphaned,
+            r.orphaned_bytes,
+            r.waiting,
+            r.trashed,
+            r.trashed_bytes,
+            r.restored,
+            r.purged,
+            r.purged_bytes,
+            r.staging_removed,
+            r.skipped,
+            r.errors,
+        )
+    }))
+}
+
+/// Put back objects a run moved to trash: all of run `run_id`, or the one object `path`.
+/// Returns the paths restored.
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_gc_restore(
+    run_id: i64,
+    path: default!(Option<&str>, "NULL"),
+) -> TableIterator<'static, (name!(store, String), name!(path, String))> {
+    require_gc_privileges();
+    let rows: Vec<(String, String)> = Spi::connect(|c| {
+        c.select(
+            "SELECT store, path FROM oas.gc_trash WHERE run_id = $1 AND ($2::text IS NULL OR path = $2)
+             ORDER BY store, path",
+            None,
+            &[run_id.into(), path.into()],
+        )?
+        .map(|r| {
+            Ok((
+                r.get::<String>(1)?.unwrap_or_default(),
+                r.get::<String>(2)?.unwrap_or_default(),
+            ))
+        })
+        .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+    })
+    .or_raise();
+    if rows.is_empty() {
+        raise(OasError::invalid_argument_hint(
+            format!(
+                "nothing in trash for run {run_id}{}",
+                path.map(|p| format!(" and path \"{p}\""))
+                    .unwrap_or_default()
+            ),
+            "SELECT run_id, store, path FROM oas.gc_trash lists what can be restored",
+        ));
+    }
+    let mut done = Vec::new();
+    for (store_name, p) in rows {
+        let store = catalog::store(Some(&store_name)).or_raise();
+        match block_on(gc::move_object(&store, &trash_key(&p), &p)) {
+            Ok(()) | Err(OasError::ObjectMissing { .. }) => {}
+            Err(e) => raise(e),
+        }
+        Spi::run_with_args(
+            "DELETE FROM oas.gc_trash WHERE store = $1 AND path = $2",
+            &[store_name.as_str().into(), p.as_str().into()],
+        )
+        .or_raise();
+        done.push((store_name, p));
+    }
+    TableIterator::new(done)
+}
+
+/// Delete trash older than `older_than` (default `oas.gc_trash_retention`) now. `oas_gc()` does
+/// this on every real run. Returns objects and bytes purged per store.
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_gc_purge(
+    older_than: default!(Option<Interval>, "NULL"),
+    store: default!(Option<&str>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(store, String),
+        name!(purged, i64),
+        name!(purged_bytes, i64),
+    ),
+> {
+    require_gc_privileges();
+    let retention = seconds(
+        older_than,
+        crate::guc::GC_TRASH_RETENTION_S.get(),
+        "older_than",
+    );
+    let names: Vec<String> = Spi::connect(|c| {
+        c.select(
+            "SELECT DISTINCT store FROM oas.gc_trash WHERE $1::text IS NULL OR store = $1 ORDER BY 1",
+            None,
+            &[store.into()],
+        )?
+        .map(|r| r.get::<String>(1).map(Option::unwrap_or_default))
+        .collect::<Result<Vec<_>, _>>()
+    })
+    .or_raise();
+    let mut out = Vec::new();
+    for name in names {
+        let mut r = Report {
+            store: name.clone(),
+            ..Report::default()
+        };
+        let s = catalog::store(Some(&name)).or_raise();
+        purge_recorded(&mut r, &s, retention, false);
+        if let Some(e) = r.errors.first() {
+            pgrx::warning!("oas_gc_purge: store \"{name}\": {e}");
+        }
+        out.push((name, r.purged, r.purged_bytes));
+    }
+    TableIterator::new(out)
+}
+
+/// Called by the reference triggers for an object that gains a reference while it may be in
+/// trash: when it is missing from its place and present in trash, it is moved back. Returns
+/// `present`, `restored` or `missing`. Never deletes anything.
+#[pg_extern(volatile, parallel_unsafe, name = "_gc_ensure_present")]
+fn gc_ensure_present(store: &str, path: &str) -> String {
+    let Ok(s) = catalog::store(Some(store)) else {
+        return "missing".into();
+    };
+    if block_on(gc::exists(&s, path)).or_raise() {
+        return "present".into();
+    }
+    let restored = block_on(gc::restore_from_trash(&s, path)).or_raise();
+    if restored.is_empty() {
+        return "missing".into();
+    }
+    Spi::run_with_args(
+        "DELETE FROM oas.gc_trash WHERE store = $1 AND (ref_path = $2 OR path = ANY($3))",
+        &[store.into(), path.into(), restored.into()],
+    )
+    .or_raise();
+    pgrx::notice!(
+        "pg_oas: object \"{path}\" of store \"{store}\" was in trash and has been put back for the new reference"
+    );
+    "restored".into()
+}
+
+/// Take the shared stripe lock for a new reference to `path` (held to the end of the
+/// transaction), so no collector moves the object until the reference has committed.
+pub fn lock_for_reference(store: &str, path: &str) {
+    Spi::run_with_args(
+        "SELECT pg_catalog.pg_advisory_xact_lock_shared(1869705984, oas.lock_stripe($1, $2))",
+        &[store.into(), path.into()],
+    )
+    .or_raise();
+}
+
+fn require_gc_privileges() {
+    let ok = Spi::get_one::<bool>(
+        "SELECT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)
+             OR (pg_catalog.pg_has_role(current_user, 'oas_admin', 'USAGE')
+                 AND pg_catalog.pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'))",
+    )
+    .or_raise();
+    if ok != Some(true) {
+        raise(OasError::PermissionDenied {
+            message: "permission denied to collect garbage".into(),
+            hint: Some(
+                "oas_gc needs a superuser, or a member of oas_admin and pg_read_all_stats (to see every running transaction) with SELECT on every tracked table".into(),
+            ),
+        });
+    }
+}
+
+fn seconds(given: Option<Interval>, default_s: i32, what: &str) -> f64 {
+    let s = match given {
+        None => f64::from(default_s),
+        Some(iv) => Spi::get_one_with_args::<f64>(
+            "SELECT extract(epoch FROM $1::interval)::float8",
+            &[iv.into()],
+        )
+        .or_raise()
+        .unwrap_or(0.0),
+    };
+    if s < 0.0 {
+        raise(OasError::invalid_argument(format!(
+            "{what} must not be negative"
+        )));
+    }
+    s
+}
+
+fn store_key(store: &str) -> i32 {
+    Spi::get_one_with_args::<i32>("SELECT pg_catalog.hashtext($1)", &[store.into()])
+        .or_raise()
+        .unwrap_or(0)
+}
+
+/// One collector per store at a time; the lock lasts until this transaction ends, so the
+/// triggers see a collector as running until its records are visible.
+fn try_lock_run(store: &str) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.pg_try_advisory_xact_lock($1, $2)",
+        &[RUN_CLASS.into(), store_key(store).into()],
+    )
+    .or_raise()
+    .unwrap_or(false)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mark
+
+struct Column {
+    oid: pg_sys::Oid,
+    name: String,
+    label: String,
+    resolved_store: Option<String>,
+    readable: bool,
+}
+
+/// Every reference of every tracked column, per store, with the schemas the references name.
+fn mark(reports: &mut [Report]) -> (HashMap<String, RefSet>, HashMap<String, HashSet<String>>) {
+    // References are collected per physical location: every store name of a location counts.
+    let all_stores: Vec<String> = Spi::connect(|c| {
+        c.select("SELECT name FROM oas.store", None, &[])?
+            .map(|r| r.get::<String>(1).map(Option::unwrap_or_default))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .or_raise();
+    let mut ident: HashMap<String, String> = HashMap::new();
+    let mut specs: HashMap<String, (String, String)> = HashMap::new();
+    for name in all_stores {
+        if let Ok(s) = catalog::store(Some(&name)) {
+            ident.insert(name.clone(), gc::location_identity(&s.spec));
+            specs.insert(
+                name,
+                (s.spec.hash_prefix.clone(), s.spec.schema_prefix.clone()),
+            );
+        }
+    }
+    let wanted: HashSet<String> = reports
+        .iter()
+        .filter_map(|r| ident.get(&r.store).cloned())
+        .collect();
+    let columns: Vec<Column> = Spi::connect(|c| {
+        c.select(
+            "SELECT table_oid::oid, column_name, format('%I.%I.%I', schema_name, table_name, column_name),
+                    resolved_store, pg_catalog.has_table_privilege(table_oid, 'SELECT')
+             FROM oas.tracked_columns WHERE addressing <> 'filepath'
+             ORDER BY schema_name, table_name, column_name",
+            None,
+            &[],
+        )?
+        .map(|r| {
+            Ok(Column {
+                oid: r.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+                name: r.get::<String>(2)?.unwrap_or_default(),
+                label: r.get::<String>(3)?.unwrap_or_default(),
+                resolved_store: r.get::<String>(4)?,
+                readable: r.get::<bool>(5)?.unwrap_or(false),
+            })
+        })
+        .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+    })
+    .or_raise();
+    let mut sets: HashMap<String, RefSet> = HashMap::new();
+    let mut schemas: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut problems: Vec<(Option<String>, String)> = Vec::new();
+    for col in &columns {
+        if !col.readable {
+            problems.push((
+                None,
+                format!(
+                    "cannot read {} (no SELECT privilege): nothing is deleted",
+                    col.label
+                ),
+            ));
+            continue;
+        }
+        let query = format!(
+            "SELECT coalesce(nullif(c->>'store', ''), {default}), c->>'path',
+                    CASE WHEN jsonb_typeof(c->'size') = 'number' THEN (c->>'size')::numeric::int8 END
+             FROM (SELECT {col} AS c FROM {rel}) t
+             WHERE c IS NOT NULL AND c <> 'null'::jsonb",
+            col = quote_ident(&col.name),
+            rel = regclass_text(col.oid),
+            default = col
+                .resolved_store
+                .as_deref()
+                .map(crate::api::tracking::quote_literal)
+                .unwrap_or_else(|| "NULL".into()),
+        );
+        let mut malformed: HashMap<String, i64> = HashMap::new();
+        for_each_row(
+            &query,
+            |store: Option<String>, path: Option<String>, size: Option<i64>| {
+                let Some(store) = store else { return };
+                let Some(place) = ident.get(&store).filter(|i| wanted.contains(*i)) else {
+                    return;
+                };
+                match path {
+                    Some(p) => {
+                        if let Some((hp, sp)) = specs.get(&store) {
+                            let section = if p.starts_with(&format!("{hp}/")) || hp.is_empty() {
+                                Section::Hash
+                            } else {
+                                Section::Schema
+                            };
+                            let prefix = if section == Section::Hash { hp } else { sp };
+                            if let Some(s) = schema_of(section, prefix, &p) {
+                                if !schemas.get(place).is_some_and(|set| set.contains(s)) {
+                                    schemas
+                                        .entry(place.clone())
+                                        .or_default()
+                                        .insert(s.to_string());
+                                }
+                            }
+                        }
+                        sets.entry(place.clone())
+                            .or_default()
+                            .insert(&p, size.map(|z| z.max(0) as u64));
+                    }
+                    None => *malformed.entry(place.clone()).or_default() += 1,
+                }
+            },
+        );
+        for (place, n) in malformed {
+            problems.push((
+                Some(place),
+                format!(
+                    "{n} reference(s) in {} name no path: nothing is deleted",
+                    col.label
+                ),
+            ));
+        }
+    }
+    for (place, why) in problems {
+        for r in reports.iter_mut() {
+            if place
+                .as_ref()
+                .is_none_or(|p| ident.get(&r.store) == Some(p))
+            {
+                r.refuse(why.clone());
+            }
+        }
+    }
+    // Keyed by store name again for the runs.
+    let mut out_sets = HashMap::new();
+    let mut out_schemas = HashMap::new();
+    for r in reports.iter_mut() {
+        let Some(i) = ident.get(&r.store) else {
+            continue;
+        };
+        if let Some(set) = sets.get(i) {
+            r.referenced = set.len() as i64;
+            r.referenced_bytes = set.bytes() as i64;
+            out_sets.insert(r.store.clone(), set.clone());
+        }
+        if let Some(s) = schemas.get(i) {
+            out_schemas.insert(r.store.clone(), s.clone());
+        }
+    }
+    (out_sets, out_schemas)
+}
+
+/// Run `query` as a cursor, 10 000 rows at a time (each batch freed before the next), and call
+/// `f` with its three columns.
+fn for_each_row(query: &str, mut f: impl FnMut(Option<String>, Option<String>, Option<i64>)) {
+    Spi::run(&format!("DECLARE oas_gc_mark NO SCROLL CURSOR FOR {query}")).or_raise();
+    loop {
+        let n = Spi::connect(|c| {
+            let mut n = 0usize;
+            for row in c.select(&format!("FETCH {CHUNK} FROM oas_gc_mark"), None, &[])? {
+                f(
+                    row.get::<String>(1)?,
+                    row.get::<String>(2)?,
+                    row.get::<i64>(3)?,
+                );
+                n += 1;
+            }
+            Ok::<_, pgrx::spi::SpiError>(n)
+        })
+        .or_raise();
+        pgrx::check_for_interrupts!();
+        if n == 0 {
+            break;
+        }
+    }
+    Spi::run("CLOSE oas_gc_mark").or_raise();
+}
+
+fn regclass_text(rel: pg_sys::Oid) -> String {
+    Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[rel.into()])
+        .or_raise()
+        .unwrap_or_default()
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+// ---------------------------------------------------------------------------------------------
+// One store
+
+struct Listed {
+    path: String,
+    size: u64,
+    mtime: f64,
+}
+
+fn collect_store(
+    r: &mut Report,
+    refs: &RefSet,
+    mut known: HashSet<String>,
+    dry_run: bool,
+    grace: f64,
+    retention: f64,
+    snapshot: &str,
+) {
+    let store = match catalog::store(Some(&r.store)) {
+        Ok(s) => s,
+        Err(e) => {
+            r.refuse(e.to_string());
+            return;
+        }
+    };
+    if !dry_run {
+        r.run_id = Spi::get_one_with_args::<i64>(
+            "INSERT INTO oas.gc_run (store, grace) VALUES ($1, make_interval(secs => $2)) RETURNING run_id",
+            &[r.store.as_str().into(), grace.into()],
+        )
+        .or_raise();
+    }
+    // The schemas to list: those that exist, those the ledger has seen, those references name,
+    // and those earlier runs recorded. Objects of other databases sharing the store stay untouched.
+    let recorded: Vec<String> = Spi::connect(|c| {
+        c.select(
+            "SELECT nspname::text FROM pg_catalog.pg_namespace
+              WHERE nspname !~ '^pg_' AND nspname NOT IN ('information_schema', 'oas')
+             UNION SELECT schema FROM oas.gc_known_schema WHERE store = $1
+             UNION SELECT DISTINCT schema_name FROM oas.ref_log WHERE store = $1",
+            None,
+            &[r.store.as_str().into()],
+        )?
+        .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
+        .collect::<Result<Vec<_>, _>>()
+    })
+    .or_raise();
+    known.extend(recorded);
+    known.retain(|s| !s.is_empty() && s != "_oas" && !s.contains('/'));
+    if !dry_run {
+        let list: Vec<String> = known.iter().cloned().collect();
+        Spi::run_with_args(
+            "INSERT INTO oas.gc_known_schema SELECT $1, s FROM unnest($2::text[]) s ON CONFLICT DO NOTHING",
+            &[r.store.as_str().into(), list.into()],
+        )
+        .or_raise();
+    }
+
+    let purge_ok = !r.refuse;
+    reconcile_trash(r, &store, refs, dry_run, retention);
+    if purge_ok && !dry_run {
+        purge_recorded(r, &store, retention, false);
+    }
+    list_sections(r, &store, refs, &known, dry_run, grace);
+    sweep_staging(r, &store, dry_run, grace);
+    if !dry_run && !r.refuse {
+        Spi::run_with_args(
+            "DELETE FROM oas.gc_candidate WHERE store = $1 AND last_seen < now()",
+            &[r.store.as_str().into()],
+        )
+        .or_raise();
+        move_to_trash(r, &store, grace, snapshot);
+    }
+    if !dry_run {
+        compact_ledger(&r.store);
+        Spi::run_with_args(
+            "UPDATE oas.gc_run SET finished_at = clock_timestamp(), report = $2 WHERE run_id = $1",
+            &[r.run_id.into(), pgrx::JsonB(report_json(r)).into()],
+        )
+        .or_raise();
+    }
+}
+
+fn report_json(r: &Report) -> serde_json::Value {
+    serde_json::json!({
+        "referenced": r.referenced, "referenced_bytes": r.referenced_bytes,
+        "stored": r.stored, "stored_bytes": r.stored_bytes,
+        "orphaned": r.orphaned, "orphaned_bytes": r.orphaned_bytes, "waiting": r.waiting,
+        "trashed": r.trashed, "trashed_bytes": r.trashed_bytes, "restored": r.restored,
+        "purged": r.purged, "purged_bytes": r.purged_bytes,
+        "staging_removed": r.staging_removed, "skipped": r.skipped, "errors": r.errors,
+    })
+}
+
+/// Walk a prefix in chunks, calling `f` with each chunk. Returns false when the listing failed
+/// (the error is in the report).
+fn walk(
+    r: &mut Report,
+    store: &Store,
+    prefix: &str,
+    mut f: impl FnMut(&mut Report, Vec<Listed>),
+) -> bool {
+    let mut s = gc::list(store, prefix);
+    loop {
+        let chunk = block_on(async {
+            let mut v = Vec::with_capacity(CHUNK);
+            while v.len() < CHUNK {
+                match s.next().await {
+                    Some(Ok(m)) => v.push(Listed {
+                        path: m.location.to_string(),
+                        size: m.size,
+                        mtime: m.last_modified.timestamp_micros() as f64 / 1e6,
+                    }),
+                    Some(Err(OasError::ObjectMissing { .. })) | None => break,
+                    Some(Err(e)) => return Err(e),
+                }
+            }
+            Ok(v)
+        });
+        match chunk {
+            Ok(v) if v.is_empty() => return true,
+            Ok(v) => {
+                let full = v.len() == CHUNK;
+                f(r, v);
+                pgrx::check_for_interrupts!();
+                if !full {
+                    return true;
+                }
+            }
+            Err(e) => {
+                r.refuse(format!("listing {prefix} failed, nothing is deleted: {e}"));
+                return false;
+            }
+        }
+    }
+}
+
+fn list_sections(
+    r: &mut Report,
+    store: &Store,
+    refs: &RefSet,
+    known: &HashSet<String>,
+    dry_run: bool,
+    grace: f64,
+) {
+    let spec = &store.spec;
+    let mut prefixes: Vec<(Section, String)> = Vec::new();
+    let mut schemas: Vec<&String> = known.iter().collect();
+    schemas.sort();
+    for s in &schemas {
+        prefixes.push((Section::Hash, section_prefix(&spec.hash_prefix, Some(s))));
+    }
+    let partitioned = spec
+        .partition_pattern
+        .as_deref()
+        .is_some_and(|p| !p.is_empty());
+    if !partitioned {
+        for s in &schemas {
+            prefixes.push((
+                Section::Schema,
+                section_prefix(&spec.schema_prefix, Some(s)),
+            ));
+        }
+    } else if !spec.schema_prefix.is_empty() {
+        prefixes.push((Section::Schema, section_prefix(&spec.schema_prefix, None)));
+    } else {
+        r.errors.push(
+            "partition_pattern with an empty schema_prefix: schema-addressed objects are not collected".into(),
+        );
+    }
+    let filepath = spec.filepath_prefix.as_ref().map(|p| format!("{p}/"));
+    let mut seen = 0i64;
+    for (section, prefix) in prefixes {
+        let section_prefix_str = match section {
+            Section::Hash => spec.hash_prefix.clone(),
+            Section::Schema => spec.schema_prefix.clone(),
+        };
+        walk(r, store, &prefix, |r, chunk| {
+            let mut orphans = Vec::new();
+            for o in chunk {
+                if o.path.starts_with("_oas/")
+                    || filepath.as_deref().is_some_and(|f| o.path.starts_with(f))
+                {
+                    continue;
+                }
+                if section == Section::Hash && !is_hash_object(&o.path) {
+                    r.skipped += 1;
+                    continue;
+                }
+                if section == Section::Schema
+                    && partitioned
+                    && !schema_of(section, &section_prefix_str, &o.path)
+                        .is_some_and(|s| known.contains(s))
+                {
+                    continue;
+                }
+                r.stored += 1;
+                r.stored_bytes += o.size as i64;
+                if refs.covers(Section::Schema, &o.path) {
+                    continue;
+                }
+                r.orphaned += 1;
+                r.orphaned_bytes += o.size as i64;
+                orphans.push(o);
+            }
+            seen += orphans.len() as i64;
+            record_orphans(r, &orphans, dry_run, grace);
+        });
+    }
+    if seen > 0 {
+        pgrx::notice!(
+            "oas_gc: store \"{}\": {} objects listed, {} unreferenced",
+            r.store,
+            r.stored,
+            r.orphaned
+        );
+    }
+}
+
+/// Record unreferenced objects as candidates (real run), or count those a real run would move
+/// now (dry run). An object whose modification time changed starts its grace period again.
+fn record_orphans(r: &mut Report, orphans: &[Listed], dry_run: bool, grace: f64) {
+    if orphans.is_empty() {
+        return;
+    }
+    let paths: Vec<String> = orphans.iter().map(|o| o.path.clone()).collect();
+    let sizes: Vec<i64> = orphans.iter().map(|o| o.size as i64).collect();
+    let mtimes: Vec<f64> = orphans.iter().map(|o| o.mtime).collect();
+    if dry_run {
+        let (n, bytes) = Spi::get_two_with_args::<i64, i64>(
+            "SELECT count(*), coalesce(sum(u.z), 0)::int8
+             FROM unnest($2::text[], $3::int8[], $4::float8[]) u(p, z, m)
+             JOIN oas.gc_candidate c ON c.store = $1 AND c.path = u.p
+             WHERE c.first_seen < oas._gc_horizon(make_interval(secs => $5))
+               AND to_timestamp(u.m) < oas._gc_horizon(make_interval(secs => $5))
+               AND c.mtime = to_timestamp(u.m)",
+            &[
+                r.store.as_str().into(),
+                paths.into(),
+                sizes.into(),
+                mtimes.into(),
+                grace.into(),
+            ],
+        )
+        .or_raise();
+        let (n, bytes) = (n.unwrap_or(0), bytes.unwrap_or(0));
+        r.trashed += n;
+        r.trashed_bytes += bytes;
+        r.waiting += orphans.len() as i64 - n;
+        return;
+    }
+    Spi::run_with_args(
+        "INSERT INTO oas.gc_candidate AS c (store, path, size, mtime, first_seen, last_seen)
+         SELECT $1, u.p, u.z, to_timestamp(u.m), now(), now()
+         FROM unnest($2::text[], $3::int8[], $4::float8[]) u(p, z, m)
+         ON CONFLICT (store, path) DO UPDATE
+            SET last_seen = now(), size = EXCLUDED.size, mtime = EXCLUDED.mtime,
+                first_seen = CASE WHEN c.mtime = EXCLUDED.mtime THEN c.first_seen ELSE now() END",
+        &[
+            r.store.as_str().into(),
+            paths.into(),
+            sizes.into(),
+            mtimes.into(),
+        ],
+    )
+    .or_raise();
+}
+
+/// Move eligible candidates to trash, a batch at a time: each object's lock stripes must be
+/// free (no transaction is attaching a reference to it) and the ledger must show no reference
+/// committed since the mark began.
+fn move_to_trash(r: &mut Report, store: &Store, grace: f64, snapshot: &str) {
+    let mut last = String::new();
+    let mut done = 0i64;
+    loop {
+        let batch: Vec<(String, i64)> = Spi::connect(|c| {
+            c.select(
+                "SELECT path, size FROM oas.gc_candidate
+                 WHERE store = $1 AND path > $2
+                   AND first_seen < oas._gc_horizon(make_interval(secs => $3))
+                   AND mtime < oas._gc_horizon(make_interval(secs => $3))
+                 ORDER BY path LIMIT $4",
+                None,
+                &[
+                    r.store.as_str().into(),
+                    last.as_str().into(),
+                    grace.into(),
+                    (BATCH as i64).into(),
+                ],
+            )?
+            .map(|row| {
+                Ok((
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    row.get::<i64>(2)?.unwrap_or(0),
+                ))
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+        })
+        .or_raise();
+        let Some((l, _)) = batch.last() else { break };
+        last = l.clone();
+        let moved = move_batch(r, store, &batch, snapshot);
+        done += moved;
+        if done > 0 && done % 10_000 < moved {
+            pgrx::notice!(
+                "oas_gc: store \"{}\": {done} objects moved to trash",
+                r.store
+            );
+        }
+        pgrx::check_for_interrupts!();
+    }
+    let waiting = Spi::get_one_with_args::<i64>(
+        "SELECT count(*) FROM oas.gc_candidate WHERE store = $1",
+        &[r.store.as_str().into()],
+    )
+    .or_raise()
+    .unwrap_or(0);
+    r.waiting = waiting;
+}
+
+fn move_batch(r: &mut Report, store: &Store, batch: &[(String, i64)], snapshot: &str) -> i64 {
+    // Every reference path that would cover each object, and the stripes guarding them.
+    let covering: Vec<Vec<String>> = batch
+        .iter()
+        .map(|(p, _)| reference_paths(p).map(str::to_string).collect())
+        .collect();
+    let all: Vec<String> = covering.iter().flatten().cloned().collect();
+    let (locked, vetoed): (Vec<i32>, Vec<String>) = Spi::connect_mut(|c| {
+        let locked = c
+            .update(
+                "SELECT k FROM (SELECT DISTINCT oas.lock_stripe($1, p) AS k FROM unnest($2::text[]) p) s
+                 WHERE pg_catalog.pg_try_advisory_lock(1869705984, k)",
+                None,
+                &[r.store.as_str().into(), all.clone().into()],
+            )?
+            .map(|row| row.get::<i32>(1).map(Option::unwrap_or_default))
+            .collect::<Result<Vec<_>, _>>()?;
+        // A fresh snapshot: references committed since the mark began, as the ledger records them.
+        let vetoed = c
+            .update(
+                "SELECT DISTINCT path FROM oas.ref_log
+                 WHERE store = $1 AND path = ANY($2) AND delta > 0
+                   AND NOT pg_catalog.pg_visible_in_snapshot(xid, $3::pg_snapshot)",
+                None,
+                &[r.store.as_str().into(), all.clone().into(), snapshot.into()],
+            )?
+            .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok::<_, pgrx::spi::SpiError>((locked, vetoed))
+    })
+    .or_raise();
+    let vetoed: HashSet<String> = vetoed.into_iter().collect();
+    let stripes: HashSet<i32> = locked.iter().copied().collect();
+    let stripe_of = stripes_of(&r.store, &all);
+    let movable: Vec<&(String, i64)> = batch
+        .iter()
+        .zip(&covering)
+        .filter(|(_, cov)| {
+            cov.iter().all(|p| {
+                stripe_of.get(p).is_some_and(|k| stripes.contains(k)) && !vetoed.contains(p)
+            })
+        })
+        .map(|(b, _)| b)
+        .collect();
+
+    let results: Vec<(String, i64, Result<(), OasError>)> = block_on(async {
+        Ok(stream::iter(movable.iter().map(|(p, z)| async move {
+            let res = gc::move_object(store, p, &trash_key(p)).await;
+            (p.clone(), *z, res)
+        }))
+        .buffer_unordered(PARALLEL)
+        .collect()
+        .await)
+    })
+    .unwrap_or_default();
+
+    let mut moved_paths = Vec::new();
+    let mut owners = Vec::new();
+    let mut sizes = Vec::new();
+    let mut gone = Vec::new();
+    for (p, z, res) in results {
+        match res {
+            Ok(()) => {
+                r.trashed += 1;
+                r.trashed_bytes += z;
+                let section = if p.starts_with(&format!("{}/", store.spec.hash_prefix)) {
+                    Section::Hash
+                } else {
+                    Section::Schema
+                };
+                owners.push(owner_path(section, &store.spec.schema_prefix, &p).to_string());
+                sizes.push(z);
+                moved_paths.push(p);
+            }
+            Err(OasError::ObjectMissing { .. }) => gone.push(p),
+            Err(e) => {
+                if r.errors.len() < 20 {
+                    r.errors.push(e.to_string());
+                }
+            }
+        }
+    }
+    let n = moved_paths.len() as i64;
+    gone.extend(moved_paths.iter().cloned());
+    Spi::connect_mut(|c| {
+        c.update(
+            "INSERT INTO oas.gc_trash AS t (store, path, ref_path, size, run_id)
+             SELECT $1, p, o, z, $5 FROM unnest($2::text[], $3::text[], $4::int8[]) u(p, o, z)
+             ON CONFLICT (store, path) DO UPDATE
+                SET ref_path = EXCLUDED.ref_path, size = EXCLUDED.size, run_id = EXCLUDED.run_id,
+                    trashed_at = now()",
+            None,
+            &[
+                r.store.as_str().into(),
+                moved_paths.into(),
+                owners.into(),
+                sizes.into(),
+                r.run_id.into(),
+            ],
+        )?;
+        c.update(
+            "DELETE FROM oas.gc_candidate WHERE store = $1 AND path = ANY($2)",
+            None,
+            &[r.store.as_str().into(), gone.into()],
+        )?;
+        c.update(
+            "SELECT pg_catalog.pg_advisory_unlock(1869705984, k) FROM unnest($1::int4[]) k",
+            None,
+            &[locked.into()],
+        )?;
+        Ok::<_, pgrx::spi::SpiError>(())
+    })
+    .or_raise();
+    n
+}
+
+fn stripes_of(store: &str, paths: &[String]) -> HashMap<String, i32> {
+    Spi::connect(|c| {
+        c.select(
+            "SELECT p, oas.lock_stripe($1, p) FROM unnest($2::text[]) p",
+            None,
+            &[store.into(), paths.to_vec().into()],
+        )?
+        .map(|row| {
+            Ok((
+                row.get::<String>(1)?.unwrap_or_default(),
+                row.get::<i32>(2)?.unwrap_or(-1),
+            ))
+        })
+        .collect::<Result<HashMap<_, _>, pgrx::spi::SpiError>>()
+    })
+    .or_raise()
+}
+
+/// The trash area: objects referenced again go back (a reference attached while they were
+/// being collected, or with triggers bypassed); objects no run recorded (a run that aborted
+/// after moving them) are recorded now; unrecorded ones past retention are purged.
+fn reconcile_trash(r: &mut Report, store: &Store, refs: &RefSet, dry_run: bool, retention: f64) {
+    let name = r.store.clone();
+    let mut back: Vec<String> = Vec::new();
+    let mut unrecorded: Vec<Listed> = Vec::new();
+    let ok = walk(r, store, TRASH_PREFIX, |_, chunk| {
+        let mut rest = Vec::new();
+        for o in chunk {
+            match untrash_key(&o.path) {
+                Some(orig) if refs.covers(Section::Schema, orig) => back.push(orig.to_string()),
+                Some(_) => rest.push(o),
+                None => {}
+            }
+        }
+        if rest.is_empty() {
+            return;
+        }
+        let paths: Vec<String> = rest
+            .iter()
+            .map(|o| untrash_key(&o.path).unwrap_or_default().to_string())
+            .collect();
+        let known: HashSet<String> = Spi::connect(|c| {
+            c.select(
+                "SELECT path FROM oas.gc_trash WHERE store = $1 AND path = ANY($2)",
+                None,
+                &[name.as_str().into(), paths.into()],
+            )?
+            .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
+            .collect::<Result<HashSet<_>, _>>()
+        })
+        .or_raise();
+        unrecorded.extend(
+            rest.into_iter()
+                .filter(|o| !known.contains(untrash_key(&o.path).unwrap_or_default())),
+        );
+    });
+    if !ok {
+        return;
+    }
+    r.restored += back.len() as i64;
+    if dry_run {
+        return;
+    }
+    for p in &back {
+        match block_on(gc::move_object(store, &trash_key(p), p)) {
+            Ok(()) | Err(OasError::ObjectMissing { .. }) => {}
+            Err(e) => r.refuse(format!("could not put back referenced object {p}: {e}")),
+        }
+    }
+    if !back.is_empty() {
+        pgrx::warning!(
+            "oas_gc: store \"{name}\": {} referenced object(s) were in trash and have been put back",
+            back.len()
+        );
+        Spi::run_with_args(
+            "DELETE FROM oas.gc_trash WHERE store = $1 AND path = ANY($2)",
+            &[name.as_str().into(), back.into()],
+        )
+        .or_raise();
+    }
+    if !unrecorded.is_empty() {
+        let paths: Vec<String> = unrecorded
+            .iter()
+            .map(|o| untrash_key(&o.path).unwrap_or_default().to_string())
+            .collect();
+        let owners: Vec<String> = paths
+            .iter()
+            .map(|p| {
+                let section = if p.starts_with(&format!("{}/", store.spec.hash_prefix)) {
+                    Section::Hash
+                } else {
+                    Section::Schema
+                };
+                owner_path(section, &store.spec.schema_prefix, p).to_string()
+            })
+            .collect();
+        let sizes: Vec<i64> = unrecorded.iter().map(|o| o.size as i64).collect();
+        let mtimes: Vec<f64> = unrecorded.iter().map(|o| o.mtime).collect();
+        Spi::run_with_args(
+            "INSERT INTO oas.gc_trash (store, path, ref_path, size, run_id, trashed_at)
+             SELECT $1, p, o, z, $5, to_timestamp(m)
+             FROM unnest($2::text[], $3::text[], $4::int8[], $6::float8[]) u(p, o, z, m)
+             ON CONFLICT DO NOTHING",
+            &[
+                name.as_str().into(),
+                paths.into(),
+                owners.into(),
+                sizes.into(),
+                r.run_id.into(),
+                mtimes.into(),
+            ],
+        )
+        .or_raise();
+    }
+    let _ = retention;
+}
+
+/// Delete trash recorded longer ago than `retention`. In a dry run (`count_only`), count it.
+fn purge_recorded(r: &mut Report, store: &Store, retention: f64, count_only: bool) {
+    let mut last = String::new();
+    loop {
+        let batch: Vec<(String, i64)> = Spi::connect(|c| {
+            c.select(
+                "SELECT path, size FROM oas.gc_trash
+                 WHERE store = $1 AND path > $2 AND trashed_at < now() - make_interval(secs => $3)
+                 ORDER BY path LIMIT $4",
+                None,
+                &[
+                    r.store.as_str().into(),
+                    last.as_str().into(),
+                    retention.into(),
+                    (BATCH as i64).into(),
+                ],
+            )?
+            .map(|row| {
+                Ok((
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    row.get::<i64>(2)?.unwrap_or(0),
+                ))
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+        })
+        .or_raise();
+        let Some((l, _)) = batch.last() else { break };
+        last = l.clone();
+        if count_only {
+            r.purged += batch.len() as i64;
+            r.purged_bytes += batch.iter().map(|b| b.1).sum::<i64>();
+            continue;
+        }
+        let results: Vec<(String, i64, Result<(), OasError>)> = block_on(async {
+            Ok(stream::iter(batch.iter().map(|(p, z)| async move {
+                (p.clone(), *z, gc::delete_object(store, &trash_key(p)).await)
+            }))
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await)
+        })
+        .unwrap_or_default();
+        let mut purged = Vec::new();
+        for (p, z, res) in results {
+            match res {
+                Ok(()) => {
+                    r.purged += 1;
+                    r.purged_bytes += z;
+                    purged.push(p);
+                }
+                Err(e) => {
+                    if r.errors.len() < 20 {
+                        r.errors.push(e.to_string());
+                    }
+                }
+            }
+        }
+        Spi::run_with_args(
+            "DELETE FROM oas.gc_trash WHERE store = $1 AND path = ANY($2)",
+            &[r.store.as_str().into(), purged.into()],
+        )
+        .or_raise();
+        pgrx::check_for_interrupts!();
+    }
+}
+
+/// Staging files are never referenced; one older than every running transaction and the grace
+/// period belongs to a put that crashed.
+fn sweep_staging(r: &mut Report, store: &Store, dry_run: bool, grace: f64) {
+    let horizon = Spi::get_one_with_args::<f64>(
+        "SELECT extract(epoch FROM oas._gc_horizon(make_interval(secs => $1)))::float8",
+        &[grace.into()],
+    )
+    .or_raise()
+    .unwrap_or(0.0);
+    let mut old: Vec<String> = Vec::new();
+    walk(r, store, STAGING_PREFIX, |_, chunk| {
+        old.extend(
+            chunk
+                .into_iter()
+                .filter(|o| o.mtime < horizon)
+                .map(|o| o.path),
+        );
+    });
+    r.staging_removed = old.len() as i64;
+    if dry_run || r.refuse {
+        return;
+    }
+    for p in old {
+        if let Err(e) = block_on(gc::delete_object(store, &p)) {
+            r.errors.push(e.to_string());
+        }
+    }
+}
+
+/// Fold ledger rows older than an hour into one net row per column and object.
+fn compact_ledger(store: &str) {
+    Spi::run_with_args(
+        "WITH gone AS (
+             DELETE FROM oas.ref_log
+             WHERE store = $1 AND op <> 'COMPACT' AND at < now() - interval '1 hour'
+             RETURNING table_oid, schema_name, table_name, column_name, store, path, delta)
+         INSERT INTO oas.ref_log (op, table_oid, schema_name, table_name, column_name, store, path, delta)
+         SELECT 'COMPACT', table_oid, max(schema_name), max(table_name), column_name, store, path, sum(delta)
+         FROM gone GROUP BY table_oid, column_name, store, path HAVING sum(delta) <> 0",
+        &[store.into()],
+    )
+    .or_raise();
+}
