@@ -13,6 +13,7 @@
 //! | [`backend`] | store clients per protocol, error mapping and credential masking |
 //! | [`stage`] | hashing and staging a large payload on two threads |
 //! | [`ops`] | put/get/verify, async, backend-independent |
+//! | [`presign`] | presigned GET URLs (`file://` paths for local stores) |
 //! | [`error`] | the error type |
 
 pub mod backend;
@@ -23,6 +24,7 @@ pub mod npy;
 pub mod objpath;
 pub mod ops;
 pub mod path;
+pub mod presign;
 pub mod reference;
 pub mod spec;
 pub mod stage;

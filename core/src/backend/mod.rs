@@ -146,6 +146,11 @@ impl Store {
             .collect()
     }
 
+    /// `text` with this store's credentials replaced by `***`.
+    pub(crate) fn mask(&self, text: impl std::fmt::Display) -> String {
+        self.masker.mask(text)
+    }
+
     /// The object key for a path relative to the store's location.
     pub fn key(&self, rel: &str) -> Result<ObjectPath, OasError> {
         validate_relative_path(rel)?;
@@ -281,7 +286,7 @@ fn http_error_kind(e: &(dyn std::error::Error + 'static)) -> Option<HttpErrorKin
 }
 
 /// An error and its causes, each once: "outer: cause: root cause".
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cur = e.source();
     while let Some(err) = cur {
