@@ -14,6 +14,7 @@
 //! | [`stage`] | hashing and staging a large payload on two threads |
 //! | [`ops`] | put/get/verify, async, backend-independent |
 //! | [`gc`] | what references cover, trash keys, list/move/delete for the collector |
+//! | [`presign`] | presigned GET URLs (`file://` paths for local stores) |
 //! | [`error`] | the error type |
 
 pub mod backend;
@@ -25,6 +26,7 @@ pub mod npy;
 pub mod objpath;
 pub mod ops;
 pub mod path;
+pub mod presign;
 pub mod reference;
 pub mod spec;
 pub mod stage;

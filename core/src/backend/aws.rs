@@ -8,15 +8,15 @@
 use std::sync::Arc;
 
 use object_store::aws::{AmazonS3Builder, AwsCredential};
-use object_store::{ObjectStore, StaticCredentialProvider};
+use object_store::StaticCredentialProvider;
 
-use super::ClientSettings;
+use super::{signing_client, ClientSettings, RawClient};
 use crate::spec::StoreSpec;
 
 pub(super) fn build(
     spec: &StoreSpec,
     settings: &ClientSettings,
-) -> object_store::Result<Arc<dyn ObjectStore>> {
+) -> object_store::Result<RawClient> {
     let endpoint = spec.endpoint.as_deref().unwrap_or_default();
     // DataJoint: ("https" if secure else "http") + "://" + endpoint, unless it already has a scheme.
     let url = if endpoint.contains("://") {
@@ -66,7 +66,7 @@ pub(super) fn build(
     if let Some(proxy) = &spec.proxy_server {
         b = b.with_proxy_url(proxy);
     }
-    Ok(Arc::new(b.build()?))
+    Ok(signing_client(b.build()?))
 }
 
 /// What the shared AWS files say for one profile.

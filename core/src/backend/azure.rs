@@ -1,12 +1,9 @@
 //! `azure` stores: Azure Blob Storage (and Azurite). Credentials come from `connection_string`,
 //! from `account_name` + `account_key`, or from the ambient chain (`AZURE_*` environment).
 
-use std::sync::Arc;
-
 use object_store::azure::MicrosoftAzureBuilder;
-use object_store::ObjectStore;
 
-use super::ClientSettings;
+use super::{signing_client, ClientSettings, RawClient};
 use crate::spec::StoreSpec;
 
 /// The parts of an Azure storage connection string we use.
@@ -46,7 +43,7 @@ impl ConnectionString {
 pub(super) fn build(
     spec: &StoreSpec,
     settings: &ClientSettings,
-) -> object_store::Result<Arc<dyn ObjectStore>> {
+) -> object_store::Result<RawClient> {
     let mut b = MicrosoftAzureBuilder::from_env()
         .with_container_name(spec.container.clone().unwrap_or_default())
         .with_retry(settings.retry());
@@ -88,7 +85,7 @@ pub(super) fn build(
     b = b
         .with_allow_http(allow_http)
         .with_client_options(settings.client_options().with_allow_http(allow_http));
-    Ok(Arc::new(b.build()?))
+    Ok(signing_client(b.build()?))
 }
 
 #[cfg(test)]

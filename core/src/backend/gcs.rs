@@ -2,12 +2,9 @@
 //! text), a path to one, `anon` for public buckets, or `google_default`/`cloud`/absent for the
 //! ambient application-default credentials.
 
-use std::sync::Arc;
-
 use object_store::gcp::GoogleCloudStorageBuilder;
-use object_store::ObjectStore;
 
-use super::ClientSettings;
+use super::{signing_client, ClientSettings, RawClient};
 use crate::spec::StoreSpec;
 
 pub(super) fn builder(spec: &StoreSpec, settings: &ClientSettings) -> GoogleCloudStorageBuilder {
@@ -27,8 +24,8 @@ pub(super) fn builder(spec: &StoreSpec, settings: &ClientSettings) -> GoogleClou
 pub(super) fn build(
     spec: &StoreSpec,
     settings: &ClientSettings,
-) -> object_store::Result<Arc<dyn ObjectStore>> {
-    Ok(Arc::new(builder(spec, settings).build()?))
+) -> object_store::Result<RawClient> {
+    Ok(signing_client(builder(spec, settings).build()?))
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use std::time::Duration;
 use object_store::client::{HttpError, HttpErrorKind};
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
+use object_store::signer::Signer;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
 
 use crate::error::{Masker, OasError};
@@ -60,12 +61,25 @@ impl ClientSettings {
     }
 }
 
+/// What a protocol builder returns: the raw client (not yet rooted at the location) and the same
+/// client as a URL signer, where the protocol has one.
+type RawClient = (Arc<dyn ObjectStore>, Option<Arc<dyn Signer>>);
+
+/// Both views of one cloud client.
+fn signing_client<C: ObjectStore + Signer>(client: C) -> RawClient {
+    let client = Arc::new(client);
+    (client.clone(), Some(client))
+}
+
 /// A configured store: its name, its spec and a client rooted at its location.
 #[derive(Debug, Clone)]
 pub struct Store {
     pub name: String,
     pub spec: StoreSpec,
     client: Arc<dyn ObjectStore>,
+    /// The raw client as a URL signer (S3, GCS, Azure). Not rooted at the location: it signs
+    /// full keys, see [`Store::full_key`].
+    signer: Option<Arc<dyn Signer>>,
     masker: Masker,
 }
 
@@ -73,7 +87,7 @@ impl Store {
     /// Build a client for `spec`. No request is sent; a wrong endpoint or credential shows on first use.
     pub fn build(name: &str, spec: StoreSpec, settings: &ClientSettings) -> Result<Self, OasError> {
         let masker = Masker::new(spec.secret_values());
-        let raw: Arc<dyn ObjectStore> = match spec.protocol {
+        let (raw, signer) = match spec.protocol {
             Protocol::File => return local::build(name, spec, settings, masker),
             Protocol::S3 => aws::build(&spec, settings),
             Protocol::Gcs => gcs::build(&spec, settings),
@@ -92,6 +106,7 @@ impl Store {
             name: name.to_string(),
             spec,
             client,
+            signer,
             masker,
         })
     }
@@ -106,12 +121,34 @@ impl Store {
             name: name.to_string(),
             spec,
             client,
+            signer: None,
             masker,
         }
     }
 
     pub fn client(&self) -> &Arc<dyn ObjectStore> {
         &self.client
+    }
+
+    /// The client as a URL signer; `None` for `file` stores. It is not rooted at the location:
+    /// sign [`Store::full_key`]s with it.
+    pub fn signer(&self) -> Option<&Arc<dyn Signer>> {
+        self.signer.as_ref()
+    }
+
+    /// The key of `key` (from [`Store::key`]) in the bucket or container: the location prefix
+    /// joined to it, exactly as the rooted client sends it.
+    pub fn full_key(&self, key: &ObjectPath) -> ObjectPath {
+        // The same construction as PrefixStore's, so both name the same object.
+        ObjectPath::from(self.spec.location.as_str())
+            .parts()
+            .chain(key.parts())
+            .collect()
+    }
+
+    /// `text` with this store's credentials replaced by `***`.
+    pub(crate) fn mask(&self, text: impl std::fmt::Display) -> String {
+        self.masker.mask(text)
     }
 
     /// The object key for a path relative to the store's location.
@@ -249,7 +286,7 @@ fn http_error_kind(e: &(dyn std::error::Error + 'static)) -> Option<HttpErrorKin
 }
 
 /// An error and its causes, each once: "outer: cause: root cause".
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cur = e.source();
     while let Some(err) = cur {
@@ -276,5 +313,32 @@ mod tests {
         );
         assert!(is_bad_credentials(&compact_detail(raw)));
         assert_eq!(compact_detail(" plain error "), "plain error");
+    }
+
+    #[test]
+    fn full_keys_join_the_location_and_cloud_stores_have_a_signer() {
+        let build = |location: &str| {
+            let spec = StoreSpec::from_json(&serde_json::json!({"protocol": "s3",
+                "endpoint": "127.0.0.1:9", "bucket": "b", "location": location, "secure": false,
+                "access_key": "k", "secret_key": "s"}))
+            .unwrap();
+            Store::build("s", spec, &ClientSettings::default()).unwrap()
+        };
+        let s = build("lab/store");
+        assert!(s.signer().is_some());
+        let key = s.key("_hash/lab/a b").unwrap();
+        assert_eq!(s.full_key(&key).as_ref(), "lab/store/_hash/lab/a b");
+        let s = build("");
+        assert_eq!(s.full_key(&key).as_ref(), "_hash/lab/a b");
+
+        let dir = std::env::temp_dir();
+        let spec = StoreSpec::from_json(
+            &serde_json::json!({"protocol": "file", "location": dir.to_str().unwrap()}),
+        )
+        .unwrap();
+        assert!(Store::build("f", spec, &ClientSettings::default())
+            .unwrap()
+            .signer()
+            .is_none());
     }
 }
