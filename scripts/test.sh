@@ -58,6 +58,13 @@ regress() {
 PGXS_REGRESS="$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress"
 step "regression suite (pg_regress pg_test/)" regress
 
+# Store clients of oas_core against the real servers (skipped in step 2, which has no servers).
+store_integration() {
+  eval "$("$ROOT/scripts/servers.sh" env)"
+  cargo test -p oas_core --test presign
+}
+step "store integration tests (oas_core against SeaweedFS, Azurite)" store_integration
+
 pytests() {
   eval "$("$ROOT/scripts/servers.sh" env)"
   OAS_TEST_PORT="$TEST_PORT" "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests "$@"

@@ -327,3 +327,8 @@ CREATE EVENT TRIGGER oas_track_drop ON sql_drop
     EXECUTE FUNCTION oas._on_sql_drop();
 
 REVOKE ALL ON FUNCTION oas._sync_table(oid) FROM PUBLIC;
+
+-- A presigned URL reads an object with no later check by PostgreSQL (and an S3 URL shows the
+-- store's access key id): only oas_admin may make them unless granted deliberately.
+REVOKE ALL ON FUNCTION oas.oas_presign_url(jsonb, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION oas.oas_presign_url(jsonb, interval) TO oas_admin;

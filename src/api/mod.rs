@@ -6,6 +6,7 @@ pub mod gc;
 pub mod hash;
 pub mod npy;
 pub mod paths;
+pub mod presign;
 pub mod store;
 pub mod tracking;
 
