@@ -207,6 +207,34 @@ BEGIN
 END
 $fn$;
 
+-- The row trigger on tables with <npy@> or <object@> columns (arguments: those columns): a value
+-- made by oas_npy(), oas_object() or oas_object_folder() is stored at the path DataJoint builds
+-- from this row's primary key, and the row keeps DataJoint's reference instead.
+CREATE FUNCTION oas._fill_values() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    i int;
+    row_json jsonb;
+    v jsonb;
+    filled jsonb := '{}';
+BEGIN
+    row_json := to_jsonb(NEW);
+    FOR i IN 0 .. TG_NARGS - 1 LOOP
+        v := row_json -> TG_ARGV[i];
+        IF jsonb_typeof(v) = 'object' AND v ? 'oas_pending' THEN
+            filled := filled || jsonb_build_object(TG_ARGV[i],
+                                                   oas._write_pending(TG_RELID, TG_ARGV[i], row_json, v));
+        END IF;
+    END LOOP;
+    IF filled <> '{}'::jsonb THEN
+        NEW := jsonb_populate_record(NEW, filled);
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+
 -- Bring a table's triggers and ledger in line with its tracked columns: (re)create the triggers
 -- when the tracked columns changed, record the references of newly tracked columns (ATTACH) and
 -- release those of columns no longer tracked (DETACH).
@@ -218,6 +246,9 @@ DECLARE
     args text[];
     want bytea;
     have bytea;
+    fill_args text[];
+    fill_want bytea;
+    fill_have bytea;
     tbl text;
     sch text;
     relname text;
@@ -260,6 +291,24 @@ BEGIN
          LATERAL (VALUES (1, cols.column_name), (2, cols.st), (3, cols.m)) v(ord, x);
     SELECT coalesce(string_agg(convert_to(a, 'UTF8') || '\x00'::bytea, ''::bytea ORDER BY n), ''::bytea)
       INTO want FROM unnest(args) WITH ORDINALITY u(a, n);
+    -- Schema-addressed columns (<npy@>, <object@>) also get the row trigger that stores values
+    -- written with oas_npy()/oas_object() at the row's key-based path.
+    SELECT coalesce(array_agg(t.column_name ORDER BY t.column_name), '{}') INTO fill_args
+    FROM oas.tracked_columns t WHERE t.table_oid = rel AND t.addressing = 'schema';
+    SELECT coalesce(string_agg(convert_to(a, 'UTF8') || '\x00'::bytea, ''::bytea ORDER BY n), ''::bytea)
+      INTO fill_want FROM unnest(fill_args) WITH ORDINALITY u(a, n);
+    SELECT tg.tgargs INTO fill_have FROM pg_trigger tg WHERE tg.tgrelid = rel AND tg.tgname = 'oas_fill_values';
+    IF fill_have IS DISTINCT FROM fill_want OR (fill_have IS NOT NULL AND cardinality(fill_args) = 0) THEN
+        IF fill_have IS NOT NULL THEN
+            EXECUTE format('DROP TRIGGER oas_fill_values ON %s', tbl);
+        END IF;
+        IF cardinality(fill_args) > 0 THEN
+            EXECUTE format('CREATE TRIGGER oas_fill_values BEFORE INSERT OR UPDATE ON %s
+                            FOR EACH ROW EXECUTE FUNCTION oas._fill_values(%s)', tbl,
+                           (SELECT string_agg(quote_literal(a), ', ' ORDER BY n) FROM unnest(fill_args) WITH ORDINALITY u(a, n)));
+        END IF;
+    END IF;
+
     SELECT tg.tgargs INTO have FROM pg_trigger tg WHERE tg.tgrelid = rel AND tg.tgname = 'oas_track_insert';
     IF have IS NOT DISTINCT FROM want AND cardinality(args) > 0 THEN
         RETURN;
@@ -332,3 +381,9 @@ REVOKE ALL ON FUNCTION oas._sync_table(oid) FROM PUBLIC;
 -- store's access key id): only oas_admin may make them unless granted deliberately.
 REVOKE ALL ON FUNCTION oas.oas_presign_url(jsonb, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION oas.oas_presign_url(jsonb, interval) TO oas_admin;
+
+-- A slice of an <npy@> array as a PostgreSQL array with the slice's dimensions (numeric and bool
+-- dtypes; integers beyond 2^53 are refused rather than rounded).
+CREATE FUNCTION oas.oas_npy_slice_array(reference jsonb, slice text DEFAULT '') RETURNS double precision[]
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
+AS $$ SELECT oas._npy_slice_array_text(reference, slice)::double precision[] $$;

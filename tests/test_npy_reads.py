@@ -66,6 +66,16 @@ def test_slices_of_datajoint_arrays_equal_numpy(conn, npy_table):
             expected = np.asarray(expected)
             assert got.dtype == expected.dtype and got.shape == expected.shape, (array_id, expr)
             assert np.array_equal(got, expected), (array_id, expr)
+            # The companion: a PostgreSQL array with the slice's dimensions (numeric dtypes).
+            if expected.dtype.kind in "biuf":
+                arr = conn.execute("SELECT oas.oas_npy_slice_array(%s, %s)", [json.dumps(ref), expr]).fetchone()[0]
+                if expected.size == 0:
+                    assert arr == [], (array_id, expr)
+                else:
+                    assert np.array_equal(np.array(arr, dtype=float).reshape(expected.shape or (1,)),
+                                          expected.astype(float).reshape(expected.shape or (1,))), (array_id, expr)
+            else:
+                assert sql_error(conn, "SELECT oas.oas_npy_slice_array(%s, %s)", [json.dumps(ref), expr]).sqlstate == "22023"
             checked += 1
     print(f"{checked} slices through SQL equal NumPy's")
     assert checked > 30

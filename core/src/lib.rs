@@ -8,6 +8,7 @@
 //! | [`npy`] | `.npy` headers, NumPy slice syntax, the byte ranges a slice needs |
 //! | [`path`] | object paths inside a store |
 //! | [`reference`] | the JSON a row keeps for an object |
+//! | [`manifest`] | DataJoint's folder manifest (`.manifest.json`) |
 //! | [`objpath`] | schema-addressed paths and primary-key rendering, as DataJoint builds them |
 //! | [`codec`] | DataJoint codec markers in column comments; reference shapes of every codec |
 //! | [`backend`] | store clients per protocol, error mapping and credential masking |
@@ -22,6 +23,7 @@ pub mod codec;
 pub mod error;
 pub mod gc;
 pub mod hash;
+pub mod manifest;
 pub mod npy;
 pub mod objpath;
 pub mod ops;

@@ -9,6 +9,7 @@ pub mod paths;
 pub mod presign;
 pub mod store;
 pub mod tracking;
+pub mod write;
 
 /// The largest value a `bytea` can hold: PostgreSQL's MaxAllocSize less the 4-byte header.
 pub const MAX_BYTEA: u64 = (1 << 30) - 1 - 4;

@@ -148,6 +148,25 @@ fn oas_npy_slice(reference: JsonB, slice: default!(&str, "''")) -> Vec<u8> {
     p.to_npy(&data)
 }
 
+/// The slice as the text of a PostgreSQL `double precision[]` with the slice's dimensions
+/// (`oas_npy_slice_array`, in sql/gc.sql, casts it). A 0-d result is a one-element array.
+#[pg_extern(volatile, parallel_unsafe, name = "_npy_slice_array_text")]
+fn npy_slice_array_text(reference: JsonB, slice: &str) -> String {
+    let (store, r, header) = open_array(&reference.0);
+    let p = plan_slice(&header, slice);
+    let ranges = p.fetch_ranges(merge_gap());
+    let fetched = block_on(read_ranges(&store, &r.path, &ranges, RANGE_PART)).or_raise();
+    let pairs: Vec<_> = ranges
+        .iter()
+        .cloned()
+        .zip(fetched.iter().map(|b| b.as_ref()))
+        .collect();
+    let data = p.assemble(&pairs).or_raise();
+    let values =
+        oas_core::npy::to_f64_c_order(&p.dtype, p.fortran_order, &p.shape, &data).or_raise();
+    oas_core::npy::pg_array_literal(&values, &p.shape)
+}
+
 /// What reading a slice costs, without reading it: bytes of data it needs, bytes it would fetch,
 /// how many ranges, the header's size, and the result's shape.
 #[pg_extern(volatile, parallel_unsafe)]
@@ -215,6 +234,11 @@ fn oas_object_size(reference: JsonB) -> i64 {
 /// have no NumPy equivalent and are refused.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn oas_npy_from_array(values: pgrx::AnyArray) -> Vec<u8> {
+    npy_from_array(values)
+}
+
+/// The body of [`oas_npy_from_array`], shared with `oas_npy(anyarray)`.
+pub(crate) fn npy_from_array(values: pgrx::AnyArray) -> Vec<u8> {
     // SAFETY: `values` is a non-NULL array datum; detoasting gives a readable ArrayType that lives
     // in the current memory context for the rest of this call.
     let mut raw = unsafe {
@@ -317,7 +341,7 @@ fn oas_npy_put(table: &str, field: &str, key: JsonB, npy: &[u8]) -> JsonB {
 
 /// The table's schema and name, and its primary-key values from `key` rendered as DataJoint
 /// renders them (each cast to its column's type first), in key order.
-fn render_key(table: &str, key: &Value) -> (String, String, Vec<(String, String)>) {
+pub(crate) fn render_key(table: &str, key: &Value) -> (String, String, Vec<(String, String)>) {
     let (schema, relname, columns) = Spi::get_three_with_args::<String, String, JsonB>(
         "SELECT n.nspname::text, c.relname::text,
                 (SELECT jsonb_agg(jsonb_build_array(a.attname, format_type(a.atttypid, a.atttypmod))

@@ -22,7 +22,10 @@ fn oas_presign_url(reference: JsonB, expires: default!(Option<Interval>, "'1 hou
     let r = ObjectRef::from_json(&reference.0).or_raise();
     if r.is_dir {
         raise(OasError::invalid_argument_hint(
-            format!("\"{}\" is a folder object: a folder has no single URL", r.path),
+            format!(
+                "\"{}\" is a folder object: a folder has no single URL",
+                r.path
+            ),
             "presign the files in it by their paths under the folder's path",
         ));
     }
