@@ -7,7 +7,9 @@
 -- holds that stripe exclusively. Stripes bound the locks a big statement holds (at most 1024).
 CREATE FUNCTION oas.lock_stripe(store text, path text) RETURNS integer
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pg_catalog.hashtext(store || '/' || path) & 1023 $$;
+-- By path alone: two store names for one place (a DataJoint config may name a bucket twice) must
+-- meet on the same stripe. Unrelated objects that share a stripe only wait for each other.
+AS $$ SELECT pg_catalog.hashtext(path) & 1023 $$;
 COMMENT ON FUNCTION oas.lock_stripe(text, text) IS
     'pg_oas: advisory lock key (second half; the first is 1869705984) guarding new references to an object';
 

@@ -251,14 +251,28 @@ fn oas_gc_purge(
         .collect::<Result<Vec<_>, _>>()
     })
     .or_raise();
-    let mut out = Vec::new();
-    for name in names {
-        let mut r = Report {
-            store: name.clone(),
+    // Never purge what a row references again: read the references first.
+    let mut reports: Vec<Report> = names
+        .iter()
+        .map(|n| Report {
+            store: n.clone(),
             ..Report::default()
-        };
+        })
+        .collect();
+    let (sets, _) = mark(&mut reports);
+    let mut out = Vec::new();
+    for mut r in reports {
+        let name = r.store.clone();
+        if r.refuse {
+            pgrx::warning!(
+                "oas_gc_purge: store \"{name}\": nothing purged: {}",
+                r.errors.join("; ")
+            );
+            out.push((name, 0, 0));
+            continue;
+        }
         let s = catalog::store(Some(&name)).or_raise();
-        purge_recorded(&mut r, &s, retention, false);
+        purge_recorded(&mut r, &s, retention, false, sets.get(&name));
         if let Some(e) = r.errors.first() {
             pgrx::warning!("oas_gc_purge: store \"{name}\": {e}");
         }
@@ -605,20 +619,23 @@ fn collect_store(
         .or_raise();
     }
 
-    let purge_ok = !r.refuse;
-    reconcile_trash(r, &store, refs, dry_run, retention);
-    if purge_ok && !dry_run {
-        purge_recorded(r, &store, retention, false);
+    // Trash is purged only when every reference could be read and the trash listed: a trashed
+    // object referenced again is put back, never purged.
+    reconcile_trash(r, &store, refs, dry_run);
+    if !r.refuse {
+        purge_recorded(r, &store, retention, dry_run, Some(refs));
     }
-    list_sections(r, &store, refs, &known, dry_run, grace);
-    sweep_staging(r, &store, dry_run, grace);
+    let horizon = gc_horizon(grace);
+    list_sections(r, &store, refs, &known, dry_run, horizon);
+    sweep_staging(r, &store, dry_run, horizon);
     if !dry_run && !r.refuse {
         Spi::run_with_args(
             "DELETE FROM oas.gc_candidate WHERE store = $1 AND last_seen < now()",
             &[r.store.as_str().into()],
         )
         .or_raise();
-        move_to_trash(r, &store, grace, snapshot);
+        let siblings = same_place(&store);
+        move_to_trash(r, &store, horizon, snapshot, &siblings);
     }
     if !dry_run {
         compact_ledger(&r.store);
@@ -628,6 +645,36 @@ fn collect_store(
         )
         .or_raise();
     }
+}
+
+/// Objects unreferenced since before this (seconds since the epoch) may be collected: the grace
+/// period ago, and before every transaction still running started (`oas._gc_horizon`).
+fn gc_horizon(grace: f64) -> f64 {
+    Spi::get_one_with_args::<f64>(
+        "SELECT extract(epoch FROM oas._gc_horizon(make_interval(secs => $1)))::float8",
+        &[grace.into()],
+    )
+    .or_raise()
+    .unwrap_or(f64::NEG_INFINITY)
+}
+
+/// The names of every store at the same place as `store` (itself included).
+fn same_place(store: &Store) -> Vec<String> {
+    let me = gc::location_identity(&store.spec);
+    let names: Vec<String> = Spi::connect(|c| {
+        c.select("SELECT name FROM oas.store", None, &[])?
+            .map(|r| r.get::<String>(1).map(Option::unwrap_or_default))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .or_raise();
+    let mut out: Vec<String> = names
+        .into_iter()
+        .filter(|n| catalog::store(Some(n)).is_ok_and(|s| gc::location_identity(&s.spec) == me))
+        .collect();
+    if !out.contains(&store.name) {
+        out.push(store.name.clone());
+    }
+    out
 }
 
 fn report_json(r: &Report) -> serde_json::Value {
@@ -690,7 +737,7 @@ fn list_sections(
     refs: &RefSet,
     known: &HashSet<String>,
     dry_run: bool,
-    grace: f64,
+    horizon: f64,
 ) {
     let spec = &store.spec;
     let mut prefixes: Vec<(Section, String)> = Vec::new();
@@ -753,7 +800,7 @@ fn list_sections(
                 orphans.push(o);
             }
             seen += orphans.len() as i64;
-            record_orphans(r, &orphans, dry_run, grace);
+            record_orphans(r, &orphans, dry_run, horizon);
         });
     }
     if seen > 0 {
@@ -768,7 +815,7 @@ fn list_sections(
 
 /// Record unreferenced objects as candidates (real run), or count those a real run would move
 /// now (dry run). An object whose modification time changed starts its grace period again.
-fn record_orphans(r: &mut Report, orphans: &[Listed], dry_run: bool, grace: f64) {
+fn record_orphans(r: &mut Report, orphans: &[Listed], dry_run: bool, horizon: f64) {
     if orphans.is_empty() {
         return;
     }
@@ -780,15 +827,14 @@ fn record_orphans(r: &mut Report, orphans: &[Listed], dry_run: bool, grace: f64)
             "SELECT count(*), coalesce(sum(u.z), 0)::int8
              FROM unnest($2::text[], $3::int8[], $4::float8[]) u(p, z, m)
              JOIN oas.gc_candidate c ON c.store = $1 AND c.path = u.p
-             WHERE c.first_seen < oas._gc_horizon(make_interval(secs => $5))
-               AND to_timestamp(u.m) < oas._gc_horizon(make_interval(secs => $5))
+             WHERE c.first_seen < to_timestamp($5) AND to_timestamp(u.m) < to_timestamp($5)
                AND c.mtime = to_timestamp(u.m)",
             &[
                 r.store.as_str().into(),
                 paths.into(),
                 sizes.into(),
                 mtimes.into(),
-                grace.into(),
+                horizon.into(),
             ],
         )
         .or_raise();
@@ -818,7 +864,7 @@ fn record_orphans(r: &mut Report, orphans: &[Listed], dry_run: bool, grace: f64)
 /// Move eligible candidates to trash, a batch at a time: each object's lock stripes must be
 /// free (no transaction is attaching a reference to it) and the ledger must show no reference
 /// committed since the mark began.
-fn move_to_trash(r: &mut Report, store: &Store, grace: f64, snapshot: &str) {
+fn move_to_trash(r: &mut Report, store: &Store, horizon: f64, snapshot: &str, siblings: &[String]) {
     let mut last = String::new();
     let mut done = 0i64;
     loop {
@@ -826,14 +872,13 @@ fn move_to_trash(r: &mut Report, store: &Store, grace: f64, snapshot: &str) {
             c.select(
                 "SELECT path, size FROM oas.gc_candidate
                  WHERE store = $1 AND path > $2
-                   AND first_seen < oas._gc_horizon(make_interval(secs => $3))
-                   AND mtime < oas._gc_horizon(make_interval(secs => $3))
+                   AND first_seen < to_timestamp($3) AND mtime < to_timestamp($3)
                  ORDER BY path LIMIT $4",
                 None,
                 &[
                     r.store.as_str().into(),
                     last.as_str().into(),
-                    grace.into(),
+                    horizon.into(),
                     (BATCH as i64).into(),
                 ],
             )?
@@ -848,7 +893,7 @@ fn move_to_trash(r: &mut Report, store: &Store, grace: f64, snapshot: &str) {
         .or_raise();
         let Some((l, _)) = batch.last() else { break };
         last = l.clone();
-        let moved = move_batch(r, store, &batch, snapshot);
+        let moved = move_batch(r, store, &batch, snapshot, siblings);
         done += moved;
         if done > 0 && done % 10_000 < moved {
             pgrx::notice!(
@@ -867,7 +912,13 @@ fn move_to_trash(r: &mut Report, store: &Store, grace: f64, snapshot: &str) {
     r.waiting = waiting;
 }
 
-fn move_batch(r: &mut Report, store: &Store, batch: &[(String, i64)], snapshot: &str) -> i64 {
+fn move_batch(
+    r: &mut Report,
+    store: &Store,
+    batch: &[(String, i64)],
+    snapshot: &str,
+    siblings: &[String],
+) -> i64 {
     // Every reference path that would cover each object, and the stripes guarding them.
     let covering: Vec<Vec<String>> = batch
         .iter()
@@ -888,10 +939,10 @@ fn move_batch(r: &mut Report, store: &Store, batch: &[(String, i64)], snapshot: 
         let vetoed = c
             .update(
                 "SELECT DISTINCT path FROM oas.ref_log
-                 WHERE store = $1 AND path = ANY($2) AND delta > 0
+                 WHERE store = ANY($1) AND path = ANY($2) AND delta > 0
                    AND NOT pg_catalog.pg_visible_in_snapshot(xid, $3::pg_snapshot)",
                 None,
-                &[r.store.as_str().into(), all.clone().into(), snapshot.into()],
+                &[siblings.to_vec().into(), all.clone().into(), snapshot.into()],
             )?
             .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
             .collect::<Result<Vec<_>, _>>()?;
@@ -1004,7 +1055,7 @@ fn stripes_of(store: &str, paths: &[String]) -> HashMap<String, i32> {
 /// The trash area: objects referenced again go back (a reference attached while they were
 /// being collected, or with triggers bypassed); objects no run recorded (a run that aborted
 /// after moving them) are recorded now; unrecorded ones past retention are purged.
-fn reconcile_trash(r: &mut Report, store: &Store, refs: &RefSet, dry_run: bool, retention: f64) {
+fn reconcile_trash(r: &mut Report, store: &Store, refs: &RefSet, dry_run: bool) {
     let name = r.store.clone();
     let mut back: Vec<String> = Vec::new();
     let mut unrecorded: Vec<Listed> = Vec::new();
@@ -1097,11 +1148,17 @@ fn reconcile_trash(r: &mut Report, store: &Store, refs: &RefSet, dry_run: bool, 
         )
         .or_raise();
     }
-    let _ = retention;
 }
 
-/// Delete trash recorded longer ago than `retention`. In a dry run (`count_only`), count it.
-fn purge_recorded(r: &mut Report, store: &Store, retention: f64, count_only: bool) {
+/// Delete trash recorded longer ago than `retention`, except objects `refs` says are referenced
+/// again (the next run puts those back). In a dry run (`count_only`), count it.
+fn purge_recorded(
+    r: &mut Report,
+    store: &Store,
+    retention: f64,
+    count_only: bool,
+    refs: Option<&RefSet>,
+) {
     let mut last = String::new();
     loop {
         let batch: Vec<(String, i64)> = Spi::connect(|c| {
@@ -1128,6 +1185,10 @@ fn purge_recorded(r: &mut Report, store: &Store, retention: f64, count_only: boo
         .or_raise();
         let Some((l, _)) = batch.last() else { break };
         last = l.clone();
+        let batch: Vec<(String, i64)> = batch
+            .into_iter()
+            .filter(|(p, _)| !refs.is_some_and(|s| s.covers(Section::Schema, p)))
+            .collect();
         if count_only {
             r.purged += batch.len() as i64;
             r.purged_bytes += batch.iter().map(|b| b.1).sum::<i64>();
@@ -1168,13 +1229,7 @@ fn purge_recorded(r: &mut Report, store: &Store, retention: f64, count_only: boo
 
 /// Staging files are never referenced; one older than every running transaction and the grace
 /// period belongs to a put that crashed.
-fn sweep_staging(r: &mut Report, store: &Store, dry_run: bool, grace: f64) {
-    let horizon = Spi::get_one_with_args::<f64>(
-        "SELECT extract(epoch FROM oas._gc_horizon(make_interval(secs => $1)))::float8",
-        &[grace.into()],
-    )
-    .or_raise()
-    .unwrap_or(0.0);
+fn sweep_staging(r: &mut Report, store: &Store, dry_run: bool, horizon: f64) {
     let mut old: Vec<String> = Vec::new();
     walk(r, store, STAGING_PREFIX, |_, chunk| {
         old.extend(
