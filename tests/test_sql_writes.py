@@ -88,6 +88,8 @@ def test_folder_objects_with_datajoints_manifest(conn, dj_table, store_dir):
     with ref.open("sub/frame1.tif") as f:
         assert f.read() == b"bb"
     assert conn.execute("SELECT count(*) FROM oas.oas_verify()").fetchone()[0] == 0
+    listed = conn.execute("SELECT path, size FROM oas.oas_object_list(%s)", [json.dumps(movie)]).fetchall()
+    assert listed == sorted((k, len(v)) for k, v in files.items())
 
 
 @pytest.mark.parametrize("dj_table", ["file"], indirect=True)

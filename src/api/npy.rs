@@ -228,6 +228,69 @@ fn oas_object_size(reference: JsonB) -> i64 {
     block_on(object_size(&store, &r.path)).or_raise() as i64
 }
 
+/// The files of a folder object (`<object@>` with `is_dir`), or the object itself for a file:
+/// paths relative to the folder, sizes and modification times, listed from the store.
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_object_list(
+    reference: JsonB,
+) -> TableIterator<
+    'static,
+    (
+        name!(path, String),
+        name!(size, i64),
+        name!(last_modified, pgrx::datum::TimestampWithTimeZone),
+    ),
+> {
+    use futures::StreamExt;
+    let r = ObjectRef::from_json(&reference.0).or_raise();
+    let store = catalog::store(r.store.as_deref()).or_raise();
+    let prefix = format!("{}/", r.path);
+    let listed: Vec<(String, u64, i64)> = block_on(async {
+        let mut out = Vec::new();
+        let mut s = oas_core::gc::list(&store, &prefix);
+        while let Some(m) = s.next().await {
+            match m {
+                Ok(m) => {
+                    let full = m.location.to_string();
+                    let rel = full.strip_prefix(&prefix).unwrap_or(&full).to_string();
+                    out.push((rel, m.size, m.last_modified.timestamp_micros()));
+                }
+                Err(OasError::ObjectMissing { .. }) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if out.is_empty() && !r.is_dir {
+            use object_store::ObjectStoreExt;
+            let m = store
+                .client()
+                .head(&store.key(&r.path)?)
+                .await
+                .map_err(|e| store.error(e, "head", &r.path))?;
+            let name = r.path.rsplit('/').next().unwrap_or(&r.path).to_string();
+            out.push((name, m.size, m.last_modified.timestamp_micros()));
+        }
+        Ok(out)
+    })
+    .or_raise();
+    if listed.is_empty() {
+        raise(OasError::ObjectMissing {
+            store: store.name.clone(),
+            path: r.path.clone(),
+        });
+    }
+    let mut rows = Vec::with_capacity(listed.len());
+    for (path, size, micros) in listed {
+        // PostgreSQL timestamps count from 2000-01-01.
+        let pg = micros - 946_684_800_000_000;
+        let ts = pgrx::datum::TimestampWithTimeZone::try_from(pg).unwrap_or_else(|_| {
+            raise(OasError::invalid_argument("timestamp out of range"))
+        });
+        rows.push((path, size as i64, ts));
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    TableIterator::new(rows)
+}
+
 /// A PostgreSQL array (bool, smallint, integer, bigint, real, double precision; any number of
 /// dimensions) as `.npy` bytes, exactly as `np.save` writes the equivalent NumPy array (C order,
 /// little-endian; the array's bounds are dropped, `'{}'` becomes shape `(0,)`). NULL elements
