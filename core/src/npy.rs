@@ -135,7 +135,9 @@ pub fn dtype_itemsize(name: &str) -> Option<usize> {
 /// `datetime64[ns]`); everything else keeps its descr (`>f8`, `<U5`, `|S3`).
 pub fn numpy_dtype_name(d: &Dtype) -> String {
     let native = d.order != ByteOrder::Big;
-    let bits = d.itemsize * 8;
+    // Saturating: `|S`, `<U` and `|V` items may be of any size (the bits name only the numeric
+    // kinds, whose sizes `Dtype::parse` bounds).
+    let bits = d.itemsize.saturating_mul(8);
     match (native, d.kind) {
         (true, 'b') => "bool".into(),
         (true, 'i') => format!("int{bits}"),
@@ -1085,5 +1087,16 @@ mod tests {
                 "{descr}"
             );
         }
+    }
+
+    // Regressions: inputs the fuzz targets in core/fuzz found (scripts/fuzz.sh), each as it
+    // crashed, with the error it gives now.
+
+    /// `npy_header`: a void dtype of 2^60 bytes made `numpy_dtype_name` overflow on `itemsize * 8`.
+    #[test]
+    fn fuzz_huge_void_itemsize_names_without_overflow() {
+        let d = Dtype::parse("<V922233326924837777").unwrap();
+        assert_eq!(d.itemsize, 922233326924837777);
+        assert_eq!(numpy_dtype_name(&d), "<V922233326924837777");
     }
 }
