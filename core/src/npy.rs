@@ -215,10 +215,16 @@ pub fn parse_header(buf: &[u8]) -> Result<Header, OasError> {
         .shape
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(d));
-    let nbytes = count.and_then(|c| c.checked_mul(dtype.itemsize as u64));
+    // The data's end (`data_offset + nbytes`) must fit too: readers and plans add them.
+    let nbytes = count
+        .and_then(|c| c.checked_mul(dtype.itemsize as u64))
+        .filter(|n| n.checked_add(total).is_some());
     let (Some(count), Some(nbytes)) = (count, nbytes) else {
         return Err(OasError::TooLarge {
-            message: format!("array shape {:?} overflows", dict.shape),
+            message: format!(
+                "array shape {:?} of dtype {} overflows: its size in bytes does not fit in 64 bits",
+                dict.shape, dtype.descr
+            ),
             hint: None,
         });
     };
@@ -1098,5 +1104,16 @@ mod tests {
         let d = Dtype::parse("<V922233326924837777").unwrap();
         assert_eq!(d.itemsize, 922233326924837777);
         assert_eq!(numpy_dtype_name(&d), "<V922233326924837777");
+    }
+
+    /// `npy_slice` input `"|u2 C 9223372036854775807\n-1:0:-9223372036854775807"`: the data's
+    /// size fit in u64 but its end (header + data) did not, so every range of it overflowed.
+    #[test]
+    fn fuzz_data_end_past_u64_is_too_large() {
+        let h = parse_header(&write_header("|u2", false, &[9223372036854775807]));
+        let Err(OasError::TooLarge { message, .. }) = h else {
+            panic!("{h:?}");
+        };
+        assert!(message.contains("does not fit in 64 bits"), "{message}");
     }
 }
