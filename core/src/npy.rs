@@ -570,21 +570,18 @@ fn parse_item(item: &str, dim: u64, axis: usize) -> Result<Sel, OasError> {
             adjust(stop, -1, -1, dim_i - 1),
         )
     };
-    let len = if step > 0 {
-        if stop > start {
-            (stop - start - 1) / step + 1
-        } else {
-            0
-        }
-    } else if start > stop {
-        (start - stop - 1) / (-step) + 1
+    // In u64: `-step` overflows for i64::MIN.
+    let len = if step > 0 && stop > start {
+        (stop - start - 1) as u64 / step.unsigned_abs() + 1
+    } else if step < 0 && start > stop {
+        (start - stop - 1) as u64 / step.unsigned_abs() + 1
     } else {
         0
     };
     Ok(Sel::Range {
         start: if len == 0 { 0 } else { start as u64 },
         step,
-        len: len as u64,
+        len,
     })
 }
 
@@ -1115,5 +1112,35 @@ mod tests {
             panic!("{h:?}");
         };
         assert!(message.contains("does not fit in 64 bits"), "{message}");
+    }
+
+    /// `npy_slice` input `"|u1 C 9\x0c...\n-1:0:-9223372036854775808"`: the slice length
+    /// negated the step, which overflows for i64::MIN. Python gives one element, the last.
+    #[test]
+    fn fuzz_step_i64_min_is_one_element() {
+        assert_eq!(
+            sel("-1:0:-9223372036854775808", &[9]),
+            [Sel::Range {
+                start: 8,
+                step: i64::MIN,
+                len: 1
+            }]
+        );
+        assert_eq!(
+            sel("::-9223372036854775808", &[9]),
+            [Sel::Range {
+                start: 8,
+                step: i64::MIN,
+                len: 1
+            }]
+        );
+        assert_eq!(
+            sel("::9223372036854775807", &[9]),
+            [Sel::Range {
+                start: 0,
+                step: i64::MAX,
+                len: 1
+            }]
+        );
     }
 }
