@@ -72,11 +72,20 @@ impl Dtype {
         if !"biufcSUVMm".contains(kind) {
             return Err(bad(format!("unsupported dtype \"{descr}\"")));
         }
-        // Datetimes carry a unit: `<M8[ns]`.
-        let digits = rest.split('[').next().unwrap_or_default();
-        let n: usize = digits
-            .parse()
-            .map_err(|_| bad(format!("unsupported dtype \"{descr}\"")))?;
+        // Datetimes may carry a unit: `<M8[ns]`, `<m8[10ms]`; nothing else has a suffix. The
+        // descr goes back into result headers as it is, so it must be what NumPy writes.
+        let (digits, unit) = match rest.find('[') {
+            Some(i) => (&rest[..i], Some(&rest[i..])),
+            None => (rest.as_str(), None),
+        };
+        let unit_ok = match unit {
+            None => true,
+            Some(u) => matches!(kind, 'M' | 'm') && datetime_unit_ok(u),
+        };
+        let n: usize = Some(digits)
+            .filter(|d| unit_ok && d.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|d| d.parse().ok())
+            .ok_or_else(|| bad(format!("unsupported dtype \"{descr}\"")))?;
         let itemsize = if kind == 'U' {
             n.checked_mul(4)
         } else {
@@ -106,6 +115,18 @@ impl Dtype {
             itemsize,
         })
     }
+}
+
+/// A datetime unit as NumPy writes it in a descr: `[ns]`, `[10ms]`, `[D]`.
+fn datetime_unit_ok(unit: &str) -> bool {
+    let Some(inner) = unit.strip_prefix('[').and_then(|u| u.strip_suffix(']')) else {
+        return false;
+    };
+    let name = inner.trim_start_matches(|c: char| c.is_ascii_digit());
+    matches!(
+        name,
+        "Y" | "M" | "W" | "D" | "h" | "m" | "s" | "ms" | "us" | "ns" | "ps" | "fs" | "as"
+    )
 }
 
 /// Item size of a dtype as DataJoint records it in `<npy@>` references (`str(arr.dtype)`:
@@ -1142,5 +1163,27 @@ mod tests {
                 len: 1
             }]
         );
+    }
+
+    /// `npy_header`: a 3.0 header with the descr `'<M8[nN,\u{b9792}<i8'`. Anything after `[` was
+    /// taken as a datetime unit, so the descr was accepted, and the header written for a slice of
+    /// it (format 1.0, ASCII only) did not parse.
+    #[test]
+    fn fuzz_datetime_unit_garbage_is_an_unsupported_dtype() {
+        let mut b = b"\x93NUMPY\x03\x00t\x00\x00\x00{'descr': '<M8[nN,\xf2\xb9\x9e\x92<i8', \
+            'fortran_order': False, 'shape': (7,), }"
+            .to_vec();
+        b.resize(138, b' ');
+        b.push(b'\n');
+        let e = parse_header(&b).unwrap_err().to_string();
+        assert!(e.contains("unsupported dtype"), "{e}");
+        for descr in [
+            "<f4[ns]", "<M8[ns", "<M8[x]", "<M8[]", "<i+8", "<f 4", "|S-1",
+        ] {
+            assert!(Dtype::parse(descr).is_err(), "{descr}");
+        }
+        for descr in ["<M8[ns]", "<m8[10ms]", ">M8[D]", "<M8", "<f4", "|S3"] {
+            assert!(Dtype::parse(descr).is_ok(), "{descr}");
+        }
     }
 }
