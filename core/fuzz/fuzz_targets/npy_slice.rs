@@ -177,6 +177,12 @@ fuzz_target!(|data: &[u8]| {
         );
     }
 
+    // Nothing fetched: an error (or the empty result), whatever the slice's size.
+    match p.assemble(&[]) {
+        Ok(d) => assert!(p.runs.is_empty() && d.is_empty()),
+        Err(e) => assert!(!p.runs.is_empty(), "{e}"),
+    }
+
     if h.nbytes > MAX_FILE_DATA {
         return;
     }
