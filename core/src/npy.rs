@@ -763,8 +763,10 @@ impl Plan {
 
     /// Build the result's data from fetched ranges (each `(range, bytes)`), in result order.
     pub fn assemble(&self, fetched: &[(std::ops::Range<u64>, &[u8])]) -> Result<Vec<u8>, OasError> {
-        let mut out =
-            Vec::with_capacity(usize::try_from(self.nbytes).map_err(|_| bad("result too large"))?);
+        // Room for what came back at most: a plan's size alone may be anything the header says.
+        let fetched_bytes: usize = fetched.iter().map(|(_, b)| b.len()).sum();
+        let nbytes = usize::try_from(self.nbytes).map_err(|_| bad("result too large"))?;
+        let mut out = Vec::with_capacity(nbytes.min(fetched_bytes));
         for run in &self.runs {
             let i = fetched.partition_point(|(r, _)| r.end <= run.offset);
             let (r, bytes) = fetched
@@ -1185,5 +1187,19 @@ mod tests {
         for descr in ["<M8[ns]", "<m8[10ms]", ">M8[D]", "<M8", "<f4", "|S3"] {
             assert!(Dtype::parse(descr).is_ok(), "{descr}");
         }
+    }
+
+    /// `npy_slice` input `"<f4 C 955160140"` (the whole array, then assembled from nothing):
+    /// `assemble` reserved the plan's 3.8 GB before finding that nothing covered it.
+    #[test]
+    fn fuzz_assemble_reserves_no_more_than_was_fetched() {
+        let h = header_of("<f4", false, &[955160140]);
+        let p = plan(&h, &sel("", &h.shape), 1).unwrap();
+        assert_eq!(p.nbytes, 3820640560);
+        let e = p.assemble(&[]).unwrap_err().to_string();
+        assert!(e.contains("do not cover"), "{e}");
+        let h = header_of("|u1", false, &[1 << 62]);
+        let p = plan(&h, &sel("", &h.shape), 1).unwrap();
+        assert!(p.assemble(&[]).is_err());
     }
 }
