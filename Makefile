@@ -1,4 +1,4 @@
-.PHONY: run test bench bench-npy
+.PHONY: run test bench bench-npy fuzz
 run:
 	bash scripts/run.sh
 test:
@@ -7,3 +7,5 @@ bench:
 	bash scripts/bench.sh $(BENCH_ARGS)
 bench-npy:
 	bash scripts/bench_npy.sh $(BENCH_ARGS)
+fuzz:
+	bash scripts/fuzz.sh $(FUZZ_ARGS)

@@ -72,11 +72,20 @@ impl Dtype {
         if !"biufcSUVMm".contains(kind) {
             return Err(bad(format!("unsupported dtype \"{descr}\"")));
         }
-        // Datetimes carry a unit: `<M8[ns]`.
-        let digits = rest.split('[').next().unwrap_or_default();
-        let n: usize = digits
-            .parse()
-            .map_err(|_| bad(format!("unsupported dtype \"{descr}\"")))?;
+        // Datetimes may carry a unit: `<M8[ns]`, `<m8[10ms]`; nothing else has a suffix. The
+        // descr goes back into result headers as it is, so it must be what NumPy writes.
+        let (digits, unit) = match rest.find('[') {
+            Some(i) => (&rest[..i], Some(&rest[i..])),
+            None => (rest.as_str(), None),
+        };
+        let unit_ok = match unit {
+            None => true,
+            Some(u) => matches!(kind, 'M' | 'm') && datetime_unit_ok(u),
+        };
+        let n: usize = Some(digits)
+            .filter(|d| unit_ok && d.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|d| d.parse().ok())
+            .ok_or_else(|| bad(format!("unsupported dtype \"{descr}\"")))?;
         let itemsize = if kind == 'U' {
             n.checked_mul(4)
         } else {
@@ -108,6 +117,18 @@ impl Dtype {
     }
 }
 
+/// A datetime unit as NumPy writes it in a descr: `[ns]`, `[10ms]`, `[D]`.
+fn datetime_unit_ok(unit: &str) -> bool {
+    let Some(inner) = unit.strip_prefix('[').and_then(|u| u.strip_suffix(']')) else {
+        return false;
+    };
+    let name = inner.trim_start_matches(|c: char| c.is_ascii_digit());
+    matches!(
+        name,
+        "Y" | "M" | "W" | "D" | "h" | "m" | "s" | "ms" | "us" | "ns" | "ps" | "fs" | "as"
+    )
+}
+
 /// Item size of a dtype as DataJoint records it in `<npy@>` references (`str(arr.dtype)`:
 /// `float32`, `int64`, `bool`, `complex128`, `datetime64[ns]`, or a descr such as `>i8`, `<U5`,
 /// `|S3`). `None` for names it does not know.
@@ -135,7 +156,9 @@ pub fn dtype_itemsize(name: &str) -> Option<usize> {
 /// `datetime64[ns]`); everything else keeps its descr (`>f8`, `<U5`, `|S3`).
 pub fn numpy_dtype_name(d: &Dtype) -> String {
     let native = d.order != ByteOrder::Big;
-    let bits = d.itemsize * 8;
+    // Saturating: `|S`, `<U` and `|V` items may be of any size (the bits name only the numeric
+    // kinds, whose sizes `Dtype::parse` bounds).
+    let bits = d.itemsize.saturating_mul(8);
     match (native, d.kind) {
         (true, 'b') => "bool".into(),
         (true, 'i') => format!("int{bits}"),
@@ -213,10 +236,16 @@ pub fn parse_header(buf: &[u8]) -> Result<Header, OasError> {
         .shape
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(d));
-    let nbytes = count.and_then(|c| c.checked_mul(dtype.itemsize as u64));
+    // The data's end (`data_offset + nbytes`) must fit too: readers and plans add them.
+    let nbytes = count
+        .and_then(|c| c.checked_mul(dtype.itemsize as u64))
+        .filter(|n| n.checked_add(total).is_some());
     let (Some(count), Some(nbytes)) = (count, nbytes) else {
         return Err(OasError::TooLarge {
-            message: format!("array shape {:?} overflows", dict.shape),
+            message: format!(
+                "array shape {:?} of dtype {} overflows: its size in bytes does not fit in 64 bits",
+                dict.shape, dtype.descr
+            ),
             hint: None,
         });
     };
@@ -562,21 +591,18 @@ fn parse_item(item: &str, dim: u64, axis: usize) -> Result<Sel, OasError> {
             adjust(stop, -1, -1, dim_i - 1),
         )
     };
-    let len = if step > 0 {
-        if stop > start {
-            (stop - start - 1) / step + 1
-        } else {
-            0
-        }
-    } else if start > stop {
-        (start - stop - 1) / (-step) + 1
+    // In u64: `-step` overflows for i64::MIN.
+    let len = if step > 0 && stop > start {
+        (stop - start - 1) as u64 / step.unsigned_abs() + 1
+    } else if step < 0 && start > stop {
+        (start - stop - 1) as u64 / step.unsigned_abs() + 1
     } else {
         0
     };
     Ok(Sel::Range {
         start: if len == 0 { 0 } else { start as u64 },
         step,
-        len: len as u64,
+        len,
     })
 }
 
@@ -737,8 +763,10 @@ impl Plan {
 
     /// Build the result's data from fetched ranges (each `(range, bytes)`), in result order.
     pub fn assemble(&self, fetched: &[(std::ops::Range<u64>, &[u8])]) -> Result<Vec<u8>, OasError> {
-        let mut out =
-            Vec::with_capacity(usize::try_from(self.nbytes).map_err(|_| bad("result too large"))?);
+        // Room for what came back at most: a plan's size alone may be anything the header says.
+        let fetched_bytes: usize = fetched.iter().map(|(_, b)| b.len()).sum();
+        let nbytes = usize::try_from(self.nbytes).map_err(|_| bad("result too large"))?;
+        let mut out = Vec::with_capacity(nbytes.min(fetched_bytes));
         for run in &self.runs {
             let i = fetched.partition_point(|(r, _)| r.end <= run.offset);
             let (r, bytes) = fetched
@@ -1289,5 +1317,93 @@ mod tests {
         );
         assert_eq!(pg_array_literal(&[2.5], &[]), "{2.5e0}");
         assert_eq!(pg_array_literal(&[], &[0, 3]), "{}");
+    }
+
+    // Regressions: inputs the fuzz targets in core/fuzz found (scripts/fuzz.sh), each as it
+    // crashed, with the error it gives now.
+
+    /// `npy_header`: a void dtype of about 2^63 bytes made `numpy_dtype_name` overflow on `itemsize * 8`.
+    #[test]
+    fn fuzz_huge_void_itemsize_names_without_overflow() {
+        let d = Dtype::parse("<V9222333269248377777").unwrap();
+        assert_eq!(d.itemsize, 9222333269248377777);
+        assert_eq!(numpy_dtype_name(&d), "<V9222333269248377777");
+    }
+
+    /// `npy_slice` input `"|u2 C 9223372036854775807\n-1:0:-9223372036854775807"`: the data's
+    /// size fit in u64 but its end (header + data) did not, so every range of it overflowed.
+    #[test]
+    fn fuzz_data_end_past_u64_is_too_large() {
+        let h = parse_header(&write_header("|u2", false, &[9223372036854775807]));
+        let Err(OasError::TooLarge { message, .. }) = h else {
+            panic!("{h:?}");
+        };
+        assert!(message.contains("does not fit in 64 bits"), "{message}");
+    }
+
+    /// `npy_slice` input `"|u1 C 9\x0c...\n-1:0:-9223372036854775808"`: the slice length
+    /// negated the step, which overflows for i64::MIN. Python gives one element, the last.
+    #[test]
+    fn fuzz_step_i64_min_is_one_element() {
+        assert_eq!(
+            sel("-1:0:-9223372036854775808", &[9]),
+            [Sel::Range {
+                start: 8,
+                step: i64::MIN,
+                len: 1
+            }]
+        );
+        assert_eq!(
+            sel("::-9223372036854775808", &[9]),
+            [Sel::Range {
+                start: 8,
+                step: i64::MIN,
+                len: 1
+            }]
+        );
+        assert_eq!(
+            sel("::9223372036854775807", &[9]),
+            [Sel::Range {
+                start: 0,
+                step: i64::MAX,
+                len: 1
+            }]
+        );
+    }
+
+    /// `npy_header`: a 3.0 header with the descr `'<M8[nN,\u{b9792}<i8'`. Anything after `[` was
+    /// taken as a datetime unit, so the descr was accepted, and the header written for a slice of
+    /// it (format 1.0, ASCII only) did not parse.
+    #[test]
+    fn fuzz_datetime_unit_garbage_is_an_unsupported_dtype() {
+        let mut b = b"\x93NUMPY\x03\x00t\x00\x00\x00{'descr': '<M8[nN,\xf2\xb9\x9e\x92<i8', \
+            'fortran_order': False, 'shape': (7,), }"
+            .to_vec();
+        b.resize(138, b' ');
+        b.push(b'\n');
+        let e = parse_header(&b).unwrap_err().to_string();
+        assert!(e.contains("unsupported dtype"), "{e}");
+        for descr in [
+            "<f4[ns]", "<M8[ns", "<M8[x]", "<M8[]", "<i+8", "<f 4", "|S-1",
+        ] {
+            assert!(Dtype::parse(descr).is_err(), "{descr}");
+        }
+        for descr in ["<M8[ns]", "<m8[10ms]", ">M8[D]", "<M8", "<f4", "|S3"] {
+            assert!(Dtype::parse(descr).is_ok(), "{descr}");
+        }
+    }
+
+    /// `npy_slice` input `"<f4 C 955160140"` (the whole array, then assembled from nothing):
+    /// `assemble` reserved the plan's 3.8 GB before finding that nothing covered it.
+    #[test]
+    fn fuzz_assemble_reserves_no_more_than_was_fetched() {
+        let h = header_of("<f4", false, &[955160140]);
+        let p = plan(&h, &sel("", &h.shape), 1).unwrap();
+        assert_eq!(p.nbytes, 3820640560);
+        let e = p.assemble(&[]).unwrap_err().to_string();
+        assert!(e.contains("do not cover"), "{e}");
+        let h = header_of("|u1", false, &[1 << 62]);
+        let p = plan(&h, &sel("", &h.shape), 1).unwrap();
+        assert!(p.assemble(&[]).is_err());
     }
 }

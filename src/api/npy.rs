@@ -282,9 +282,8 @@ fn oas_object_list(
     for (path, size, micros) in listed {
         // PostgreSQL timestamps count from 2000-01-01.
         let pg = micros - 946_684_800_000_000;
-        let ts = pgrx::datum::TimestampWithTimeZone::try_from(pg).unwrap_or_else(|_| {
-            raise(OasError::invalid_argument("timestamp out of range"))
-        });
+        let ts = pgrx::datum::TimestampWithTimeZone::try_from(pg)
+            .unwrap_or_else(|_| raise(OasError::invalid_argument("timestamp out of range")));
         rows.push((path, size as i64, ts));
     }
     rows.sort_by(|a, b| a.0.cmp(&b.0));
