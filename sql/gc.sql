@@ -90,7 +90,11 @@ CREATE TABLE oas.gc_known_schema (
 );
 
 REVOKE ALL ON oas.ref_log, oas.gc_run, oas.gc_candidate, oas.gc_trash, oas.gc_known_schema FROM PUBLIC;
-GRANT SELECT ON oas.ref_log, oas.ledger, oas.gc_run, oas.gc_candidate, oas.gc_trash, oas.gc_known_schema TO oas_admin;
+GRANT SELECT ON oas.ref_log, oas.ledger TO oas_admin;
+-- A collector that is not a superuser is a member of oas_admin (and pg_read_all_stats).
+GRANT SELECT, INSERT, UPDATE, DELETE ON oas.gc_run, oas.gc_candidate, oas.gc_trash, oas.gc_known_schema TO oas_admin;
+GRANT INSERT, DELETE ON oas.ref_log TO oas_admin;
+GRANT USAGE ON oas.gc_run_run_id_seq, oas.ref_log_id_seq TO oas_admin;
 
 -- The collector moves an object only if it has been unreferenced since before this: the grace
 -- period ago, and the start of every transaction still running (one that started earlier may
@@ -141,6 +145,7 @@ DECLARE
     got_paths text[];
     add_stores text[] := '{}';
     add_paths text[] := '{}';
+    pending boolean;
 BEGIN
     SELECT st.name INTO default_store FROM oas.store st WHERE st.is_default;
     WHILE i + 3 <= TG_NARGS LOOP
@@ -148,6 +153,17 @@ BEGIN
         col_store := coalesce(nullif(TG_ARGV[i + 1], ''), default_store);
         managed := TG_ARGV[i + 2] = 't';
         i := i + 3;
+        -- A value from oas_npy()/oas_object() that no row trigger stored (a column that is not
+        -- schema-addressed, or triggers bypassed) would lose its bytes: refuse it.
+        IF TG_OP <> 'DELETE' THEN
+            EXECUTE format('SELECT EXISTS (SELECT 1 FROM new_refs WHERE jsonb_typeof(%1$I) = ''object'' AND %1$I ? ''oas_pending'')', col)
+                INTO pending;
+            IF pending THEN
+                RAISE EXCEPTION 'pg_oas: column "%" of "%.%" received a pending value that was never stored', col, TG_TABLE_SCHEMA, TG_TABLE_NAME
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'oas_npy(), oas_object() and oas_object_folder() values go into <npy@> and <object@> columns, whose row trigger stores them';
+            END IF;
+        END IF;
         -- (store, path) of each reference in a transition table.
         refs_of := format($q$SELECT coalesce(nullif(r->>'store', ''), %L) AS store, r->>'path' AS path
                              FROM (SELECT %I AS r FROM %%s) t
@@ -186,9 +202,14 @@ BEGIN
             PERFORM oas._gc_ensure_present(u.s, u.p)
             FROM (SELECT DISTINCT v.s, v.p FROM unnest(add_stores, add_paths) v(s, p)) u(s, p);
         ELSE
-            PERFORM oas._gc_ensure_present(t.store, t.ref_path)
-            FROM (SELECT DISTINCT g.store, g.ref_path FROM oas.gc_trash g
-                  JOIN unnest(add_stores, add_paths) u(s, p) ON g.store = u.s AND g.ref_path = u.p) t;
+            -- Recorded trash, and candidates (a run that moved objects and then aborted left no
+            -- trash record, but the candidates it read were committed before).
+            PERFORM oas._gc_ensure_present(t.s, t.p)
+            FROM (SELECT g.store AS s, g.ref_path AS p FROM oas.gc_trash g
+                  JOIN unnest(add_stores, add_paths) u(s, p) ON g.store = u.s AND g.ref_path = u.p
+                  UNION
+                  SELECT c.store, c.path FROM oas.gc_candidate c
+                  JOIN unnest(add_stores, add_paths) u(s, p) ON c.store = u.s AND c.path = u.p) t;
         END IF;
     END IF;
     RETURN NULL;
@@ -378,6 +399,10 @@ CREATE EVENT TRIGGER oas_track_drop ON sql_drop
     EXECUTE FUNCTION oas._on_sql_drop();
 
 REVOKE ALL ON FUNCTION oas._sync_table(oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION oas._gc_ensure_present(text, text) FROM PUBLIC;
+-- Listing a folder shows paths under any prefix of a store: like presigned URLs, deliberate grants only.
+REVOKE ALL ON FUNCTION oas.oas_object_list(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION oas.oas_object_list(jsonb) TO oas_admin;
 
 -- A presigned URL reads an object with no later check by PostgreSQL (and an S3 URL shows the
 -- store's access key id): only oas_admin may make them unless granted deliberately.

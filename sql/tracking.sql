@@ -20,10 +20,17 @@ JOIN pg_catalog.pg_class c ON d.classoid = 'pg_catalog.pg_class'::regclass AND d
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid
 CROSS JOIN LATERAL oas.oas_parse_marker(d.description) m
+JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
 WHERE d.objsubid > 0
   AND c.relkind IN ('r', 'p')
   AND NOT a.attisdropped
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema');
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  -- References are jsonb (or a domain over it). Nothing else is ever evaluated as one: the
+  -- ledger's triggers run as the extension's owner, and a cast from another type is user code.
+  AND (a.atttypid = 'pg_catalog.jsonb'::pg_catalog.regtype
+       OR (ty.typtype = 'd' AND ty.typbasetype = 'pg_catalog.jsonb'::pg_catalog.regtype))
+  -- Other sessions' temporary tables cannot be read.
+  AND (c.relpersistence <> 't' OR c.relnamespace = pg_catalog.pg_my_temp_schema());
 COMMENT ON VIEW oas.tracked_columns IS 'pg_oas: columns holding object references (DataJoint codec markers with a store)';
 GRANT SELECT ON oas.tracked_columns TO PUBLIC;
 

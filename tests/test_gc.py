@@ -1,7 +1,9 @@
 """Referential integrity and the collector (issue 3), from outside clients with several
 connections, against the file store and SeaweedFS: commit and abort are real here.
 
-Every test gets its own store (its own directory or S3 location), so a run with zero grace
+The tests run in a database of their own (the collector refuses to delete anything while some
+table references a store it does not know, and other test modules leave such tables behind), and
+every test gets its own store (its own directory or S3 location), so a run with zero grace
 collects only what the test made."""
 
 from __future__ import annotations
@@ -16,13 +18,37 @@ import time
 import psycopg
 import pytest
 
-from conftest import RUN_DIR, chown_postgres, connect, s3_spec, unique
+from conftest import RUN_DIR, chown_postgres, s3_spec, unique
+from conftest import connect as connect_db
+
+GC_DB = "oas_gc_pytest"
+
+
+def connect(**kw) -> psycopg.Connection:
+    return connect_db(GC_DB, **kw)
+
+
+@pytest.fixture(scope="module")
+def gc_db(db):
+    with connect_db("postgres") as c:
+        c.execute(f"DROP DATABASE IF EXISTS {GC_DB} WITH (FORCE)")
+        c.execute(f"CREATE DATABASE {GC_DB}")
+    with connect() as c:
+        c.execute("SET client_min_messages = warning")
+        c.execute("CREATE EXTENSION pg_oas")
+    return GC_DB
+
+
+@pytest.fixture
+def conn(gc_db):
+    with connect() as c:
+        yield c
 
 GC_COLS = ("referenced, stored, orphaned, waiting, trashed, restored, purged, errors")
 
 
 @pytest.fixture(params=["file", "s3"])
-def gc_store(request, db, servers):
+def gc_store(request, gc_db, servers):
     """A store of its own: a directory under .run, or a fresh location in the SeaweedFS bucket."""
     name = unique(f"gc{request.param}")
     if request.param == "file":
@@ -363,7 +389,7 @@ def test_store_failing_in_the_middle_of_a_run_deletes_nothing(conn, servers):
         proxy.close()
 
 
-def test_stress_concurrent_writers_and_a_zero_grace_collector(db, gc_store):
+def test_stress_concurrent_writers_and_a_zero_grace_collector(gc_db, gc_store):
     """Writers insert, update, copy and delete references at random (shared payloads, random
     rollbacks) while the collector loops with zero grace. At the end every committed reference
     resolves and matches its hash, and a last collection leaves exactly the referenced objects."""
@@ -469,3 +495,69 @@ def _bump(counts, lock, key):
     with lock:
         counts[key] += 1
     return None
+
+
+def test_references_to_an_unknown_store_stop_all_deletion(conn, gc_store):
+    """A reference naming a store this database does not know may point anywhere (DataJoint's
+    config may call the same bucket by another name): nothing is deleted until it is resolved."""
+    t = make_table(conn, gc_store)
+    orphan = put(conn, b"would be collected", gc_store, schema_of(t))
+    gc(conn, gc_store)
+    conn.execute(f"ALTER TABLE {t} DISABLE TRIGGER USER")
+    conn.execute(f"INSERT INTO {t} VALUES (1, %s)", [json.dumps(dict(orphan, store="external"))])
+    conn.execute(f"ALTER TABLE {t} ENABLE TRIGGER USER")
+    r = gc(conn, gc_store)
+    assert r["trashed"] == 0 and any("external" in e for e in r["errors"]), r
+    assert present(conn, orphan)
+    conn.execute(f"DELETE FROM {t}")
+    assert gc(conn, gc_store)["trashed"] == 1
+
+
+def test_a_location_is_collected_by_one_database_only(conn, gc_store, db):
+    """Another database with the same store location (a staging copy, say) cannot see this one's
+    rows: its collector must not delete here."""
+    t = make_table(conn, gc_store)
+    ref = put(conn, b"kept", gc_store, schema_of(t))
+    conn.execute(f"INSERT INTO {t} VALUES (1, %s)", [json.dumps(ref)])
+    gc(conn, gc_store)  # claims the location for this database
+    spec = conn.execute("SELECT spec FROM oas.stores WHERE name = %s", [gc_store]).fetchone()[0]
+    secrets = conn.execute("SELECT secrets FROM oas.store_secret WHERE store = %s", [gc_store]).fetchone()
+    with connect_db(db) as other:
+        other.execute("SELECT oas.oas_store_create(%s, %s)", [gc_store, json.dumps({**spec, **(secrets[0] if secrets else {})})])
+        try:
+            other.execute(f"CREATE SCHEMA IF NOT EXISTS {schema_of(t)}")
+            for _ in range(2):
+                r = gc(other, gc_store)
+            assert r["trashed"] == 0 and any("another database" in e for e in r["errors"]), r
+        finally:
+            other.execute("SELECT oas.oas_store_drop(%s, force => true)", [gc_store])
+            other.execute(f"DROP SCHEMA IF EXISTS {schema_of(t)} CASCADE")
+    assert present(conn, ref)
+
+
+def test_a_cancelled_run_leaves_no_lock_behind(conn, servers):
+    """Cancelled (here: statement_timeout) in the middle of a run, the collector releases the
+    lock stripes it held, so writers are not blocked afterwards."""
+    name = unique("gccancel")
+    conn.execute("SELECT oas.oas_store_create(%s, %s)", [name, json.dumps(s3_spec(servers, location=f"pytest-gc/{name}"))])
+    t = make_table(conn, name)
+    conn.execute(f"SELECT oas.oas_hash_put(convert_to(g::text, 'UTF8'), %s, %s) FROM generate_series(1, 3000) g",
+                 [name, schema_of(t)])
+    gc(conn, name)
+    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    timeouts = 0
+    for ms in (150, 400, 1000):
+        conn.execute(f"SET statement_timeout = {ms}")
+        try:
+            gc(conn, name)
+        except psycopg.errors.QueryCanceled:
+            timeouts += 1
+        conn.execute("RESET statement_timeout")
+        held = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1869705984 AND pid = %s",
+                            [pid]).fetchone()[0]
+        assert held == 0
+    assert timeouts > 0
+    # A writer gets through at once.
+    with connect() as w:
+        w.execute("SET lock_timeout = '2s'")
+        w.execute(f"INSERT INTO {t} VALUES (1, oas.oas_hash_put(convert_to('1', 'UTF8'), %s, %s))", [name, schema_of(t)])

@@ -13,6 +13,7 @@
 //! A store whose listing fails, or some of whose references cannot be read, gets a report and no
 //! deletion. Nothing under `filepath_prefix` is ever listed.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
 use futures::stream::{self, StreamExt};
@@ -106,6 +107,9 @@ fn oas_gc(
     ),
 > {
     require_gc_privileges();
+    if !dry_run {
+        require_read_committed();
+    }
     let grace = seconds(grace, crate::guc::GC_GRACE_S.get(), "grace");
     let retention = seconds(
         trash_retention,
@@ -137,6 +141,11 @@ fn oas_gc(
     let snapshot = Spi::get_one::<String>("SELECT pg_catalog.pg_current_snapshot()::text")
         .or_raise()
         .unwrap_or_default();
+    // A table with row security must be read whole or not at all, never filtered.
+    let row_security = Spi::get_one::<String>("SELECT current_setting('row_security')")
+        .or_raise()
+        .unwrap_or_else(|| "on".into());
+    Spi::run("SELECT pg_catalog.set_config('row_security', 'off', true)").or_raise();
     let (mut sets, schemas) = mark(&mut reports);
     for r in reports.iter_mut() {
         if r.errors.iter().any(|e| e.starts_with("another oas_gc()")) {
@@ -146,6 +155,11 @@ fn oas_gc(
         let known = schemas.get(&r.store).cloned().unwrap_or_default();
         collect_store(r, &refs, known, dry_run, grace, retention, &snapshot);
     }
+    Spi::run_with_args(
+        "SELECT pg_catalog.set_config('row_security', $1, true)",
+        &[row_security.as_str().into()],
+    )
+    .or_raise();
     TableIterator::new(reports.into_iter().map(move |r| {
         (
             r.store,
@@ -289,12 +303,15 @@ fn gc_ensure_present(store: &str, path: &str) -> String {
     let Ok(s) = catalog::store(Some(store)) else {
         return "missing".into();
     };
-    if block_on(gc::exists(&s, path)).or_raise() {
-        return "present".into();
-    }
+    // Whatever of it is in trash goes back, even when something is still in place: a folder
+    // may have been moved in part.
     let restored = block_on(gc::restore_from_trash(&s, path)).or_raise();
     if restored.is_empty() {
-        return "missing".into();
+        return if block_on(gc::exists(&s, path)).or_raise() {
+            "present".into()
+        } else {
+            "missing".into()
+        };
     }
     Spi::run_with_args(
         "DELETE FROM oas.gc_trash WHERE store = $1 AND (ref_path = $2 OR path = ANY($3))",
@@ -331,6 +348,20 @@ fn require_gc_privileges() {
                 "oas_gc needs a superuser, or a member of oas_admin and pg_read_all_stats (to see every running transaction) with SELECT on every tracked table".into(),
             ),
         });
+    }
+}
+
+/// The collector's checks need a new snapshot per statement: the ledger veto must see what
+/// committed after the scan.
+fn require_read_committed() {
+    let level = Spi::get_one::<String>("SELECT current_setting('transaction_isolation')")
+        .or_raise()
+        .unwrap_or_default();
+    if level != "read committed" {
+        raise(OasError::invalid_argument_hint(
+            format!("oas_gc(dry_run => false) cannot run at isolation level {level}"),
+            "run it at READ COMMITTED (the default), outside a REPEATABLE READ or SERIALIZABLE transaction",
+        ));
     }
 }
 
@@ -428,6 +459,23 @@ fn mark(reports: &mut [Report]) -> (HashMap<String, RefSet>, HashMap<String, Has
     let mut sets: HashMap<String, RefSet> = HashMap::new();
     let mut schemas: HashMap<String, HashSet<String>> = HashMap::new();
     let mut problems: Vec<(Option<String>, String)> = Vec::new();
+    // References to stores this database cannot resolve may point anywhere, ours included.
+    let mut unknown: HashSet<String> = HashSet::new();
+    // Other sessions' temporary tables cannot be read, and may hold references.
+    let foreign_temp = Spi::get_one::<i64>(
+        "SELECT count(*) FROM pg_catalog.pg_description d
+         JOIN pg_catalog.pg_class c ON d.classoid = 'pg_catalog.pg_class'::regclass AND d.objoid = c.oid
+         WHERE d.objsubid > 0 AND c.relpersistence = 't' AND c.relnamespace <> pg_catalog.pg_my_temp_schema()
+           AND EXISTS (SELECT 1 FROM oas.oas_parse_marker(d.description))",
+    )
+    .or_raise()
+    .unwrap_or(0);
+    if foreign_temp > 0 {
+        problems.push((
+            None,
+            format!("{foreign_temp} column(s) of other sessions' temporary tables may hold references: nothing is deleted"),
+        ));
+    }
     for col in &columns {
         if !col.readable {
             problems.push((
@@ -441,7 +489,8 @@ fn mark(reports: &mut [Report]) -> (HashMap<String, RefSet>, HashMap<String, Has
         }
         let query = format!(
             "SELECT coalesce(nullif(c->>'store', ''), {default}), c->>'path',
-                    CASE WHEN jsonb_typeof(c->'size') = 'number' THEN (c->>'size')::numeric::int8 END
+                    CASE WHEN jsonb_typeof(c->'size') = 'number' AND (c->>'size')::numeric BETWEEN 0 AND 9e18
+                         THEN (c->>'size')::numeric::int8 END
              FROM (SELECT {col} AS c FROM {rel}) t
              WHERE c IS NOT NULL AND c <> 'null'::jsonb",
             col = quote_ident(&col.name),
@@ -456,10 +505,17 @@ fn mark(reports: &mut [Report]) -> (HashMap<String, RefSet>, HashMap<String, Has
         for_each_row(
             &query,
             |store: Option<String>, path: Option<String>, size: Option<i64>| {
-                let Some(store) = store else { return };
-                let Some(place) = ident.get(&store).filter(|i| wanted.contains(*i)) else {
+                let Some(store) = store else {
+                    unknown.insert("(no store named and no default store)".to_string());
                     return;
                 };
+                let Some(place) = ident.get(&store) else {
+                    unknown.insert(store);
+                    return;
+                };
+                if !wanted.contains(place) {
+                    return;
+                }
                 match path {
                     Some(p) => {
                         if let Some((hp, sp)) = specs.get(&store) {
@@ -496,6 +552,17 @@ fn mark(reports: &mut [Report]) -> (HashMap<String, RefSet>, HashMap<String, Has
             ));
         }
     }
+    if !unknown.is_empty() {
+        let mut names: Vec<String> = unknown.into_iter().collect();
+        names.sort();
+        problems.push((
+            None,
+            format!(
+                "references name stores that are not configured ({}): they may point into any store, so nothing is deleted",
+                names.join(", ")
+            ),
+        ));
+    }
     for (place, why) in problems {
         for r in reports.iter_mut() {
             if place
@@ -528,11 +595,16 @@ fn mark(reports: &mut [Report]) -> (HashMap<String, RefSet>, HashMap<String, Has
 /// Run `query` as a cursor, 10 000 rows at a time (each batch freed before the next), and call
 /// `f` with its three columns.
 fn for_each_row(query: &str, mut f: impl FnMut(Option<String>, Option<String>, Option<i64>)) {
-    Spi::run(&format!("DECLARE oas_gc_mark NO SCROLL CURSOR FOR {query}")).or_raise();
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let cursor = format!(
+        "oas_gc_mark_{}",
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    Spi::run(&format!("DECLARE {cursor} NO SCROLL CURSOR FOR {query}")).or_raise();
     loop {
         let n = Spi::connect(|c| {
             let mut n = 0usize;
-            for row in c.select(&format!("FETCH {CHUNK} FROM oas_gc_mark"), None, &[])? {
+            for row in c.select(&format!("FETCH {CHUNK} FROM {cursor}"), None, &[])? {
                 f(
                     row.get::<String>(1)?,
                     row.get::<String>(2)?,
@@ -548,7 +620,7 @@ fn for_each_row(query: &str, mut f: impl FnMut(Option<String>, Option<String>, O
             break;
         }
     }
-    Spi::run("CLOSE oas_gc_mark").or_raise();
+    Spi::run(&format!("CLOSE {cursor}")).or_raise();
 }
 
 fn regclass_text(rel: pg_sys::Oid) -> String {
@@ -619,6 +691,10 @@ fn collect_store(
         .or_raise();
     }
 
+    // One database collects a store location: another one's rows are invisible here.
+    if !dry_run {
+        check_owner(r, &store);
+    }
     // Trash is purged only when every reference could be read and the trash listed: a trashed
     // object referenced again is put back, never purged.
     reconcile_trash(r, &store, refs, dry_run);
@@ -644,6 +720,31 @@ fn collect_store(
             &[r.run_id.into(), pgrx::JsonB(report_json(r)).into()],
         )
         .or_raise();
+    }
+}
+
+/// This database, as it claims store locations in `_oas/owner.json`.
+fn this_database() -> String {
+    Spi::get_one::<String>(
+        "SELECT json_build_object('system_identifier', (SELECT system_identifier::text FROM pg_catalog.pg_control_system()),
+                                  'database', current_database())::text",
+    )
+    .or_raise()
+    .unwrap_or_default()
+}
+
+/// Claim the store location for this database, or refuse to delete anything in it when another
+/// database's collector has (its rows are invisible here: all its objects would look unreferenced).
+fn check_owner(r: &mut Report, store: &Store) {
+    match block_on(gc::claim_owner(store, &this_database())) {
+        Ok(None) => {}
+        Ok(Some(other)) => r.refuse(format!(
+            "the store location is collected by another database ({other} in {}): nothing is deleted; \
+             give each database its own location, or delete {} if that database is gone",
+            gc::OWNER_KEY,
+            gc::OWNER_KEY
+        )),
+        Err(e) => r.refuse(format!("could not check {}: {e}", gc::OWNER_KEY)),
     }
 }
 
@@ -846,11 +947,11 @@ fn record_orphans(r: &mut Report, orphans: &[Listed], dry_run: bool, horizon: f6
     }
     Spi::run_with_args(
         "INSERT INTO oas.gc_candidate AS c (store, path, size, mtime, first_seen, last_seen)
-         SELECT $1, u.p, u.z, to_timestamp(u.m), now(), now()
+         SELECT $1, u.p, u.z, to_timestamp(u.m), clock_timestamp(), now()
          FROM unnest($2::text[], $3::int8[], $4::float8[]) u(p, z, m)
          ON CONFLICT (store, path) DO UPDATE
             SET last_seen = now(), size = EXCLUDED.size, mtime = EXCLUDED.mtime,
-                first_seen = CASE WHEN c.mtime = EXCLUDED.mtime THEN c.first_seen ELSE now() END",
+                first_seen = CASE WHEN c.mtime = EXCLUDED.mtime THEN c.first_seen ELSE clock_timestamp() END",
         &[
             r.store.as_str().into(),
             paths.into(),
@@ -919,22 +1020,36 @@ fn move_batch(
     snapshot: &str,
     siblings: &[String],
 ) -> i64 {
-    // Every reference path that would cover each object, and the stripes guarding them.
+    // Every reference path that would cover each object (for the ledger veto), and the paths
+    // a reference to it can have (the object itself, its owner), whose stripes writers take.
     let covering: Vec<Vec<String>> = batch
         .iter()
         .map(|(p, _)| reference_paths(p).map(str::to_string).collect())
         .collect();
     let all: Vec<String> = covering.iter().flatten().cloned().collect();
+    let lock_paths: Vec<Vec<String>> = batch
+        .iter()
+        .map(|(p, _)| {
+            let owner = owner_path(section_of(store, p), &store.spec.schema_prefix, p);
+            let mut v = vec![p.clone()];
+            if owner != p {
+                v.push(owner.to_string());
+            }
+            v
+        })
+        .collect();
+    let all_lock: Vec<String> = lock_paths.iter().flatten().cloned().collect();
     let (locked, vetoed): (Vec<i32>, Vec<String>) = Spi::connect_mut(|c| {
         let locked = c
             .update(
                 "SELECT k FROM (SELECT DISTINCT oas.lock_stripe($1, p) AS k FROM unnest($2::text[]) p) s
                  WHERE pg_catalog.pg_try_advisory_lock(1869705984, k)",
                 None,
-                &[r.store.as_str().into(), all.clone().into()],
+                &[r.store.as_str().into(), all_lock.clone().into()],
             )?
             .map(|row| row.get::<i32>(1).map(Option::unwrap_or_default))
             .collect::<Result<Vec<_>, _>>()?;
+        hold_stripes(&locked);
         // A fresh snapshot: references committed since the mark began, as the ledger records them.
         let vetoed = c
             .update(
@@ -951,14 +1066,15 @@ fn move_batch(
     .or_raise();
     let vetoed: HashSet<String> = vetoed.into_iter().collect();
     let stripes: HashSet<i32> = locked.iter().copied().collect();
-    let stripe_of = stripes_of(&r.store, &all);
+    let stripe_of = stripes_of(&r.store, &all_lock);
     let movable: Vec<&(String, i64)> = batch
         .iter()
-        .zip(&covering)
-        .filter(|(_, cov)| {
-            cov.iter().all(|p| {
-                stripe_of.get(p).is_some_and(|k| stripes.contains(k)) && !vetoed.contains(p)
-            })
+        .zip(covering.iter().zip(&lock_paths))
+        .filter(|(_, (cov, locks))| {
+            locks
+                .iter()
+                .all(|p| stripe_of.get(p).is_some_and(|k| stripes.contains(k)))
+                && !cov.iter().any(|p| vetoed.contains(p))
         })
         .map(|(b, _)| b)
         .collect();
@@ -1023,15 +1139,55 @@ fn move_batch(
             None,
             &[r.store.as_str().into(), gone.into()],
         )?;
-        c.update(
-            "SELECT pg_catalog.pg_advisory_unlock(1869705984, k) FROM unnest($1::int4[]) k",
-            None,
-            &[locked.into()],
-        )?;
         Ok::<_, pgrx::spi::SpiError>(())
     })
     .or_raise();
+    release_stripes();
     n
+}
+
+fn section_of(store: &Store, path: &str) -> Section {
+    let hp = &store.spec.hash_prefix;
+    if hp.is_empty() || path.starts_with(&format!("{hp}/")) {
+        Section::Hash
+    } else {
+        Section::Schema
+    }
+}
+
+thread_local! {
+    /// Stripes this backend holds exclusively (session locks, which an error does not release).
+    static HELD: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Remember stripes taken; if the transaction aborts before they are released (a cancel in the
+/// middle of a batch), release them then, or every writer touching them would wait forever.
+fn hold_stripes(keys: &[i32]) {
+    if keys.is_empty() {
+        return;
+    }
+    let first = HELD.with_borrow(|h| h.is_empty());
+    HELD.with_borrow_mut(|h| h.extend_from_slice(keys));
+    if first {
+        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Abort, release_stripes);
+    }
+}
+
+fn release_stripes() {
+    for k in HELD.with_borrow_mut(std::mem::take) {
+        let tag = pg_sys::LOCKTAG {
+            // SAFETY: MyDatabaseId is a plain backend global.
+            locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+            locktag_field2: STRIPE_CLASS as u32,
+            locktag_field3: k as u32,
+            locktag_field4: 2,
+            locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+            locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+        };
+        // SAFETY: releases a session-level advisory lock this backend took (as
+        // pg_advisory_unlock does); a lock not held is reported by LockRelease, not undefined.
+        unsafe { pg_sys::LockRelease(&tag, pg_sys::ExclusiveLock as i32, true) };
+    }
 }
 
 fn stripes_of(store: &str, paths: &[String]) -> HashMap<String, i32> {
@@ -1057,6 +1213,7 @@ fn stripes_of(store: &str, paths: &[String]) -> HashMap<String, i32> {
 /// after moving them) are recorded now; unrecorded ones past retention are purged.
 fn reconcile_trash(r: &mut Report, store: &Store, refs: &RefSet, dry_run: bool) {
     let name = r.store.clone();
+    let siblings = same_place(store);
     let mut back: Vec<String> = Vec::new();
     let mut unrecorded: Vec<Listed> = Vec::new();
     let ok = walk(r, store, TRASH_PREFIX, |_, chunk| {
@@ -1077,9 +1234,9 @@ fn reconcile_trash(r: &mut Report, store: &Store, refs: &RefSet, dry_run: bool) 
             .collect();
         let known: HashSet<String> = Spi::connect(|c| {
             c.select(
-                "SELECT path FROM oas.gc_trash WHERE store = $1 AND path = ANY($2)",
+                "SELECT path FROM oas.gc_trash WHERE store = ANY($1) AND path = ANY($2)",
                 None,
-                &[name.as_str().into(), paths.into()],
+                &[siblings.clone().into(), paths.into()],
             )?
             .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
             .collect::<Result<HashSet<_>, _>>()
@@ -1133,8 +1290,10 @@ fn reconcile_trash(r: &mut Report, store: &Store, refs: &RefSet, dry_run: bool) 
         let sizes: Vec<i64> = unrecorded.iter().map(|o| o.size as i64).collect();
         let mtimes: Vec<f64> = unrecorded.iter().map(|o| o.mtime).collect();
         Spi::run_with_args(
+            // Dated now, not by the file (a rename keeps its old time): the full retention
+            // starts when a run first finds it.
             "INSERT INTO oas.gc_trash (store, path, ref_path, size, run_id, trashed_at)
-             SELECT $1, p, o, z, $5, to_timestamp(m)
+             SELECT $1, p, o, z, $5, clock_timestamp()
              FROM unnest($2::text[], $3::text[], $4::int8[], $6::float8[]) u(p, o, z, m)
              ON CONFLICT DO NOTHING",
             &[

@@ -161,6 +161,16 @@ fn npy_slice_array_text(reference: JsonB, slice: &str) -> String {
         .cloned()
         .zip(fetched.iter().map(|b| b.as_ref()))
         .collect();
+    // A double is 8 bytes and its text up to 25: stay well inside a 1 GB value.
+    let elements: u64 = p.shape.iter().product();
+    if elements > 30_000_000 {
+        raise(OasError::TooLarge {
+            message: format!(
+                "a slice of {elements} elements is too large for a PostgreSQL array here"
+            ),
+            hint: Some("take smaller slices, or read the .npy bytes with oas_npy_slice".into()),
+        });
+    }
     let data = p.assemble(&pairs).or_raise();
     let values =
         oas_core::npy::to_f64_c_order(&p.dtype, p.fortran_order, &p.shape, &data).or_raise();

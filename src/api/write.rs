@@ -54,10 +54,10 @@ thread_local! {
 }
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// Unguessable, so a pending value copied into another row can never name someone else's bytes.
 fn next_id(prefix: &str) -> String {
-    // SAFETY: MyProcPid is a plain backend global.
-    let pid = unsafe { pgrx::pg_sys::MyProcPid };
-    format!("{prefix}-{pid}-{}", SEQ.fetch_add(1, Ordering::Relaxed))
+    let token = random_token(16).or_raise();
+    format!("{prefix}-{}-{token}", SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Keep `payload` until the transaction ends; return its pending JSON.
@@ -114,23 +114,28 @@ fn oas_npy_array(values: pgrx::AnyArray) -> JsonB {
     oas_npy_bytes(&npy)
 }
 
-/// An `<object@>` value: one file with these bytes and extension (`'.tif'`, or NULL for none).
-#[pg_extern(volatile, parallel_unsafe)]
-fn oas_object(data: &[u8], ext: default!(Option<&str>, "NULL")) -> JsonB {
-    let ext = ext.filter(|e| !e.is_empty()).map(|e| {
+/// `tif` or `.tif` as `.tif`; none for NULL or empty. One path segment's tail, at most 32 bytes.
+fn extension(ext: Option<&str>) -> Option<String> {
+    ext.filter(|e| !e.is_empty()).map(|e| {
         let e = if e.starts_with('.') {
             e.to_string()
         } else {
             format!(".{e}")
         };
         if e.contains('/') || e.contains('\\') || e.chars().any(char::is_control) || e.len() > 32 {
-            raise(OasError::invalid_argument(format!(
-                "invalid extension \"{}\"",
-                e.escape_default()
-            )));
+            raise(OasError::invalid_argument_hint(
+                format!("invalid extension \"{}\"", e.escape_default()),
+                "an extension is a short suffix such as '.tif', without '/' or '\\'",
+            ));
         }
         e
-    });
+    })
+}
+
+/// An `<object@>` value: one file with these bytes and extension (`'.tif'`, or NULL for none).
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_object(data: &[u8], ext: default!(Option<&str>, "NULL")) -> JsonB {
+    let ext = extension(ext);
     let meta = json!({ "size": data.len(), "ext": ext });
     pend(
         Payload::File {
@@ -189,7 +194,7 @@ fn new_object_path(
 ) -> (Arc<Store>, String, String) {
     let (store_name, codec, table_text) = Spi::get_three_with_args::<String, String, String>(
         "SELECT resolved_store, codec, table_oid::text FROM oas.tracked_columns
-         WHERE table_oid = $1 AND column_name = $2",
+         WHERE table_oid = coalesce(pg_catalog.pg_partition_root($1), $1) AND column_name = $2",
         &[table.into(), field.into()],
     )
     .or_else(|e| match e {
@@ -366,13 +371,7 @@ fn oas_upload_begin(
     .unwrap_or_default();
     let ext = match codec_of.as_str() {
         "npy" => Some(".npy".to_string()),
-        _ => ext.filter(|e| !e.is_empty()).map(|e| {
-            if e.starts_with('.') {
-                e.to_string()
-            } else {
-                format!(".{e}")
-            }
-        }),
+        _ => extension(ext),
     };
     let (store, path, codec) = new_object_path(rel, field, &key.0, ext.as_deref());
     if codec != "npy" && codec != "object" {
@@ -428,8 +427,16 @@ fn oas_upload_part(id: &str, data: &[u8]) -> i64 {
     }
     let store = up.store.clone();
     let path = up.path.clone();
+    // PART at a time, waiting for room before each: at most IN_FLIGHT parts buffered, however
+    // large `data` is.
     let result = block_on(async {
-        up.writer.write(data);
+        for piece in data.chunks(PART) {
+            up.writer
+                .wait_for_capacity(IN_FLIGHT)
+                .await
+                .map_err(|e| store.error(e, "upload part", &path))?;
+            up.writer.write(piece);
+        }
         up.writer
             .wait_for_capacity(IN_FLIGHT)
             .await
