@@ -55,5 +55,19 @@ SELECT try($$INSERT INTO oas.ref_log (op, table_oid, schema_name, table_name, co
              VALUES ('INSERT', 0, 'x', 'x', 'x', 'books', 'forged', 1)$$);
 RESET ROLE;
 DROP ROLE gc_nobody;
+-- A real run needs READ COMMITTED (its checks need a fresh snapshot per statement).
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT try($$SELECT * FROM oas.oas_gc(false, store => 'books')$$);
+ROLLBACK;
+-- Only jsonb columns hold references: a marker on another type tracks nothing (its values
+-- would be converted by user code, and the ledger's triggers run as the extension's owner).
+CREATE TABLE ledger.other (id int PRIMARY KEY, payload text);
+COMMENT ON COLUMN ledger.other.payload IS ':<blob@books>:';
+SELECT count(*) FROM oas.tracked_columns WHERE table_name = 'other';
+SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ledger.other'::regclass;
+-- A value from oas_npy() in a column that would not store it is refused, not silently lost.
+CREATE TABLE ledger.h (id int PRIMARY KEY, payload jsonb);
+COMMENT ON COLUMN ledger.h.payload IS ':<blob@books>:';
+SELECT try($$INSERT INTO ledger.h VALUES (1, oas.oas_npy(ARRAY[1]))$$);
 DROP SCHEMA ledger CASCADE;
 SELECT count(*) FROM oas.ledger WHERE store = 'books';

@@ -367,6 +367,10 @@ fn oas_upload_begin(
         "SELECT codec FROM oas.tracked_columns WHERE table_oid = $1 AND column_name = $2",
         &[rel.into(), field.into()],
     )
+    .or_else(|e| match e {
+        pgrx::spi::SpiError::InvalidPosition => Ok(None),
+        e => Err(e),
+    })
     .or_raise()
     .unwrap_or_default();
     let ext = match codec_of.as_str() {
