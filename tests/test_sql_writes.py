@@ -132,7 +132,7 @@ def test_values_over_one_gigabyte_go_up_in_parts(conn, store, store_dir, s3fs_cl
         total = up.execute("SELECT oas.oas_upload_part(%s, %b)", [uid, header.getvalue()]).fetchone()[0]
         digest = hashlib.md5(header.getvalue())
         for start in range(0, n, part_elems):
-            chunk = np.arange(start, min(n, start + part_elems), dtype=np.float32).tobytes()
+            chunk = np.arange(start, min(n, start + part_elems), dtype=np.int64).astype(np.float32).tobytes()
             digest.update(chunk)
             total = up.execute("SELECT oas.oas_upload_part(%s, %b)", [uid, chunk]).fetchone()[0]
         assert total == len(header.getvalue()) + 4 * n > (1 << 30)
@@ -144,7 +144,7 @@ def test_values_over_one_gigabyte_go_up_in_parts(conn, store, store_dir, s3fs_cl
     assert (ref["dtype"], ref["shape"]) == ("float32", [n])
     assert conn.execute("SELECT oas.oas_object_size(%s)", [json.dumps(ref)]).fetchone()[0] == total
     got = conn.execute(f"SELECT oas.oas_npy_slice(arr, '-3:') FROM {schema}.t", binary=True).fetchone()[0]
-    assert np.array_equal(np.load(io.BytesIO(got)), np.arange(n - 3, n, dtype=np.float32))
+    assert np.array_equal(np.load(io.BytesIO(got)), np.arange(n - 3, n, dtype=np.int64).astype(np.float32))
     # An upload that does not add up to its header is refused; an unknown id is an error.
     uid = conn.execute("SELECT oas.oas_upload_begin(%s, 'arr', '{\"id\": 2}')", [f"{schema}.t"]).fetchone()[0]
     conn.execute("SELECT oas.oas_upload_part(%s, %b)", [uid, header.getvalue()])
