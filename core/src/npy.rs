@@ -800,6 +800,16 @@ pub fn to_f64_c_order(
     data: &[u8],
 ) -> Result<Vec<f64>, OasError> {
     let size = dtype.itemsize;
+    // The dtype decides, not the slice: an empty slice of a complex array is refused too.
+    if !matches!(
+        (dtype.kind, size),
+        ('b', 1) | ('u' | 'i', 1 | 2 | 4 | 8) | ('f', 2 | 4 | 8)
+    ) {
+        return Err(OasError::invalid_argument_hint(
+            format!("dtype \"{}\" has no PostgreSQL number array", dtype.descr),
+            "oas_npy_slice returns the .npy bytes of any dtype",
+        ));
+    }
     let count = shape
         .iter()
         .try_fold(1u64, |n, &d| n.checked_mul(d))
@@ -1298,6 +1308,7 @@ mod tests {
         assert!(to_f64_c_order(&le("<i8"), false, &[1], &huge).is_err());
         assert!(to_f64_c_order(&le("<U2"), false, &[1], &[0; 8]).is_err());
         assert!(to_f64_c_order(&le("<c8"), false, &[1], &[0; 8]).is_err());
+        assert!(to_f64_c_order(&le("<c8"), false, &[0], &[]).is_err());
         assert!(to_f64_c_order(&le("<i4"), false, &[2], &[0; 4]).is_err());
     }
 
