@@ -561,3 +561,56 @@ def test_a_cancelled_run_leaves_no_lock_behind(conn, servers):
     with connect() as w:
         w.execute("SET lock_timeout = '2s'")
         w.execute(f"INSERT INTO {t} VALUES (1, oas.oas_hash_put(convert_to('1', 'UTF8'), %s, %s))", [name, schema_of(t)])
+
+
+@pytest.fixture
+def dj_gc(gc_db, gc_store, dj_config, servers):
+    """The DataJoint 2.3.5 client on the collector's database, with the test's store configured."""
+    dj = pytest.importorskip("datajoint")
+    with connect() as c:
+        spec = c.execute("SELECT spec FROM oas.stores WHERE name = %s", [gc_store]).fetchone()[0]
+        secrets = c.execute("SELECT secrets FROM oas.store_secret WHERE store = %s", [gc_store]).fetchone()
+    dj_config.stores[gc_store] = {**spec, **(secrets[0] if secrets else {})}
+    keys = ("database.backend", "database.host", "database.port", "database.user", "database.password",
+            "database.name", "database.use_tls")
+    saved = {k: dj_config[k] for k in keys}
+    for k, v in zip(keys, ("postgresql", "127.0.0.1", int(os.environ.get("OAS_TEST_PORT", "55433")), "postgres",
+                           "unused", gc_db, False)):
+        dj_config[k] = v
+    conn = dj.conn(reset=True)
+    yield dj, conn, gc_store
+    conn.close()
+    for k, v in saved.items():
+        dj_config[k] = v
+
+
+def test_datajoint_tables_are_kept_and_collected(conn, dj_gc):
+    """Tables DataJoint declares get the ledger's triggers with no call from the client; what its
+    rows reference survives collection, what it deleted is collected, and DataJoint reads the rest."""
+    import numpy as np
+
+    dj, dj_conn, store = dj_gc
+    schema = dj.Schema(unique("djgc"), connection=dj_conn)
+
+    @schema
+    class Trace(dj.Manual):
+        definition = f"""
+        trace_id : int32
+        ---
+        samples : <blob@{store}>
+        raw : <hash@{store}>
+        """
+
+    table = f'"{schema.database}"."trace"'
+    triggers = {r[0] for r in conn.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass", [table])}
+    assert {"oas_track_insert", "oas_track_update", "oas_track_delete", "oas_track_truncate"} <= triggers
+    Trace.insert([{"trace_id": i, "samples": np.arange(i + 10.0), "raw": b"shared raw"} for i in range(6)])
+    assert conn.execute("SELECT sum(refs) FROM oas.ledger WHERE table_oid = %s::regclass", [table]).fetchone()[0] == 12
+    (Trace & "trace_id >= 3").delete(prompt=False)
+    gc(conn, store)
+    r = gc(conn, store)
+    # Three blobs went with their rows; the shared raw object and three blobs stay.
+    assert (r["referenced"], r["trashed"], r["errors"]) == (4, 3, []), r
+    rows = sorted(Trace.to_dicts(), key=lambda x: x["trace_id"])
+    assert [len(x["samples"]) for x in rows] == [10, 11, 12] and all(x["raw"] == b"shared raw" for x in rows)
+    schema.drop(prompt=False)
