@@ -29,7 +29,7 @@ For each scenario (store kind and object count, default local:100000, s3:100000,
              collector sends when its listing is done is timestamped on arrival.
   DataJoint  dj.gc.GarbageCollector(schema, store=store).collect(dry_run=True), then
              collect(dry_run=False), each in a new Python process (so its peak RSS,
-             ru_maxrss, is the collector's alone), timed around collect() only, and split into
+             VmHWM, is the collector's alone), timed around collect() only, and split into
              mark / list / delete by wrapping the collector's methods. A run that exceeds
              --dj-timeout seconds is stopped; its progress (files sized, files deleted) until
              then is reported. Checked: it deleted exactly the orphans.
@@ -54,7 +54,6 @@ import platform
 import pwd
 import random
 import re
-import resource
 import shutil
 import signal
 import subprocess
@@ -284,8 +283,30 @@ def dj_declare(dsn, stores, schema_name, store):
     return full
 
 
+def own_peak_rss_mib():
+    """This process's peak RSS (VmHWM). Not ru_maxrss: Linux carries the parent's peak at fork
+    over into it across exec, so a child started by a big parent would report the parent's."""
+    return proc_status_mib(os.getpid(), "VmHWM")
+
+
+def dj_delete_sample(cfg):
+    """In its own process: DataJoint's own delete_path (what collect() calls per orphan) on the
+    given paths, timed; prints a JSON result."""
+    dj = dj_configure(cfg["dsn"], cfg["stores"])
+    import datajoint.gc as djgc
+
+    rss0 = own_peak_rss_mib()
+    t0 = time.perf_counter()
+    deleted = sum(bool(djgc.delete_path(p, cfg["store"], config=dj.config)) for p in cfg["paths"])
+    dt = time.perf_counter() - t0
+    print("DJRESULT " + json.dumps({"time": dt, "deleted": deleted, "n": len(cfg["paths"]), "rss_before": rss0,
+                                    "rss_peak": own_peak_rss_mib()}), flush=True)
+
+
 def dj_child(cfg):
     """In its own process: one dj.gc collect(), timed and instrumented; prints a JSON result."""
+    if cfg.get("paths") is not None:
+        return dj_delete_sample(cfg)
     dj = dj_configure(cfg["dsn"], cfg["stores"])
     import datajoint.gc as djgc
 
@@ -330,7 +351,7 @@ def dj_child(cfg):
 
     def report_progress():
         prog["t"] = time.perf_counter() - t_start[0]
-        prog["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        prog["rss"] = own_peak_rss_mib()
         print(json.dumps(prog), file=sys.stderr, flush=True)
 
     def every_second():
@@ -344,7 +365,7 @@ def dj_child(cfg):
 
     signal.signal(signal.SIGTERM, on_term)
     threading.Thread(target=every_second, daemon=True).start()
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss0 = own_peak_rss_mib()
     print("COLLECT_START", file=sys.stderr, flush=True)
     t_start[0] = time.perf_counter()
     profile = os.environ.get("GCBENCH_DJ_PROFILE")  # a file to write a cProfile of collect() to
@@ -357,20 +378,24 @@ def dj_child(cfg):
     else:
         stats = collector.collect(dry_run=cfg["dry_run"])
     dt = time.perf_counter() - t_start[0]
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = own_peak_rss_mib()
     out = {k: v for k, v in stats.items() if not isinstance(v, list)}
     out.update(time=dt, rss_before=rss0, rss_peak=rss, phases=phases, scan_errors=stats["scan_errors"],
                orphans_sample=stats["orphaned_hash_paths"][:3])
     print("DJRESULT " + json.dumps(out), flush=True)
 
 
-def run_dj(args, stores, schema, store, dry_run):
-    """dj.gc in a child process; stopped when collect() has run for --dj-timeout seconds."""
+def run_dj(args, stores, schema, store, dry_run, paths=None):
+    """dj.gc in a child process; stopped when collect() has run for --dj-timeout seconds. With
+    paths: DataJoint's delete_path on those paths instead."""
     import tempfile
 
-    cfg = {"dsn": args.dsn, "stores": stores, "schema": schema, "store": store, "dry_run": dry_run}
+    cfg = {"dsn": args.dsn, "stores": stores, "schema": schema, "store": store, "dry_run": dry_run, "paths": paths}
+    cfg_file = tempfile.NamedTemporaryFile(mode="w", suffix=".json", delete=False)
+    json.dump(cfg, cfg_file)
+    cfg_file.close()
     out = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen([sys.executable, __file__, "--dj-child", json.dumps(cfg)],
+    proc = subprocess.Popen([sys.executable, __file__, "--dj-child", cfg_file.name],
                             stdout=out, stderr=subprocess.PIPE, text=True)
     last, err_lines, started = {}, [], threading.Event()
 
@@ -388,7 +413,8 @@ def run_dj(args, stores, schema, store, dry_run):
 
     t = threading.Thread(target=read_err, daemon=True)
     t.start()
-    started.wait(300)  # imports and connecting are not timed
+    if paths is None:
+        started.wait(300)  # imports and connecting are not timed
     try:
         proc.wait(timeout=args.dj_timeout)
     except subprocess.TimeoutExpired:
@@ -402,6 +428,7 @@ def run_dj(args, stores, schema, store, dry_run):
         log(f"    DataJoint {'dry' if dry_run else 'real'} run stopped after {args.dj_timeout:.0f} s: {last}")
         return {"timeout": True, "progress": dict(last)}
     t.join(5)
+    os.unlink(cfg_file.name)
     out.seek(0)
     text = out.read()
     line = next((ln for ln in text.splitlines() if ln.startswith("DJRESULT ")), None)
@@ -458,10 +485,13 @@ STATEMENT_KINDS = [
     ("candidates: record", re.compile(r"INSERT INTO oas\.gc_candidate", re.I)),
     ("candidates: dry-run check", re.compile(r"JOIN oas\.gc_candidate", re.I)),
     ("move: pick batch", re.compile(r"SELECT path, size FROM oas\.gc_candidate", re.I)),
-    ("move: locks, veto, records", re.compile(r"pg_try_advisory_lock|FROM oas\.ref_log\s+WHERE store = \$1 AND path = ANY|"
-                                             r"INSERT INTO oas\.gc_trash AS t|DELETE FROM oas\.gc_candidate WHERE store = \$1 AND path|"
-                                             r"pg_advisory_unlock|oas\.lock_stripe\(\$1, p\) FROM unnest", re.I)),
-    ("restore: records", re.compile(r"DELETE FROM oas\.gc_trash WHERE store = \$1 AND path = \$2|FROM oas\.gc_trash WHERE run_id", re.I)),
+    ("move: lock stripes", re.compile(r"pg_try_advisory_lock", re.I)),
+    ("move: ledger veto", re.compile(r"FROM oas\.ref_log\s+WHERE store = (ANY\()?\$1\)? AND path = ANY", re.I)),
+    ("move: record in gc_trash", re.compile(r"INSERT INTO oas\.gc_trash AS t", re.I)),
+    ("move: drop candidates", re.compile(r"DELETE FROM oas\.gc_candidate WHERE store = \$1 AND path = ANY", re.I)),
+    ("move: stripe lookup, unlock", re.compile(r"pg_advisory_unlock|oas\.lock_stripe\(\$1, p\)", re.I)),
+    ("restore: records", re.compile(r"DELETE FROM oas\.gc_trash WHERE|FROM oas\.gc_trash WHERE run_id", re.I)),
+    ("store catalog lookups", re.compile(r"FROM oas\.store WHERE name = \$1|FROM oas\.store_secret", re.I)),
 ]
 HORIZON = re.compile(r"least\(now\(\) - grace", re.I)
 
@@ -521,6 +551,8 @@ def oas_call(args, admin, sql, params, label, timeout=None, settings=()):
         log(f"      {k:<28} {c:>9,} calls {s:8.2f} s")
     if horizon:
         log(f"      (oas._gc_horizon body       {horizon[0]:>9,} calls {horizon[1]:8.2f} s, inside the above)")
+    for q, c, t in top[:5]:
+        log(f"      top: {t:8.2f} s {c:>9,} calls  {q}")
     return {"time": dt, "rows": None if rows is None else [dict(zip(names, r)) for r in rows], "hwm": hwm, "anon": sampler.peak_anon,
             "hwm0": rss0, "notices": notices, "listed_at": listed_at, "kinds": kinds, "horizon": horizon, "top": top}
 
@@ -663,7 +695,7 @@ def run_scenario(args, admin, specs, kind, n):
         last_run = row["run_id"]
 
     r = oas_call(args, admin, "SELECT count(*) AS restored FROM oas.oas_gc_restore(%s)", [last_run], "restore",
-                 timeout=args.restore_timeout)
+                 timeout=args.restore_timeout if kind == "local" else args.restore_timeout_s3)
     calls["restore"] = r
     if r["rows"] is not None:
         res["rows"].append(("pg_oas", "restore (oas_gc_restore)", None, None, r["rows"][0]["restored"], r["time"], r["hwm"], r["anon"]))
@@ -676,7 +708,7 @@ def run_scenario(args, admin, specs, kind, n):
         gone = admin.execute("DELETE FROM oas.gc_trash WHERE run_id = %s", [last_run]).rowcount
         log(f"    restore stopped after {r['time']:.0f} s with {back:,} objects back ({back / r['time']:,.0f}/s); "
             f"the other {rest:,} moved back by the harness, {gone:,} gc_trash rows deleted")
-        res["rows"].append(("pg_oas", f"restore (oas_gc_restore): **stopped after {args.restore_timeout:.0f} s**",
+        res["rows"].append(("pg_oas", f"restore (oas_gc_restore): **stopped after {r['time']:.0f} s**",
                             None, None, back, r["time"], r["hwm"], r["anon"]))
     live, trash = st.names(schema), st.names(schema, trash=True)
     expect(live == ref_set | orphan_set and not trash, f"after restore: {len(live):,} objects in place, {len(trash):,} in trash", fails)
@@ -685,6 +717,22 @@ def run_scenario(args, admin, specs, kind, n):
     # --- DataJoint
     res["dj"] = {}
     for phase, dry in (("dry run", True), ("real run (delete)", False)):
+        first = res["dj"].get("dry run", {})
+        if not dry and first.get("timeout") and first["progress"].get("phase") in (None, "mark", "list"):
+            # The real run lists the same way before it deletes anything: it would be stopped in
+            # its listing too. Measure its deletion step alone instead, on some of the orphans.
+            sample = [f"_hash/{schema}/{h}" for h in sorted(orphan_set)[:args.dj_delete_sample]]
+            log(f"  DataJoint real run: not run (its listing is the dry run's); delete_path on {len(sample):,} orphans ...")
+            d = run_dj(args, dj_stores, schema, store, False, paths=sample)
+            d["skipped"] = True
+            res["dj"][phase] = d
+            log(f"    {d['deleted']:,} deleted in {d['time']:.2f} s ({d['deleted'] / d['time']:,.0f}/s)")
+            res["rows"].append(("DataJoint dj.gc", f"{phase}: not run (it lists as the dry run does first)",
+                                None, None, None, None, None, None))
+            res["rows"].append(("DataJoint dj.gc", f"its deletion step alone: `delete_path` on {len(sample):,} of the orphans",
+                                None, None, d["deleted"], d["time"], d["rss_peak"], None))
+            expect(d["deleted"] == len(sample), f"dj delete_path deleted {d['deleted']} of {len(sample)}", fails)
+            continue
         log(f"  DataJoint {phase} ...")
         d = run_dj(args, dj_stores, schema, store, dry)
         res["dj"][phase] = d
@@ -702,7 +750,7 @@ def run_scenario(args, admin, specs, kind, n):
                f"dj.gc {phase}: stored {d['hash_paths_stored']} orphaned {d['hash_paths_orphaned']} referenced {d['hash_paths_referenced']}", fails)
         if not dry:
             expect(d["deleted"] == n - nref and d["errors"] == 0, f"dj.gc deleted {d['deleted']} = {n - nref}, errors {d['errors']}", fails)
-    if not res["dj"]["real run (delete)"].get("timeout"):
+    if not any(res["dj"]["real run (delete)"].get(k) for k in ("timeout", "skipped")):
         live = st.names(schema)
         expect(live == ref_set, f"after dj.gc: {len(live):,} objects in place = the {nref:,} referenced", fails)
 
@@ -730,7 +778,7 @@ def report(results, args):
     parts = [f"**Results** ({args.referenced:.0%} of the objects referenced by one row each, the rest orphans; "
              "pg_oas: one new backend per call, grace '0'; peak RSS = the backend's VmHWM, which counts the "
              "shared buffers it touched, private = its peak RssAnon; DataJoint: one new Python process per "
-             "collect(), ru_maxrss; objects/s = objects listed / time)\n",
+             "collect(), its VmHWM; objects/s = objects listed / time)\n",
              table(["scenario", "collector", "phase", "objects listed", "orphans found", "moved / deleted",
                     "time s", "objects/s", "peak RSS MiB", "private MiB"], rows, text_cols=3)]
 
@@ -766,6 +814,14 @@ def report(results, args):
                 drows.append([r["label"], phase, f"stopped after {t:.0f} s in {p.get('phase')}", done,
                               f"peak {p.get('rss', 0):.0f}"])
                 continue
+            if d.get("skipped"):
+                rate = d["deleted"] / d["time"]
+                orphans = r["n"] - r["nref"]
+                drows.append([r["label"], phase, "not run",
+                              f"its listing is the dry run's (stopped); its deletion step, DataJoint's `delete_path` "
+                              f"per orphan, ran at {rate:,.0f}/s on {d['deleted']:,} orphans: the {orphans:,} orphans "
+                              f"would take {orphans / rate:,.0f} s after the listing", f"{d['rss_before']:.0f} → {d['rss_peak']:.0f}"])
+                continue
             ph = d["phases"]
             rest = d["time"] - sum(ph.values())
             drows.append([r["label"], phase, s(d["time"]),
@@ -798,6 +854,13 @@ def report(results, args):
         notes.append(f"- memory at {r['n']:,}: backend private memory (RssAnon) peak "
                      f"{max(c[p]['anon'] for p in c):.0f} MiB over all calls, VmHWM peak {max(c[p]['hwm'] for p in c):.0f} MiB")
     return "\n".join(parts) + "\n\n" + "\n".join(notes) + "\n"
+
+
+def so_stamp(pg_config):
+    """Size and mtime of the installed pg_oas.so (a reinstall during the run mixes two builds)."""
+    libdir = subprocess.run([pg_config, "--pkglibdir"], capture_output=True, text=True).stdout.strip()
+    st = os.stat(Path(libdir) / "pg_oas.so")
+    return st.st_size, time.strftime("%H:%M:%S", time.gmtime(st.st_mtime))
 
 
 def machine_info(admin, args, load_start, specs):
@@ -838,7 +901,11 @@ def main():
                    help="stop the run 2 that follows run 1 immediately (no statistics) after this many seconds")
     p.add_argument("--no-fsync-variant", action="store_true", help="skip the run 2 with oas.file_fsync = off")
     p.add_argument("--restore-timeout", type=float, default=60.0,
-                   help="stop oas_gc_restore after this many seconds (the harness puts the rest back)")
+                   help="stop oas_gc_restore after this many seconds on the file store (the harness puts the rest back)")
+    p.add_argument("--restore-timeout-s3", type=float, default=600.0,
+                   help="the same on S3 (where putting the rest back from the harness is slower than pg_oas)")
+    p.add_argument("--dj-delete-sample", type=int, default=2000,
+                   help="when dj.gc's listing does not finish, time its delete_path on this many orphans")
     p.add_argument("--dj-timeout", type=float, default=900.0, help="stop a dj.gc collect() after this many seconds")
     p.add_argument("--seed", type=int, default=20261124)
     p.add_argument("--keep", action="store_true", help="leave each scenario's schema and objects in place")
@@ -848,7 +915,7 @@ def main():
     p.add_argument("--dj-child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.dj_child:
-        return dj_child(json.loads(args.dj_child))
+        return dj_child(json.loads(Path(args.dj_child).read_text()))
 
     scenarios = []
     for item in args.scenarios.split(","):
@@ -869,8 +936,16 @@ def main():
             raise SystemExit(f"no store {store!r} in oas.store")
         specs[store] = row[0]
 
-    results = [run_scenario(args, admin, specs, kind, n) for kind, n in scenarios]
+    so_start = so_stamp(args.pg_config)
+    results = []
+    for kind, n in scenarios:
+        results.append(run_scenario(args, admin, specs, kind, n))
+        if so_stamp(args.pg_config) != so_start:
+            break
     total = time.perf_counter() - t_start
+    if so_stamp(args.pg_config) != so_start:
+        raise SystemExit(f"pg_oas.so was replaced during the run ({so_start} -> {so_stamp(args.pg_config)}): "
+                         "the scenarios did not all measure the same build; nothing recorded. Run it again.")
     text = (f"{SECTION}\n\n{machine_info(admin, args, load_start, specs)}\n- wall time of the whole run: {total / 60:.1f} min\n\n"
             f"{report(results, args)}")
     print(text)
