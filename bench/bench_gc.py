@@ -416,7 +416,7 @@ def run_dj(args, stores, schema, store, dry_run, paths=None):
     if paths is None:
         started.wait(300)  # imports and connecting are not timed
     try:
-        proc.wait(timeout=args.dj_timeout)
+        proc.wait(timeout=args.dj_timeout if paths is None else 3600)
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -791,15 +791,13 @@ def report(results, args):
             sql = sum(c["kinds"][k][1] for k in used)
             cells = "; ".join(f"{k} {c['kinds'][k][1]:.2f} s ({c['kinds'][k][0]:,})" for k in used
                               if c["kinds"][k][1] >= 0.005 * c["time"])
-            hz = f"{c['horizon'][1]:.2f} s ({c['horizon'][0]:,})" if c["horizon"] else "—"
-            brows.append([r["label"], phase, s(c["time"]), s(c["listed_at"]), s(sql), s(c["time"] - sql), cells or "—", hz])
+            brows.append([r["label"], phase, s(c["time"]), s(c["listed_at"]), s(sql), s(c["time"] - sql), cells or "—"])
     parts += ["\n**pg_oas: where the time goes** (SQL run inside the call, from pg_stat_statements with "
               "`track = all`: seconds (calls); the rest is the Rust side: listing the store, renames or "
               "copies, hashing paths, moving rows through SPI; `listing done` = arrival of the collector's "
-              "NOTICE after its listing; `_gc_horizon` = the body of `oas._gc_horizon()`, counted inside "
-              "the statements that call it)\n",
-              table(["scenario", "call", "total s", "listing done at s", "SQL s", "rest s", "SQL by purpose",
-                     "_gc_horizon body"], brows, text_cols=2)]
+              "NOTICE after its listing)\n",
+              table(["scenario", "call", "total s", "listing done at s", "SQL s", "rest s", "SQL by purpose"],
+                    brows, text_cols=2)]
 
     drows = []
     for r in results:
