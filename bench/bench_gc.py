@@ -767,6 +767,12 @@ def s(x):
     return "—" if x is None else f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 100 else f"{x:,.0f}"
 
 
+def table_aligned(header, rows, aligns):
+    """A Markdown table with one alignment letter per column: l(eft) or r(ight)."""
+    align = ["---" if a == "l" else "---:" for a in aligns]
+    return "\n".join("| " + " | ".join(r) + " |" for r in [header, align, *rows])
+
+
 def report(results, args):
     rows = []
     for r in results:
@@ -796,8 +802,8 @@ def report(results, args):
               "`track = all`: seconds (calls); the rest is the Rust side: listing the store, renames or "
               "copies, hashing paths, moving rows through SPI; `listing done` = arrival of the collector's "
               "NOTICE after its listing)\n",
-              table(["scenario", "call", "total s", "listing done at s", "SQL s", "rest s", "SQL by purpose"],
-                    brows, text_cols=2)]
+              table_aligned(["scenario", "call", "total s", "listing done at s", "SQL s", "rest s", "SQL by purpose"],
+                            brows, "llrrrrl")]
 
     drows = []
     for r in results:
@@ -827,9 +833,9 @@ def report(results, args):
                           f"{'delete' if not d['dry_run'] else 'set difference'} {s(rest)}",
                           f"{d['rss_before']:.0f} → {d['rss_peak']:.0f}"])
     parts += ["\n**DataJoint dj.gc: where the time goes** (seconds; mark = reading the references, "
-              "list = fs.walk plus one fs.size per file; peak RSS before → after collect(), MiB; a stopped "
+              "list = fs.walk plus one fs.size per file; VmHWM before → after collect(); a stopped "
               "run gives its progress until then)\n",
-              table(["scenario", "run", "time s", "phases", "RSS MiB / rate"], drows, text_cols=2)]
+              table_aligned(["scenario", "run", "time s", "phases", "VmHWM MiB"], drows, "llrlr")]
 
     notes = []
     for r in results:
