@@ -1,4 +1,4 @@
-.PHONY: run test bench bench-npy fuzz
+.PHONY: run test bench bench-npy bench-gc fuzz
 run:
 	bash scripts/run.sh
 test:
@@ -7,5 +7,7 @@ bench:
 	bash scripts/bench.sh $(BENCH_ARGS)
 bench-npy:
 	bash scripts/bench_npy.sh $(BENCH_ARGS)
+bench-gc:
+	bash scripts/bench_gc.sh $(BENCH_ARGS)
 fuzz:
 	bash scripts/fuzz.sh $(FUZZ_ARGS)
