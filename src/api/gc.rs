@@ -710,6 +710,18 @@ fn collect_store(
             &[r.store.as_str().into()],
         )
         .or_raise();
+        // Fresh statistics for the batches that follow: without them the first run after many
+        // new candidates plans its batch query badly (measured: 120 s instead of 68 s at 1M).
+        // ANALYZE needs the table's owner; an oas_admin collector leaves it to autovacuum.
+        let owner = Spi::get_one::<bool>(
+            "SELECT pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE')
+             FROM pg_catalog.pg_class c WHERE c.oid = 'oas.gc_candidate'::regclass",
+        )
+        .or_raise()
+        .unwrap_or(false);
+        if owner {
+            Spi::run("ANALYZE oas.gc_candidate").or_raise();
+        }
         let siblings = same_place(&store);
         move_to_trash(r, &store, horizon, snapshot, &siblings);
     }
