@@ -623,14 +623,31 @@ fn for_each_row(query: &str, mut f: impl FnMut(Option<String>, Option<String>, O
     Spi::run(&format!("CLOSE {cursor}")).or_raise();
 }
 
-fn regclass_text(rel: pg_sys::Oid) -> String {
-    Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[rel.into()])
-        .or_raise()
-        .unwrap_or_default()
-}
+use super::tracking::{quote_ident, regclass_text};
 
-fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
+/// One page of `(path, size)` rows from a keyset query whose parameters are
+/// `(store, after_path, <number>, limit)`.
+fn path_size_page(query: &str, store: &str, after: &str, number: f64) -> Vec<(String, i64)> {
+    Spi::connect(|c| {
+        c.select(
+            query,
+            None,
+            &[
+                store.into(),
+                after.into(),
+                number.into(),
+                (BATCH as i64).into(),
+            ],
+        )?
+        .map(|row| {
+            Ok((
+                row.get::<String>(1)?.unwrap_or_default(),
+                row.get::<i64>(2)?.unwrap_or(0),
+            ))
+        })
+        .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+    })
+    .or_raise()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -981,29 +998,15 @@ fn move_to_trash(r: &mut Report, store: &Store, horizon: f64, snapshot: &str, si
     let mut last = String::new();
     let mut done = 0i64;
     loop {
-        let batch: Vec<(String, i64)> = Spi::connect(|c| {
-            c.select(
-                "SELECT path, size FROM oas.gc_candidate
-                 WHERE store = $1 AND path > $2
-                   AND first_seen < to_timestamp($3) AND mtime < to_timestamp($3)
-                 ORDER BY path LIMIT $4",
-                None,
-                &[
-                    r.store.as_str().into(),
-                    last.as_str().into(),
-                    horizon.into(),
-                    (BATCH as i64).into(),
-                ],
-            )?
-            .map(|row| {
-                Ok((
-                    row.get::<String>(1)?.unwrap_or_default(),
-                    row.get::<i64>(2)?.unwrap_or(0),
-                ))
-            })
-            .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
-        })
-        .or_raise();
+        let batch = path_size_page(
+            "SELECT path, size FROM oas.gc_candidate
+             WHERE store = $1 AND path > $2
+               AND first_seen < to_timestamp($3) AND mtime < to_timestamp($3)
+             ORDER BY path LIMIT $4",
+            &r.store,
+            &last,
+            horizon,
+        );
         let Some((l, _)) = batch.last() else { break };
         last = l.clone();
         let moved = move_batch(r, store, &batch, snapshot, siblings);
@@ -1332,28 +1335,14 @@ fn purge_recorded(
 ) {
     let mut last = String::new();
     loop {
-        let batch: Vec<(String, i64)> = Spi::connect(|c| {
-            c.select(
-                "SELECT path, size FROM oas.gc_trash
-                 WHERE store = $1 AND path > $2 AND trashed_at < now() - make_interval(secs => $3)
-                 ORDER BY path LIMIT $4",
-                None,
-                &[
-                    r.store.as_str().into(),
-                    last.as_str().into(),
-                    retention.into(),
-                    (BATCH as i64).into(),
-                ],
-            )?
-            .map(|row| {
-                Ok((
-                    row.get::<String>(1)?.unwrap_or_default(),
-                    row.get::<i64>(2)?.unwrap_or(0),
-                ))
-            })
-            .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
-        })
-        .or_raise();
+        let batch = path_size_page(
+            "SELECT path, size FROM oas.gc_trash
+             WHERE store = $1 AND path > $2 AND trashed_at < now() - make_interval(secs => $3)
+             ORDER BY path LIMIT $4",
+            &r.store,
+            &last,
+            retention,
+        );
         let Some((l, _)) = batch.last() else { break };
         last = l.clone();
         let batch: Vec<(String, i64)> = batch

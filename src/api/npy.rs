@@ -131,12 +131,20 @@ fn plan_slice(header: &Header, slice: &str) -> Plan {
     p
 }
 
-/// A slice of an `.npy` array, in NumPy's basic slice syntax (`'10:20, ::2, -1'`, `'...'`,
-/// `''` for all), as `.npy` bytes. Reads only the byte ranges the slice needs.
-#[pg_extern(volatile, parallel_unsafe)]
-fn oas_npy_slice(reference: JsonB, slice: default!(&str, "''")) -> Vec<u8> {
+/// Read the bytes a slice needs and assemble them (in the array's own order). `max_elements`
+/// refuses slices too large for the caller's result before anything is fetched.
+fn read_slice(reference: &JsonB, slice: &str, max_elements: Option<u64>) -> (Plan, Vec<u8>) {
     let (store, r, header) = open_array(&reference.0);
     let p = plan_slice(&header, slice);
+    let elements: u64 = p.shape.iter().product();
+    if let Some(max) = max_elements.filter(|&m| elements > m) {
+        raise(OasError::TooLarge {
+            message: format!(
+                "a slice of {elements} elements is too large for a PostgreSQL array here (at most {max})"
+            ),
+            hint: Some("take smaller slices, or read the .npy bytes with oas_npy_slice".into()),
+        });
+    }
     let ranges = p.fetch_ranges(merge_gap());
     let fetched = block_on(read_ranges(&store, &r.path, &ranges, RANGE_PART)).or_raise();
     let pairs: Vec<_> = ranges
@@ -145,6 +153,14 @@ fn oas_npy_slice(reference: JsonB, slice: default!(&str, "''")) -> Vec<u8> {
         .zip(fetched.iter().map(|b| b.as_ref()))
         .collect();
     let data = p.assemble(&pairs).or_raise();
+    (p, data)
+}
+
+/// A slice of an `.npy` array, in NumPy's basic slice syntax (`'10:20, ::2, -1'`, `'...'`,
+/// `''` for all), as `.npy` bytes. Reads only the byte ranges the slice needs.
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_npy_slice(reference: JsonB, slice: default!(&str, "''")) -> Vec<u8> {
+    let (p, data) = read_slice(&reference, slice, None);
     p.to_npy(&data)
 }
 
@@ -152,26 +168,8 @@ fn oas_npy_slice(reference: JsonB, slice: default!(&str, "''")) -> Vec<u8> {
 /// (`oas_npy_slice_array`, in sql/gc.sql, casts it). A 0-d result is a one-element array.
 #[pg_extern(volatile, parallel_unsafe, name = "_npy_slice_array_text")]
 fn npy_slice_array_text(reference: JsonB, slice: &str) -> String {
-    let (store, r, header) = open_array(&reference.0);
-    let p = plan_slice(&header, slice);
-    let ranges = p.fetch_ranges(merge_gap());
-    let fetched = block_on(read_ranges(&store, &r.path, &ranges, RANGE_PART)).or_raise();
-    let pairs: Vec<_> = ranges
-        .iter()
-        .cloned()
-        .zip(fetched.iter().map(|b| b.as_ref()))
-        .collect();
     // A double is 8 bytes and its text up to 25: stay well inside a 1 GB value.
-    let elements: u64 = p.shape.iter().product();
-    if elements > 30_000_000 {
-        raise(OasError::TooLarge {
-            message: format!(
-                "a slice of {elements} elements is too large for a PostgreSQL array here"
-            ),
-            hint: Some("take smaller slices, or read the .npy bytes with oas_npy_slice".into()),
-        });
-    }
-    let data = p.assemble(&pairs).or_raise();
+    let (p, data) = read_slice(&reference, slice, Some(30_000_000));
     let values =
         oas_core::npy::to_f64_c_order(&p.dtype, p.fortran_order, &p.shape, &data).or_raise();
     oas_core::npy::pg_array_literal(&values, &p.shape)

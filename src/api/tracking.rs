@@ -92,13 +92,13 @@ fn oas_declare_column(
     text
 }
 
-fn regclass_text(rel: pg_sys::Oid) -> String {
+pub(crate) fn regclass_text(rel: pg_sys::Oid) -> String {
     Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[rel.into()])
         .or_raise()
         .unwrap_or_default()
 }
 
-fn quote_ident(s: &str) -> String {
+pub(crate) fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
