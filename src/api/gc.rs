@@ -64,6 +64,27 @@ struct Report {
     refuse: bool,
 }
 
+/// Every configured store's name, in order.
+fn store_names() -> Vec<String> {
+    Spi::connect(|c| {
+        c.select("SELECT name FROM oas.store ORDER BY name", None, &[])?
+            .map(|r| r.get::<String>(1).map(Option::unwrap_or_default))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .or_raise()
+}
+
+/// An empty report per store.
+fn reports_for(names: &[String]) -> Vec<Report> {
+    names
+        .iter()
+        .map(|n| Report {
+            store: n.clone(),
+            ..Report::default()
+        })
+        .collect()
+}
+
 impl Report {
     fn refuse(&mut self, why: String) {
         self.refuse = true;
@@ -118,20 +139,9 @@ fn oas_gc(
     );
     let names: Vec<String> = match store {
         Some(s) => vec![catalog::store_row(Some(s)).or_raise().name],
-        None => Spi::connect(|c| {
-            c.select("SELECT name FROM oas.store ORDER BY name", None, &[])?
-                .map(|r| r.get::<String>(1).map(Option::unwrap_or_default))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .or_raise(),
+        None => store_names(),
     };
-    let mut reports: Vec<Report> = names
-        .iter()
-        .map(|n| Report {
-            store: n.clone(),
-            ..Report::default()
-        })
-        .collect();
+    let mut reports = reports_for(&names);
     for r in reports.iter_mut() {
         if !try_lock_run(&r.store) {
             r.refuse("another oas_gc() is running on this store; nothing was done".into());
@@ -266,13 +276,7 @@ fn oas_gc_purge(
     })
     .or_raise();
     // Never purge what a row references again: read the references first.
-    let mut reports: Vec<Report> = names
-        .iter()
-        .map(|n| Report {
-            store: n.clone(),
-            ..Report::default()
-        })
-        .collect();
+    let mut reports = reports_for(&names);
     let (sets, _) = mark(&mut reports);
     let mut out = Vec::new();
     for mut r in reports {
@@ -414,12 +418,7 @@ struct Column {
 /// Every reference of every tracked column, per store, with the schemas the references name.
 fn mark(reports: &mut [Report]) -> (HashMap<String, RefSet>, HashMap<String, HashSet<String>>) {
     // References are collected per physical location: every store name of a location counts.
-    let all_stores: Vec<String> = Spi::connect(|c| {
-        c.select("SELECT name FROM oas.store", None, &[])?
-            .map(|r| r.get::<String>(1).map(Option::unwrap_or_default))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .or_raise();
+    let all_stores = store_names();
     let mut ident: HashMap<String, String> = HashMap::new();
     let mut specs: HashMap<String, (String, String)> = HashMap::new();
     for name in all_stores {
@@ -791,12 +790,7 @@ fn gc_horizon(grace: f64) -> f64 {
 /// The names of every store at the same place as `store` (itself included).
 fn same_place(store: &Store) -> Vec<String> {
     let me = gc::location_identity(&store.spec);
-    let names: Vec<String> = Spi::connect(|c| {
-        c.select("SELECT name FROM oas.store", None, &[])?
-            .map(|r| r.get::<String>(1).map(Option::unwrap_or_default))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .or_raise();
+    let names = store_names();
     let mut out: Vec<String> = names
         .into_iter()
         .filter(|n| catalog::store(Some(n)).is_ok_and(|s| gc::location_identity(&s.spec) == me))
@@ -1045,7 +1039,7 @@ fn move_batch(
     let lock_paths: Vec<Vec<String>> = batch
         .iter()
         .map(|(p, _)| {
-            let owner = owner_path(section_of(store, p), &store.spec.schema_prefix, p);
+            let owner = owner_of(store, p);
             let mut v = vec![p.clone()];
             if owner != p {
                 v.push(owner.to_string());
@@ -1114,12 +1108,7 @@ fn move_batch(
             Ok(()) => {
                 r.trashed += 1;
                 r.trashed_bytes += z;
-                let section = if p.starts_with(&format!("{}/", store.spec.hash_prefix)) {
-                    Section::Hash
-                } else {
-                    Section::Schema
-                };
-                owners.push(owner_path(section, &store.spec.schema_prefix, &p).to_string());
+                owners.push(owner_of(store, &p).to_string());
                 sizes.push(z);
                 moved_paths.push(p);
             }
@@ -1161,13 +1150,21 @@ fn move_batch(
     n
 }
 
+/// The section an object of `store` lies in, by its path's prefix. With an empty
+/// `hash_prefix`, hash objects are the ones not under `schema_prefix`.
 fn section_of(store: &Store, path: &str) -> Section {
-    let hp = &store.spec.hash_prefix;
-    if hp.is_empty() || path.starts_with(&format!("{hp}/")) {
+    let (hp, sp) = (&store.spec.hash_prefix, &store.spec.schema_prefix);
+    let under = |prefix: &str| !prefix.is_empty() && path.starts_with(&format!("{prefix}/"));
+    if under(hp) || (hp.is_empty() && !under(sp)) {
         Section::Hash
     } else {
         Section::Schema
     }
+}
+
+/// The reference path that would own the listed object `path` (see [`owner_path`]).
+fn owner_of<'a>(store: &Store, path: &'a str) -> &'a str {
+    owner_path(section_of(store, path), &store.spec.schema_prefix, path)
 }
 
 thread_local! {
@@ -1293,14 +1290,7 @@ fn reconcile_trash(r: &mut Report, store: &Store, refs: &RefSet, dry_run: bool) 
             .collect();
         let owners: Vec<String> = paths
             .iter()
-            .map(|p| {
-                let section = if p.starts_with(&format!("{}/", store.spec.hash_prefix)) {
-                    Section::Hash
-                } else {
-                    Section::Schema
-                };
-                owner_path(section, &store.spec.schema_prefix, p).to_string()
-            })
+            .map(|p| owner_of(store, p).to_string())
             .collect();
         let sizes: Vec<i64> = unrecorded.iter().map(|o| o.size as i64).collect();
         let mtimes: Vec<f64> = unrecorded.iter().map(|o| o.mtime).collect();
