@@ -125,6 +125,47 @@ def test_rollback_leaves_an_orphan_that_grace_protects(conn, gc_store):
     assert present(conn, ref)
 
 
+def test_thousands_move_restore_and_adopt_in_batches(conn, gc_store):
+    """More objects than one batch (1,000): a run moves them all, one call restores the whole run
+    in order, and trash that no run recorded (a run that aborted after moving) is adopted, dated
+    when found, and purged only after the retention."""
+    t = make_table(conn, gc_store)
+    n = 1205
+    refs = [r[0] for r in conn.execute(
+        "SELECT oas.oas_hash_put(convert_to('batch object ' || g, 'UTF8'), %s, %s)"
+        " FROM generate_series(1, %s) g", [gc_store, schema_of(t), n]).fetchall()]
+    for i, ref in enumerate(refs[:5]):
+        conn.execute(f"INSERT INTO {t} VALUES (%s, %s)", [i, json.dumps(ref)])
+    orphans = sorted(ref["path"] for ref in refs[5:])
+
+    def missing() -> int:
+        return conn.execute("SELECT count(*) FROM unnest(%s::jsonb[]) r"
+                            " WHERE oas.oas_check_reference(r, false) IS NOT NULL",
+                            [[json.dumps(r) for r in refs]]).fetchone()[0]
+
+    gc(conn, gc_store)
+    r = gc(conn, gc_store)
+    assert (r["trashed"], r["errors"]) == (n - 5, [])
+    assert missing() == n - 5
+    restored = conn.execute("SELECT store, path FROM oas.oas_gc_restore(%s)", [r["run_id"]]).fetchall()
+    assert restored == [(gc_store, p) for p in orphans]
+    assert missing() == 0
+    assert conn.execute("SELECT count(*) FROM oas.gc_trash WHERE store = %s", [gc_store]).fetchone()[0] == 0
+
+    gc(conn, gc_store)
+    assert gc(conn, gc_store)["trashed"] == n - 5
+    # A run that moved them and aborted leaves trash without records.
+    conn.execute("DELETE FROM oas.gc_trash WHERE store = %s", [gc_store])
+    r = conn.execute(f"SELECT {GC_COLS} FROM oas.oas_gc(false, %s, '0', '0')", [gc_store]).fetchone()
+    assert r[GC_COLS.split(", ").index("purged")] == 0
+    recorded = conn.execute("SELECT path FROM oas.gc_trash WHERE store = %s ORDER BY path", [gc_store]).fetchall()
+    assert [p for (p,) in recorded] == orphans
+    r = conn.execute(f"SELECT {GC_COLS} FROM oas.oas_gc(false, %s, '0', '0')", [gc_store]).fetchone()
+    assert r[GC_COLS.split(", ").index("purged")] == n - 5
+    assert missing() == n - 5
+    assert conn.execute("SELECT count(*) FROM oas.gc_trash WHERE store = %s", [gc_store]).fetchone()[0] == 0
+
+
 def test_an_old_open_transaction_holds_back_collection(conn, gc_store):
     t = make_table(conn, gc_store)
     conn.execute(f"INSERT INTO {t} VALUES (1, oas.oas_hash_put(%b, %s, %s))", [b"held", gc_store, schema_of(t)])

@@ -4,11 +4,13 @@
 //! The decisions that need PostgreSQL (what rows reference, grace, running transactions, locks)
 //! are made in the extension; see `docs/gc-design.md`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 
-use futures::stream::BoxStream;
+use futures::stream::{self, BoxStream};
 use futures::StreamExt;
+use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use crate::backend::Store;
@@ -271,6 +273,98 @@ pub async fn move_object(store: &Store, from: &str, to: &str) -> Result<(), OasE
         .map_err(|e| store.error(e, "move", from))
 }
 
+/// Move each `(from, to)` pair, at most `parallel` at a time: one result per pair, in order.
+/// A missing source is [`OasError::ObjectMissing`].
+///
+/// Through its own client, a file store that fsyncs would sync two directories per rename (a
+/// million directory fsyncs to move 500 k objects out of one folder). Here the renames go
+/// through [`Store::unsynced`], and then each directory they changed is synced once: the
+/// sources' folders, the destinations' folders and every folder above those up to the store's
+/// root (a rename may have created them). When a sync fails, every move that changed that
+/// directory fails too: the object did move, but its new place might not survive a crash.
+pub async fn move_objects(
+    store: &Store,
+    moves: &[(String, String)],
+    parallel: usize,
+) -> Vec<Result<(), OasError>> {
+    let unsynced = store.unsynced().cloned();
+    let client: Arc<dyn ObjectStore> = match &unsynced {
+        Some(fs) => fs.clone(),
+        None => store.client().clone(),
+    };
+    let mut results: Vec<Result<(), OasError>> = stream::iter(moves.iter().map(|(from, to)| {
+        let client = client.clone();
+        async move {
+            let (f, t) = (store.key(from)?, store.key(to)?);
+            client
+                .rename(&f, &t)
+                .await
+                .map_err(|e| store.error(e, "move", from))
+        }
+    }))
+    .buffered(parallel.max(1))
+    .collect()
+    .await;
+    let Some(fs) = unsynced else {
+        return results;
+    };
+    let done: Vec<bool> = results.iter().map(Result::is_ok).collect();
+    for (rel, changed) in dirs_changed(moves, &done) {
+        // object_store maps object paths, not folders (the root has no object path): take the
+        // folder of an object in it.
+        let in_dir = ObjectPath::from(rel.as_str()).join("_");
+        let synced = fs
+            .path_to_filesystem(&in_dir)
+            .map_err(|e| e.to_string())
+            .map(|p| p.parent().map(ToOwned::to_owned).unwrap_or(p))
+            .and_then(|dir| {
+                std::fs::File::open(&dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| format!("{}: {e}", dir.display()))
+            });
+        if let Err(detail) = synced {
+            for i in changed {
+                results[i] = Err(OasError::Store {
+                    store: store.name.clone(),
+                    op: "sync the folder of",
+                    path: moves[i].1.clone(),
+                    detail: store.mask(&detail),
+                });
+            }
+        }
+    }
+    results
+}
+
+/// The folders (relative to the store root, `""` for the root) that the moves marked `done`
+/// changed, each with the moves that changed it: a source's folder, a destination's folder and
+/// every folder above it.
+fn dirs_changed(moves: &[(String, String)], done: &[bool]) -> BTreeMap<String, Vec<usize>> {
+    let mut dirs: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, (from, to)) in moves.iter().enumerate() {
+        if !done[i] {
+            continue;
+        }
+        let parent = |key: &str| {
+            key.rsplit_once('/')
+                .map_or(String::new(), |(d, _)| d.to_string())
+        };
+        dirs.entry(parent(from)).or_default().push(i);
+        let mut dir = parent(to);
+        loop {
+            let entry = dirs.entry(dir.clone()).or_default();
+            if entry.last() != Some(&i) {
+                entry.push(i);
+            }
+            if dir.is_empty() {
+                break;
+            }
+            dir = parent(&dir);
+        }
+    }
+    dirs
+}
+
 /// Delete an object; an object that is already gone is not an error.
 pub async fn delete_object(store: &Store, path: &str) -> Result<(), OasError> {
     let key = store.key(path)?;
@@ -493,5 +587,67 @@ mod tests {
         assert!(!exists(&store, &file).await.unwrap());
         // Listing a prefix that does not exist is empty, not an error.
         assert_eq!(list(&store, "_nothing/").count().await, 0);
+    }
+
+    #[test]
+    fn folders_a_batch_of_moves_changed() {
+        let mv = |a: &str, b: &str| (a.to_string(), b.to_string());
+        let moves = vec![
+            mv("_hash/lab/a", "_oas/trash/_hash/lab/a"),
+            mv("_hash/lab/b", "_oas/trash/_hash/lab/b"),
+            mv("_hash/other/c", "_oas/trash/_hash/other/c"),
+            mv("top", "_oas/trash/top"),
+        ];
+        let dirs = dirs_changed(&moves, &[true, true, false, true]);
+        let got: Vec<(&str, &[usize])> = dirs.iter().map(|(d, i)| (d.as_str(), &i[..])).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("", &[0, 1, 3][..]),
+                ("_hash/lab", &[0, 1][..]),
+                ("_oas", &[0, 1, 3][..]),
+                ("_oas/trash", &[0, 1, 3][..]),
+                ("_oas/trash/_hash", &[0, 1][..]),
+                ("_oas/trash/_hash/lab", &[0, 1][..]),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn moves_in_batches_with_and_without_fsync() {
+        for fsync in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let spec = StoreSpec::from_json(&serde_json::json!({
+                "protocol": "file", "location": dir.path().to_str().unwrap()
+            }))
+            .unwrap();
+            let settings = ClientSettings {
+                file_fsync: fsync,
+                ..ClientSettings::default()
+            };
+            let store = Store::build("t", spec, &settings).unwrap();
+            assert_eq!(store.unsynced().is_some(), fsync);
+            let paths: Vec<String> = (0..40).map(|i| format!("_hash/lab/{i:02}")).collect();
+            for p in &paths {
+                put(&store, p, b"x").await;
+            }
+            let mut moves: Vec<(String, String)> =
+                paths.iter().map(|p| (p.clone(), trash_key(p))).collect();
+            moves.insert(7, ("_hash/lab/gone".into(), trash_key("_hash/lab/gone")));
+            let results = move_objects(&store, &moves, 8).await;
+            assert_eq!(results.len(), moves.len());
+            for ((from, to), res) in moves.iter().zip(&results) {
+                if from.ends_with("gone") {
+                    assert!(
+                        matches!(res, Err(OasError::ObjectMissing { .. })),
+                        "{res:?}"
+                    );
+                } else {
+                    assert!(res.is_ok(), "{from}: {res:?}");
+                    assert!(!dir.path().join(from).exists());
+                    assert!(dir.path().join(to).is_file());
+                }
+            }
+        }
     }
 }

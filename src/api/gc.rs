@@ -25,6 +25,7 @@ use oas_core::gc::{
 use oas_core::OasError;
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
+use pgrx::PgMemoryContexts;
 
 use crate::catalog;
 use crate::error::{raise, OrRaise};
@@ -202,23 +203,18 @@ fn oas_gc_restore(
     path: default!(Option<&str>, "NULL"),
 ) -> TableIterator<'static, (name!(store, String), name!(path, String))> {
     require_gc_privileges();
-    let rows: Vec<(String, String)> = Spi::connect(|c| {
+    let stores: Vec<String> = Spi::connect(|c| {
         c.select(
-            "SELECT store, path FROM oas.gc_trash WHERE run_id = $1 AND ($2::text IS NULL OR path = $2)
-             ORDER BY store, path",
+            "SELECT DISTINCT store FROM oas.gc_trash
+             WHERE run_id = $1 AND ($2::text IS NULL OR path = $2) ORDER BY 1",
             None,
             &[run_id.into(), path.into()],
         )?
-        .map(|r| {
-            Ok((
-                r.get::<String>(1)?.unwrap_or_default(),
-                r.get::<String>(2)?.unwrap_or_default(),
-            ))
-        })
-        .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+        .map(|r| r.get::<String>(1).map(Option::unwrap_or_default))
+        .collect::<Result<Vec<_>, _>>()
     })
     .or_raise();
-    if rows.is_empty() {
+    if stores.is_empty() {
         raise(OasError::invalid_argument_hint(
             format!(
                 "nothing in trash for run {run_id}{}",
@@ -228,21 +224,82 @@ fn oas_gc_restore(
             "SELECT run_id, store, path FROM oas.gc_trash lists what can be restored",
         ));
     }
-    let mut done = Vec::new();
-    for (store_name, p) in rows {
-        let store = catalog::store(Some(&store_name)).or_raise();
-        match block_on(gc::move_object(&store, &trash_key(&p), &p)) {
-            Ok(()) | Err(OasError::ObjectMissing { .. }) => {}
-            Err(e) => raise(e),
+    let mut done: Vec<(String, String)> = Vec::new();
+    for name in stores {
+        let store = catalog::store(Some(&name)).or_raise();
+        let mut last = String::new();
+        loop {
+            let restored = in_scratch(|| restore_page(&store, run_id, path, &mut last));
+            match restored {
+                Ok(paths) if paths.is_empty() => break,
+                Ok(paths) => done.extend(paths.into_iter().map(|p| (name.clone(), p))),
+                Err(e) => {
+                    pgrx::warning!(
+                        "oas_gc_restore: run {run_id}: stopped after {} object(s) were restored; \
+                         the rest stay in trash, and calling oas_gc_restore({run_id}) again resumes",
+                        done.len()
+                    );
+                    raise(e)
+                }
+            }
+            pgrx::check_for_interrupts!();
         }
-        Spi::run_with_args(
-            "DELETE FROM oas.gc_trash WHERE store = $1 AND path = $2",
-            &[store_name.as_str().into(), p.as_str().into()],
-        )
-        .or_raise();
-        done.push((store_name, p));
     }
     TableIterator::new(done)
+}
+
+/// Restore the next page of run `run_id` in `store` (after the path `last`), in parallel: the
+/// paths restored, or the first error (what this page restored before it stays restored).
+fn restore_page(
+    store: &Store,
+    run_id: i64,
+    path: Option<&str>,
+    last: &mut String,
+) -> Result<Vec<String>, OasError> {
+    let page: Vec<String> = Spi::connect(|c| {
+        c.select(
+            "SELECT path FROM oas.gc_trash
+             WHERE store = $1 AND run_id = $2 AND ($3::text IS NULL OR path = $3) AND path > $4
+             ORDER BY path LIMIT $5",
+            None,
+            &[
+                store.name.as_str().into(),
+                run_id.into(),
+                path.into(),
+                last.as_str().into(),
+                (BATCH as i64).into(),
+            ],
+        )?
+        .map(|r| r.get::<String>(1).map(Option::unwrap_or_default))
+        .collect::<Result<Vec<_>, _>>()
+    })
+    .or_raise();
+    let Some(l) = page.last() else {
+        return Ok(page);
+    };
+    *last = l.clone();
+    let moves: Vec<(String, String)> = page.iter().map(|p| (trash_key(p), p.clone())).collect();
+    let results = block_on(async { Ok(gc::move_objects(store, &moves, PARALLEL).await) })?;
+    let mut restored = Vec::new();
+    let mut first_error = None;
+    for (p, res) in page.into_iter().zip(results) {
+        match res {
+            // Missing from trash: already put back for a new reference, or purged.
+            Ok(()) | Err(OasError::ObjectMissing { .. }) => restored.push(p),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Spi::run_with_args(
+        "DELETE FROM oas.gc_trash WHERE store = $1 AND path = ANY($2)",
+        &[store.name.as_str().into(), restored.clone().into()],
+    )
+    .or_raise();
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(restored),
+    }
 }
 
 /// Delete trash older than `older_than` (default `oas.gc_trash_retention`) now. `oas_gc()` does
@@ -812,6 +869,17 @@ fn report_json(r: &Report) -> serde_json::Value {
     })
 }
 
+/// Run `f` in a memory context of its own, deleted when it returns. Each batch builds SPI
+/// argument arrays (10 000 paths are about 1.5 MB) in the current context, which for a
+/// set-returning function lives until the call ends: without this, a run over a million objects
+/// kept 150 MB of them. `f` must return nothing allocated by PostgreSQL.
+fn in_scratch<R>(f: impl FnOnce() -> R) -> R {
+    let mut cx = PgMemoryContexts::new("oas_gc batch");
+    // SAFETY: `cx` is a fresh child of the current context; it becomes current only while `f`
+    // runs, and `f` returns Rust-owned values. Dropping `cx` deletes it, also on an error.
+    unsafe { cx.switch_to(|_| f()) }
+}
+
 /// Walk a prefix in chunks, calling `f` with each chunk. Returns false when the listing failed
 /// (the error is in the report).
 fn walk(
@@ -841,7 +909,7 @@ fn walk(
             Ok(v) if v.is_empty() => return true,
             Ok(v) => {
                 let full = v.len() == CHUNK;
-                f(r, v);
+                in_scratch(|| f(r, v));
                 pgrx::check_for_interrupts!();
                 if !full {
                     return true;
@@ -992,18 +1060,21 @@ fn move_to_trash(r: &mut Report, store: &Store, horizon: f64, snapshot: &str, si
     let mut last = String::new();
     let mut done = 0i64;
     loop {
-        let batch = path_size_page(
-            "SELECT path, size FROM oas.gc_candidate
-             WHERE store = $1 AND path > $2
-               AND first_seen < to_timestamp($3) AND mtime < to_timestamp($3)
-             ORDER BY path LIMIT $4",
-            &r.store,
-            &last,
-            horizon,
-        );
-        let Some((l, _)) = batch.last() else { break };
-        last = l.clone();
-        let moved = move_batch(r, store, &batch, snapshot, siblings);
+        let moved = in_scratch(|| {
+            let batch = path_size_page(
+                "SELECT path, size FROM oas.gc_candidate
+                 WHERE store = $1 AND path > $2
+                   AND first_seen < to_timestamp($3) AND mtime < to_timestamp($3)
+                 ORDER BY path LIMIT $4",
+                &r.store,
+                &last,
+                horizon,
+            );
+            let (l, _) = batch.last()?;
+            last = l.clone();
+            Some(move_batch(r, store, &batch, snapshot, siblings))
+        });
+        let Some(moved) = moved else { break };
         done += moved;
         if done > 0 && done % 10_000 < moved {
             pgrx::notice!(
@@ -1088,22 +1159,19 @@ fn move_batch(
         .map(|(b, _)| b)
         .collect();
 
-    let results: Vec<(String, i64, Result<(), OasError>)> = block_on(async {
-        Ok(stream::iter(movable.iter().map(|(p, z)| async move {
-            let res = gc::move_object(store, p, &trash_key(p)).await;
-            (p.clone(), *z, res)
-        }))
-        .buffer_unordered(PARALLEL)
-        .collect()
-        .await)
-    })
-    .unwrap_or_default();
+    let moves: Vec<(String, String)> = movable
+        .iter()
+        .map(|(p, _)| (p.clone(), trash_key(p)))
+        .collect();
+    let results =
+        block_on(async { Ok(gc::move_objects(store, &moves, PARALLEL).await) }).unwrap_or_default();
 
     let mut moved_paths = Vec::new();
     let mut owners = Vec::new();
     let mut sizes = Vec::new();
     let mut gone = Vec::new();
-    for (p, z, res) in results {
+    for (&(p, z), res) in movable.iter().zip(results) {
+        let (p, z) = (p.clone(), *z);
         match res {
             Ok(()) => {
                 r.trashed += 1;
@@ -1220,16 +1288,16 @@ fn stripes_of(store: &str, paths: &[String]) -> HashMap<String, i32> {
     .or_raise()
 }
 
-/// The trash area: objects referenced again go back (a reference attached while they were
-/// being collected, or with triggers bypassed); objects no run recorded (a run that aborted
-/// after moving them) are recorded now; unrecorded ones past retention are purged.
+/// The trash area, a chunk of its listing at a time: objects referenced again go back (a
+/// reference attached while they were being collected, or with triggers bypassed); objects no
+/// run recorded (a run that aborted after moving them) are recorded now, and purged after the
+/// retention like the rest. Both are safe on a partial listing: nothing is deleted here.
 fn reconcile_trash(r: &mut Report, store: &Store, refs: &RefSet, dry_run: bool) {
-    let name = r.store.clone();
     let siblings = same_place(store);
-    let mut back: Vec<String> = Vec::new();
-    let mut unrecorded: Vec<Listed> = Vec::new();
-    let ok = walk(r, store, TRASH_PREFIX, |_, chunk| {
-        let mut rest = Vec::new();
+    let before = r.restored;
+    walk(r, store, TRASH_PREFIX, |r, chunk| {
+        let mut back: Vec<String> = Vec::new();
+        let mut rest: Vec<Listed> = Vec::new();
         for o in chunk {
             match untrash_key(&o.path) {
                 Some(orig) if refs.covers(Section::Schema, orig) => back.push(orig.to_string()),
@@ -1237,81 +1305,86 @@ fn reconcile_trash(r: &mut Report, store: &Store, refs: &RefSet, dry_run: bool) 
                 None => {}
             }
         }
-        if rest.is_empty() {
-            return;
+        r.restored += back.len() as i64;
+        if !dry_run && !back.is_empty() {
+            put_back(r, store, back);
         }
-        let paths: Vec<String> = rest
-            .iter()
-            .map(|o| untrash_key(&o.path).unwrap_or_default().to_string())
-            .collect();
-        let known: HashSet<String> = Spi::connect(|c| {
-            c.select(
-                "SELECT path FROM oas.gc_trash WHERE store = ANY($1) AND path = ANY($2)",
-                None,
-                &[siblings.clone().into(), paths.into()],
-            )?
-            .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
-            .collect::<Result<HashSet<_>, _>>()
-        })
-        .or_raise();
-        unrecorded.extend(
-            rest.into_iter()
-                .filter(|o| !known.contains(untrash_key(&o.path).unwrap_or_default())),
-        );
+        if !dry_run && !rest.is_empty() {
+            record_unrecorded(r, store, &siblings, rest);
+        }
     });
-    if !ok {
-        return;
+    if !dry_run && r.restored > before {
+        pgrx::warning!(
+            "oas_gc: store \"{}\": {} referenced object(s) were in trash and have been put back",
+            r.store,
+            r.restored - before
+        );
     }
-    r.restored += back.len() as i64;
-    if dry_run {
-        return;
-    }
-    for p in &back {
-        match block_on(gc::move_object(store, &trash_key(p), p)) {
-            Ok(()) | Err(OasError::ObjectMissing { .. }) => {}
+}
+
+/// Move referenced objects back out of trash and drop their trash records. One that cannot be
+/// moved blocks deletion in this store for the run.
+fn put_back(r: &mut Report, store: &Store, paths: Vec<String>) {
+    let moves: Vec<(String, String)> = paths.iter().map(|p| (trash_key(p), p.clone())).collect();
+    let results =
+        block_on(async { Ok(gc::move_objects(store, &moves, PARALLEL).await) }).or_raise();
+    let mut done = Vec::new();
+    for (p, res) in paths.into_iter().zip(results) {
+        match res {
+            Ok(()) | Err(OasError::ObjectMissing { .. }) => done.push(p),
             Err(e) => r.refuse(format!("could not put back referenced object {p}: {e}")),
         }
     }
-    if !back.is_empty() {
-        pgrx::warning!(
-            "oas_gc: store \"{name}\": {} referenced object(s) were in trash and have been put back",
-            back.len()
-        );
-        Spi::run_with_args(
-            "DELETE FROM oas.gc_trash WHERE store = $1 AND path = ANY($2)",
-            &[name.as_str().into(), back.into()],
-        )
-        .or_raise();
+    Spi::run_with_args(
+        "DELETE FROM oas.gc_trash WHERE store = $1 AND path = ANY($2)",
+        &[r.store.as_str().into(), done.into()],
+    )
+    .or_raise();
+}
+
+/// Record trashed objects that no store name of this place has a trash record for.
+fn record_unrecorded(r: &mut Report, store: &Store, siblings: &[String], listed: Vec<Listed>) {
+    let paths: Vec<String> = listed
+        .iter()
+        .map(|o| untrash_key(&o.path).unwrap_or_default().to_string())
+        .collect();
+    let known: HashSet<String> = Spi::connect(|c| {
+        c.select(
+            "SELECT path FROM oas.gc_trash WHERE store = ANY($1) AND path = ANY($2)",
+            None,
+            &[siblings.to_vec().into(), paths.clone().into()],
+        )?
+        .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
+        .collect::<Result<HashSet<_>, _>>()
+    })
+    .or_raise();
+    let (mut new, mut owners, mut sizes) = (Vec::new(), Vec::new(), Vec::new());
+    for (p, o) in paths.into_iter().zip(listed) {
+        if !known.contains(&p) {
+            owners.push(owner_of(store, &p).to_string());
+            sizes.push(o.size as i64);
+            new.push(p);
+        }
     }
-    if !unrecorded.is_empty() {
-        let paths: Vec<String> = unrecorded
-            .iter()
-            .map(|o| untrash_key(&o.path).unwrap_or_default().to_string())
-            .collect();
-        let owners: Vec<String> = paths
-            .iter()
-            .map(|p| owner_of(store, p).to_string())
-            .collect();
-        let sizes: Vec<i64> = unrecorded.iter().map(|o| o.size as i64).collect();
-        let mtimes: Vec<f64> = unrecorded.iter().map(|o| o.mtime).collect();
-        Spi::run_with_args(
-            // Dated now, not by the file (a rename keeps its old time): the full retention
-            // starts when a run first finds it.
-            "INSERT INTO oas.gc_trash (store, path, ref_path, size, run_id, trashed_at)
-             SELECT $1, p, o, z, $5, clock_timestamp()
-             FROM unnest($2::text[], $3::text[], $4::int8[], $6::float8[]) u(p, o, z, m)
-             ON CONFLICT DO NOTHING",
-            &[
-                name.as_str().into(),
-                paths.into(),
-                owners.into(),
-                sizes.into(),
-                r.run_id.into(),
-                mtimes.into(),
-            ],
-        )
-        .or_raise();
+    if new.is_empty() {
+        return;
     }
+    Spi::run_with_args(
+        // Dated now, not by the file (a rename keeps its old time): the full retention starts
+        // when a run first finds it.
+        "INSERT INTO oas.gc_trash (store, path, ref_path, size, run_id, trashed_at)
+         SELECT $1, p, o, z, $5, clock_timestamp()
+         FROM unnest($2::text[], $3::text[], $4::int8[]) u(p, o, z)
+         ON CONFLICT DO NOTHING",
+        &[
+            r.store.as_str().into(),
+            new.into(),
+            owners.into(),
+            sizes.into(),
+            r.run_id.into(),
+        ],
+    )
+    .or_raise();
 }
 
 /// Delete trash recorded longer ago than `retention`, except objects `refs` says are referenced
@@ -1324,57 +1397,71 @@ fn purge_recorded(
     refs: Option<&RefSet>,
 ) {
     let mut last = String::new();
-    loop {
-        let batch = path_size_page(
-            "SELECT path, size FROM oas.gc_trash
-             WHERE store = $1 AND path > $2 AND trashed_at < now() - make_interval(secs => $3)
-             ORDER BY path LIMIT $4",
-            &r.store,
-            &last,
-            retention,
-        );
-        let Some((l, _)) = batch.last() else { break };
-        last = l.clone();
-        let batch: Vec<(String, i64)> = batch
-            .into_iter()
-            .filter(|(p, _)| !refs.is_some_and(|s| s.covers(Section::Schema, p)))
-            .collect();
-        if count_only {
-            r.purged += batch.len() as i64;
-            r.purged_bytes += batch.iter().map(|b| b.1).sum::<i64>();
-            continue;
-        }
-        let results: Vec<(String, i64, Result<(), OasError>)> = block_on(async {
-            Ok(stream::iter(batch.iter().map(|(p, z)| async move {
-                (p.clone(), *z, gc::delete_object(store, &trash_key(p)).await)
-            }))
-            .buffer_unordered(PARALLEL)
-            .collect()
-            .await)
-        })
-        .unwrap_or_default();
-        let mut purged = Vec::new();
-        for (p, z, res) in results {
-            match res {
-                Ok(()) => {
-                    r.purged += 1;
-                    r.purged_bytes += z;
-                    purged.push(p);
-                }
-                Err(e) => {
-                    if r.errors.len() < 20 {
-                        r.errors.push(e.to_string());
-                    }
+    while in_scratch(|| purge_page(r, store, retention, count_only, refs, &mut last)) {
+        pgrx::check_for_interrupts!();
+    }
+}
+
+/// One page of [`purge_recorded`]: false when there was nothing left.
+fn purge_page(
+    r: &mut Report,
+    store: &Store,
+    retention: f64,
+    count_only: bool,
+    refs: Option<&RefSet>,
+    last: &mut String,
+) -> bool {
+    let batch = path_size_page(
+        "SELECT path, size FROM oas.gc_trash
+         WHERE store = $1 AND path > $2 AND trashed_at < now() - make_interval(secs => $3)
+         ORDER BY path LIMIT $4",
+        &r.store,
+        last,
+        retention,
+    );
+    let Some((l, _)) = batch.last() else {
+        return false;
+    };
+    *last = l.clone();
+    let batch: Vec<(String, i64)> = batch
+        .into_iter()
+        .filter(|(p, _)| !refs.is_some_and(|s| s.covers(Section::Schema, p)))
+        .collect();
+    if count_only {
+        r.purged += batch.len() as i64;
+        r.purged_bytes += batch.iter().map(|b| b.1).sum::<i64>();
+        return true;
+    }
+    let results: Vec<(String, i64, Result<(), OasError>)> = block_on(async {
+        Ok(stream::iter(batch.iter().map(|(p, z)| async move {
+            (p.clone(), *z, gc::delete_object(store, &trash_key(p)).await)
+        }))
+        .buffer_unordered(PARALLEL)
+        .collect()
+        .await)
+    })
+    .unwrap_or_default();
+    let mut purged = Vec::new();
+    for (p, z, res) in results {
+        match res {
+            Ok(()) => {
+                r.purged += 1;
+                r.purged_bytes += z;
+                purged.push(p);
+            }
+            Err(e) => {
+                if r.errors.len() < 20 {
+                    r.errors.push(e.to_string());
                 }
             }
         }
-        Spi::run_with_args(
-            "DELETE FROM oas.gc_trash WHERE store = $1 AND path = ANY($2)",
-            &[r.store.as_str().into(), purged.into()],
-        )
-        .or_raise();
-        pgrx::check_for_interrupts!();
     }
+    Spi::run_with_args(
+        "DELETE FROM oas.gc_trash WHERE store = $1 AND path = ANY($2)",
+        &[r.store.as_str().into(), purged.into()],
+    )
+    .or_raise();
+    true
 }
 
 /// Staging files are never referenced; one older than every running transaction and the grace

@@ -23,12 +23,27 @@ pub(super) fn build(
             ),
         });
     }
-    let fs = LocalFileSystem::new_with_prefix(dir)
-        .map_err(|e| OasError::InvalidSpec {
-            reason: format!("local directory \"{}\": {e}", spec.location),
-            hint: None,
-        })?
-        .with_automatic_cleanup(false)
-        .with_fsync(settings.file_fsync);
-    Ok(Store::from_parts(name, spec, Arc::new(fs), masker))
+    let client = |fsync: bool| {
+        LocalFileSystem::new_with_prefix(dir)
+            .map_err(|e| OasError::InvalidSpec {
+                reason: format!("local directory \"{}\": {e}", spec.location),
+                hint: None,
+            })
+            .map(|fs| fs.with_automatic_cleanup(false).with_fsync(fsync))
+    };
+    let synced = client(settings.file_fsync)?;
+    // Batches of renames go through a twin that does not fsync every rename, and sync each
+    // directory they touched once (`Store::unsynced`).
+    let unsynced = if settings.file_fsync {
+        Some(Arc::new(client(false)?))
+    } else {
+        None
+    };
+    Ok(Store::from_parts(
+        name,
+        spec,
+        Arc::new(synced),
+        unsynced,
+        masker,
+    ))
 }

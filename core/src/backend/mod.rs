@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::client::{HttpError, HttpErrorKind};
+use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::signer::Signer;
@@ -80,6 +81,10 @@ pub struct Store {
     /// The raw client as a URL signer (S3, GCS, Azure). Not rooted at the location: it signs
     /// full keys, see [`Store::full_key`].
     signer: Option<Arc<dyn Signer>>,
+    /// `file` stores that fsync: the same directory through a client that does not. Batches of
+    /// renames use it and then fsync each directory they touched once, instead of two directory
+    /// fsyncs per rename (see [`crate::gc::move_objects`]).
+    unsynced: Option<Arc<LocalFileSystem>>,
     masker: Masker,
 }
 
@@ -107,6 +112,7 @@ impl Store {
             spec,
             client,
             signer,
+            unsynced: None,
             masker,
         })
     }
@@ -115,6 +121,7 @@ impl Store {
         name: &str,
         spec: StoreSpec,
         client: Arc<dyn ObjectStore>,
+        unsynced: Option<Arc<LocalFileSystem>>,
         masker: Masker,
     ) -> Self {
         Store {
@@ -122,8 +129,15 @@ impl Store {
             spec,
             client,
             signer: None,
+            unsynced,
             masker,
         }
+    }
+
+    /// For `file` stores that fsync: a client for the same directory that does not. Whoever
+    /// renames through it must fsync the directories involved before relying on the result.
+    pub fn unsynced(&self) -> Option<&Arc<LocalFileSystem>> {
+        self.unsynced.as_ref()
     }
 
     pub fn client(&self) -> &Arc<dyn ObjectStore> {
