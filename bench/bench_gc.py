@@ -490,7 +490,8 @@ STATEMENT_KINDS = [
     ("move: record in gc_trash", re.compile(r"INSERT INTO oas\.gc_trash AS t", re.I)),
     ("move: drop candidates", re.compile(r"DELETE FROM oas\.gc_candidate WHERE store = \$1 AND path = ANY", re.I)),
     ("move: stripe lookup, unlock", re.compile(r"pg_advisory_unlock|oas\.lock_stripe\(\$1, p\)", re.I)),
-    ("restore: records", re.compile(r"DELETE FROM oas\.gc_trash WHERE|FROM oas\.gc_trash WHERE run_id", re.I)),
+    ("restore: pick page", re.compile(r"SELECT path FROM oas\.gc_trash\s+WHERE run_id", re.I)),
+    ("restore: drop records", re.compile(r"DELETE FROM oas\.gc_trash WHERE", re.I)),
     ("store catalog lookups", re.compile(r"FROM oas\.store WHERE name = \$1|FROM oas\.store_secret", re.I)),
 ]
 HORIZON = re.compile(r"least\(now\(\) - grace", re.I)
@@ -893,7 +894,7 @@ def machine_info(admin, args, load_start, specs):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dsn", default="host=127.0.0.1 port=55436 user=postgres dbname=gcbench")
+    p.add_argument("--dsn", default="host=127.0.0.1 port=25436 user=postgres dbname=gcbench")
     p.add_argument("--scenarios", default="local:100000,s3:100000,local:1000000",
                    help="comma-separated KIND:N, KIND local or s3")
     p.add_argument("--referenced", type=float, default=0.5, help="fraction of the objects that rows reference")

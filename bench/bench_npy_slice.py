@@ -343,7 +343,7 @@ def machine_info(admin, args, load_start):
 # -------------------------------------------------------------------------------------- main
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dsn", default="host=127.0.0.1 port=55435 user=postgres dbname=npybench")
+    p.add_argument("--dsn", default="host=127.0.0.1 port=25435 user=postgres dbname=npybench")
     p.add_argument("--store", default="s3", help="the pg_oas store (DataJoint gets the same spec)")
     p.add_argument("--size-mib", type=int, default=1024, help="array size; 4096 float32 columns (default 1024)")
     p.add_argument("--cols", type=int, default=4096)

@@ -317,7 +317,7 @@ def parse_size(s):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dsn", default="host=127.0.0.1 port=55434 user=postgres dbname=oas_bench")
+    p.add_argument("--dsn", default="host=127.0.0.1 port=25434 user=postgres dbname=oas_bench")
     p.add_argument("--sizes", default="4K,1M,64M")
     p.add_argument("--methods", default=",".join(ALL_METHODS), help=", ".join(ALL_METHODS))
     p.add_argument("--quick", action="store_true", help="~0.5 s per cell instead of ~3 s")

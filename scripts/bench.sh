@@ -3,12 +3,12 @@
 #   scripts/bench.sh [bench_put_get.py options]     e.g. --quick, --record, --sizes 4K,1M
 #   OAS_BENCH_INSTALL=1 scripts/bench.sh            first build and install the release extension
 # Starts SeaweedFS (S3) if it is not running, a fresh cluster `bench` on 127.0.0.1:$OAS_BENCH_PORT
-# (55434) with database oas_bench, the extension and two stores: `file` (.run/bench-store) and `s3`
+# (25434) with database oas_bench, the extension and two stores: `file` (.run/bench-store) and `s3`
 # (SeaweedFS, bucket oas-test, location "bench"). Stops the cluster at the end, and SeaweedFS too
 # if this script started it. See bench/README.md.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
-BENCH_PORT="${OAS_BENCH_PORT:-55434}"
+BENCH_PORT="${OAS_BENCH_PORT:-25434}"
 DB=oas_bench
 STORE="$RUN_DIR/bench-store"
 

@@ -3,13 +3,13 @@
 #   scripts/bench_gc.sh [bench_gc.py options]   e.g. --scenarios local:100000,s3:100000, --record
 #   OAS_SERVERS_RUN_DIR=/other/checkout/.run scripts/bench_gc.sh   share that checkout's SeaweedFS
 # Starts SeaweedFS (S3) if it is not running, a fresh cluster `gcbench` on
-# 127.0.0.1:$OAS_BENCH_GC_PORT (55436) with pg_stat_statements (track = all) and autovacuum off,
+# 127.0.0.1:$OAS_BENCH_GC_PORT (25436) with pg_stat_statements (track = all) and autovacuum off,
 # database gcbench, the extension and two stores: `file` (.run/gcbench-store, owned by postgres,
 # group-writable) and `s3` (SeaweedFS, bucket oas-test, a new location gcbench-<time> per run).
 # Stops the cluster at the end, and SeaweedFS too if this script started it. See bench/README.md.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
-BENCH_PORT="${OAS_BENCH_GC_PORT:-55436}"
+BENCH_PORT="${OAS_BENCH_GC_PORT:-25436}"
 CLUSTER=gcbench
 DB=gcbench
 STORE="$RUN_DIR/gcbench-store"

@@ -3,12 +3,12 @@
 #   scripts/bench_npy.sh [bench_npy_slice.py options]   e.g. --size-mib 64, --record
 #   OAS_BENCH_INSTALL=1 scripts/bench_npy.sh            first build and install the release extension
 # Starts SeaweedFS (S3) if it is not running, a fresh cluster `npybench` on
-# 127.0.0.1:$OAS_BENCH_NPY_PORT (55435) with database npybench, the extension and one store `s3`
+# 127.0.0.1:$OAS_BENCH_NPY_PORT (25435) with database npybench, the extension and one store `s3`
 # (SeaweedFS, bucket oas-test, location "npybench"). Stops the cluster at the end, and SeaweedFS
 # too if this script started it. See bench/README.md.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
-BENCH_PORT="${OAS_BENCH_NPY_PORT:-55435}"
+BENCH_PORT="${OAS_BENCH_NPY_PORT:-25435}"
 CLUSTER=npybench
 DB=npybench
 

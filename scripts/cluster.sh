@@ -37,7 +37,18 @@ CONF
     if as_pg "$BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
       exit 0
     fi
-    as_pg "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
+    # The port lies in Linux's ephemeral range, so an outgoing connection can hold it for a
+    # moment (seen once: "could not create any TCP/IP sockets"); try again a few times then.
+    for attempt in 1 2 3 4 5; do
+      # -p: a cluster made by an older checkout (other default ports) starts on PORT all the same.
+      if as_pg "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -o "-p $port" -w -t 60 start >/dev/null; then
+        exit 0
+      fi
+      tail -n 3 "$dir/server.log" | grep -q "could not create any TCP/IP sockets" || break
+      echo "cluster.sh: port $port is busy, trying again ($attempt)" >&2
+      sleep 2
+    done
+    exit 1
     ;;
   stop)
     if [ -f "$dir/data/PG_VERSION" ] && as_pg "$BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then

@@ -5,6 +5,6 @@ PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 PGBIN=/usr/lib/postgresql/15/bin
 RUN_DIR="${OAS_RUN_DIR:-$ROOT/.run}"
 VENV="$ROOT/.tools/venv"
-DEV_PORT="${OAS_DEV_PORT:-55432}"
-TEST_PORT="${OAS_TEST_PORT:-55433}"
+DEV_PORT="${OAS_DEV_PORT:-25432}"
+TEST_PORT="${OAS_TEST_PORT:-25433}"
 log() { printf '\033[1m[%s]\033[0m %s\n' "$(basename "$0" .sh)" "$*"; }

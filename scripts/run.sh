@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The product, locally: installs what is missing, builds and installs pg_oas (release), starts a
-# PostgreSQL 15 cluster on 127.0.0.1:$OAS_DEV_PORT (55432) with database `oas`, the extension and a
+# PostgreSQL 15 cluster on 127.0.0.1:$OAS_DEV_PORT (25432) with database `oas`, the extension and a
 # default file store `main` under .run/dev-store, runs a short demo and says how to connect.
 # Rerunning keeps the cluster and its data. Stop it with: scripts/cluster.sh stop dev
 set -euo pipefail

@@ -77,7 +77,7 @@ CREATE TABLE oas.gc_trash (
     PRIMARY KEY (store, path)
 );
 CREATE INDEX gc_trash_ref ON oas.gc_trash (store, ref_path);
-CREATE INDEX gc_trash_run ON oas.gc_trash (run_id);
+CREATE INDEX gc_trash_run ON oas.gc_trash (run_id, store, path);
 COMMENT ON TABLE oas.gc_trash IS 'pg_oas: collected objects in the trash area, restorable until purged';
 SELECT pg_catalog.pg_extension_config_dump('oas.gc_trash', '');
 
@@ -216,16 +216,36 @@ BEGIN
 END
 $fn$;
 
+-- Release what the ledger says table `rel` references (its net per column and object), for rows
+-- or columns that go without the statement triggers seeing them; `op` says why (TRUNCATE, DROP,
+-- DETACH). Only the columns `only_columns` (NULL: all) and not those in `keep_columns`. Releasing
+-- twice releases nothing more: the first call brings the net to zero. Called by the SECURITY
+-- DEFINER functions below; nobody else may write the ledger.
+CREATE FUNCTION oas._release(op text, rel oid, only_columns text[] DEFAULT NULL,
+                             keep_columns text[] DEFAULT NULL) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    INSERT INTO oas.ref_log (op, table_oid, schema_name, table_name, column_name, store, path, delta)
+    -- Named as the table is now, or (dropped) as the ledger last knew it.
+    SELECT _release.op, rel, coalesce(c.nspname, min(l.schema_name)), coalesce(c.relname, min(l.table_name)),
+           l.column_name, l.store, l.path, -sum(l.delta)
+    FROM oas.ref_log l
+    LEFT JOIN (SELECT n.nspname::text, cl.relname::text FROM pg_class cl
+               JOIN pg_namespace n ON n.oid = cl.relnamespace WHERE cl.oid = rel) c ON true
+    WHERE l.table_oid = rel
+      AND (only_columns IS NULL OR l.column_name = ANY (only_columns))
+      AND (keep_columns IS NULL OR l.column_name <> ALL (keep_columns))
+    GROUP BY l.column_name, l.store, l.path, c.nspname, c.relname HAVING sum(l.delta) <> 0;
+$fn$;
+
 -- TRUNCATE removes rows without row triggers: release what the ledger says the table references.
 CREATE FUNCTION oas._track_truncate() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    INSERT INTO oas.ref_log (op, table_oid, schema_name, table_name, column_name, store, path, delta)
-    SELECT 'TRUNCATE', TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, l.column_name, l.store, l.path, -sum(l.delta)
-    FROM oas.ref_log l WHERE l.table_oid = TG_RELID
-    GROUP BY l.column_name, l.store, l.path HAVING sum(l.delta) <> 0;
+    PERFORM oas._release('TRUNCATE', TG_RELID);
     RETURN NULL;
 END
 $fn$;
@@ -285,12 +305,8 @@ BEGIN
     END IF;
 
     -- Release columns the ledger has references for that are no longer tracked.
-    INSERT INTO oas.ref_log (op, table_oid, schema_name, table_name, column_name, store, path, delta)
-    SELECT 'DETACH', rel, sch, relname, l.column_name, l.store, l.path, -sum(l.delta)
-    FROM oas.ref_log l
-    WHERE l.table_oid = rel
-      AND l.column_name NOT IN (SELECT t.column_name FROM oas.tracked_columns t WHERE t.table_oid = rel)
-    GROUP BY l.column_name, l.store, l.path HAVING sum(l.delta) <> 0;
+    PERFORM oas._release('DETACH', rel, keep_columns => ARRAY(
+        SELECT t.column_name::text FROM oas.tracked_columns t WHERE t.table_oid = rel));
 
     -- Record the references of tracked columns the ledger knows nothing of.
     FOR c IN SELECT t.column_name, t.resolved_store FROM oas.tracked_columns t
@@ -379,15 +395,16 @@ CREATE FUNCTION oas._on_sql_drop() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+DECLARE
+    d record;
 BEGIN
-    INSERT INTO oas.ref_log (op, table_oid, schema_name, table_name, column_name, store, path, delta)
-    SELECT 'DROP', l.table_oid, min(l.schema_name), min(l.table_name), l.column_name, l.store, l.path, -sum(l.delta)
-    FROM oas.ref_log l
-    WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger_dropped_objects() d
-                  WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = l.table_oid
-                    AND (d.object_type = 'table'
-                         OR (d.object_type = 'table column' AND d.address_names[3] = l.column_name)))
-    GROUP BY l.table_oid, l.column_name, l.store, l.path HAVING sum(l.delta) <> 0;
+    FOR d IN SELECT o.objid, o.object_type, o.address_names
+             FROM pg_catalog.pg_event_trigger_dropped_objects() o
+             WHERE o.classid = 'pg_catalog.pg_class'::regclass
+               AND o.object_type IN ('table', 'table column') LOOP
+        PERFORM oas._release('DROP', d.objid,
+                             CASE WHEN d.object_type = 'table column' THEN ARRAY[d.address_names[3]] END);
+    END LOOP;
 END
 $fn$;
 
@@ -399,6 +416,7 @@ CREATE EVENT TRIGGER oas_track_drop ON sql_drop
     EXECUTE FUNCTION oas._on_sql_drop();
 
 REVOKE ALL ON FUNCTION oas._sync_table(oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION oas._release(text, oid, text[], text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION oas._gc_ensure_present(text, text) FROM PUBLIC;
 -- Listing a folder shows paths under any prefix of a store: like presigned URLs, deliberate grants only.
 REVOKE ALL ON FUNCTION oas.oas_object_list(jsonb) FROM PUBLIC;

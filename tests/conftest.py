@@ -22,7 +22,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUN_DIR = pathlib.Path(os.environ.get("OAS_RUN_DIR", ROOT / ".run"))
-PORT = int(os.environ.get("OAS_TEST_PORT", "55433"))
+PORT = int(os.environ.get("OAS_TEST_PORT", "25433"))
 DB = "oas_pytest"
 
 

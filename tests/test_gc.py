@@ -615,7 +615,7 @@ def dj_gc(gc_db, gc_store, dj_config, servers):
     keys = ("database.backend", "database.host", "database.port", "database.user", "database.password",
             "database.name", "database.use_tls")
     saved = {k: dj_config[k] for k in keys}
-    for k, v in zip(keys, ("postgresql", "127.0.0.1", int(os.environ.get("OAS_TEST_PORT", "55433")), "postgres",
+    for k, v in zip(keys, ("postgresql", "127.0.0.1", int(os.environ.get("OAS_TEST_PORT", "25433")), "postgres",
                            "unused", gc_db, False)):
         dj_config[k] = v
     conn = dj.conn(reset=True)

@@ -4,7 +4,7 @@
 //! The decisions that need PostgreSQL (what rows reference, grace, running transactions, locks)
 //! are made in the extension; see `docs/gc-design.md`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
@@ -276,59 +276,36 @@ pub async fn move_object(store: &Store, from: &str, to: &str) -> Result<(), OasE
 /// Move each `(from, to)` pair, at most `parallel` at a time: one result per pair, in order.
 /// A missing source is [`OasError::ObjectMissing`].
 ///
-/// Through its own client, a file store that fsyncs would sync two directories per rename (a
-/// million directory fsyncs to move 500 k objects out of one folder). Here the renames go
-/// through [`Store::unsynced`], and then each directory they changed is synced once: the
-/// sources' folders, the destinations' folders and every folder above those up to the store's
-/// root (a rename may have created them). When a sync fails, every move that changed that
-/// directory fails too: the object did move, but its new place might not survive a crash.
+/// Through its own client, a file store that fsyncs would sync two directories per rename: a
+/// million directory fsyncs, each a journal commit, to move 500 k objects. Here the renames go
+/// through [`Store::unsynced`] and the folders they changed are noted in `syncs`, to be synced
+/// once each before the work is committed ([`FolderSyncs::sync`]).
 pub async fn move_objects(
     store: &Store,
     moves: &[(String, String)],
     parallel: usize,
+    syncs: &mut FolderSyncs,
 ) -> Vec<Result<(), OasError>> {
-    let unsynced = store.unsynced().cloned();
-    let client: Arc<dyn ObjectStore> = match &unsynced {
+    let client: Arc<dyn ObjectStore> = match store.unsynced() {
         Some(fs) => fs.clone(),
-        None => store.client().clone(),
+        None => return move_each(store, store.client(), moves, parallel).await,
     };
-    let mut results: Vec<Result<(), OasError>> = stream::iter(moves.iter().map(|(from, to)| {
-        let client = client.clone();
-        async move {
-            let (f, t) = (store.key(from)?, store.key(to)?);
-            client
-                .rename(&f, &t)
-                .await
-                .map_err(|e| store.error(e, "move", from))
+    let mut results = move_each(store, &client, moves, parallel).await;
+    for ((from, to), res) in moves.iter().zip(&results) {
+        if res.is_ok() {
+            syncs.note(from, to);
         }
-    }))
-    .buffered(parallel.max(1))
-    .collect()
-    .await;
-    let Some(fs) = unsynced else {
-        return results;
-    };
-    let done: Vec<bool> = results.iter().map(Result::is_ok).collect();
-    for (rel, changed) in dirs_changed(moves, &done) {
-        // object_store maps object paths, not folders (the root has no object path): take the
-        // folder of an object in it.
-        let in_dir = ObjectPath::from(rel.as_str()).join("_");
-        let synced = fs
-            .path_to_filesystem(&in_dir)
-            .map_err(|e| e.to_string())
-            .map(|p| p.parent().map(ToOwned::to_owned).unwrap_or(p))
-            .and_then(|dir| {
-                std::fs::File::open(&dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(|e| format!("{}: {e}", dir.display()))
-            });
-        if let Err(detail) = synced {
-            for i in changed {
-                results[i] = Err(OasError::Store {
+    }
+    if syncs.folders.len() >= FolderSyncs::LIMIT {
+        // Keep the set bounded. Should the sync fail, this batch counts as not moved (its
+        // objects are in trash without a record, which the next run adopts).
+        if let Err(e) = syncs.sync(store) {
+            for res in results.iter_mut().filter(|r| r.is_ok()) {
+                *res = Err(OasError::Store {
                     store: store.name.clone(),
-                    op: "sync the folder of",
-                    path: moves[i].1.clone(),
-                    detail: store.mask(&detail),
+                    op: "sync folders after",
+                    path: "moves".into(),
+                    detail: e.to_string(),
                 });
             }
         }
@@ -336,33 +313,82 @@ pub async fn move_objects(
     results
 }
 
-/// The folders (relative to the store root, `""` for the root) that the moves marked `done`
-/// changed, each with the moves that changed it: a source's folder, a destination's folder and
-/// every folder above it.
-fn dirs_changed(moves: &[(String, String)], done: &[bool]) -> BTreeMap<String, Vec<usize>> {
-    let mut dirs: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, (from, to)) in moves.iter().enumerate() {
-        if !done[i] {
-            continue;
-        }
-        let parent = |key: &str| {
-            key.rsplit_once('/')
-                .map_or(String::new(), |(d, _)| d.to_string())
-        };
-        dirs.entry(parent(from)).or_default().push(i);
+async fn move_each(
+    store: &Store,
+    client: &Arc<dyn ObjectStore>,
+    moves: &[(String, String)],
+    parallel: usize,
+) -> Vec<Result<(), OasError>> {
+    stream::iter(moves.iter().map(|(from, to)| async move {
+        let (f, t) = (store.key(from)?, store.key(to)?);
+        client
+            .rename(&f, &t)
+            .await
+            .map_err(|e| store.error(e, "move", from))
+    }))
+    .buffered(parallel.max(1))
+    .collect()
+    .await
+}
+
+/// Folders of a file store that renames changed and that still need an fsync: each source's
+/// folder, and each destination's folder with every folder above it (a rename may have created
+/// them), relative to the store root (`""` is the root).
+///
+/// A collector run or a restore is one transaction: what it records about its moves becomes
+/// durable at commit, so syncing the folders once before returning is as safe as syncing after
+/// every rename. A move that is lost in a crash anyway leaves an object in its old place or in
+/// trash without a record; the collector handles both (see `docs/gc-design.md`).
+#[derive(Debug, Default)]
+pub struct FolderSyncs {
+    folders: BTreeSet<String>,
+}
+
+impl FolderSyncs {
+    /// Sync early once this many folders are pending (objects stored one per folder).
+    pub const LIMIT: usize = 10_000;
+
+    fn note(&mut self, from: &str, to: &str) {
+        let parent = |key: &str| key.rsplit_once('/').map(|(d, _)| d.to_string());
+        self.folders.insert(parent(from).unwrap_or_default());
         let mut dir = parent(to);
-        loop {
-            let entry = dirs.entry(dir.clone()).or_default();
-            if entry.last() != Some(&i) {
-                entry.push(i);
-            }
-            if dir.is_empty() {
-                break;
-            }
-            dir = parent(&dir);
+        while let Some(d) = dir {
+            dir = parent(&d);
+            self.folders.insert(d);
         }
+        self.folders.insert(String::new());
     }
-    dirs
+
+    /// Fsync every pending folder of `store` (nothing for stores without [`Store::unsynced`]).
+    pub fn sync(&mut self, store: &Store) -> Result<(), OasError> {
+        let folders = std::mem::take(&mut self.folders);
+        let Some(fs) = store.unsynced() else {
+            return Ok(());
+        };
+        for rel in folders {
+            // object_store maps object paths, not folders (the root has no object path): take
+            // the folder of an object in it.
+            let inside = ObjectPath::from(rel.as_str()).join("_");
+            let synced = fs
+                .path_to_filesystem(&inside)
+                .map_err(|e| e.to_string())
+                .map(|p| p.parent().map(ToOwned::to_owned).unwrap_or(p))
+                .and_then(|dir| {
+                    std::fs::File::open(&dir)
+                        .and_then(|d| d.sync_all())
+                        .map_err(|e| format!("{}: {e}", dir.display()))
+                });
+            if let Err(detail) = synced {
+                return Err(OasError::Store {
+                    store: store.name.clone(),
+                    op: "sync folder",
+                    path: rel,
+                    detail: store.mask(&detail),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Delete an object; an object that is already gone is not an error.
@@ -590,25 +616,30 @@ mod tests {
     }
 
     #[test]
-    fn folders_a_batch_of_moves_changed() {
-        let mv = |a: &str, b: &str| (a.to_string(), b.to_string());
-        let moves = vec![
-            mv("_hash/lab/a", "_oas/trash/_hash/lab/a"),
-            mv("_hash/lab/b", "_oas/trash/_hash/lab/b"),
-            mv("_hash/other/c", "_oas/trash/_hash/other/c"),
-            mv("top", "_oas/trash/top"),
-        ];
-        let dirs = dirs_changed(&moves, &[true, true, false, true]);
-        let got: Vec<(&str, &[usize])> = dirs.iter().map(|(d, i)| (d.as_str(), &i[..])).collect();
+    fn folders_moves_changed() {
+        let mut syncs = FolderSyncs::default();
+        syncs.note("_hash/lab/a", "_oas/trash/_hash/lab/a");
+        syncs.note("_hash/lab/b", "_oas/trash/_hash/lab/b");
+        syncs.note("top", "_oas/trash/top");
+        syncs.note(
+            "_schema/lab/t/id=1/f.npy",
+            "_oas/trash/_schema/lab/t/id=1/f.npy",
+        );
+        let got: Vec<&str> = syncs.folders.iter().map(String::as_str).collect();
         assert_eq!(
             got,
             vec![
-                ("", &[0, 1, 3][..]),
-                ("_hash/lab", &[0, 1][..]),
-                ("_oas", &[0, 1, 3][..]),
-                ("_oas/trash", &[0, 1, 3][..]),
-                ("_oas/trash/_hash", &[0, 1][..]),
-                ("_oas/trash/_hash/lab", &[0, 1][..]),
+                "",
+                "_hash/lab",
+                "_oas",
+                "_oas/trash",
+                "_oas/trash/_hash",
+                "_oas/trash/_hash/lab",
+                "_oas/trash/_schema",
+                "_oas/trash/_schema/lab",
+                "_oas/trash/_schema/lab/t",
+                "_oas/trash/_schema/lab/t/id=1",
+                "_schema/lab/t/id=1",
             ]
         );
     }
@@ -634,8 +665,13 @@ mod tests {
             let mut moves: Vec<(String, String)> =
                 paths.iter().map(|p| (p.clone(), trash_key(p))).collect();
             moves.insert(7, ("_hash/lab/gone".into(), trash_key("_hash/lab/gone")));
-            let results = move_objects(&store, &moves, 8).await;
+            let mut syncs = FolderSyncs::default();
+            let results = move_objects(&store, &moves, 8, &mut syncs).await;
             assert_eq!(results.len(), moves.len());
+            // Only a store that fsyncs has folders to sync, and syncing them works.
+            assert_eq!(syncs.folders.is_empty(), !fsync);
+            syncs.sync(&store).unwrap();
+            assert!(syncs.folders.is_empty());
             for ((from, to), res) in moves.iter().zip(&results) {
                 if from.ends_with("gone") {
                     assert!(

@@ -20,7 +20,7 @@ use futures::stream::{self, StreamExt};
 use oas_core::backend::Store;
 use oas_core::gc::{
     self, is_hash_object, owner_path, reference_paths, schema_of, section_prefix, trash_key,
-    untrash_key, RefSet, Section, STAGING_PREFIX, TRASH_PREFIX,
+    untrash_key, FolderSyncs, RefSet, Section, STAGING_PREFIX, TRASH_PREFIX,
 };
 use oas_core::OasError;
 use pgrx::datum::Interval;
@@ -228,8 +228,9 @@ fn oas_gc_restore(
     for name in stores {
         let store = catalog::store(Some(&name)).or_raise();
         let mut last = String::new();
+        let mut syncs = FolderSyncs::default();
         loop {
-            let restored = in_scratch(|| restore_page(&store, run_id, path, &mut last));
+            let restored = in_scratch(|| restore_page(&store, run_id, path, &mut last, &mut syncs));
             match restored {
                 Ok(paths) if paths.is_empty() => break,
                 Ok(paths) => done.extend(paths.into_iter().map(|p| (name.clone(), p))),
@@ -244,6 +245,7 @@ fn oas_gc_restore(
             }
             pgrx::check_for_interrupts!();
         }
+        syncs.sync(&store).or_raise();
     }
     TableIterator::new(done)
 }
@@ -255,23 +257,31 @@ fn restore_page(
     run_id: i64,
     path: Option<&str>,
     last: &mut String,
+    syncs: &mut FolderSyncs,
 ) -> Result<Vec<String>, OasError> {
-    let page: Vec<String> = Spi::connect(|c| {
-        c.select(
+    // A page of the run in path order, or the one object asked for (already done once `last`
+    // is set): two statements, each with a plan of its own.
+    let (query, args): (&str, Vec<pgrx::datum::DatumWithOid>) = match path {
+        None => (
             "SELECT path FROM oas.gc_trash
-             WHERE store = $1 AND run_id = $2 AND ($3::text IS NULL OR path = $3) AND path > $4
-             ORDER BY path LIMIT $5",
-            None,
-            &[
+             WHERE run_id = $2 AND store = $1 AND path > $3 ORDER BY path LIMIT $4",
+            vec![
                 store.name.as_str().into(),
                 run_id.into(),
-                path.into(),
                 last.as_str().into(),
                 (BATCH as i64).into(),
             ],
-        )?
-        .map(|r| r.get::<String>(1).map(Option::unwrap_or_default))
-        .collect::<Result<Vec<_>, _>>()
+        ),
+        Some(p) if last.is_empty() => (
+            "SELECT path FROM oas.gc_trash WHERE run_id = $2 AND store = $1 AND path = $3",
+            vec![store.name.as_str().into(), run_id.into(), p.into()],
+        ),
+        Some(_) => return Ok(Vec::new()),
+    };
+    let page: Vec<String> = Spi::connect(|c| {
+        c.select(query, None, &args)?
+            .map(|r| r.get::<String>(1).map(Option::unwrap_or_default))
+            .collect::<Result<Vec<_>, _>>()
     })
     .or_raise();
     let Some(l) = page.last() else {
@@ -279,7 +289,7 @@ fn restore_page(
     };
     *last = l.clone();
     let moves: Vec<(String, String)> = page.iter().map(|p| (trash_key(p), p.clone())).collect();
-    let results = block_on(async { Ok(gc::move_objects(store, &moves, PARALLEL).await) })?;
+    let results = block_on(async { Ok(gc::move_objects(store, &moves, PARALLEL, syncs).await) })?;
     let mut restored = Vec::new();
     let mut first_error = None;
     for (p, res) in page.into_iter().zip(results) {
@@ -770,7 +780,9 @@ fn collect_store(
     }
     // Trash is purged only when every reference could be read and the trash listed: a trashed
     // object referenced again is put back, never purged.
-    reconcile_trash(r, &store, refs, dry_run);
+    // Folders the moves below change on a file store, synced once before the run returns.
+    let mut syncs = FolderSyncs::default();
+    reconcile_trash(r, &store, refs, dry_run, &mut syncs);
     if !r.refuse {
         purge_recorded(r, &store, retention, dry_run, Some(refs));
     }
@@ -796,8 +808,11 @@ fn collect_store(
             Spi::run("ANALYZE oas.gc_candidate").or_raise();
         }
         let siblings = same_place(&store);
-        move_to_trash(r, &store, horizon, snapshot, &siblings);
+        move_to_trash(r, &store, horizon, snapshot, &siblings, &mut syncs);
     }
+    // If the folders cannot be synced, the run fails as a whole: the objects it moved are then
+    // in trash without a record, and the next run adopts them.
+    syncs.sync(&store).or_raise();
     if !dry_run {
         compact_ledger(&r.store);
         Spi::run_with_args(
@@ -1056,7 +1071,14 @@ fn record_orphans(r: &mut Report, orphans: &[Listed], dry_run: bool, horizon: f6
 /// Move eligible candidates to trash, a batch at a time: each object's lock stripes must be
 /// free (no transaction is attaching a reference to it) and the ledger must show no reference
 /// committed since the mark began.
-fn move_to_trash(r: &mut Report, store: &Store, horizon: f64, snapshot: &str, siblings: &[String]) {
+fn move_to_trash(
+    r: &mut Report,
+    store: &Store,
+    horizon: f64,
+    snapshot: &str,
+    siblings: &[String],
+    syncs: &mut FolderSyncs,
+) {
     let mut last = String::new();
     let mut done = 0i64;
     loop {
@@ -1072,7 +1094,7 @@ fn move_to_trash(r: &mut Report, store: &Store, horizon: f64, snapshot: &str, si
             );
             let (l, _) = batch.last()?;
             last = l.clone();
-            Some(move_batch(r, store, &batch, snapshot, siblings))
+            Some(move_batch(r, store, &batch, snapshot, siblings, syncs))
         });
         let Some(moved) = moved else { break };
         done += moved;
@@ -1099,6 +1121,7 @@ fn move_batch(
     batch: &[(String, i64)],
     snapshot: &str,
     siblings: &[String],
+    syncs: &mut FolderSyncs,
 ) -> i64 {
     // Every reference path that would cover each object (for the ledger veto), and the paths
     // a reference to it can have (the object itself, its owner), whose stripes writers take.
@@ -1163,8 +1186,8 @@ fn move_batch(
         .iter()
         .map(|(p, _)| (p.clone(), trash_key(p)))
         .collect();
-    let results =
-        block_on(async { Ok(gc::move_objects(store, &moves, PARALLEL).await) }).unwrap_or_default();
+    let results = block_on(async { Ok(gc::move_objects(store, &moves, PARALLEL, syncs).await) })
+        .unwrap_or_default();
 
     let mut moved_paths = Vec::new();
     let mut owners = Vec::new();
@@ -1292,7 +1315,13 @@ fn stripes_of(store: &str, paths: &[String]) -> HashMap<String, i32> {
 /// reference attached while they were being collected, or with triggers bypassed); objects no
 /// run recorded (a run that aborted after moving them) are recorded now, and purged after the
 /// retention like the rest. Both are safe on a partial listing: nothing is deleted here.
-fn reconcile_trash(r: &mut Report, store: &Store, refs: &RefSet, dry_run: bool) {
+fn reconcile_trash(
+    r: &mut Report,
+    store: &Store,
+    refs: &RefSet,
+    dry_run: bool,
+    syncs: &mut FolderSyncs,
+) {
     let siblings = same_place(store);
     let before = r.restored;
     walk(r, store, TRASH_PREFIX, |r, chunk| {
@@ -1307,7 +1336,7 @@ fn reconcile_trash(r: &mut Report, store: &Store, refs: &RefSet, dry_run: bool) 
         }
         r.restored += back.len() as i64;
         if !dry_run && !back.is_empty() {
-            put_back(r, store, back);
+            put_back(r, store, back, syncs);
         }
         if !dry_run && !rest.is_empty() {
             record_unrecorded(r, store, &siblings, rest);
@@ -1324,10 +1353,10 @@ fn reconcile_trash(r: &mut Report, store: &Store, refs: &RefSet, dry_run: bool) 
 
 /// Move referenced objects back out of trash and drop their trash records. One that cannot be
 /// moved blocks deletion in this store for the run.
-fn put_back(r: &mut Report, store: &Store, paths: Vec<String>) {
+fn put_back(r: &mut Report, store: &Store, paths: Vec<String>, syncs: &mut FolderSyncs) {
     let moves: Vec<(String, String)> = paths.iter().map(|p| (trash_key(p), p.clone())).collect();
     let results =
-        block_on(async { Ok(gc::move_objects(store, &moves, PARALLEL).await) }).or_raise();
+        block_on(async { Ok(gc::move_objects(store, &moves, PARALLEL, syncs).await) }).or_raise();
     let mut done = Vec::new();
     for (p, res) in paths.into_iter().zip(results) {
         match res {
