@@ -50,7 +50,7 @@ import numpy as np
 import psycopg
 
 import common
-from common import MiB, backend_peak_rss_mib, extension_build, log, machine_line, now_line, num, record, table
+from common import MiB, shared_buffers_mib, weed_version, backend_peak_rss_mib, extension_build, log, machine_line, now_line, num, record, table
 
 SCHEMA = "npybench"  # the DataJoint schema (a PostgreSQL schema; also the folder under _schema/)
 SECTION = "## NumPy slices: pg_oas vs DataJoint NpyRef"
@@ -275,8 +275,8 @@ def report(results, meta):
                     ms(d["first"]), ms(d["median"]) + f" ({d['n']})",
                     num(ratio(d["median"], o["warm"]), "×"), num(ratio(d["first"], o["cold"]), "×")])
     parts = ["**Latency** (ms; pg_oas: a new backend per slice, cold = first call, which also reads "
-             f"the header, warm = median of n after it; DataJoint: a fresh NpyRef per run, first run "
-             f"alone, then median of n)\n", table(
+             "the header, warm = median of n after it; DataJoint: a fresh NpyRef per run, first run "
+             "alone, then median of n)\n", table(
         ["slice", "expression", "result shape", "pg_oas cold", "pg_oas warm (n)", "DataJoint first",
          "DataJoint median (n)", "DataJoint / pg_oas, warm", "DataJoint / pg_oas, cold"], lat)]
     by = []
@@ -319,21 +319,14 @@ def report(results, meta):
 
 
 def machine_info(admin, args, load_start):
-    sb = admin.execute("SELECT setting FROM pg_settings WHERE name = 'shared_buffers'").fetchone()[0]
     pg, build = extension_build(admin, args.pg_config)
     import datajoint
 
-    weed = os.environ.get("OAS_WEED") or str(Path(sys.executable).parent / "weed")
-    try:
-        wv = subprocess.run([weed, "version"], capture_output=True, text=True, timeout=10).stdout.split("\n")[0]
-        wv = wv.replace("version ", "").strip() or "?"
-    except OSError:
-        wv = "?"
     return "\n".join([
         f"- {now_line()}",
         f"- {machine_line()}; load average (1 min) {load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end",
-        f"- store: SeaweedFS ({wv}) S3 on {args.s3_port_host}, same machine",
-        f"- {pg} (shared_buffers {int(sb) * 8 // 1024} MiB); {build}",
+        f"- store: SeaweedFS ({weed_version()}) S3 on {args.s3_port_host}, same machine",
+        f"- {pg} (shared_buffers {shared_buffers_mib(admin)} MiB); {build}",
         f"- clients: psycopg {psycopg.__version__} (binary results), DataJoint {datajoint.__version__} "
         f"(NpyRef over s3fs), NumPy {np.__version__}, Python {platform.python_version()}",
         f"- command: bench_npy_slice.py {' '.join(sys.argv[1:])}",

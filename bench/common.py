@@ -58,6 +58,20 @@ def extension_build(admin, pg_config):
     return pg, f"pg_oas {ext}{so}"
 
 
+def weed_version():
+    """The SeaweedFS build the S3 store runs, as `weed version` prints it."""
+    weed = os.environ.get("OAS_WEED") or str(Path(sys.executable).parent / "weed")
+    try:
+        out = subprocess.run([weed, "version"], capture_output=True, text=True, timeout=10).stdout
+    except OSError:
+        return "?"
+    return out.split("\n")[0].replace("version ", "").strip() or "?"
+
+
+def shared_buffers_mib(admin):
+    return int(admin.execute("SELECT setting FROM pg_settings WHERE name = 'shared_buffers'").fetchone()[0]) * 8 // 1024
+
+
 def now_line():
     return f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
 

@@ -582,7 +582,7 @@ def test_a_cancelled_run_leaves_no_lock_behind(conn, servers):
     name = unique("gccancel")
     conn.execute("SELECT oas.oas_store_create(%s, %s)", [name, json.dumps(s3_spec(servers, location=f"pytest-gc/{name}"))])
     t = make_table(conn, name)
-    conn.execute(f"SELECT oas.oas_hash_put(convert_to(g::text, 'UTF8'), %s, %s) FROM generate_series(1, 3000) g",
+    conn.execute("SELECT oas.oas_hash_put(convert_to(g::text, 'UTF8'), %s, %s) FROM generate_series(1, 3000) g",
                  [name, schema_of(t)])
     gc(conn, name)
     pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]

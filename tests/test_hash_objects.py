@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 
-import psycopg
 import pytest
 
 from conftest import connect, sql_error, unique

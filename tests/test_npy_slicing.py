@@ -16,7 +16,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import ROOT, RUN_DIR
+from conftest import ROOT
 
 
 @pytest.fixture(scope="module")

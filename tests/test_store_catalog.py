@@ -5,13 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import pathlib
 import shutil
 import subprocess
-
-import psycopg
-import pytest
 
 from conftest import RUN_DIR, chown_postgres, connect, free_port, s3_spec, sql_error, unique
 
