@@ -37,10 +37,11 @@ CONF
     if as_pg "$BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
       exit 0
     fi
-    # The port lies in Linux's ephemeral range, so an outgoing connection can hold it for a
-    # moment (seen once: "could not create any TCP/IP sockets"); try again a few times then.
+    # A port in Linux's ephemeral range (32768-60999) can be held for a moment by an outgoing
+    # connection ("could not create any TCP/IP sockets"; the default ports 2543x lie below it,
+    # after SeaweedFS's client took 55436 once): try again a few times then.
     for attempt in 1 2 3 4 5; do
-      # -p: a cluster made by an older checkout (other default ports) starts on PORT all the same.
+      # -p: a stopped cluster made with another port (an older checkout) starts on PORT.
       if as_pg "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -o "-p $port" -w -t 60 start >/dev/null; then
         exit 0
       fi

@@ -166,6 +166,50 @@ def test_thousands_move_restore_and_adopt_in_batches(conn, gc_store):
     assert conn.execute("SELECT count(*) FROM oas.gc_trash WHERE store = %s", [gc_store]).fetchone()[0] == 0
 
 
+@pytest.mark.parametrize("call", ["restore", "purge"])
+def test_restore_and_purge_wait_for_a_running_collector(conn, gc_store, call):
+    """Restore and purge must not act on trash while a collector run is changing it: they wait
+    for the store's run lock, then act on what that run left."""
+    t = make_table(conn, gc_store)
+    ref = put(conn, b"wait for the collector", gc_store, schema_of(t))
+    gc(conn, gc_store)
+    run = gc(conn, gc_store)["run_id"]
+    sql, params, fn = {
+        "restore": ("SELECT path FROM oas.oas_gc_restore(%s)", [run], "oas_gc_restore"),
+        "purge": ("SELECT purged FROM oas.oas_gc_purge('0', %s)", [gc_store], "oas_gc_purge"),
+    }[call]
+    out = {}
+
+    def act():
+        try:
+            with connect() as c:
+                out["rows"] = c.execute(sql, params).fetchall()
+        except Exception as e:  # reported below, not lost in the thread
+            out["error"] = e
+
+    with connect() as collector:
+        collector.autocommit = False
+        collector.execute("SELECT pg_advisory_xact_lock(1869705985, hashtext(%s))", [gc_store])
+        th = threading.Thread(target=act)
+        th.start()
+        waiting, deadline = 0, time.time() + 10
+        while not waiting and time.time() < deadline:
+            time.sleep(0.05)
+            waiting = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory'"
+                                   f" AND query LIKE '%{fn}%'").fetchone()[0]
+        assert waiting == 1 and "rows" not in out, out
+        assert not present(conn, ref)
+        collector.rollback()
+    th.join(10)
+    assert not th.is_alive() and "error" not in out, out
+    if call == "restore":
+        assert out["rows"] == [(ref["path"],)]
+        assert present(conn, ref)
+    else:
+        assert out["rows"] == [(1,)]
+        assert conn.execute("SELECT count(*) FROM oas.gc_trash WHERE store = %s", [gc_store]).fetchone()[0] == 0
+
+
 def test_an_old_open_transaction_holds_back_collection(conn, gc_store):
     t = make_table(conn, gc_store)
     conn.execute(f"INSERT INTO {t} VALUES (1, oas.oas_hash_put(%b, %s, %s))", [b"held", gc_store, schema_of(t)])

@@ -6,11 +6,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::stream::{self, BoxStream};
 use futures::StreamExt;
-use object_store::path::Path as ObjectPath;
+use object_store::local::LocalFileSystem;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use crate::backend::Store;
@@ -279,38 +280,30 @@ pub async fn move_object(store: &Store, from: &str, to: &str) -> Result<(), OasE
 /// Through its own client, a file store that fsyncs would sync two directories per rename: a
 /// million directory fsyncs, each a journal commit, to move 500 k objects. Here the renames go
 /// through [`Store::unsynced`] and the folders they changed are noted in `syncs`, to be synced
-/// once each before the work is committed ([`FolderSyncs::sync`]).
+/// once each before the work is committed ([`FolderSyncs::sync`]). The outer error is a failed
+/// sync (when enough folders were pending to sync early): the caller must then fail as a whole.
 pub async fn move_objects(
     store: &Store,
     moves: &[(String, String)],
     parallel: usize,
     syncs: &mut FolderSyncs,
-) -> Vec<Result<(), OasError>> {
-    let client: Arc<dyn ObjectStore> = match store.unsynced() {
-        Some(fs) => fs.clone(),
-        None => return move_each(store, store.client(), moves, parallel).await,
+) -> Result<Vec<Result<(), OasError>>, OasError> {
+    let Some(fs) = store.unsynced() else {
+        return Ok(move_each(store, store.client(), moves, parallel).await);
     };
+    let client: Arc<dyn ObjectStore> = fs.clone();
     let mut results = move_each(store, &client, moves, parallel).await;
-    for ((from, to), res) in moves.iter().zip(&results) {
+    for ((from, to), res) in moves.iter().zip(results.iter_mut()) {
         if res.is_ok() {
-            syncs.note(from, to);
-        }
-    }
-    if syncs.folders.len() >= FolderSyncs::LIMIT {
-        // Keep the set bounded. Should the sync fail, this batch counts as not moved (its
-        // objects are in trash without a record, which the next run adopts).
-        if let Err(e) = syncs.sync(store) {
-            for res in results.iter_mut().filter(|r| r.is_ok()) {
-                *res = Err(OasError::Store {
-                    store: store.name.clone(),
-                    op: "sync folders after",
-                    path: "moves".into(),
-                    detail: e.to_string(),
-                });
+            if let Err(e) = syncs.note(store, fs, from, to) {
+                *res = Err(e);
             }
         }
     }
-    results
+    if syncs.folders.len() >= FolderSyncs::LIMIT {
+        syncs.sync(store)?;
+    }
+    Ok(results)
 }
 
 async fn move_each(
@@ -332,59 +325,72 @@ async fn move_each(
 }
 
 /// Folders of a file store that renames changed and that still need an fsync: each source's
-/// folder, and each destination's folder with every folder above it (a rename may have created
-/// them), relative to the store root (`""` is the root).
+/// folder, and each destination's folder with every folder above it up to the store's root (a
+/// rename may have created them). They are the parents of the files the client renamed, as it
+/// maps them (names are not percent-decoded or encoded on the way).
 ///
 /// A collector run or a restore is one transaction: what it records about its moves becomes
-/// durable at commit, so syncing the folders once before returning is as safe as syncing after
+/// durable at commit, so syncing the folders once before it returns is as safe as syncing after
 /// every rename. A move that is lost in a crash anyway leaves an object in its old place or in
 /// trash without a record; the collector handles both (see `docs/gc-design.md`).
 #[derive(Debug, Default)]
 pub struct FolderSyncs {
-    folders: BTreeSet<String>,
+    folders: BTreeSet<PathBuf>,
 }
 
 impl FolderSyncs {
     /// Sync early once this many folders are pending (objects stored one per folder).
     pub const LIMIT: usize = 10_000;
 
-    fn note(&mut self, from: &str, to: &str) {
-        let parent = |key: &str| key.rsplit_once('/').map(|(d, _)| d.to_string());
-        self.folders.insert(parent(from).unwrap_or_default());
-        let mut dir = parent(to);
-        while let Some(d) = dir {
-            dir = parent(&d);
-            self.folders.insert(d);
+    fn note(
+        &mut self,
+        store: &Store,
+        fs: &LocalFileSystem,
+        from: &str,
+        to: &str,
+    ) -> Result<(), OasError> {
+        let file = |key: &str| {
+            store.key(key).and_then(|k| {
+                fs.path_to_filesystem(&k)
+                    .map_err(|e| store.error(e, "map", key))
+            })
+        };
+        let (from_file, to_file) = (file(from)?, file(to)?);
+        if let Some(d) = from_file.parent() {
+            self.folders.insert(d.to_path_buf());
         }
-        self.folders.insert(String::new());
+        // `to` is relative to the root: its file has one folder per `/` in it, the root last.
+        let mut dir = to_file.parent();
+        for _ in 0..=to.matches('/').count() {
+            let Some(d) = dir else { break };
+            self.folders.insert(d.to_path_buf());
+            dir = d.parent();
+        }
+        Ok(())
     }
 
     /// Fsync every pending folder of `store` (nothing for stores without [`Store::unsynced`]).
+    /// A folder that is gone has nothing left to sync. On failure the folders not yet synced
+    /// stay pending.
     pub fn sync(&mut self, store: &Store) -> Result<(), OasError> {
-        let folders = std::mem::take(&mut self.folders);
-        let Some(fs) = store.unsynced() else {
+        if store.unsynced().is_none() {
+            self.folders.clear();
             return Ok(());
-        };
-        for rel in folders {
-            // object_store maps object paths, not folders (the root has no object path): take
-            // the folder of an object in it.
-            let inside = ObjectPath::from(rel.as_str()).join("_");
-            let synced = fs
-                .path_to_filesystem(&inside)
-                .map_err(|e| e.to_string())
-                .map(|p| p.parent().map(ToOwned::to_owned).unwrap_or(p))
-                .and_then(|dir| {
-                    std::fs::File::open(&dir)
-                        .and_then(|d| d.sync_all())
-                        .map_err(|e| format!("{}: {e}", dir.display()))
-                });
-            if let Err(detail) = synced {
-                return Err(OasError::Store {
-                    store: store.name.clone(),
-                    op: "sync folder",
-                    path: rel,
-                    detail: store.mask(&detail),
-                });
+        }
+        while let Some(dir) = self.folders.pop_first() {
+            match std::fs::File::open(&dir).and_then(|d| d.sync_all()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    let detail = store.mask(format!("{}: {e}", dir.display()));
+                    self.folders.insert(dir);
+                    return Err(OasError::Store {
+                        store: store.name.clone(),
+                        op: "sync folder",
+                        path: "(moved objects)".into(),
+                        detail,
+                    });
+                }
             }
         }
         Ok(())
@@ -615,35 +621,6 @@ mod tests {
         assert_eq!(list(&store, "_nothing/").count().await, 0);
     }
 
-    #[test]
-    fn folders_moves_changed() {
-        let mut syncs = FolderSyncs::default();
-        syncs.note("_hash/lab/a", "_oas/trash/_hash/lab/a");
-        syncs.note("_hash/lab/b", "_oas/trash/_hash/lab/b");
-        syncs.note("top", "_oas/trash/top");
-        syncs.note(
-            "_schema/lab/t/id=1/f.npy",
-            "_oas/trash/_schema/lab/t/id=1/f.npy",
-        );
-        let got: Vec<&str> = syncs.folders.iter().map(String::as_str).collect();
-        assert_eq!(
-            got,
-            vec![
-                "",
-                "_hash/lab",
-                "_oas",
-                "_oas/trash",
-                "_oas/trash/_hash",
-                "_oas/trash/_hash/lab",
-                "_oas/trash/_schema",
-                "_oas/trash/_schema/lab",
-                "_oas/trash/_schema/lab/t",
-                "_oas/trash/_schema/lab/t/id=1",
-                "_schema/lab/t/id=1",
-            ]
-        );
-    }
-
     #[tokio::test]
     async fn moves_in_batches_with_and_without_fsync() {
         for fsync in [true, false] {
@@ -658,7 +635,10 @@ mod tests {
             };
             let store = Store::build("t", spec, &settings).unwrap();
             assert_eq!(store.unsynced().is_some(), fsync);
-            let paths: Vec<String> = (0..40).map(|i| format!("_hash/lab/{i:02}")).collect();
+            // Names object_store would percent-encode in an ObjectPath built from a string:
+            // the folders synced must be the ones the files are in.
+            let mut paths: Vec<String> = (0..40).map(|i| format!("_hash/lab/{i:02}")).collect();
+            paths.push("_schema/lab/t/name=a%3Ab #1/é~[x].npy".into());
             for p in &paths {
                 put(&store, p, b"x").await;
             }
@@ -666,10 +646,38 @@ mod tests {
                 paths.iter().map(|p| (p.clone(), trash_key(p))).collect();
             moves.insert(7, ("_hash/lab/gone".into(), trash_key("_hash/lab/gone")));
             let mut syncs = FolderSyncs::default();
-            let results = move_objects(&store, &moves, 8, &mut syncs).await;
+            let results = move_objects(&store, &moves, 8, &mut syncs).await.unwrap();
             assert_eq!(results.len(), moves.len());
-            // Only a store that fsyncs has folders to sync, and syncing them works.
-            assert_eq!(syncs.folders.is_empty(), !fsync);
+            // Only a store that fsyncs has folders to sync: the sources' and destinations'
+            // folders and those above them, each an existing directory.
+            if fsync {
+                let root = std::fs::canonicalize(dir.path()).unwrap();
+                let rel: BTreeSet<String> = syncs
+                    .folders
+                    .iter()
+                    .map(|d| d.strip_prefix(&root).unwrap().to_str().unwrap().to_string())
+                    .collect();
+                let want: BTreeSet<String> = [
+                    "",
+                    "_hash/lab",
+                    "_oas",
+                    "_oas/trash",
+                    "_oas/trash/_hash",
+                    "_oas/trash/_hash/lab",
+                    "_oas/trash/_schema",
+                    "_oas/trash/_schema/lab",
+                    "_oas/trash/_schema/lab/t",
+                    "_oas/trash/_schema/lab/t/name=a%3Ab #1",
+                    "_schema/lab/t/name=a%3Ab #1",
+                ]
+                .into_iter()
+                .map(String::from)
+                .collect();
+                assert_eq!(rel, want);
+                assert!(syncs.folders.iter().all(|d| d.is_dir()));
+            } else {
+                assert!(syncs.folders.is_empty());
+            }
             syncs.sync(&store).unwrap();
             assert!(syncs.folders.is_empty());
             for ((from, to), res) in moves.iter().zip(&results) {

@@ -55,9 +55,12 @@ SELECT try($$INSERT INTO oas.ref_log (op, table_oid, schema_name, table_name, co
              VALUES ('INSERT', 0, 'x', 'x', 'x', 'books', 'forged', 1)$$);
 RESET ROLE;
 DROP ROLE gc_nobody;
--- A real run needs READ COMMITTED (its checks need a fresh snapshot per statement).
+-- A real run needs READ COMMITTED (its checks need a fresh snapshot per statement), and so do
+-- restore and purge (they wait for a running collector and must see what it committed).
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT try($$SELECT * FROM oas.oas_gc(false, store => 'books')$$);
+SELECT try($$SELECT * FROM oas.oas_gc_restore(1)$$);
+SELECT try($$SELECT * FROM oas.oas_gc_purge()$$);
 ROLLBACK;
 -- Only jsonb columns hold references: a marker on another type tracks nothing (its values
 -- would be converted by user code, and the ledger's triggers run as the extension's owner).

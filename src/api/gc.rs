@@ -130,7 +130,7 @@ fn oas_gc(
 > {
     require_gc_privileges();
     if !dry_run {
-        require_read_committed();
+        require_read_committed("oas_gc(dry_run => false)");
     }
     let grace = seconds(grace, crate::guc::GC_GRACE_S.get(), "grace");
     let retention = seconds(
@@ -145,7 +145,10 @@ fn oas_gc(
     let mut reports = reports_for(&names);
     for r in reports.iter_mut() {
         if !try_lock_run(&r.store) {
-            r.refuse("another oas_gc() is running on this store; nothing was done".into());
+            r.refuse(
+                "another oas_gc(), oas_gc_restore() or oas_gc_purge() is running on this store; nothing was done"
+                    .into(),
+            );
         }
     }
     // Whatever references commit from here on are in the ledger and veto their objects' moves.
@@ -203,6 +206,9 @@ fn oas_gc_restore(
     path: default!(Option<&str>, "NULL"),
 ) -> TableIterator<'static, (name!(store, String), name!(path, String))> {
     require_gc_privileges();
+    // It waits for a running collector: under a snapshot older than that run it would not see
+    // what the run recorded.
+    require_read_committed("oas_gc_restore()");
     let stores: Vec<String> = Spi::connect(|c| {
         c.select(
             "SELECT DISTINCT store FROM oas.gc_trash
@@ -225,40 +231,60 @@ fn oas_gc_restore(
         ));
     }
     let mut done: Vec<(String, String)> = Vec::new();
+    let (mut failed, mut first_error, mut stopped) = (0usize, None::<OasError>, false);
     for name in stores {
         let store = catalog::store(Some(&name)).or_raise();
+        lock_run(&name);
         let mut last = String::new();
         let mut syncs = FolderSyncs::default();
-        loop {
-            let restored = in_scratch(|| restore_page(&store, run_id, path, &mut last, &mut syncs));
-            match restored {
-                Ok(paths) if paths.is_empty() => break,
-                Ok(paths) => done.extend(paths.into_iter().map(|p| (name.clone(), p))),
-                Err(e) => {
-                    pgrx::warning!(
-                        "oas_gc_restore: run {run_id}: stopped after {} object(s) were restored; \
-                         the rest stay in trash, and calling oas_gc_restore({run_id}) again resumes",
-                        done.len()
-                    );
-                    raise(e)
-                }
+        while let Some(page) =
+            in_scratch(|| restore_page(&store, run_id, path, &mut last, &mut syncs))
+        {
+            failed += page.failed;
+            if first_error.is_none() {
+                first_error = page.error;
+            }
+            // A page where nothing could be moved back: the store is failing; stop here.
+            stopped = page.paths.is_empty();
+            done.extend(page.paths.into_iter().map(|p| (name.clone(), p)));
+            if stopped {
+                break;
             }
             pgrx::check_for_interrupts!();
         }
         syncs.sync(&store).or_raise();
+        if stopped {
+            break;
+        }
+    }
+    if let Some(e) = first_error {
+        pgrx::warning!(
+            "oas_gc_restore: run {run_id}: {failed} object(s) could not be moved back{} and stay in trash; \
+             the {} restored are returned; calling oas_gc_restore({run_id}) again retries the rest. First error: {e}",
+            if stopped { " (then it stopped)" } else { "" },
+            done.len()
+        );
     }
     TableIterator::new(done)
 }
 
-/// Restore the next page of run `run_id` in `store` (after the path `last`), in parallel: the
-/// paths restored, or the first error (what this page restored before it stays restored).
+/// What [`restore_page`] did: the paths restored, and how many could not be moved back (with
+/// the first error).
+struct RestoredPage {
+    paths: Vec<String>,
+    failed: usize,
+    error: Option<OasError>,
+}
+
+/// Restore the next page of run `run_id` in `store` (after the path `last`), in parallel, and
+/// drop the trash records of what was restored; `None` when nothing is left.
 fn restore_page(
     store: &Store,
     run_id: i64,
     path: Option<&str>,
     last: &mut String,
     syncs: &mut FolderSyncs,
-) -> Result<Vec<String>, OasError> {
+) -> Option<RestoredPage> {
     // A page of the run in path order, or the one object asked for (already done once `last`
     // is set): two statements, each with a plan of its own.
     let (query, args): (&str, Vec<pgrx::datum::DatumWithOid>) = match path {
@@ -276,7 +302,7 @@ fn restore_page(
             "SELECT path FROM oas.gc_trash WHERE run_id = $2 AND store = $1 AND path = $3",
             vec![store.name.as_str().into(), run_id.into(), p.into()],
         ),
-        Some(_) => return Ok(Vec::new()),
+        Some(_) => return None,
     };
     let page: Vec<String> = Spi::connect(|c| {
         c.select(query, None, &args)?
@@ -284,32 +310,30 @@ fn restore_page(
             .collect::<Result<Vec<_>, _>>()
     })
     .or_raise();
-    let Some(l) = page.last() else {
-        return Ok(page);
-    };
-    *last = l.clone();
+    *last = page.last()?.clone();
     let moves: Vec<(String, String)> = page.iter().map(|p| (trash_key(p), p.clone())).collect();
-    let results = block_on(async { Ok(gc::move_objects(store, &moves, PARALLEL, syncs).await) })?;
-    let mut restored = Vec::new();
-    let mut first_error = None;
+    let results = block_on(gc::move_objects(store, &moves, PARALLEL, syncs)).or_raise();
+    let mut out = RestoredPage {
+        paths: Vec::new(),
+        failed: 0,
+        error: None,
+    };
     for (p, res) in page.into_iter().zip(results) {
         match res {
             // Missing from trash: already put back for a new reference, or purged.
-            Ok(()) | Err(OasError::ObjectMissing { .. }) => restored.push(p),
+            Ok(()) | Err(OasError::ObjectMissing { .. }) => out.paths.push(p),
             Err(e) => {
-                first_error.get_or_insert(e);
+                out.failed += 1;
+                out.error.get_or_insert(e);
             }
         }
     }
     Spi::run_with_args(
         "DELETE FROM oas.gc_trash WHERE store = $1 AND path = ANY($2)",
-        &[store.name.as_str().into(), restored.clone().into()],
+        &[store.name.as_str().into(), out.paths.clone().into()],
     )
     .or_raise();
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(restored),
-    }
+    Some(out)
 }
 
 /// Delete trash older than `older_than` (default `oas.gc_trash_retention`) now. `oas_gc()` does
@@ -327,6 +351,7 @@ fn oas_gc_purge(
     ),
 > {
     require_gc_privileges();
+    require_read_committed("oas_gc_purge()");
     let retention = seconds(
         older_than,
         crate::guc::GC_TRASH_RETENTION_S.get(),
@@ -342,7 +367,11 @@ fn oas_gc_purge(
         .collect::<Result<Vec<_>, _>>()
     })
     .or_raise();
-    // Never purge what a row references again: read the references first.
+    // Never purge what a row references again: read the references first (once no collector
+    // is changing the trash).
+    for name in &names {
+        lock_run(name);
+    }
     let mut reports = reports_for(&names);
     let (sets, _) = mark(&mut reports);
     let mut out = Vec::new();
@@ -424,13 +453,14 @@ fn require_gc_privileges() {
 
 /// The collector's checks need a new snapshot per statement: the ledger veto must see what
 /// committed after the scan.
-fn require_read_committed() {
+/// `what` moves or deletes objects and must see what the runs it waited for committed.
+fn require_read_committed(what: &str) {
     let level = Spi::get_one::<String>("SELECT current_setting('transaction_isolation')")
         .or_raise()
         .unwrap_or_default();
     if level != "read committed" {
         raise(OasError::invalid_argument_hint(
-            format!("oas_gc(dry_run => false) cannot run at isolation level {level}"),
+            format!("{what} cannot run at isolation level {level}"),
             "run it at READ COMMITTED (the default), outside a REPEATABLE READ or SERIALIZABLE transaction",
         ));
     }
@@ -469,6 +499,16 @@ fn try_lock_run(store: &str) -> bool {
     )
     .or_raise()
     .unwrap_or(false)
+}
+
+/// Wait for the store's collector, if one is running, and keep others out until this
+/// transaction ends: restore and purge must not act on trash a run is changing.
+fn lock_run(store: &str) {
+    Spi::run_with_args(
+        "SELECT pg_catalog.pg_advisory_xact_lock($1, $2)",
+        &[RUN_CLASS.into(), store_key(store).into()],
+    )
+    .or_raise();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1186,8 +1226,7 @@ fn move_batch(
         .iter()
         .map(|(p, _)| (p.clone(), trash_key(p)))
         .collect();
-    let results = block_on(async { Ok(gc::move_objects(store, &moves, PARALLEL, syncs).await) })
-        .unwrap_or_default();
+    let results = block_on(gc::move_objects(store, &moves, PARALLEL, syncs)).or_raise();
 
     let mut moved_paths = Vec::new();
     let mut owners = Vec::new();
@@ -1355,8 +1394,7 @@ fn reconcile_trash(
 /// moved blocks deletion in this store for the run.
 fn put_back(r: &mut Report, store: &Store, paths: Vec<String>, syncs: &mut FolderSyncs) {
     let moves: Vec<(String, String)> = paths.iter().map(|p| (trash_key(p), p.clone())).collect();
-    let results =
-        block_on(async { Ok(gc::move_objects(store, &moves, PARALLEL, syncs).await) }).or_raise();
+    let results = block_on(gc::move_objects(store, &moves, PARALLEL, syncs)).or_raise();
     let mut done = Vec::new();
     for (p, res) in paths.into_iter().zip(results) {
         match res {
