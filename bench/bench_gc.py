@@ -60,12 +60,11 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import psycopg
 
-from common import MiB, shared_buffers_mib, weed_version, extension_build, log, machine_line, now_line, num, record, table
+from common import MiB, datajoint_for, shared_buffers_mib, weed_version, extension_build, log, machine_line, now_line, num, record, table
 
 SECTION = "## Garbage collection: pg_oas vs DataJoint dj.gc"
 TABLE = "obj"
@@ -249,19 +248,7 @@ class S3Store:
 
 # ---------------------------------------------------------------------- DataJoint (child)
 def dj_configure(dsn, stores):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "No datajoint.json found": it is configured right here
-        import datajoint as dj
-    info = psycopg.conninfo.conninfo_to_dict(dsn)
-    settings = {"database.backend": "postgresql", "database.host": info.get("host", "127.0.0.1"),
-                "database.port": int(info.get("port", 5432)), "database.user": info.get("user", "postgres"),
-                "database.password": info.get("password", "unused"), "database.name": info["dbname"],
-                "database.use_tls": False}
-    for k, v in settings.items():
-        dj.config[k] = v
-    dj.config.stores.clear()
-    dj.config.stores.update({"default": "file", **stores})
-    return dj
+    return datajoint_for(dsn, {"default": "file", **stores})
 
 
 def dj_declare(dsn, stores, schema_name, store):

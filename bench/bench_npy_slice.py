@@ -43,14 +43,13 @@ import statistics
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import psycopg
 
 import common
-from common import MiB, shared_buffers_mib, weed_version, backend_peak_rss_mib, extension_build, log, machine_line, now_line, num, record, table
+from common import MiB, datajoint_for, shared_buffers_mib, weed_version, backend_peak_rss_mib, extension_build, log, machine_line, now_line, num, record, table
 
 SCHEMA = "npybench"  # the DataJoint schema (a PostgreSQL schema; also the folder under _schema/)
 SECTION = "## NumPy slices: pg_oas vs DataJoint NpyRef"
@@ -107,19 +106,7 @@ class WireCounter:
 # --------------------------------------------------------------------------------- DataJoint
 def datajoint_setup(args, spec):
     """Configure the DataJoint client for this database and store; returns the module."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "No datajoint.json found": it is configured right here
-        import datajoint as dj
-    info = psycopg.conninfo.conninfo_to_dict(args.dsn)
-    settings = {"database.backend": "postgresql", "database.host": info.get("host", "127.0.0.1"),
-                "database.port": int(info.get("port", 5432)), "database.user": info.get("user", "postgres"),
-                "database.password": info.get("password", "unused"), "database.name": info["dbname"],
-                "database.use_tls": False}
-    for k, v in settings.items():
-        dj.config[k] = v
-    dj.config.stores.clear()
-    dj.config.stores.update({"default": args.store, args.store: dict(spec)})
-    return dj
+    return datajoint_for(args.dsn, {"default": args.store, args.store: dict(spec)})
 
 
 def count_downloads():

@@ -58,6 +58,28 @@ def extension_build(admin, pg_config):
     return pg, f"pg_oas {ext}{so}"
 
 
+def datajoint_for(dsn, stores):
+    """The DataJoint client configured for the database `dsn` and the store specs `stores`
+    (`"default"` names the default store); returns the module."""
+    import warnings
+
+    import psycopg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "No datajoint.json found": it is configured right here
+        import datajoint as dj
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    settings = {"database.backend": "postgresql", "database.host": info.get("host", "127.0.0.1"),
+                "database.port": int(info.get("port", 5432)), "database.user": info.get("user", "postgres"),
+                "database.password": info.get("password", "unused"), "database.name": info["dbname"],
+                "database.use_tls": False}
+    for k, v in settings.items():
+        dj.config[k] = v
+    dj.config.stores.clear()
+    dj.config.stores.update(stores)
+    return dj
+
+
 def weed_version():
     """The SeaweedFS build the S3 store runs, as `weed version` prints it."""
     weed = os.environ.get("OAS_WEED") or str(Path(sys.executable).parent / "weed")

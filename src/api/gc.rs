@@ -328,11 +328,7 @@ fn restore_page(
             }
         }
     }
-    Spi::run_with_args(
-        "DELETE FROM oas.gc_trash WHERE store = $1 AND path = ANY($2)",
-        &[store.name.as_str().into(), out.paths.clone().into()],
-    )
-    .or_raise();
+    drop_trash_records(&store.name, out.paths.clone());
     Some(out)
 }
 
@@ -1402,11 +1398,7 @@ fn put_back(r: &mut Report, store: &Store, paths: Vec<String>, syncs: &mut Folde
             Err(e) => r.refuse(format!("could not put back referenced object {p}: {e}")),
         }
     }
-    Spi::run_with_args(
-        "DELETE FROM oas.gc_trash WHERE store = $1 AND path = ANY($2)",
-        &[r.store.as_str().into(), done.into()],
-    )
-    .or_raise();
+    drop_trash_records(&r.store, done);
 }
 
 /// Record trashed objects that no store name of this place has a trash record for.
@@ -1450,6 +1442,15 @@ fn record_unrecorded(r: &mut Report, store: &Store, siblings: &[String], listed:
             sizes.into(),
             r.run_id.into(),
         ],
+    )
+    .or_raise();
+}
+
+/// Forget the trash records of `paths` (put back, restored or purged).
+fn drop_trash_records(store: &str, paths: Vec<String>) {
+    Spi::run_with_args(
+        "DELETE FROM oas.gc_trash WHERE store = $1 AND path = ANY($2)",
+        &[store.into(), paths.into()],
     )
     .or_raise();
 }
@@ -1523,11 +1524,7 @@ fn purge_page(
             }
         }
     }
-    Spi::run_with_args(
-        "DELETE FROM oas.gc_trash WHERE store = $1 AND path = ANY($2)",
-        &[r.store.as_str().into(), purged.into()],
-    )
-    .or_raise();
+    drop_trash_records(&r.store, purged);
     true
 }
 
