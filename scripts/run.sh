@@ -6,6 +6,7 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 "$ROOT/scripts/setup.sh"
+mkdir -p "$RUN_DIR"
 log "building and installing pg_oas (release)"
 (cd "$ROOT" && cargo pgrx install --release --pg-config "$PG_CONFIG" >"$RUN_DIR/install.log" 2>&1) 2>/dev/null \
   || { mkdir -p "$RUN_DIR"; (cd "$ROOT" && cargo pgrx install --release --pg-config "$PG_CONFIG" 2>&1 | tail -30); exit 1; }

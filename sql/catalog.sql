@@ -64,5 +64,7 @@ GRANT USAGE ON SCHEMA oas TO PUBLIC;
 GRANT SELECT ON oas.store TO PUBLIC;
 -- The view joins store_secret only to say whether credentials exist; it runs with its owner's rights.
 GRANT SELECT ON oas.stores TO PUBLIC;
-GRANT SELECT, INSERT, UPDATE, DELETE ON oas.store, oas.store_secret TO oas_admin;
-GRANT USAGE, SELECT, UPDATE ON oas.store_version_seq TO oas_admin;
+-- Administrators read the catalog, secrets included; they change it only through
+-- oas_store_create/alter/drop/set_default/import, which check the privileges a store needs (a file
+-- store needs the server-file roles) and then write as the extension's owner.
+GRANT SELECT ON oas.store, oas.store_secret TO oas_admin;

@@ -5,11 +5,12 @@
 -- Lock keys. Every path to a new reference (oas_hash_put, the triggers on tracked tables) holds a
 -- shared transaction lock on the object's stripe; the collector moves an object only while it
 -- holds that stripe exclusively. Stripes bound the locks a big statement holds (at most 1024).
+-- Writers wait for them at most oas.lock_timeout (src/api/locks.rs).
 CREATE FUNCTION oas.lock_stripe(store text, path text) RETURNS integer
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 -- By path alone: two store names for one place (a DataJoint config may name a bucket twice) must
 -- meet on the same stripe. Unrelated objects that share a stripe only wait for each other.
-AS $$ SELECT pg_catalog.hashtext(path) & 1023 $$;
+AS $$ SELECT pg_catalog.hashtext(path) OPERATOR(pg_catalog.&) 1023 $$;
 COMMENT ON FUNCTION oas.lock_stripe(text, text) IS
     'pg_oas: advisory lock key (second half; the first is 1869705984) guarding new references to an object';
 
@@ -195,9 +196,8 @@ BEGIN
 
     IF cardinality(add_paths) > 0 THEN
         -- Stripes in a fixed order; writers only ever take them shared, so no deadlock.
-        PERFORM pg_catalog.pg_advisory_xact_lock_shared(1869705984, k)
-        FROM (SELECT DISTINCT oas.lock_stripe(u.s, u.p) AS k FROM unnest(add_stores, add_paths) u(s, p)
-              ORDER BY 1) x;
+        PERFORM oas._lock_stripes(ARRAY(SELECT DISTINCT oas.lock_stripe(u.s, u.p)
+                                        FROM unnest(add_stores, add_paths) u(s, p) ORDER BY 1));
         IF oas._gc_may_hide() THEN
             PERFORM oas._gc_ensure_present(u.s, u.p)
             FROM (SELECT DISTINCT v.s, v.p FROM unnest(add_stores, add_paths) v(s, p)) u(s, p);

@@ -37,10 +37,19 @@ GRANT SELECT ON oas.tracked_columns TO PUBLIC;
 -- Check every reference in every tracked column the caller may read: the object exists, its
 -- size matches, and (check_content) its MD5 matches where the reference records a hash.
 -- Returns one row per broken reference, with the row's primary key.
+--
+-- oas_verify, oas_usage and oas_store_references read other roles' tables, often on behalf of an
+-- administrator: they pin search_path and never run a table's row-security policies (a policy is
+-- its owner's code, run as the caller). A table whose policies would apply to the caller is
+-- skipped, as one the caller may not read is; row_security = off makes a policy an error, never
+-- a call, should one slip through.
 CREATE FUNCTION oas.oas_verify(check_content boolean DEFAULT true, only_store text DEFAULT NULL)
 RETURNS TABLE (schema_name text, table_name text, column_name text, row_key jsonb,
                store text, path text, problem text)
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET row_security = off
+AS $fn$
 #variable_conflict use_column
 DECLARE
     col record;
@@ -59,6 +68,12 @@ BEGIN
             skipped := skipped + 1;
             CONTINUE;
         END IF;
+        IF pg_catalog.row_security_active(col.table_oid) THEN
+            RAISE NOTICE 'oas_verify: skipping %.%.% (row security applies to you; its owner or a role with BYPASSRLS can check it)',
+                col.schema_name, col.table_name, col.column_name;
+            skipped := skipped + 1;
+            CONTINUE;
+        END IF;
         SELECT 'jsonb_build_object(' || string_agg(format('%L, %I', a.attname, a.attname), ', '
                                                    ORDER BY array_position(i.indkey::int2[], a.attnum)) || ')'
           INTO key_expr
@@ -66,7 +81,8 @@ BEGIN
           JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
          WHERE i.indrelid = col.table_oid AND i.indisprimary;
         key_expr := coalesce(key_expr, 'jsonb_build_object(''ctid'', ctid::text)');
-        FOR rec IN EXECUTE format('SELECT %s AS k, %I AS ref FROM %s WHERE %I IS NOT NULL',
+        -- ::jsonb: a column of a domain over jsonb must not change the record's type per column.
+        FOR rec IN EXECUTE format('SELECT %s AS k, %I::jsonb AS ref FROM %s WHERE %I IS NOT NULL',
                                   key_expr, col.column_name, col.table_oid, col.column_name) LOOP
             ref_store := coalesce(nullif(rec.ref->>'store', ''), col.resolved_store);
             CONTINUE WHEN only_store IS NOT NULL AND ref_store IS DISTINCT FROM only_store;
@@ -99,13 +115,17 @@ $fn$;
 CREATE FUNCTION oas.oas_usage()
 RETURNS TABLE (store text, schema_name text, table_name text, column_name text, codec text,
                refs bigint, objects bigint, bytes numeric, unsized_objects bigint)
-LANGUAGE plpgsql STABLE AS $fn$
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET row_security = off
+AS $fn$
 #variable_conflict use_column
 DECLARE
     col record;
 BEGIN
     FOR col IN SELECT t.* FROM oas.tracked_columns t ORDER BY t.schema_name, t.table_name, t.column_name LOOP
-        CONTINUE WHEN NOT pg_catalog.has_table_privilege(col.table_oid, 'SELECT');
+        CONTINUE WHEN NOT pg_catalog.has_table_privilege(col.table_oid, 'SELECT')
+                   OR pg_catalog.row_security_active(col.table_oid);
         RETURN QUERY EXECUTE format($q$
             WITH r AS (
                 SELECT coalesce(nullif(%1$I->>'store', ''), %2$L) AS s,
@@ -136,17 +156,21 @@ SET extra_float_digits = 1
 AS $$ SELECT oas.oas_encode_pk_text(pg_catalog.pg_typeof(value)::oid, pg_catalog.format('%s', value)) $$;
 
 -- Rows referencing a store, per tracked column (refs is NULL where the caller may not read the
--- table: those references could not be counted). oas_store_drop refuses while any are left.
+-- table, or its row security applies to the caller: those references could not be counted). oas_store_drop refuses while any are left.
 CREATE FUNCTION oas.oas_store_references(store_name text)
 RETURNS TABLE (schema_name text, table_name text, column_name text, refs bigint)
-LANGUAGE plpgsql STABLE AS $fn$
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET row_security = off
+AS $fn$
 #variable_conflict use_column
 DECLARE
     col record;
     n bigint;
 BEGIN
     FOR col IN SELECT t.* FROM oas.tracked_columns t ORDER BY t.schema_name, t.table_name, t.column_name LOOP
-        IF pg_catalog.has_table_privilege(col.table_oid, 'SELECT') THEN
+        IF pg_catalog.has_table_privilege(col.table_oid, 'SELECT')
+           AND NOT pg_catalog.row_security_active(col.table_oid) THEN
             EXECUTE format('SELECT count(*) FROM %1$s WHERE %2$I IS NOT NULL
                               AND coalesce(nullif(%2$I->>''store'', ''''), %3$L) = %4$L',
                            col.table_oid, col.column_name, col.resolved_store, store_name) INTO n;

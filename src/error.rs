@@ -3,6 +3,7 @@
 //! | kind | SQLSTATE |
 //! |---|---|
 //! | invalid store spec, invalid argument or reference | 22023 invalid_parameter_value |
+//! | NULL for a required argument | 22004 null_value_not_allowed |
 //! | store not configured | 42704 undefined_object |
 //! | store exists already | 42710 duplicate_object |
 //! | no default store | 55000 object_not_in_prerequisite_state |
@@ -15,6 +16,7 @@
 //! | query cancelled while waiting | 57014 query_canceled |
 //! | object larger than a bytea can be | 54000 program_limit_exceeded |
 //! | store still referenced by rows | 2BP01 dependent_objects_still_exist |
+//! | lock not had within `oas.lock_timeout` | 55P03 lock_not_available |
 
 use oas_core::OasError;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
@@ -27,6 +29,7 @@ pub fn sqlstate(e: &OasError) -> PgSqlErrorCode {
         OasError::InvalidSpec { .. } | OasError::InvalidArgument { .. } => {
             ERRCODE_INVALID_PARAMETER_VALUE
         }
+        OasError::NullArgument(_) => ERRCODE_NULL_VALUE_NOT_ALLOWED,
         OasError::StoreNotConfigured(_) => ERRCODE_UNDEFINED_OBJECT,
         OasError::StoreExists(_) => ERRCODE_DUPLICATE_OBJECT,
         OasError::NoDefaultStore => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -41,6 +44,7 @@ pub fn sqlstate(e: &OasError) -> PgSqlErrorCode {
         OasError::Cancelled => ERRCODE_QUERY_CANCELED,
         OasError::TooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
         OasError::InUse { .. } => ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+        OasError::LockTimeout { .. } => ERRCODE_LOCK_NOT_AVAILABLE,
     }
 }
 
@@ -78,4 +82,10 @@ impl<T> OrRaise<T> for Result<T, pgrx::spi::SpiError> {
             unreachable!()
         })
     }
+}
+
+/// A required argument of a function that cannot be STRICT (it has optional arguments whose NULL
+/// means "the default"): its value, or SQLSTATE 22004.
+pub fn required<T>(value: Option<T>, name: &'static str) -> T {
+    value.unwrap_or_else(|| raise(OasError::NullArgument(name)))
 }

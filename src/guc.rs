@@ -1,6 +1,7 @@
 //! Settings under the reserved `oas.` prefix. None of them holds a secret: settings are visible
 //! in `pg_settings` and in logs, so credentials live only in `oas.store_secret`.
 
+use std::ffi::{CStr, CString};
 use std::time::Duration;
 
 use oas_core::backend::ClientSettings;
@@ -14,6 +15,7 @@ pub static VERIFY_READS: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static NPY_MERGE_GAP: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static GC_GRACE_S: GucSetting<i32> = GucSetting::<i32>::new(86_400);
 pub static GC_TRASH_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 86_400);
+static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -92,6 +94,16 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::UNIT_S,
     );
+    GucRegistry::define_int_guc(
+        c"oas.lock_timeout",
+        c"Longest time a write waits for pg_oas's locks before it gives up (SQLSTATE 55P03).",
+        c"New references wait while a collector moves objects that share their lock stripe (milliseconds at most). A longer wait means another session holds the locks; 0 waits forever.",
+        &LOCK_TIMEOUT_MS,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
     // Typos such as `SET oas.request_timout` become errors instead of silent placeholders.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"oas".as_ptr()) };
 }
@@ -104,4 +116,45 @@ pub fn client_settings() -> ClientSettings {
         max_retries: MAX_RETRIES.get().max(0) as usize,
         file_fsync: FILE_FSYNC.get(),
     }
+}
+
+/// `oas.lock_timeout` in milliseconds (0: wait forever).
+pub fn lock_timeout_ms() -> i32 {
+    LOCK_TIMEOUT_MS.get().max(0)
+}
+
+/// A nesting level of settings, undone when dropped (or by the abort of the transaction).
+struct Level(i32);
+
+impl Drop for Level {
+    fn drop(&mut self) {
+        // SAFETY: closes the level `scoped` opened, on this backend's only thread.
+        unsafe { pgrx::pg_sys::AtEOXact_GUC(true, self.0) };
+    }
+}
+
+/// Run `f` with PostgreSQL settings changed for its duration only, as a function's `SET` clause
+/// does: `scoped(&[(c"search_path", "pg_catalog, pg_temp")], || ...)`.
+pub fn scoped<R>(settings: &[(&CStr, &str)], f: impl FnOnce() -> R) -> R {
+    use pgrx::pg_sys;
+    // SAFETY: the save/set sequence PostgreSQL runs for a function with a SET clause
+    // (fmgr_security_definer); `Level` restores the values, and so does an abort.
+    let _level = unsafe {
+        let level = Level(pg_sys::NewGUCNestLevel());
+        for (name, value) in settings {
+            let value = CString::new(*value).expect("setting values have no NUL byte");
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
+        level
+    };
+    f()
 }

@@ -9,7 +9,8 @@
 //! | [`guc`] | the `oas.*` settings |
 //! | [`runtime`] | the per-backend tokio runtime and the cancellable `block_on` |
 //! | [`error`] | `OasError` → SQLSTATE, message and hint |
-//! | [`catalog`] | reading stores from `oas.store`, the client cache, privilege checks |
+//! | [`catalog`] | reading stores from `oas.store`, the client cache |
+//! | [`privilege`] | who may do what; running as the extension owner with a pinned `search_path` |
 //! | [`api`] | the SQL functions, one file per topic |
 
 use pgrx::prelude::*;
@@ -18,6 +19,7 @@ pub mod api;
 pub mod catalog;
 pub mod error;
 pub mod guc;
+pub mod privilege;
 pub mod runtime;
 
 ::pgrx::pg_module_magic!(name, version);

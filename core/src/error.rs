@@ -47,6 +47,17 @@ pub enum OasError {
         hint: Option<String>,
     },
 
+    /// A required argument was NULL.
+    #[error("argument \"{0}\" must not be NULL")]
+    NullArgument(&'static str),
+
+    /// A lock could not be had within `oas.lock_timeout`.
+    #[error("{message}")]
+    LockTimeout {
+        message: String,
+        hint: Option<String>,
+    },
+
     /// The caller may not do this.
     #[error("{message}")]
     PermissionDenied {
@@ -128,7 +139,9 @@ impl OasError {
             | OasError::InvalidArgument { hint, .. }
             | OasError::PermissionDenied { hint, .. }
             | OasError::TooLarge { hint, .. }
-            | OasError::InUse { hint, .. } => hint.clone(),
+            | OasError::InUse { hint, .. }
+            | OasError::LockTimeout { hint, .. } => hint.clone(),
+            OasError::NullArgument(_) => Some("pass a value, or leave the argument out where it has a default".into()),
             OasError::StoreNotConfigured(name) => Some(format!(
                 "create it with SELECT oas.oas_store_create('{name}', '{{\"protocol\": \"file\", \"location\": \"/path/to/dir\"}}'); list stores with SELECT * FROM oas.stores"
             )),

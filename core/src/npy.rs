@@ -831,14 +831,16 @@ pub fn to_f64_c_order(
         }
         v
     };
-    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    // Integers up to 2^53 in magnitude are exactly a double; compared as integers (2^53 + 1 as
+    // a double is 2^53, so a comparison of doubles would let it through, rounded).
+    const EXACT: u64 = 1 << 53;
     let decode = |b: &[u8]| -> Result<f64, OasError> {
         let w = word(b);
         Ok(match (dtype.kind, size) {
             ('b', 1) => f64::from(u8::from(w != 0)),
             ('u', 1 | 2 | 4 | 8) => {
                 let v = w as f64;
-                if w > (1u64 << 53) {
+                if w > EXACT {
                     return Err(bad(format!(
                         "integer {w} cannot be a double precision exactly"
                     )));
@@ -848,7 +850,7 @@ pub fn to_f64_c_order(
             ('i', 1 | 2 | 4 | 8) => {
                 let shift = 64 - 8 * size as u32;
                 let v = ((w << shift) as i64) >> shift;
-                if (v as f64).abs() > EXACT {
+                if v.unsigned_abs() > EXACT {
                     return Err(bad(format!(
                         "integer {v} cannot be a double precision exactly"
                     )));
@@ -1306,6 +1308,21 @@ mod tests {
         );
         let huge = (1i64 << 60).to_le_bytes();
         assert!(to_f64_c_order(&le("<i8"), false, &[1], &huge).is_err());
+        // 2^53 is exact; 2^53 + 1 would round to 2^53 and is refused, either sign, signed or not.
+        for (dtype, v, ok) in [
+            ("<i8", (1i64 << 53).to_le_bytes(), true),
+            ("<i8", (-(1i64 << 53)).to_le_bytes(), true),
+            ("<i8", ((1i64 << 53) + 1).to_le_bytes(), false),
+            ("<i8", (-(1i64 << 53) - 1).to_le_bytes(), false),
+            ("<u8", ((1i64 << 53) + 1).to_le_bytes(), false),
+            ("<i8", i64::MIN.to_le_bytes(), false),
+        ] {
+            assert_eq!(
+                to_f64_c_order(&le(dtype), false, &[1], &v).is_ok(),
+                ok,
+                "{dtype} {v:?}"
+            );
+        }
         assert!(to_f64_c_order(&le("<U2"), false, &[1], &[0; 8]).is_err());
         assert!(to_f64_c_order(&le("<c8"), false, &[1], &[0; 8]).is_err());
         assert!(to_f64_c_order(&le("<c8"), false, &[0], &[]).is_err());

@@ -27,14 +27,11 @@ use pgrx::datum::Interval;
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
 
+use super::locks::{lock_keys, RUN_CLASS, STRIPE_CLASS};
 use crate::catalog;
-use crate::error::{raise, OrRaise};
+use crate::error::{raise, required, OrRaise};
 use crate::runtime::block_on;
 
-/// First half of the advisory lock keys guarding new references (see `oas.lock_stripe`).
-pub const STRIPE_CLASS: i32 = 1_869_705_984;
-/// First half of the key a collector holds on a store for its whole transaction.
-const RUN_CLASS: i32 = 1_869_705_985;
 /// Objects moved per lock/veto/record round.
 const BATCH: usize = 1_000;
 /// Listed objects buffered before they are recorded.
@@ -100,8 +97,9 @@ impl Report {
 /// `oas.gc_trash_retention`, 7 days). One row per store.
 #[allow(clippy::type_complexity)] // pgrx needs the row type spelled out here
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn oas_gc(
-    dry_run: default!(bool, true),
+    dry_run: default!(Option<bool>, true),
     store: default!(Option<&str>, "NULL"),
     grace: default!(Option<Interval>, "NULL"),
     trash_retention: default!(Option<Interval>, "NULL"),
@@ -129,6 +127,7 @@ fn oas_gc(
     ),
 > {
     require_gc_privileges();
+    let dry_run = required(dry_run, "dry_run");
     if !dry_run {
         require_read_committed("oas_gc(dry_run => false)");
     }
@@ -160,14 +159,13 @@ fn oas_gc(
         .or_raise()
         .unwrap_or_else(|| "on".into());
     Spi::run("SELECT pg_catalog.set_config('row_security', 'off', true)").or_raise();
-    let (mut sets, schemas) = mark(&mut reports);
+    let mut sets = mark(&mut reports);
     for r in reports.iter_mut() {
         if r.errors.iter().any(|e| e.starts_with("another oas_gc()")) {
             continue;
         }
         let refs = sets.remove(&r.store).unwrap_or_default();
-        let known = schemas.get(&r.store).cloned().unwrap_or_default();
-        collect_store(r, &refs, known, dry_run, grace, retention, &snapshot);
+        collect_store(r, &refs, dry_run, grace, retention, &snapshot);
     }
     Spi::run_with_args(
         "SELECT pg_catalog.set_config('row_security', $1, true)",
@@ -201,6 +199,7 @@ fn oas_gc(
 /// Put back objects a run moved to trash: all of run `run_id`, or the one object `path`.
 /// Returns the paths restored.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn oas_gc_restore(
     run_id: i64,
     path: default!(Option<&str>, "NULL"),
@@ -335,6 +334,7 @@ fn restore_page(
 /// Delete trash older than `older_than` (default `oas.gc_trash_retention`) now. `oas_gc()` does
 /// this on every real run. Returns objects and bytes purged per store.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn oas_gc_purge(
     older_than: default!(Option<Interval>, "NULL"),
     store: default!(Option<&str>, "NULL"),
@@ -369,7 +369,7 @@ fn oas_gc_purge(
         lock_run(name);
     }
     let mut reports = reports_for(&names);
-    let (sets, _) = mark(&mut reports);
+    let sets = mark(&mut reports);
     let mut out = Vec::new();
     for mut r in reports {
         let name = r.store.clone();
@@ -395,6 +395,7 @@ fn oas_gc_purge(
 /// trash: when it is missing from its place and present in trash, it is moved back. Returns
 /// `present`, `restored` or `missing`. Never deletes anything.
 #[pg_extern(volatile, parallel_unsafe, name = "_gc_ensure_present")]
+#[search_path(pg_catalog, pg_temp)]
 fn gc_ensure_present(store: &str, path: &str) -> String {
     let Ok(s) = catalog::store(Some(store)) else {
         return "missing".into();
@@ -420,31 +421,8 @@ fn gc_ensure_present(store: &str, path: &str) -> String {
     "restored".into()
 }
 
-/// Take the shared stripe lock for a new reference to `path` (held to the end of the
-/// transaction), so no collector moves the object until the reference has committed.
-pub fn lock_for_reference(store: &str, path: &str) {
-    Spi::run_with_args(
-        "SELECT pg_catalog.pg_advisory_xact_lock_shared(1869705984, oas.lock_stripe($1, $2))",
-        &[store.into(), path.into()],
-    )
-    .or_raise();
-}
-
 fn require_gc_privileges() {
-    let ok = Spi::get_one::<bool>(
-        "SELECT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)
-             OR (pg_catalog.pg_has_role(current_user, 'oas_admin', 'USAGE')
-                 AND pg_catalog.pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'))",
-    )
-    .or_raise();
-    if ok != Some(true) {
-        raise(OasError::PermissionDenied {
-            message: "permission denied to collect garbage".into(),
-            hint: Some(
-                "oas_gc needs a superuser, or a member of oas_admin and pg_read_all_stats (to see every running transaction) with SELECT on every tracked table".into(),
-            ),
-        });
-    }
+    crate::privilege::require_collector().or_raise();
 }
 
 /// The collector's checks need a new snapshot per statement: the ledger veto must see what
@@ -500,11 +478,12 @@ fn try_lock_run(store: &str) -> bool {
 /// Wait for the store's collector, if one is running, and keep others out until this
 /// transaction ends: restore and purge must not act on trash a run is changing.
 fn lock_run(store: &str) {
-    Spi::run_with_args(
-        "SELECT pg_catalog.pg_advisory_xact_lock($1, $2)",
-        &[RUN_CLASS.into(), store_key(store).into()],
-    )
-    .or_raise();
+    lock_keys(
+        RUN_CLASS,
+        &[store_key(store)],
+        false,
+        &format!("of the collector of store \"{store}\""),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -518,19 +497,16 @@ struct Column {
     readable: bool,
 }
 
-/// Every reference of every tracked column, per store, with the schemas the references name.
-fn mark(reports: &mut [Report]) -> (HashMap<String, RefSet>, HashMap<String, HashSet<String>>) {
+/// Every reference of every tracked column, per store. The schemas a reference names are not
+/// recorded: a reference is what a user typed, and must never make this database collect
+/// another database's section of a shared store (see `collect_store`).
+fn mark(reports: &mut [Report]) -> HashMap<String, RefSet> {
     // References are collected per physical location: every store name of a location counts.
     let all_stores = store_names();
     let mut ident: HashMap<String, String> = HashMap::new();
-    let mut specs: HashMap<String, (String, String)> = HashMap::new();
     for name in all_stores {
         if let Ok(s) = catalog::store(Some(&name)) {
             ident.insert(name.clone(), gc::location_identity(&s.spec));
-            specs.insert(
-                name,
-                (s.spec.hash_prefix.clone(), s.spec.schema_prefix.clone()),
-            );
         }
     }
     let wanted: HashSet<String> = reports
@@ -541,6 +517,7 @@ fn mark(reports: &mut [Report]) -> (HashMap<String, RefSet>, HashMap<String, Has
         c.select(
             "SELECT table_oid::oid, column_name, format('%I.%I.%I', schema_name, table_name, column_name),
                     resolved_store, pg_catalog.has_table_privilege(table_oid, 'SELECT')
+                        AND NOT pg_catalog.row_security_active(table_oid)
              FROM oas.tracked_columns WHERE addressing <> 'filepath'
              ORDER BY schema_name, table_name, column_name",
             None,
@@ -559,7 +536,6 @@ fn mark(reports: &mut [Report]) -> (HashMap<String, RefSet>, HashMap<String, Has
     })
     .or_raise();
     let mut sets: HashMap<String, RefSet> = HashMap::new();
-    let mut schemas: HashMap<String, HashSet<String>> = HashMap::new();
     let mut problems: Vec<(Option<String>, String)> = Vec::new();
     // References to stores this database cannot resolve may point anywhere, ours included.
     let mut unknown: HashSet<String> = HashSet::new();
@@ -583,7 +559,7 @@ fn mark(reports: &mut [Report]) -> (HashMap<String, RefSet>, HashMap<String, Has
             problems.push((
                 None,
                 format!(
-                    "cannot read {} (no SELECT privilege): nothing is deleted",
+                    "cannot read {} (no SELECT privilege, or row security applies): nothing is deleted",
                     col.label
                 ),
             ));
@@ -620,22 +596,6 @@ fn mark(reports: &mut [Report]) -> (HashMap<String, RefSet>, HashMap<String, Has
                 }
                 match path {
                     Some(p) => {
-                        if let Some((hp, sp)) = specs.get(&store) {
-                            let section = if p.starts_with(&format!("{hp}/")) || hp.is_empty() {
-                                Section::Hash
-                            } else {
-                                Section::Schema
-                            };
-                            let prefix = if section == Section::Hash { hp } else { sp };
-                            if let Some(s) = schema_of(section, prefix, &p) {
-                                if !schemas.get(place).is_some_and(|set| set.contains(s)) {
-                                    schemas
-                                        .entry(place.clone())
-                                        .or_default()
-                                        .insert(s.to_string());
-                                }
-                            }
-                        }
                         sets.entry(place.clone())
                             .or_default()
                             .insert(&p, size.map(|z| z.max(0) as u64));
@@ -677,7 +637,6 @@ fn mark(reports: &mut [Report]) -> (HashMap<String, RefSet>, HashMap<String, Has
     }
     // Keyed by store name again for the runs.
     let mut out_sets = HashMap::new();
-    let mut out_schemas = HashMap::new();
     for r in reports.iter_mut() {
         let Some(i) = ident.get(&r.store) else {
             continue;
@@ -687,11 +646,8 @@ fn mark(reports: &mut [Report]) -> (HashMap<String, RefSet>, HashMap<String, Has
             r.referenced_bytes = set.bytes() as i64;
             out_sets.insert(r.store.clone(), set.clone());
         }
-        if let Some(s) = schemas.get(i) {
-            out_schemas.insert(r.store.clone(), s.clone());
-        }
     }
-    (out_sets, out_schemas)
+    out_sets
 }
 
 /// Run `query` as a cursor, 10 000 rows at a time (each batch freed before the next), and call
@@ -764,7 +720,6 @@ struct Listed {
 fn collect_store(
     r: &mut Report,
     refs: &RefSet,
-    mut known: HashSet<String>,
     dry_run: bool,
     grace: f64,
     retention: f64,
@@ -784,8 +739,11 @@ fn collect_store(
         )
         .or_raise();
     }
-    // The schemas to list: those that exist, those the ledger has seen, those references name,
-    // and those earlier runs recorded. Objects of other databases sharing the store stay untouched.
+    // The schemas to list come from this database's own records, never from what a reference
+    // says: the schemas that exist here, those whose tables the ledger saw referencing this store,
+    // and those earlier runs recorded. Objects of other databases sharing the store stay untouched
+    // (a hand-written reference to `_hash/otherdb/...` once made a run trash them).
+    let mut known: HashSet<String> = HashSet::new();
     let recorded: Vec<String> = Spi::connect(|c| {
         c.select(
             "SELECT nspname::text FROM pg_catalog.pg_namespace

@@ -31,10 +31,11 @@ fn oas_hash_put(
     let store = catalog::store(store).or_raise();
     let schema = match schema {
         Some(s) => s.to_string(),
-        None => Spi::get_one::<String>("SELECT current_schema()::text")
+        None => Spi::get_one::<String>("SELECT pg_catalog.current_schema()::pg_catalog.text")
             .or_raise()
             .unwrap_or_else(|| "public".into()),
     };
+    crate::privilege::require_schema_usage(&schema).or_raise();
     // Large payloads are hashed and staged (or copied) on two threads, straight from
     // PostgreSQL's copy of the parameter; small ones are not worth the threads.
     let prepared = if data.len() >= STAGE_MIN {
@@ -56,7 +57,7 @@ fn oas_hash_put(
         store.spec.subfolding.as_deref(),
     )
     .or_raise();
-    super::gc::lock_for_reference(&store.name, &path);
+    super::locks::lock_for_reference(&store.name, &path);
     let (reference, _outcome) = block_on(put_prepared(&store, &schema, prepared)).or_raise();
     Some(JsonB(reference.to_json()))
 }

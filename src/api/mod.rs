@@ -4,6 +4,7 @@
 
 pub mod gc;
 pub mod hash;
+pub mod locks;
 pub mod npy;
 pub mod paths;
 pub mod presign;

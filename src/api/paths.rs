@@ -22,9 +22,14 @@ fn pk_type(ty: Oid) -> Result<PkType, OasError> {
         other => {
             // Enums arrive in Python as strings; domains render as their base type.
             let (typtype, base) = Spi::get_two_with_args::<String, Oid>(
-                "SELECT typtype::text, typbasetype FROM pg_catalog.pg_type WHERE oid = $1",
+                "SELECT t.typtype::pg_catalog.text, t.typbasetype FROM pg_catalog.pg_type t
+                  WHERE t.oid OPERATOR(pg_catalog.=) $1",
                 &[other.into()],
             )
+            .or_else(|e| match e {
+                pgrx::spi::SpiError::InvalidPosition => Ok((None, None)),
+                e => Err(e),
+            })
             .or_raise();
             match (typtype.as_deref(), base) {
                 (Some("e"), _) => PkType::Text,

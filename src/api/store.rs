@@ -2,14 +2,15 @@
 
 use oas_core::backend::Store;
 use oas_core::ops::verify_store;
-use oas_core::spec::{split_secrets, StoreSpec};
+use oas_core::spec::{split_secrets, Protocol, StoreSpec};
 use oas_core::OasError;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::Value;
 
-use crate::catalog::{self, require_store_admin};
+use crate::catalog;
 use crate::error::{raise, OrRaise};
+use crate::privilege::{as_owner, current_user_name, require_store_admin};
 use crate::runtime::block_on;
 
 fn check_name(name: &str) -> Result<(), OasError> {
@@ -38,91 +39,116 @@ fn validated(name: &str, spec: &Value) -> Result<StoreSpec, OasError> {
 
 fn exists(name: &str) -> bool {
     Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM oas.store WHERE name = $1)",
+        "SELECT EXISTS (SELECT 1 FROM oas.store s WHERE s.name OPERATOR(pg_catalog.=) $1)",
         &[name.into()],
     )
     .or_raise()
     .unwrap_or(false)
 }
 
+/// The catalog tables are written by the extension's owner only, after the caller's checks:
+/// nobody writes `oas.store` or `oas.store_secret` directly (a direct INSERT would skip the
+/// check that a `file` store needs the server-file roles).
 fn write_secrets(name: &str, spec: &Value) {
     let (_, secret) = split_secrets(spec);
-    Spi::run_with_args(
-        "DELETE FROM oas.store_secret WHERE store = $1",
-        &[name.into()],
-    )
-    .or_raise();
-    if !secret.is_empty() {
+    as_owner(|| {
         Spi::run_with_args(
-            "INSERT INTO oas.store_secret (store, secrets) VALUES ($1, $2)",
-            &[name.into(), JsonB(Value::Object(secret)).into()],
+            "DELETE FROM oas.store_secret s WHERE s.store OPERATOR(pg_catalog.=) $1",
+            &[name.into()],
         )
         .or_raise();
-    }
+        if !secret.is_empty() {
+            Spi::run_with_args(
+                "INSERT INTO oas.store_secret (store, secrets) VALUES ($1, $2)",
+                &[name.into(), JsonB(Value::Object(secret)).into()],
+            )
+            .or_raise();
+        }
+    })
 }
 
 fn create(name: &str, spec: &Value) -> Result<(), OasError> {
-    require_store_admin("create a store", None)?;
+    require_store_admin("create a store", false)?;
     check_name(name)?;
     let parsed = validated(name, spec)?;
-    require_store_admin("create a store", Some(parsed.protocol))?;
+    require_store_admin("create a store", parsed.protocol == Protocol::File)?;
     if exists(name) {
         return Err(OasError::StoreExists(name.to_string()));
     }
     let (public, _) = split_secrets(spec);
-    Spi::run_with_args(
-        "INSERT INTO oas.store (name, protocol, spec) VALUES ($1, $2, $3)",
-        &[
-            name.into(),
-            parsed.protocol.as_str().into(),
-            JsonB(Value::Object(public)).into(),
-        ],
-    )
-    .or_raise();
+    let creator = current_user_name();
+    as_owner(|| {
+        Spi::run_with_args(
+            "INSERT INTO oas.store (name, protocol, spec, created_by) VALUES ($1, $2, $3, $4)",
+            &[
+                name.into(),
+                parsed.protocol.as_str().into(),
+                JsonB(Value::Object(public)).into(),
+                creator.as_str().into(),
+            ],
+        )
+        .or_raise()
+    });
     write_secrets(name, spec);
     Ok(())
 }
 
 fn alter(name: &str, spec: &Value) -> Result<(), OasError> {
-    require_store_admin("alter a store", None)?;
+    require_store_admin("alter a store", false)?;
     let parsed = validated(name, spec)?;
     let old = catalog::store_row(Some(name))?;
-    let old_protocol = StoreSpec::from_json(&old.spec).ok().map(|s| s.protocol);
-    require_store_admin("alter a store", Some(parsed.protocol))?;
-    if let Some(p) = old_protocol {
-        require_store_admin("alter a store", Some(p))?;
-    }
+    // A store whose old spec no longer parses is treated as a file store: changing it needs
+    // every privilege a file store does.
+    let old_is_file =
+        StoreSpec::from_json(&old.spec).map_or(true, |s| s.protocol == Protocol::File);
+    require_store_admin(
+        "alter a store",
+        parsed.protocol == Protocol::File || old_is_file,
+    )?;
     let (public, _) = split_secrets(spec);
-    Spi::run_with_args(
-        "UPDATE oas.store SET protocol = $2, spec = $3, version = nextval('oas.store_version_seq'), updated_at = now()
-         WHERE name = $1",
-        &[name.into(), parsed.protocol.as_str().into(), JsonB(Value::Object(public)).into()],
-    )
-    .or_raise();
+    as_owner(|| {
+        Spi::run_with_args(
+            "UPDATE oas.store s SET protocol = $2, spec = $3,
+                    version = pg_catalog.nextval('oas.store_version_seq'::pg_catalog.regclass),
+                    updated_at = pg_catalog.now()
+              WHERE s.name OPERATOR(pg_catalog.=) $1",
+            &[
+                name.into(),
+                parsed.protocol.as_str().into(),
+                JsonB(Value::Object(public)).into(),
+            ],
+        )
+        .or_raise()
+    });
     write_secrets(name, spec);
     catalog::forget(name);
     Ok(())
 }
 
 fn set_default(name: &str, column: &str) -> Result<(), OasError> {
-    require_store_admin("change the default store", None)?;
+    require_store_admin("change the default store", false)?;
     catalog::store_row(Some(name))?;
     // Two statements: the partial unique index allows one default at a time.
-    Spi::run(&format!(
-        "UPDATE oas.store SET {column} = false WHERE {column}"
-    ))
-    .or_raise();
-    Spi::run_with_args(
-        &format!("UPDATE oas.store SET {column} = true WHERE name = $1"),
-        &[name.into()],
-    )
-    .or_raise();
+    as_owner(|| {
+        Spi::run(&format!(
+            "UPDATE oas.store s SET {column} = false WHERE s.{column}"
+        ))
+        .or_raise();
+        Spi::run_with_args(
+            &format!(
+                "UPDATE oas.store s SET {column} = true WHERE s.name OPERATOR(pg_catalog.=) $1"
+            ),
+            &[name.into()],
+        )
+        .or_raise();
+    });
     Ok(())
 }
 
 /// Create a store from a DataJoint store spec (the JSON object under `stores.<name>` in
 /// `datajoint.json`). Credentials in the spec go to `oas.store_secret`.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn oas_store_create(name: &str, spec: JsonB, make_default: default!(bool, false)) -> String {
     create(name, &spec.0).or_raise();
     if make_default {
@@ -133,6 +159,7 @@ fn oas_store_create(name: &str, spec: JsonB, make_default: default!(bool, false)
 
 /// Replace a store's spec (the whole spec, credentials included).
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn oas_store_alter(name: &str, spec: JsonB) -> String {
     alter(name, &spec.0).or_raise();
     name.to_string()
@@ -141,21 +168,25 @@ fn oas_store_alter(name: &str, spec: JsonB) -> String {
 /// Remove a store from the catalog. Refused while rows still reference it (or references could
 /// not be counted), unless `force`. Its objects stay where they are either way.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn oas_store_drop(
     name: &str,
     if_exists: default!(bool, false),
     force: default!(bool, false),
 ) -> bool {
-    require_store_admin("drop a store", None).or_raise();
+    require_store_admin("drop a store", false).or_raise();
     if !force {
         refuse_if_referenced(name).or_raise();
     }
-    let dropped = Spi::get_one_with_args::<bool>(
-        "WITH d AS (DELETE FROM oas.store WHERE name = $1 RETURNING 1) SELECT count(*) > 0 FROM d",
-        &[name.into()],
-    )
-    .or_raise()
-    .unwrap_or(false);
+    let dropped = as_owner(|| {
+        Spi::get_one_with_args::<bool>(
+            "WITH d AS (DELETE FROM oas.store s WHERE s.name OPERATOR(pg_catalog.=) $1 RETURNING 1)
+             SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 FROM d",
+            &[name.into()],
+        )
+        .or_raise()
+        .unwrap_or(false)
+    });
     catalog::forget(name);
     if !dropped && !if_exists {
         raise(OasError::StoreNotConfigured(name.to_string()));
@@ -190,6 +221,7 @@ fn refuse_if_referenced(name: &str) -> Result<(), OasError> {
 
 /// Make `name` the default store (DataJoint's `stores.default`).
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn oas_store_set_default(name: &str) -> String {
     set_default(name, "is_default").or_raise();
     name.to_string()
@@ -199,6 +231,7 @@ fn oas_store_set_default(name: &str) -> String {
 /// just its `stores` object. Existing stores of the same name are altered. `default` and
 /// `filepath_default` are honoured.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn oas_store_import(
     config: JsonB,
 ) -> TableIterator<'static, (name!(store, String), name!(action, String))> {

@@ -15,7 +15,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use crate::catalog;
-use crate::error::{raise, OrRaise};
+use crate::error::{raise, required, OrRaise};
 use crate::runtime::block_on;
 
 /// The codec behind a column comment: one row for an object-store codec marker, none otherwise.
@@ -42,11 +42,16 @@ fn oas_parse_marker(
 /// way. Without `comment`, the column's existing user comment is kept.
 #[pg_extern(volatile, parallel_unsafe)]
 fn oas_declare_column(
-    table: &str,
-    column: &str,
-    codec: &str,
+    table: Option<&str>,
+    column: Option<&str>,
+    codec: Option<&str>,
     comment: default!(Option<&str>, "NULL"),
 ) -> String {
+    let (table, column, codec) = (
+        required(table, "table"),
+        required(column, "column"),
+        required(codec, "codec"),
+    );
     let mut c = parse_codec_spec(codec).or_raise();
     let (rel, typ, old) = Spi::get_three_with_args::<pg_sys::Oid, String, String>(
         "SELECT c.oid, format_type(a.atttypid, a.atttypmod), col_description(c.oid, a.attnum)

@@ -29,7 +29,7 @@ use pgrx::{JsonB, PgXactCallbackEvent};
 use serde_json::{json, Value};
 
 use crate::catalog;
-use crate::error::{raise, OrRaise};
+use crate::error::{raise, required, OrRaise};
 use crate::runtime::block_on;
 
 enum Payload {
@@ -133,23 +133,25 @@ fn extension(ext: Option<&str>) -> Option<String> {
 }
 
 /// An `<object@>` value: one file with these bytes and extension (`'.tif'`, or NULL for none).
+/// A NULL `data` is a NULL value, as DataJoint stores `None`.
 #[pg_extern(volatile, parallel_unsafe)]
-fn oas_object(data: &[u8], ext: default!(Option<&str>, "NULL")) -> JsonB {
+fn oas_object(data: Option<&[u8]>, ext: default!(Option<&str>, "NULL")) -> Option<JsonB> {
+    let data = data?;
     let ext = extension(ext);
     let meta = json!({ "size": data.len(), "ext": ext });
-    pend(
+    Some(pend(
         Payload::File {
             data: Bytes::copy_from_slice(data),
             ext,
         },
         meta.as_object().cloned().unwrap_or_default(),
-    )
+    ))
 }
 
 /// An `<object@>` folder value: files named by relative paths (`'a.tif'`, `'sub/b.bin'`), stored
 /// under the folder's path with DataJoint's `.manifest.json` beside it.
-#[pg_extern(volatile, parallel_unsafe)]
-fn oas_object_folder(names: Vec<String>, contents: pgrx::Array<&[u8]>) -> JsonB {
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn oas_object_folder(names: Vec<Option<String>>, contents: pgrx::Array<&[u8]>) -> JsonB {
     if names.len() != contents.len() || names.is_empty() {
         raise(OasError::invalid_argument_hint(
             format!(
@@ -163,6 +165,7 @@ fn oas_object_folder(names: Vec<String>, contents: pgrx::Array<&[u8]>) -> JsonB 
     let mut seen = std::collections::HashSet::new();
     let mut files = Vec::with_capacity(names.len());
     for (name, data) in names.into_iter().zip(contents.iter()) {
+        let name = required(name, "names (an element)");
         validate_relative_path(&name).or_raise();
         if !seen.insert(name.clone()) {
             raise(OasError::invalid_argument(format!(
@@ -355,11 +358,16 @@ struct Upload {
 /// written straight to its final path. Returns the upload's id for `oas_upload_part`.
 #[pg_extern(volatile, parallel_unsafe)]
 fn oas_upload_begin(
-    table: &str,
-    field: &str,
-    key: JsonB,
+    table: Option<&str>,
+    field: Option<&str>,
+    key: Option<JsonB>,
     ext: default!(Option<&str>, "NULL"),
 ) -> String {
+    let (table, field, key) = (
+        required(table, "table"),
+        required(field, "field"),
+        required(key, "key"),
+    );
     let rel = Spi::get_one_with_args::<pg_sys::Oid>("SELECT $1::regclass::oid", &[table.into()])
         .or_raise()
         .unwrap_or(pg_sys::InvalidOid);
@@ -377,6 +385,7 @@ fn oas_upload_begin(
         "npy" => Some(".npy".to_string()),
         _ => extension(ext),
     };
+    crate::privilege::require_table_write(rel, table).or_raise();
     let (store, path, codec) = new_object_path(rel, field, &key.0, ext.as_deref());
     if codec != "npy" && codec != "object" {
         raise(OasError::invalid_argument(format!(

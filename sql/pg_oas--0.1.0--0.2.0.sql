@@ -1,0 +1,246 @@
+-- pg_oas 0.1.0 -> 0.2.0: the security release (issue 9). Run by ALTER EXTENSION pg_oas UPDATE.
+-- A fresh install of 0.2.0 and 0.1.0 updated with this script must be the same: the test
+-- tests/test_upgrade.py compares their catalogs.
+
+-- Administrators change the store catalog only through the checked functions, which write as the
+-- extension's owner (a direct INSERT skipped the check that a file store needs server-file roles).
+REVOKE INSERT, UPDATE, DELETE ON oas.store, oas.store_secret FROM oas_admin;
+REVOKE ALL ON SEQUENCE oas.store_version_seq FROM oas_admin;
+
+-- Functions that act on every store or table, or write the catalog, pin search_path.
+ALTER FUNCTION oas.oas_gc(boolean, text, interval, interval) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION oas.oas_gc_purge(interval, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION oas.oas_gc_restore(bigint, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION oas._gc_ensure_present(text, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION oas.oas_store_create(text, jsonb, boolean) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION oas.oas_store_alter(text, jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION oas.oas_store_drop(text, boolean, boolean) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION oas.oas_store_import(jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION oas.oas_store_set_default(text) SET search_path = pg_catalog, pg_temp;
+
+-- Writers give up after oas.lock_timeout instead of waiting forever for a stripe.
+CREATE FUNCTION oas."_lock_stripes"(
+	"keys" INT[] /* Vec < i32 > */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'lock_stripes_wrapper';
+
+CREATE OR REPLACE FUNCTION oas.lock_stripe(store text, path text) RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+-- By path alone: two store names for one place (a DataJoint config may name a bucket twice) must
+-- meet on the same stripe. Unrelated objects that share a stripe only wait for each other.
+AS $$ SELECT pg_catalog.hashtext(path) OPERATOR(pg_catalog.&) 1023 $$;
+
+CREATE OR REPLACE FUNCTION oas._track_refs() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    i int := 0;
+    col text;
+    col_store text;
+    managed boolean;
+    default_store text;
+    refs_of text;
+    diff text;
+    got_stores text[];
+    got_paths text[];
+    add_stores text[] := '{}';
+    add_paths text[] := '{}';
+    pending boolean;
+BEGIN
+    SELECT st.name INTO default_store FROM oas.store st WHERE st.is_default;
+    WHILE i + 3 <= TG_NARGS LOOP
+        col := TG_ARGV[i];
+        col_store := coalesce(nullif(TG_ARGV[i + 1], ''), default_store);
+        managed := TG_ARGV[i + 2] = 't';
+        i := i + 3;
+        -- A value from oas_npy()/oas_object() that no row trigger stored (a column that is not
+        -- schema-addressed, or triggers bypassed) would lose its bytes: refuse it.
+        IF TG_OP <> 'DELETE' THEN
+            EXECUTE format('SELECT EXISTS (SELECT 1 FROM new_refs WHERE jsonb_typeof(%1$I) = ''object'' AND %1$I ? ''oas_pending'')', col)
+                INTO pending;
+            IF pending THEN
+                RAISE EXCEPTION 'pg_oas: column "%" of "%.%" received a pending value that was never stored', col, TG_TABLE_SCHEMA, TG_TABLE_NAME
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'oas_npy(), oas_object() and oas_object_folder() values go into <npy@> and <object@> columns, whose row trigger stores them';
+            END IF;
+        END IF;
+        -- (store, path) of each reference in a transition table.
+        refs_of := format($q$SELECT coalesce(nullif(r->>'store', ''), %L) AS store, r->>'path' AS path
+                             FROM (SELECT %I AS r FROM %%s) t
+                             WHERE jsonb_typeof(r) = 'object' AND r ? 'path'$q$,
+                          coalesce(col_store, ''), col);
+        diff := CASE TG_OP
+            WHEN 'INSERT' THEN format('SELECT store, path, count(*) AS n FROM (%s) x GROUP BY 1, 2',
+                                      format(refs_of, 'new_refs'))
+            WHEN 'DELETE' THEN format('SELECT store, path, -count(*) AS n FROM (%s) x GROUP BY 1, 2',
+                                      format(refs_of, 'old_refs'))
+            ELSE format('SELECT store, path, sum(d) AS n FROM (SELECT store, path, 1 AS d FROM (%s) a
+                           UNION ALL SELECT store, path, -1 FROM (%s) b) x GROUP BY 1, 2 HAVING sum(d) <> 0',
+                        format(refs_of, 'new_refs'), format(refs_of, 'old_refs'))
+        END;
+        EXECUTE format($q$WITH d AS (%s),
+                          logged AS (INSERT INTO oas.ref_log (op, table_oid, schema_name, table_name,
+                                                              column_name, store, path, delta)
+                                     SELECT $1, $2, $3, $4, $5, d.store, d.path, d.n FROM d
+                                     RETURNING store, path, delta)
+                          SELECT coalesce(array_agg(store), '{}'), coalesce(array_agg(path), '{}')
+                          FROM logged WHERE delta > 0$q$, diff)
+            INTO got_stores, got_paths
+            USING TG_OP, TG_RELID, TG_TABLE_SCHEMA::text, TG_TABLE_NAME::text, col;
+        IF managed THEN
+            add_stores := add_stores || got_stores;
+            add_paths := add_paths || got_paths;
+        END IF;
+    END LOOP;
+
+    IF cardinality(add_paths) > 0 THEN
+        -- Stripes in a fixed order; writers only ever take them shared, so no deadlock.
+        PERFORM oas._lock_stripes(ARRAY(SELECT DISTINCT oas.lock_stripe(u.s, u.p)
+                                        FROM unnest(add_stores, add_paths) u(s, p) ORDER BY 1));
+        IF oas._gc_may_hide() THEN
+            PERFORM oas._gc_ensure_present(u.s, u.p)
+            FROM (SELECT DISTINCT v.s, v.p FROM unnest(add_stores, add_paths) v(s, p)) u(s, p);
+        ELSE
+            -- Recorded trash, and candidates (a run that moved objects and then aborted left no
+            -- trash record, but the candidates it read were committed before).
+            PERFORM oas._gc_ensure_present(t.s, t.p)
+            FROM (SELECT g.store AS s, g.ref_path AS p FROM oas.gc_trash g
+                  JOIN unnest(add_stores, add_paths) u(s, p) ON g.store = u.s AND g.ref_path = u.p
+                  UNION
+                  SELECT c.store, c.path FROM oas.gc_candidate c
+                  JOIN unnest(add_stores, add_paths) u(s, p) ON c.store = u.s AND c.path = u.p) t;
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+-- Scans of other roles' tables pin search_path and never run row-security policies.
+CREATE OR REPLACE FUNCTION oas.oas_verify(check_content boolean DEFAULT true, only_store text DEFAULT NULL)
+RETURNS TABLE (schema_name text, table_name text, column_name text, row_key jsonb,
+               store text, path text, problem text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET row_security = off
+AS $fn$
+#variable_conflict use_column
+DECLARE
+    col record;
+    rec record;
+    key_expr text;
+    ref_store text;
+    found_problem text;
+    checked bigint := 0;
+    broken bigint := 0;
+    skipped int := 0;
+BEGIN
+    FOR col IN SELECT t.* FROM oas.tracked_columns t ORDER BY t.schema_name, t.table_name, t.column_name LOOP
+        IF NOT pg_catalog.has_table_privilege(col.table_oid, 'SELECT') THEN
+            RAISE NOTICE 'oas_verify: skipping %.%.% (no SELECT privilege on the table)',
+                col.schema_name, col.table_name, col.column_name;
+            skipped := skipped + 1;
+            CONTINUE;
+        END IF;
+        IF pg_catalog.row_security_active(col.table_oid) THEN
+            RAISE NOTICE 'oas_verify: skipping %.%.% (row security applies to you; its owner or a role with BYPASSRLS can check it)',
+                col.schema_name, col.table_name, col.column_name;
+            skipped := skipped + 1;
+            CONTINUE;
+        END IF;
+        SELECT 'jsonb_build_object(' || string_agg(format('%L, %I', a.attname, a.attname), ', '
+                                                   ORDER BY array_position(i.indkey::int2[], a.attnum)) || ')'
+          INTO key_expr
+          FROM pg_catalog.pg_index i
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+         WHERE i.indrelid = col.table_oid AND i.indisprimary;
+        key_expr := coalesce(key_expr, 'jsonb_build_object(''ctid'', ctid::text)');
+        -- ::jsonb: a column of a domain over jsonb must not change the record's type per column.
+        FOR rec IN EXECUTE format('SELECT %s AS k, %I::jsonb AS ref FROM %s WHERE %I IS NOT NULL',
+                                  key_expr, col.column_name, col.table_oid, col.column_name) LOOP
+            ref_store := coalesce(nullif(rec.ref->>'store', ''), col.resolved_store);
+            CONTINUE WHEN only_store IS NOT NULL AND ref_store IS DISTINCT FROM only_store;
+            checked := checked + 1;
+            found_problem := oas.oas_check_reference(rec.ref, check_content);
+            IF found_problem IS NOT NULL THEN
+                broken := broken + 1;
+                schema_name := col.schema_name;
+                table_name := col.table_name;
+                column_name := col.column_name;
+                row_key := rec.k;
+                store := ref_store;
+                path := rec.ref->>'path';
+                problem := found_problem;
+                RETURN NEXT;
+            END IF;
+            IF checked % 10000 = 0 THEN
+                RAISE NOTICE 'oas_verify: % references checked, % broken so far', checked, broken;
+            END IF;
+        END LOOP;
+    END LOOP;
+    RAISE NOTICE 'oas_verify: % references checked, % broken%', checked, broken,
+        CASE WHEN skipped > 0 THEN format(', %s column(s) skipped', skipped) ELSE '' END;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION oas.oas_usage()
+RETURNS TABLE (store text, schema_name text, table_name text, column_name text, codec text,
+               refs bigint, objects bigint, bytes numeric, unsized_objects bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET row_security = off
+AS $fn$
+#variable_conflict use_column
+DECLARE
+    col record;
+BEGIN
+    FOR col IN SELECT t.* FROM oas.tracked_columns t ORDER BY t.schema_name, t.table_name, t.column_name LOOP
+        CONTINUE WHEN NOT pg_catalog.has_table_privilege(col.table_oid, 'SELECT')
+                   OR pg_catalog.row_security_active(col.table_oid);
+        RETURN QUERY EXECUTE format($q$
+            WITH r AS (
+                SELECT coalesce(nullif(%1$I->>'store', ''), %2$L) AS s,
+                       %1$I->>'path' AS p,
+                       CASE WHEN jsonb_typeof(%1$I->'size') = 'number' THEN (%1$I->>'size')::numeric END AS z
+                FROM %3$s WHERE %1$I IS NOT NULL),
+            o AS (SELECT DISTINCT ON (s, p) s, p, z FROM r)
+            SELECT o.s, %4$L::text, %5$L::text, %1$L::text, %6$L::text,
+                   (SELECT count(*) FROM r WHERE r.s IS NOT DISTINCT FROM o.s),
+                   count(*), coalesce(sum(o.z), 0), count(*) FILTER (WHERE o.z IS NULL)
+            FROM o GROUP BY o.s $q$,
+            col.column_name, col.resolved_store, col.table_oid, col.schema_name, col.table_name, col.codec);
+    END LOOP;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION oas.oas_store_references(store_name text)
+RETURNS TABLE (schema_name text, table_name text, column_name text, refs bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET row_security = off
+AS $fn$
+#variable_conflict use_column
+DECLARE
+    col record;
+    n bigint;
+BEGIN
+    FOR col IN SELECT t.* FROM oas.tracked_columns t ORDER BY t.schema_name, t.table_name, t.column_name LOOP
+        IF pg_catalog.has_table_privilege(col.table_oid, 'SELECT')
+           AND NOT pg_catalog.row_security_active(col.table_oid) THEN
+            EXECUTE format('SELECT count(*) FROM %1$s WHERE %2$I IS NOT NULL
+                              AND coalesce(nullif(%2$I->>''store'', ''''), %3$L) = %4$L',
+                           col.table_oid, col.column_name, col.resolved_store, store_name) INTO n;
+            CONTINUE WHEN n = 0;
+        ELSE
+            n := NULL;
+        END IF;
+        schema_name := col.schema_name;
+        table_name := col.table_name;
+        column_name := col.column_name;
+        refs := n;
+        RETURN NEXT;
+    END LOOP;
+END
+$fn$;
