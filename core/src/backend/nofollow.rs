@@ -1136,4 +1136,27 @@ mod tests {
         assert_refused(up.complete().await, "d");
         assert!(!outside.path().join("f").exists());
     }
+
+    /// The staging file of a large put (written beside object_store, see `crate::stage`) is
+    /// not written through a link either.
+    #[test]
+    fn staging_does_not_write_through_a_link() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        symlink(outside.path(), root.path().join("_oas")).unwrap();
+        let store = store_at(root.path(), false);
+        let data = vec![7u8; 2 << 20];
+        let e = crate::stage::prepare(&store, &data, false, &|| false).unwrap_err();
+        match &e {
+            OasError::StoreForbidden {
+                store, op, detail, ..
+            } => {
+                assert_eq!((store.as_str(), *op), ("main", "stage"));
+                assert!(detail.contains("\"_oas\" is a symbolic link"), "{detail}");
+            }
+            other => panic!("expected StoreForbidden, got {other:?}"),
+        }
+        assert_eq!(e.hint().as_deref(), Some(SYMLINK_HINT));
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
 }
