@@ -1159,4 +1159,67 @@ mod tests {
         assert_eq!(e.hint().as_deref(), Some(SYMLINK_HINT));
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }
+
+    /// Listing 100 000 files in a two-level tree (100 × 10 folders of 100 files), and 10 000
+    /// heads, with object_store's client and with the wrapper:
+    /// `cargo test -p oas_core listing_overhead -- --ignored --nocapture`.
+    #[tokio::test]
+    #[ignore]
+    async fn listing_overhead() {
+        use std::time::Instant;
+        let root = tempfile::tempdir().unwrap();
+        let t = Instant::now();
+        for a in 0..100 {
+            for b in 0..10 {
+                let dir = root.path().join(format!("{a:02x}/{b:02x}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                for f in 0..100 {
+                    std::fs::write(dir.join(format!("lvauakv4jmvhnolrtwiraf{f:04}")), b"x")
+                        .unwrap();
+                }
+            }
+        }
+        println!("created 100000 files in {:.2?}", t.elapsed());
+        let plain = LocalFileSystem::new_with_prefix(root.path()).unwrap();
+        let wrapped =
+            NoFollow::new(LocalFileSystem::new_with_prefix(root.path()).unwrap()).unwrap();
+        async fn count(c: &dyn ObjectStore) -> usize {
+            c.list(None)
+                .try_fold(0, |n, _| async move { Ok(n + 1) })
+                .await
+                .unwrap()
+        }
+        // Warm the cache, then alternate.
+        assert_eq!(count(&plain).await, 100_000);
+        assert_eq!(count(&wrapped).await, 100_000);
+        for round in 1..=3 {
+            let t = Instant::now();
+            count(&plain).await;
+            let p = t.elapsed();
+            let t = Instant::now();
+            count(&wrapped).await;
+            let w = t.elapsed();
+            println!("round {round}: LocalFileSystem {p:.2?}, NoFollow {w:.2?}");
+        }
+        // Point operations: 10 000 heads (NoFollow opens one component at a time).
+        let keys: Vec<Path> = (0..10_000)
+            .map(|i| {
+                let (a, b, f) = (i % 100, (i / 100) % 10, i / 1000);
+                key(&format!("{a:02x}/{b:02x}/lvauakv4jmvhnolrtwiraf{f:04}"))
+            })
+            .collect();
+        for round in 1..=2 {
+            let t = Instant::now();
+            for k in &keys {
+                plain.head(k).await.unwrap();
+            }
+            let p = t.elapsed();
+            let t = Instant::now();
+            for k in &keys {
+                wrapped.head(k).await.unwrap();
+            }
+            let w = t.elapsed();
+            println!("heads round {round}: LocalFileSystem {p:.2?}, NoFollow {w:.2?}");
+        }
+    }
 }
