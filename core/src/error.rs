@@ -86,13 +86,16 @@ pub enum OasError {
         detail: String,
     },
 
-    /// The store accepted the credentials but refused the operation.
+    /// The store accepted the credentials but refused the operation, or pg_oas refused it (a
+    /// symbolic link inside a `file` store).
     #[error("store \"{store}\" denied {op} \"{path}\": {detail}")]
     StoreForbidden {
         store: String,
         op: &'static str,
         path: String,
         detail: String,
+        /// What to do instead of the generic advice about credentials.
+        hint: Option<String>,
     },
 
     /// The store did not answer within `oas.request_timeout`.
@@ -160,6 +163,7 @@ impl OasError {
             OasError::Unauthenticated { store, .. } => Some(format!(
                 "check the store's credentials, then SELECT * FROM oas.oas_store_verify('{store}')"
             )),
+            OasError::StoreForbidden { hint: Some(h), .. } => Some(h.clone()),
             OasError::StoreForbidden { store, .. } => Some(format!(
                 "the store refused the operation: its credentials lack the permission, or are wrong; SELECT * FROM oas.oas_store_verify('{store}') shows each step"
             )),

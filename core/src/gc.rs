@@ -11,10 +11,9 @@ use std::sync::Arc;
 
 use futures::stream::{self, BoxStream};
 use futures::StreamExt;
-use object_store::local::LocalFileSystem;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
-use crate::backend::Store;
+use crate::backend::{NoFollow, Store};
 use crate::error::OasError;
 use crate::hash::is_content_hash;
 
@@ -342,13 +341,7 @@ impl FolderSyncs {
     /// Sync early once this many folders are pending (objects stored one per folder).
     pub const LIMIT: usize = 10_000;
 
-    fn note(
-        &mut self,
-        store: &Store,
-        fs: &LocalFileSystem,
-        from: &str,
-        to: &str,
-    ) -> Result<(), OasError> {
+    fn note(&mut self, store: &Store, fs: &NoFollow, from: &str, to: &str) -> Result<(), OasError> {
         let file = |key: &str| {
             store.key(key).and_then(|k| {
                 fs.path_to_filesystem(&k)

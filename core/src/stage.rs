@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::backend::Store;
+use crate::backend::{check_below, Store, SYMLINK_HINT};
 use crate::error::OasError;
 use crate::hash::ContentHasher;
 
@@ -74,7 +74,7 @@ pub fn prepare(
                 let (tx, stop, staging) = (tx.clone(), &stop, staging.as_ref());
                 s.spawn(move || {
                     let r = match staging {
-                        Some((root, rel)) => write_staging(&root.join(rel), data, fsync, stop)
+                        Some((root, rel)) => write_staging(root, rel, data, fsync, stop)
                             .map(|()| Body::Staged(rel.clone())),
                         None => copy_chunks(data, stop).map(Body::Owned),
                     };
@@ -120,6 +120,19 @@ pub fn prepare(
                 path,
                 detail,
             },
+            OasError::StoreForbidden {
+                op,
+                path,
+                detail,
+                hint,
+                ..
+            } => OasError::StoreForbidden {
+                store: store.name.clone(),
+                op,
+                path,
+                detail,
+                hint,
+            },
             e => e,
         })?;
         let hash = hash.map_err(|_| panicked())?.ok_or_else(panicked)?;
@@ -131,7 +144,10 @@ pub fn prepare(
     })();
     if outcome.is_err() {
         if let Some((root, rel)) = &staging {
-            let _ = std::fs::remove_file(root.join(rel));
+            // Never through a link (one could have been put there since).
+            if check_below(root, rel.split('/')).is_ok() {
+                let _ = std::fs::remove_file(root.join(rel));
+            }
         }
     }
     outcome
@@ -159,20 +175,42 @@ fn copy_chunks(data: &[u8], stop: &AtomicBool) -> Result<Bytes, OasError> {
     Ok(Bytes::from(out))
 }
 
-fn write_staging(path: &Path, data: &[u8], fsync: bool, stop: &AtomicBool) -> Result<(), OasError> {
+/// Write `data` to the new file `rel` below the store's directory `root`. No symbolic link below
+/// `root` is followed: the folders are checked before and after they are created, and the file
+/// itself is created exclusively (`O_EXCL` does not follow a link). See [`crate::backend::NoFollow`]
+/// for what a check cannot exclude (a link swapped in right after it).
+fn write_staging(
+    root: &Path,
+    rel: &str,
+    data: &[u8],
+    fsync: bool,
+    stop: &AtomicBool,
+) -> Result<(), OasError> {
+    let path = root.join(rel);
     let io = |op: &'static str, e: std::io::Error| OasError::Store {
         store: String::new(),
         op,
         path: path.display().to_string(),
         detail: e.to_string(),
     };
+    let no_links = || {
+        check_below(root, rel.split('/')).map_err(|e| OasError::StoreForbidden {
+            store: String::new(),
+            op: "stage",
+            path: rel.to_string(),
+            detail: e.to_string(),
+            hint: Some(SYMLINK_HINT.into()),
+        })
+    };
     if let Some(dir) = path.parent() {
+        no_links()?;
         std::fs::create_dir_all(dir).map_err(|e| io("create staging directory", e))?;
     }
+    no_links()?;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(path)
+        .open(&path)
         .map_err(|e| io("create staging file", e))?;
     for chunk in data.chunks(CHUNK) {
         if stop.load(Ordering::Relaxed) {

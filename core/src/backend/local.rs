@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use object_store::local::LocalFileSystem;
 
-use super::{ClientSettings, Store};
+use super::{ClientSettings, NoFollow, Store};
 use crate::error::{Masker, OasError};
 use crate::spec::StoreSpec;
 
@@ -23,13 +23,15 @@ pub(super) fn build(
             ),
         });
     }
+    // Symbolic links below the location are never followed (see `NoFollow`); the location
+    // itself may be one.
     let client = |fsync: bool| {
         LocalFileSystem::new_with_prefix(dir)
+            .and_then(|fs| NoFollow::new(fs.with_automatic_cleanup(false).with_fsync(fsync)))
             .map_err(|e| OasError::InvalidSpec {
                 reason: format!("local directory \"{}\": {e}", spec.location),
                 hint: None,
             })
-            .map(|fs| fs.with_automatic_cleanup(false).with_fsync(fsync))
     };
     let synced = client(settings.file_fsync)?;
     // Batches of renames go through a twin that does not fsync every rename, and sync each

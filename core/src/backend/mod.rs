@@ -7,12 +7,12 @@ mod aws;
 mod azure;
 mod gcs;
 mod local;
+mod nofollow;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::client::{HttpError, HttpErrorKind};
-use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::signer::Signer;
@@ -24,6 +24,7 @@ use crate::spec::{Protocol, StoreSpec};
 
 pub use aws::{parse_aws_profile, AwsProfile};
 pub use azure::ConnectionString;
+pub use nofollow::{check_below, NoFollow, SymlinkRefused, SYMLINK_HINT};
 
 /// Client-side settings that come from the `oas.*` GUCs. They are part of a cached client's identity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -84,7 +85,7 @@ pub struct Store {
     /// `file` stores that fsync: the same directory through a client that does not. Batches of
     /// renames use it and then fsync each directory they touched once, instead of two directory
     /// fsyncs per rename (see [`crate::gc::move_objects`]).
-    unsynced: Option<Arc<LocalFileSystem>>,
+    unsynced: Option<Arc<NoFollow>>,
     masker: Masker,
 }
 
@@ -121,7 +122,7 @@ impl Store {
         name: &str,
         spec: StoreSpec,
         client: Arc<dyn ObjectStore>,
-        unsynced: Option<Arc<LocalFileSystem>>,
+        unsynced: Option<Arc<NoFollow>>,
         masker: Masker,
     ) -> Self {
         Store {
@@ -136,7 +137,8 @@ impl Store {
 
     /// For `file` stores that fsync: a client for the same directory that does not. Whoever
     /// renames through it must fsync the directories involved before relying on the result.
-    pub fn unsynced(&self) -> Option<&Arc<LocalFileSystem>> {
+    /// Like the store's own client, it never goes through a symbolic link (see [`NoFollow`]).
+    pub fn unsynced(&self) -> Option<&Arc<NoFollow>> {
         self.unsynced.as_ref()
     }
 
@@ -188,6 +190,15 @@ impl Store {
                 detail: detail(source.as_ref()),
             },
             object_store::Error::PermissionDenied { source, .. } => {
+                if let Some(link) = source.downcast_ref::<SymlinkRefused>() {
+                    return OasError::StoreForbidden {
+                        store,
+                        op,
+                        path,
+                        detail: self.masker.mask(link),
+                        hint: Some(SYMLINK_HINT.into()),
+                    };
+                }
                 let detail = detail(source.as_ref());
                 if is_bad_credentials(&detail) {
                     OasError::Unauthenticated {
@@ -202,6 +213,7 @@ impl Store {
                         op,
                         path,
                         detail,
+                        hint: None,
                     }
                 }
             }
