@@ -48,7 +48,9 @@ def test_ordinary_role_uses_a_store_without_seeing_its_secrets(db, servers):
         try:
             c.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
             with connect(user=role) as u:
-                ref = u.execute("SELECT oas.oas_hash_put('by a user'::bytea, 's3', 'lab')").fetchone()[0]
+                ref = u.execute("SELECT oas.oas_hash_put('by a user'::bytea, 's3', 'public')").fetchone()[0]
+                # Objects of a schema are written only with USAGE on it (here: no such schema).
+                assert sql_error(u, "SELECT oas.oas_hash_put('x'::bytea, 's3', 'lab')").sqlstate == "42501"
                 assert u.execute("SELECT oas.oas_hash_get(%s)", [json.dumps(ref)], binary=True).fetchone()[0] == b"by a user"
                 # The secrets table stays closed, and the identity switch did not leak.
                 assert sql_error(u, "SELECT * FROM oas.store_secret").sqlstate == "42501"
