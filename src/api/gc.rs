@@ -30,6 +30,7 @@ use pgrx::PgMemoryContexts;
 use super::locks::{lock_keys, RUN_CLASS, STRIPE_CLASS};
 use crate::catalog;
 use crate::error::{raise, required, OrRaise};
+use crate::privilege::require_collector;
 use crate::runtime::block_on;
 
 /// Objects moved per lock/veto/record round.
@@ -126,7 +127,7 @@ fn oas_gc(
         name!(errors, Vec<String>),
     ),
 > {
-    require_gc_privileges();
+    require_collector().or_raise();
     let dry_run = required(dry_run, "dry_run");
     if !dry_run {
         require_read_committed("oas_gc(dry_run => false)");
@@ -204,7 +205,7 @@ fn oas_gc_restore(
     run_id: i64,
     path: default!(Option<&str>, "NULL"),
 ) -> TableIterator<'static, (name!(store, String), name!(path, String))> {
-    require_gc_privileges();
+    require_collector().or_raise();
     // It waits for a running collector: under a snapshot older than that run it would not see
     // what the run recorded.
     require_read_committed("oas_gc_restore()");
@@ -346,7 +347,7 @@ fn oas_gc_purge(
         name!(purged_bytes, i64),
     ),
 > {
-    require_gc_privileges();
+    require_collector().or_raise();
     require_read_committed("oas_gc_purge()");
     let retention = seconds(
         older_than,
@@ -419,10 +420,6 @@ fn gc_ensure_present(store: &str, path: &str) -> String {
         "pg_oas: object \"{path}\" of store \"{store}\" was in trash and has been put back for the new reference"
     );
     "restored".into()
-}
-
-fn require_gc_privileges() {
-    crate::privilege::require_collector().or_raise();
 }
 
 /// The collector's checks need a new snapshot per statement: the ledger veto must see what

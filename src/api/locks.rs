@@ -20,25 +20,13 @@ pub const STRIPE_CLASS: i32 = 1_869_705_984;
 /// First half of the key a collector holds on a store for its whole transaction.
 pub const RUN_CLASS: i32 = 1_869_705_985;
 
-/// Take the transaction-level advisory locks `(class, k)` for each of `keys`, in the order given
-/// (callers sort them, so two writers never deadlock), shared or exclusive. Gives up after
-/// `oas.lock_timeout`.
-pub fn lock_keys(class: i32, keys: &[i32], shared: bool, what: &str) {
-    if keys.is_empty() {
-        return;
-    }
+/// Run `take` (a statement that waits for advisory locks) with PostgreSQL's `lock_timeout` set
+/// to `oas.lock_timeout`; a wait that runs out becomes an `OasError::LockTimeout` naming `what`.
+fn within_lock_timeout(what: &str, take: impl FnOnce()) {
     let timeout = crate::guc::lock_timeout_ms();
-    let query = if shared {
-        "SELECT pg_catalog.pg_advisory_xact_lock_shared($1, k) FROM pg_catalog.unnest($2::pg_catalog.int4[]) k"
-    } else {
-        "SELECT pg_catalog.pg_advisory_xact_lock($1, k) FROM pg_catalog.unnest($2::pg_catalog.int4[]) k"
-    };
-    let keys = keys.to_vec();
-    PgTryBuilder::new(|| {
-        crate::guc::scoped(&[(c"lock_timeout", &format!("{timeout}ms"))], || {
-            Spi::run_with_args(query, &[class.into(), keys.clone().into()]).or_raise()
-        })
-    })
+    PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+        crate::guc::scoped(&[(c"lock_timeout", &format!("{timeout}ms"))], take)
+    }))
     .catch_when(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE, |_| {
         raise(OasError::LockTimeout {
             message: format!("pg_oas: gave up waiting {timeout} ms for the lock {what}"),
@@ -50,21 +38,34 @@ pub fn lock_keys(class: i32, keys: &[i32], shared: bool, what: &str) {
     .execute()
 }
 
+/// Take the transaction-level advisory locks `(class, k)` for each of `keys`, in the order given
+/// (callers sort them, so two writers never deadlock), shared or exclusive. Gives up after
+/// `oas.lock_timeout`.
+pub fn lock_keys(class: i32, keys: &[i32], shared: bool, what: &str) {
+    if keys.is_empty() {
+        return;
+    }
+    let query = if shared {
+        "SELECT pg_catalog.pg_advisory_xact_lock_shared($1, k) FROM pg_catalog.unnest($2::pg_catalog.int4[]) k"
+    } else {
+        "SELECT pg_catalog.pg_advisory_xact_lock($1, k) FROM pg_catalog.unnest($2::pg_catalog.int4[]) k"
+    };
+    within_lock_timeout(what, || {
+        Spi::run_with_args(query, &[class.into(), keys.to_vec().into()]).or_raise()
+    });
+}
+
 /// Take the shared stripe lock for a new reference to `path` (held to the end of the
-/// transaction), so no collector moves the object until the reference has committed.
+/// transaction), so no collector moves the object until the reference has committed. One
+/// statement: this is on the path of every `oas_hash_put`.
 pub fn lock_for_reference(store: &str, path: &str) {
-    let key = Spi::get_one_with_args::<i32>(
-        "SELECT oas.lock_stripe($1, $2)",
-        &[store.into(), path.into()],
-    )
-    .or_raise()
-    .unwrap_or(0);
-    lock_keys(
-        STRIPE_CLASS,
-        &[key],
-        true,
-        "that keeps the collector away from a new reference",
-    );
+    within_lock_timeout("that keeps the collector away from a new reference", || {
+        Spi::run_with_args(
+            "SELECT pg_catalog.pg_advisory_xact_lock_shared($1, oas.lock_stripe($2, $3))",
+            &[STRIPE_CLASS.into(), store.into(), path.into()],
+        )
+        .or_raise()
+    });
 }
 
 /// `oas._lock_stripes(keys)`: the triggers' way to take the stripes of the objects a statement
