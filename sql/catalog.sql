@@ -39,9 +39,33 @@ CREATE TABLE oas.store_secret (
 );
 COMMENT ON TABLE oas.store_secret IS 'pg_oas store credentials; never exposed by views or messages';
 
+-- Who may use each store's objects: read (any oas_* function that reads), write (puts, pending
+-- values, uploads), admin (both, and granting them). grantee 0 ('-') is PUBLIC. Superusers and
+-- oas_admin members need no grant. A new store grants read and write to PUBLIC, as every store
+-- behaved before 0.2.0; revoke those for a store only some roles may use.
+CREATE TABLE oas.store_grant (
+    store      text NOT NULL REFERENCES oas.store (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    grantee    regrole NOT NULL,
+    privilege  text NOT NULL CHECK (privilege IN ('read', 'write', 'admin')),
+    granted_by name NOT NULL,
+    granted_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (store, grantee, privilege)
+);
+COMMENT ON TABLE oas.store_grant IS 'pg_oas per-store privileges (read, write, admin); change them with oas_store_grant/oas_store_revoke';
+
+CREATE VIEW oas.store_privileges AS
+SELECT g.store,
+       CASE WHEN g.grantee::oid = 0 THEN 'PUBLIC' ELSE g.grantee::text END AS grantee,
+       g.privilege,
+       g.granted_by,
+       g.granted_at
+FROM oas.store_grant g;
+COMMENT ON VIEW oas.store_privileges IS 'pg_oas: who may read, write or administer each store''s objects';
+
 -- Store configuration (secrets included) belongs in a dump of the database.
 SELECT pg_catalog.pg_extension_config_dump('oas.store', '');
 SELECT pg_catalog.pg_extension_config_dump('oas.store_secret', '');
+SELECT pg_catalog.pg_extension_config_dump('oas.store_grant', '');
 SELECT pg_catalog.pg_extension_config_dump('oas.store_version_seq', '');
 
 CREATE VIEW oas.stores AS
@@ -59,9 +83,9 @@ FROM oas.store s
 LEFT JOIN oas.store_secret sec ON sec.store = s.name;
 COMMENT ON VIEW oas.stores IS 'pg_oas object stores; credentials are never shown';
 
-REVOKE ALL ON oas.store, oas.store_secret, oas.store_version_seq FROM PUBLIC;
+REVOKE ALL ON oas.store, oas.store_secret, oas.store_version_seq, oas.store_grant FROM PUBLIC;
 GRANT USAGE ON SCHEMA oas TO PUBLIC;
-GRANT SELECT ON oas.store TO PUBLIC;
+GRANT SELECT ON oas.store, oas.store_grant, oas.store_privileges TO PUBLIC;
 -- The view joins store_secret only to say whether credentials exist; it runs with its owner's rights.
 GRANT SELECT ON oas.stores TO PUBLIC;
 -- Administrators read the catalog, secrets included; they change it only through

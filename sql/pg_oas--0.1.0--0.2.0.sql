@@ -244,3 +244,50 @@ BEGIN
     END LOOP;
 END
 $fn$;
+
+-- Per-store privileges: read, write, admin.
+CREATE TABLE oas.store_grant (
+    store      text NOT NULL REFERENCES oas.store (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    grantee    regrole NOT NULL,
+    privilege  text NOT NULL CHECK (privilege IN ('read', 'write', 'admin')),
+    granted_by name NOT NULL,
+    granted_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (store, grantee, privilege)
+);
+COMMENT ON TABLE oas.store_grant IS 'pg_oas per-store privileges (read, write, admin); change them with oas_store_grant/oas_store_revoke';
+
+CREATE VIEW oas.store_privileges AS
+SELECT g.store,
+       CASE WHEN g.grantee::oid = 0 THEN 'PUBLIC' ELSE g.grantee::text END AS grantee,
+       g.privilege,
+       g.granted_by,
+       g.granted_at
+FROM oas.store_grant g;
+COMMENT ON VIEW oas.store_privileges IS 'pg_oas: who may read, write or administer each store''s objects';
+
+SELECT pg_catalog.pg_extension_config_dump('oas.store_grant', '');
+REVOKE ALL ON oas.store_grant FROM PUBLIC;
+GRANT SELECT ON oas.store_grant, oas.store_privileges TO PUBLIC;
+-- Every existing store goes on as before 0.2.0: PUBLIC reads and writes its objects.
+INSERT INTO oas.store_grant (store, grantee, privilege, granted_by)
+SELECT s.name, 0::oid::regrole, p, s.created_by FROM oas.store s, unnest(ARRAY['read', 'write']) p;
+
+CREATE FUNCTION oas."oas_store_grant"(
+	"store" TEXT, /* & str */
+	"privilege" TEXT, /* & str */
+	"role" TEXT /* & str */
+) RETURNS bool /* bool */
+STRICT VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_store_grant_wrapper';
+
+CREATE FUNCTION oas."oas_store_revoke"(
+	"store" TEXT, /* & str */
+	"privilege" TEXT, /* & str */
+	"role" TEXT /* & str */
+) RETURNS bool /* bool */
+STRICT VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_store_revoke_wrapper';

@@ -34,36 +34,138 @@ pub struct StoreRow {
     pub version: i64,
 }
 
-/// Read a store's row: by name, or the default store when `name` is `None` (or empty, which is
-/// how DataJoint writes its default store into references).
-pub fn store_row(name: Option<&str>) -> Result<StoreRow, OasError> {
-    let name = name.filter(|n| !n.is_empty());
-    let row = match name {
-        Some(n) => Spi::get_three_with_args::<String, JsonB, i64>(
-            "SELECT s.name, s.spec, s.version FROM oas.store s WHERE s.name OPERATOR(pg_catalog.=) $1",
-            &[n.into()],
-        ),
-        None => Spi::get_three::<String, JsonB, i64>(
-            "SELECT s.name, s.spec, s.version FROM oas.store s WHERE s.is_default",
-        ),
-    };
-    match row {
-        Ok((Some(name), Some(spec), Some(version))) => Ok(StoreRow {
-            name,
-            spec: spec.0,
-            version,
-        }),
-        Ok(_) | Err(pgrx::spi::SpiError::InvalidPosition) => Err(match name {
-            Some(n) => OasError::StoreNotConfigured(n.to_string()),
-            None => OasError::NoDefaultStore,
-        }),
-        Err(e) => Err(e).or_raise(),
+/// What a caller wants to do with a store's objects (`oas.store_grant`, README "Security").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Read objects through any `oas_*` function.
+    Read,
+    /// Put objects, pending values, uploads.
+    Write,
+}
+
+impl Access {
+    fn as_str(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+        }
     }
 }
 
-/// The client for a store, from the cache when it is current.
-pub fn store(name: Option<&str>) -> Result<Arc<Store>, OasError> {
-    store_for(&store_row(name)?)
+/// Read a store's row: by name, or the default store when `name` is `None` (or empty, which is
+/// how DataJoint writes its default store into references); with `access`, also whether the
+/// current user holds that privilege on it (or `admin`, which implies both).
+fn read_row(name: Option<&str>, access: Option<Access>) -> Result<(StoreRow, bool), OasError> {
+    let name = name.filter(|n| !n.is_empty());
+    let wanted: Option<Vec<String>> =
+        access.map(|a| vec![a.as_str().to_string(), "admin".to_string()]);
+    // With `access`, the grantees of that privilege come with the row (as int8: pgrx reads oid 0,
+    // PUBLIC, as NULL) and `holds_grant` decides in C whether the user is one of them; the query
+    // runs pinned, as its answer is a privilege. Without `access` it does not name
+    // oas.store_grant at all, so store management and the collector also work between
+    // installing a new library and ALTER EXTENSION UPDATE.
+    let query = format!(
+        "SELECT s.name, s.spec, s.version, {}
+           FROM oas.store s WHERE {}",
+        if access.is_some() {
+            "ARRAY(SELECT g.grantee::pg_catalog.oid::pg_catalog.int8 FROM oas.store_grant g
+                    WHERE g.store OPERATOR(pg_catalog.=) s.name
+                      AND g.privilege OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[]))"
+        } else {
+            "CASE WHEN $2::pg_catalog.text[] IS NULL THEN NULL::pg_catalog.int8[] END"
+        },
+        if name.is_some() {
+            "s.name OPERATOR(pg_catalog.=) $1"
+        } else {
+            "s.is_default AND $1::pg_catalog.text IS NULL"
+        }
+    );
+    let row = crate::privilege::pinned(|| {
+        Spi::connect(|c| {
+            let rows = c.select(&query, Some(1), &[name.into(), wanted.into()])?;
+            let Some(r) = rows.into_iter().next() else {
+                return Ok(None);
+            };
+            Ok::<_, pgrx::spi::SpiError>(Some((
+                r.get::<String>(1)?.unwrap_or_default(),
+                r.get::<JsonB>(2)?,
+                r.get::<i64>(3)?.unwrap_or_default(),
+                r.get::<Vec<i64>>(4)?.unwrap_or_default(),
+            )))
+        })
+    })
+    .or_raise();
+    match row {
+        Some((name, Some(spec), version, grantees)) => Ok((
+            StoreRow {
+                name,
+                spec: spec.0,
+                version,
+            },
+            crate::privilege::holds_grant(&grantees),
+        )),
+        _ => Err(match name {
+            Some(n) => OasError::StoreNotConfigured(n.to_string()),
+            None => OasError::NoDefaultStore,
+        }),
+    }
+}
+
+/// Does the current user hold one of `privileges` on store `store` (see [`read_row`])?
+pub fn holds_store_privilege(store: &str, privileges: &[&str]) -> bool {
+    let privileges: Vec<String> = privileges.iter().map(|p| p.to_string()).collect();
+    let grantees = crate::privilege::pinned(|| {
+        Spi::get_one_with_args::<Vec<i64>>(
+            "SELECT ARRAY(SELECT g.grantee::pg_catalog.oid::pg_catalog.int8 FROM oas.store_grant g
+                           WHERE g.store OPERATOR(pg_catalog.=) $1
+                             AND g.privilege OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[]))",
+            &[store.into(), privileges.into()],
+        )
+        .or_raise()
+        .unwrap_or_default()
+    });
+    crate::privilege::holds_grant(&grantees)
+}
+
+/// A store's row, for code that has already checked the caller's rights (store management,
+/// the collector) or acts for pg_oas itself. User paths use [`store_row_to`].
+pub fn store_row_unchecked(name: Option<&str>) -> Result<StoreRow, OasError> {
+    read_row(name, None).map(|(row, _)| row)
+}
+
+/// A store's row, if the current user may `access` its objects: superusers and `oas_admin`
+/// members always may; others need the privilege in `oas.store_grant`.
+pub fn store_row_to(access: Access, name: Option<&str>) -> Result<StoreRow, OasError> {
+    if crate::privilege::is_store_admin() {
+        return store_row_unchecked(name);
+    }
+    let (row, allowed) = read_row(name, Some(access))?;
+    if allowed {
+        Ok(row)
+    } else {
+        Err(OasError::PermissionDenied {
+            message: format!(
+                "permission denied to {} objects of store \"{}\"",
+                access.as_str(),
+                row.name
+            ),
+            hint: Some(format!(
+                "an administrator grants it: SELECT oas.oas_store_grant('{}', '{}', '<role>')",
+                row.name,
+                access.as_str()
+            )),
+        })
+    }
+}
+
+/// The client for a store, without a privilege check (see [`store_row_unchecked`]).
+pub fn store_unchecked(name: Option<&str>) -> Result<Arc<Store>, OasError> {
+    store_for(&store_row_unchecked(name)?)
+}
+
+/// The client for a store, if the current user may `access` its objects.
+pub fn store_to(access: Access, name: Option<&str>) -> Result<Arc<Store>, OasError> {
+    store_for(&store_row_to(access, name)?)
 }
 
 /// The client for a store whose catalog row the caller has already read.

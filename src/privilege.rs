@@ -100,6 +100,22 @@ fn denied(message: String, hint: &str) -> OasError {
     }
 }
 
+/// Is the current user one of `grantees` (role oids; 0 is PUBLIC), or has it the privileges of
+/// one? A grant to a role dropped since matches nobody. The one home of the rule for
+/// `oas.store_grant`.
+pub fn holds_grant(grantees: &[i64]) -> bool {
+    // SAFETY: membership lookups in the syscache; an oid no role has is simply not a member.
+    let me = unsafe { pg_sys::GetUserId() };
+    grantees
+        .iter()
+        .any(|&g| g == 0 || unsafe { pg_sys::has_privs_of_role(me, pg_sys::Oid::from(g as u32)) })
+}
+
+/// Superusers and members of `oas_admin` administer every store: they need no per-store grant.
+pub fn is_store_admin() -> bool {
+    has_privs_of(c"oas_admin")
+}
+
 /// Creating, changing and dropping stores is for superusers and members of `oas_admin`; a `file`
 /// store reads and writes server files, so it also needs `pg_read_server_files` and
 /// `pg_write_server_files` (superusers have both).

@@ -606,3 +606,110 @@ def test_attack_secret_passed_as_bind_parameter_stays_out_of_the_log(su, servers
     leaks = {"error": secret in said, "notices": secret in " ".join(notices), "oas.stores": secret in shown,
              "server log": secret in logged}
     assert leaks == dict.fromkeys(leaks, False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-store privileges: read, write, admin (oas.store_grant), and the matrix of who may call what.
+
+
+@pytest.fixture
+def locked_store(su, new_store):
+    """A fresh file store with PUBLIC's default read and write revoked, one object in it, and four
+    roles: reader (read), writer (write), keeper (admin on the store), nobody (nothing)."""
+    name, _ = new_store("file")
+    ref = su.execute("SELECT oas.oas_hash_put('locked bytes'::bytea, %s, 'public')", [name]).fetchone()[0]
+    for p in ("read", "write"):
+        assert su.execute("SELECT oas.oas_store_revoke(%s, %s, 'PUBLIC')", [name, p]).fetchone()[0] is True
+    roles = {k: make_role(k) for k in ("reader", "writer", "keeper", "nobody")}
+    for who, p in (("reader", "read"), ("writer", "write"), ("keeper", "admin")):
+        assert su.execute("SELECT oas.oas_store_grant(%s, %s, %s)", [name, p, roles[who].name]).fetchone()[0] is True
+    yield name, json.dumps(ref), roles
+    for r in roles.values():
+        drop_role(r)
+
+
+# (what, statement, needs): statements take the store name and a reference as %(s)s and %(ref)s.
+MATRIX = [
+    ("oas_hash_put", "SELECT oas.oas_hash_put('new'::bytea, %(s)s, 'public')", "write"),
+    ("oas_store_verify", "SELECT * FROM oas.oas_store_verify(%(s)s)", "write"),
+    ("oas_hash_get", "SELECT oas.oas_hash_get(%(ref)s::jsonb)", "read"),
+    ("oas_read", "SELECT oas.oas_read(%(ref)s::jsonb, 0, 6)", "read"),
+    ("oas_object_size", "SELECT oas.oas_object_size(%(ref)s::jsonb)", "read"),
+]
+
+
+def check_outcome(conn, ref: str) -> str:
+    """oas_check_reference reports rather than raises (oas_verify goes on past a row): "ok" for
+    NULL (intact), "42501" for a refusal to read, the problem otherwise."""
+    problem = conn.execute("SELECT oas.oas_check_reference(%s::jsonb)", [ref]).fetchone()[0]
+    if problem is None:
+        return "ok"
+    return "42501" if problem.startswith("permission denied") else problem
+
+
+@pytest.mark.parametrize("who", ["reader", "writer", "keeper", "nobody"])
+def test_store_privilege_matrix(locked_store, who):
+    name, ref, roles = locked_store
+    holds = {"reader": {"read"}, "writer": {"write"}, "keeper": {"read", "write"}, "nobody": set()}[who]
+    with roles[who].connect() as c:
+        got = {what: outcome(c, q, {"s": name, "ref": ref}) for what, q, _ in MATRIX}
+        got["oas_check_reference"] = check_outcome(c, ref)
+    want = {what: "ok" if need in holds else "42501" for what, _, need in MATRIX + [("oas_check_reference", "", "read")]}
+    assert got == want
+
+
+def test_store_privileges_are_managed_in_sql(su, locked_store, bob):
+    name, ref, roles = locked_store
+    shown = su.execute("SELECT grantee, privilege FROM oas.store_privileges WHERE store = %s ORDER BY 2, 1",
+                       [name]).fetchall()
+    assert shown == [(roles["keeper"].name, "admin"), (roles["reader"].name, "read"), (roles["writer"].name, "write")]
+    # A store admin grants and revokes on its store; nobody and readers may not.
+    with roles["keeper"].connect() as k:
+        assert k.execute("SELECT oas.oas_store_grant(%s, 'read', %s)", [name, roles["nobody"].name]).fetchone()[0] is True
+        assert k.execute("SELECT oas.oas_store_grant(%s, 'read', %s)", [name, roles["nobody"].name]).fetchone()[0] is False
+        # ... but does not manage the store itself.
+        assert outcome(k, "SELECT oas.oas_store_drop(%s, force => true)", [name]) == "42501"
+        assert outcome(k, "SELECT secrets FROM oas.store_secret") == "42501"
+    with roles["nobody"].connect() as n:
+        assert outcome(n, "SELECT oas.oas_hash_get(%s::jsonb)", [ref]) == "ok"
+        assert outcome(n, "SELECT oas.oas_store_grant(%s, 'write', %s)", [name, roles["nobody"].name]) == "42501"
+        # Revoked in another session: the next call in this one is refused (nothing is cached).
+        su.execute("SELECT oas.oas_store_revoke(%s, 'read', %s)", [name, roles["nobody"].name])
+        assert outcome(n, "SELECT oas.oas_hash_get(%s::jsonb)", [ref]) == "42501"
+    with roles["reader"].connect() as r:
+        assert outcome(r, "SELECT oas.oas_store_revoke(%s, 'read', %s)", [name, roles["reader"].name]) == "42501"
+    # Through a group role; an oas_admin member needs no grant and may grant.
+    group = make_role("group")
+    try:
+        su.execute(f"GRANT {group.name} TO {roles['nobody'].name}")
+        with bob.connect() as b:
+            assert b.execute("SELECT oas.oas_store_grant(%s, 'read', %s)", [name, group.name]).fetchone()[0] is True
+            assert outcome(b, "SELECT oas.oas_hash_get(%s::jsonb)", [ref]) == "ok"
+        with roles["nobody"].connect() as n:
+            assert outcome(n, "SELECT oas.oas_hash_get(%s::jsonb)", [ref]) == "ok"
+    finally:
+        drop_role(group)
+    # Bad input: unknown privilege or role (22023), NULL (a STRICT function: NULL).
+    assert outcome(su, "SELECT oas.oas_store_grant(%s, 'delete', 'PUBLIC')", [name]) == "22023"
+    assert outcome(su, "SELECT oas.oas_store_grant(%s, 'read', 'no_such_role_x')", [name]) == "22023"
+    assert outcome(su, "SELECT oas.oas_store_grant('no_such_store_x', 'read', 'PUBLIC')") == "42704"
+    assert su.execute("SELECT oas.oas_store_grant(%s, NULL, 'PUBLIC')", [name]).fetchone()[0] is None
+    # Grants are part of the catalog: dropping the store drops them.
+    su.execute("SELECT oas.oas_store_drop(%s, force => true)", [name])
+    assert su.execute("SELECT count(*) FROM oas.store_grant WHERE store = %s", [name]).fetchone()[0] == 0
+
+
+def test_new_stores_let_public_read_and_write(su, new_store):
+    """The documented default, which keeps single-user set-ups working."""
+    name, _ = new_store("file")
+    rows = su.execute("SELECT grantee, privilege FROM oas.store_privileges WHERE store = %s ORDER BY 2",
+                      [name]).fetchall()
+    assert rows == [("PUBLIC", "read"), ("PUBLIC", "write")]
+
+
+def test_attack_writes_the_grant_table_directly(locked_store):
+    name, _, roles = locked_store
+    with roles["nobody"].connect() as n:
+        assert outcome(n, "INSERT INTO oas.store_grant (store, grantee, privilege, granted_by)"
+                          " VALUES (%s, 0, 'read', current_user)", [name]) == "42501"
+        assert outcome(n, "UPDATE oas.store_grant SET grantee = 0 WHERE store = %s", [name]) == "42501"

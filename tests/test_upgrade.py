@@ -126,6 +126,9 @@ def test_update_keeps_values_and_matches_a_fresh_install(old, fresh_db, tmp_path
             "stores": c.execute("SELECT name, protocol, spec, is_default FROM oas.stores ORDER BY 1").fetchall(),
         }
         assert after == before
+        # Stores made before per-store privileges go on letting every role read and write.
+        grants = c.execute("SELECT store, grantee, privilege FROM oas.store_privileges ORDER BY 3").fetchall()
+        assert grants == [("main", "PUBLIC", "read"), ("main", "PUBLIC", "write")]
         # Values still read back, new rows are still tracked, the collector still runs.
         got = c.execute("SELECT convert_from(oas.oas_hash_get(payload), 'UTF8') FROM lab.rec WHERE id = 7").fetchone()[0]
         assert got == "value 7"

@@ -139,7 +139,7 @@ fn oas_gc(
         "trash_retention",
     );
     let names: Vec<String> = match store {
-        Some(s) => vec![catalog::store_row(Some(s)).or_raise().name],
+        Some(s) => vec![catalog::store_row_unchecked(Some(s)).or_raise().name],
         None => store_names(),
     };
     let mut reports = reports_for(&names);
@@ -233,7 +233,7 @@ fn oas_gc_restore(
     let mut done: Vec<(String, String)> = Vec::new();
     let (mut failed, mut first_error, mut stopped) = (0usize, None::<OasError>, false);
     for name in stores {
-        let store = catalog::store(Some(&name)).or_raise();
+        let store = catalog::store_unchecked(Some(&name)).or_raise();
         lock_run(&name);
         let mut last = String::new();
         let mut syncs = FolderSyncs::default();
@@ -382,7 +382,7 @@ fn oas_gc_purge(
             out.push((name, 0, 0));
             continue;
         }
-        let s = catalog::store(Some(&name)).or_raise();
+        let s = catalog::store_unchecked(Some(&name)).or_raise();
         purge_recorded(&mut r, &s, retention, false, sets.get(&name));
         if let Some(e) = r.errors.first() {
             pgrx::warning!("oas_gc_purge: store \"{name}\": {e}");
@@ -398,7 +398,7 @@ fn oas_gc_purge(
 #[pg_extern(volatile, parallel_unsafe, name = "_gc_ensure_present")]
 #[search_path(pg_catalog, pg_temp)]
 fn gc_ensure_present(store: &str, path: &str) -> String {
-    let Ok(s) = catalog::store(Some(store)) else {
+    let Ok(s) = catalog::store_unchecked(Some(store)) else {
         return "missing".into();
     };
     // Whatever of it is in trash goes back, even when something is still in place: a folder
@@ -502,7 +502,7 @@ fn mark(reports: &mut [Report]) -> HashMap<String, RefSet> {
     let all_stores = store_names();
     let mut ident: HashMap<String, String> = HashMap::new();
     for name in all_stores {
-        if let Ok(s) = catalog::store(Some(&name)) {
+        if let Ok(s) = catalog::store_unchecked(Some(&name)) {
             ident.insert(name.clone(), gc::location_identity(&s.spec));
         }
     }
@@ -722,7 +722,7 @@ fn collect_store(
     retention: f64,
     snapshot: &str,
 ) {
-    let store = match catalog::store(Some(&r.store)) {
+    let store = match catalog::store_unchecked(Some(&r.store)) {
         Ok(s) => s,
         Err(e) => {
             r.refuse(e.to_string());
@@ -856,7 +856,9 @@ fn same_place(store: &Store) -> Vec<String> {
     let names = store_names();
     let mut out: Vec<String> = names
         .into_iter()
-        .filter(|n| catalog::store(Some(n)).is_ok_and(|s| gc::location_identity(&s.spec) == me))
+        .filter(|n| {
+            catalog::store_unchecked(Some(n)).is_ok_and(|s| gc::location_identity(&s.spec) == me)
+        })
         .collect();
     if !out.contains(&store.name) {
         out.push(store.name.clone());

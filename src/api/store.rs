@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::Value;
 
-use crate::catalog;
+use crate::catalog::{self, Access};
 use crate::error::{raise, OrRaise};
 use crate::privilege::{as_owner, current_user_name, require_store_admin};
 use crate::runtime::block_on;
@@ -87,7 +87,23 @@ fn create(name: &str, spec: &Value) -> Result<(), OasError> {
                 creator.as_str().into(),
             ],
         )
-        .or_raise()
+        .or_raise();
+        // As every store behaved before per-store privileges: PUBLIC reads and writes. (Not yet
+        // in a database still at 0.1.0: ALTER EXTENSION UPDATE grants it to every store.)
+        let has_grants =
+            Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('oas.store_grant') IS NOT NULL")
+                .or_raise()
+                .unwrap_or(false);
+        if !has_grants {
+            return;
+        }
+        Spi::run_with_args(
+            "INSERT INTO oas.store_grant (store, grantee, privilege, granted_by)
+             SELECT $1, 0::pg_catalog.oid::pg_catalog.regrole, p, $2
+               FROM pg_catalog.unnest(ARRAY['read', 'write']) p",
+            &[name.into(), creator.as_str().into()],
+        )
+        .or_raise();
     });
     write_secrets(name, spec);
     Ok(())
@@ -96,7 +112,7 @@ fn create(name: &str, spec: &Value) -> Result<(), OasError> {
 fn alter(name: &str, spec: &Value) -> Result<(), OasError> {
     require_store_admin("alter a store", false)?;
     let parsed = validated(name, spec)?;
-    let old = catalog::store_row(Some(name))?;
+    let old = catalog::store_row_unchecked(Some(name))?;
     // A store whose old spec no longer parses is treated as a file store: changing it needs
     // every privilege a file store does.
     let old_is_file =
@@ -127,7 +143,7 @@ fn alter(name: &str, spec: &Value) -> Result<(), OasError> {
 
 fn set_default(name: &str, column: &str) -> Result<(), OasError> {
     require_store_admin("change the default store", false)?;
-    catalog::store_row(Some(name))?;
+    catalog::store_row_unchecked(Some(name))?;
     // Two statements: the partial unique index allows one default at a time.
     as_owner(|| {
         Spi::run(&format!(
@@ -219,6 +235,104 @@ fn refuse_if_referenced(name: &str) -> Result<(), OasError> {
     })
 }
 
+/// The role a grant names: a role's name, or `PUBLIC` (every role; stored as 0).
+fn grantee_oid(role: &str) -> Result<pg_sys::Oid, OasError> {
+    if role.eq_ignore_ascii_case("public") {
+        return Ok(pg_sys::InvalidOid);
+    }
+    let c = std::ffi::CString::new(role)
+        .map_err(|_| OasError::invalid_argument("a role name has no NUL byte"))?;
+    // SAFETY: a catalog lookup by name.
+    let oid = unsafe { pg_sys::get_role_oid(c.as_ptr(), true) };
+    if oid == pg_sys::InvalidOid {
+        return Err(OasError::invalid_argument_hint(
+            format!("role \"{}\" does not exist", role.escape_default()),
+            "name an existing role, or PUBLIC",
+        ));
+    }
+    Ok(oid)
+}
+
+fn privilege_arg(privilege: &str) -> Result<&'static str, OasError> {
+    match privilege.to_ascii_lowercase().as_str() {
+        "read" => Ok("read"),
+        "write" => Ok("write"),
+        "admin" => Ok("admin"),
+        _ => Err(OasError::invalid_argument_hint(
+            format!("unknown store privilege \"{}\"", privilege.escape_default()),
+            "a store privilege is read, write or admin",
+        )),
+    }
+}
+
+/// Grant or revoke: checks the caller may (superuser, oas_admin, or admin on this store), then
+/// changes `oas.store_grant` as the extension's owner. Returns whether a row changed.
+fn change_grant(store: &str, privilege: &str, role: &str, grant: bool) -> Result<bool, OasError> {
+    let store = catalog::store_row_unchecked(Some(store))?.name;
+    require_store_grant_admin(&store)?;
+    let privilege = privilege_arg(privilege)?;
+    // As int8: pgrx passes InvalidOid (PUBLIC's 0) as NULL.
+    let grantee = i64::from(grantee_oid(role)?.to_u32());
+    let by = current_user_name();
+    let changed = as_owner(|| {
+        if grant {
+            Spi::get_one_with_args::<i64>(
+                "WITH c AS (INSERT INTO oas.store_grant (store, grantee, privilege, granted_by)
+                            VALUES ($1, $2::pg_catalog.oid::pg_catalog.regrole, $3, $4)
+                            ON CONFLICT DO NOTHING RETURNING 1)
+                 SELECT pg_catalog.count(*) FROM c",
+                &[store.as_str().into(), grantee.into(), privilege.into(), by.as_str().into()],
+            )
+        } else {
+            Spi::get_one_with_args::<i64>(
+                "WITH c AS (DELETE FROM oas.store_grant g
+                             WHERE g.store OPERATOR(pg_catalog.=) $1
+                               AND g.grantee::pg_catalog.oid OPERATOR(pg_catalog.=) $2::pg_catalog.oid
+                               AND g.privilege OPERATOR(pg_catalog.=) $3 RETURNING 1)
+                 SELECT pg_catalog.count(*) FROM c",
+                &[store.as_str().into(), grantee.into(), privilege.into()],
+            )
+        }
+        .or_raise()
+        .unwrap_or(0)
+    });
+    Ok(changed > 0)
+}
+
+/// Superusers, `oas_admin` members and holders of `admin` on the store change its grants.
+fn require_store_grant_admin(store: &str) -> Result<(), OasError> {
+    if crate::privilege::is_store_admin() {
+        return Ok(());
+    }
+    let allowed = catalog::holds_store_privilege(store, &["admin"]);
+    if allowed {
+        return Ok(());
+    }
+    Err(OasError::PermissionDenied {
+        message: format!("permission denied to change the privileges of store \"{store}\""),
+        hint: Some(
+            "superusers, members of oas_admin and roles with admin on the store grant and revoke"
+                .into(),
+        ),
+    })
+}
+
+/// Let `role` (a role name, or PUBLIC) `privilege` (read, write or admin) the objects of store
+/// `store`. Returns false if it had that privilege already.
+#[pg_extern(volatile, strict, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn oas_store_grant(store: &str, privilege: &str, role: &str) -> bool {
+    change_grant(store, privilege, role, true).or_raise()
+}
+
+/// Take back what [`oas_store_grant`] gave. Returns false if there was no such grant (a role
+/// may still have the privilege through PUBLIC or a role it belongs to).
+#[pg_extern(volatile, strict, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn oas_store_revoke(store: &str, privilege: &str, role: &str) -> bool {
+    change_grant(store, privilege, role, false).or_raise()
+}
+
 /// Make `name` the default store (DataJoint's `stores.default`).
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
@@ -287,7 +401,7 @@ fn oas_store_verify(
         name!(detail, String),
     ),
 > {
-    let store = catalog::store(name).or_raise();
+    let store = catalog::store_to(Access::Write, name).or_raise();
     // Fixed width, so the probe's size (shown in the report) is the same every time.
     let probe = format!(
         "{:010}-{:020}",

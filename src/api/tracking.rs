@@ -14,7 +14,7 @@ use oas_core::OasError;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
-use crate::catalog;
+use crate::catalog::{self, Access};
 use crate::error::{raise, required, OrRaise};
 use crate::runtime::block_on;
 
@@ -131,7 +131,7 @@ fn oas_check_reference(reference: JsonB, check_content: default!(bool, true)) ->
         Ok(r) => r,
         Err(e) => return Some(e.to_string()),
     };
-    let row = match catalog::store_row(r.store.as_deref()) {
+    let row = match catalog::store_row_to(Access::Read, r.store.as_deref()) {
         Ok(row) => row,
         Err(e) => return Some(e.to_string()),
     };
