@@ -27,7 +27,10 @@ CREATE TABLE oas.store (
     version             bigint NOT NULL DEFAULT nextval('oas.store_version_seq'),
     created_at          timestamptz NOT NULL DEFAULT now(),
     created_by          name NOT NULL DEFAULT current_user,
-    updated_at          timestamptz NOT NULL DEFAULT now()
+    updated_at          timestamptz NOT NULL DEFAULT now(),
+    -- Reads by roles that do not administer stores need a row they may SELECT that references
+    -- the object (a reference is not a capability); oas_store_require_references switches it.
+    require_references  boolean NOT NULL DEFAULT true
 );
 COMMENT ON TABLE oas.store IS 'pg_oas object stores (DataJoint store specs, secrets removed)';
 CREATE UNIQUE INDEX store_one_default ON oas.store (is_default) WHERE is_default;
@@ -78,7 +81,8 @@ SELECT s.name,
        s.version,
        s.created_at,
        s.created_by,
-       s.updated_at
+       s.updated_at,
+       s.require_references
 FROM oas.store s
 LEFT JOIN oas.store_secret sec ON sec.store = s.name;
 COMMENT ON VIEW oas.stores IS 'pg_oas object stores; credentials are never shown';

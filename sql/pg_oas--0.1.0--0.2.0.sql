@@ -291,3 +291,30 @@ STRICT VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'oas_store_revoke_wrapper';
+
+-- A reference is not a capability: reads need a row the reader may SELECT that references the
+-- object, unless an administrator switches the check off for a store.
+ALTER TABLE oas.store ADD COLUMN require_references boolean NOT NULL DEFAULT true;
+CREATE OR REPLACE VIEW oas.stores AS
+SELECT s.name,
+       s.protocol,
+       s.is_default,
+       s.is_filepath_default,
+       s.spec,
+       (sec.store IS NOT NULL) AS has_credentials,
+       s.version,
+       s.created_at,
+       s.created_by,
+       s.updated_at,
+       s.require_references
+FROM oas.store s
+LEFT JOIN oas.store_secret sec ON sec.store = s.name;
+
+CREATE FUNCTION oas."oas_store_require_references"(
+	"store" TEXT, /* & str */
+	"required" bool /* bool */
+) RETURNS bool /* bool */
+STRICT VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_store_require_references_wrapper';

@@ -32,6 +32,9 @@ pub struct StoreRow {
     pub name: String,
     pub spec: serde_json::Value,
     pub version: i64,
+    /// Reads need a referencing row the reader may SELECT ([`crate::capability`]). Read only for
+    /// checked rows ([`store_row_to`]); true otherwise.
+    pub require_references: bool,
 }
 
 /// What a caller wants to do with a store's objects (`oas.store_grant`, README "Security").
@@ -68,11 +71,11 @@ fn read_row(name: Option<&str>, access: Option<Access>) -> Result<(StoreRow, boo
         "SELECT s.name, s.spec, s.version, {}
            FROM oas.store s WHERE {}",
         if access.is_some() {
-            "ARRAY(SELECT g.grantee::pg_catalog.oid::pg_catalog.int8 FROM oas.store_grant g
+            "s.require_references, ARRAY(SELECT g.grantee::pg_catalog.oid::pg_catalog.int8 FROM oas.store_grant g
                     WHERE g.store OPERATOR(pg_catalog.=) s.name
                       AND g.privilege OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[]))"
         } else {
-            "CASE WHEN $2::pg_catalog.text[] IS NULL THEN NULL::pg_catalog.int8[] END"
+            "true, CASE WHEN $2::pg_catalog.text[] IS NULL THEN NULL::pg_catalog.int8[] END"
         },
         if name.is_some() {
             "s.name OPERATOR(pg_catalog.=) $1"
@@ -90,17 +93,19 @@ fn read_row(name: Option<&str>, access: Option<Access>) -> Result<(StoreRow, boo
                 r.get::<String>(1)?.unwrap_or_default(),
                 r.get::<JsonB>(2)?,
                 r.get::<i64>(3)?.unwrap_or_default(),
-                r.get::<Vec<i64>>(4)?.unwrap_or_default(),
+                r.get::<bool>(4)?.unwrap_or(true),
+                r.get::<Vec<i64>>(5)?.unwrap_or_default(),
             )))
         })
     })
     .or_raise();
     match row {
-        Some((name, Some(spec), version, grantees)) => Ok((
+        Some((name, Some(spec), version, require_references, grantees)) => Ok((
             StoreRow {
                 name,
                 spec: spec.0,
                 version,
+                require_references,
             },
             crate::privilege::holds_grant(&grantees),
         )),
@@ -135,7 +140,7 @@ pub fn store_row_unchecked(name: Option<&str>) -> Result<StoreRow, OasError> {
 
 /// A store's row, if the current user may `access` its objects: superusers and `oas_admin`
 /// members always may; others need the privilege in `oas.store_grant`.
-pub fn store_row_to(access: Access, name: Option<&str>) -> Result<StoreRow, OasError> {
+fn store_row_to(access: Access, name: Option<&str>) -> Result<StoreRow, OasError> {
     if crate::privilege::is_store_admin() {
         return store_row_unchecked(name);
     }
@@ -163,9 +168,19 @@ pub fn store_unchecked(name: Option<&str>) -> Result<Arc<Store>, OasError> {
     store_for(&store_row_unchecked(name)?)
 }
 
-/// The client for a store, if the current user may `access` its objects.
-pub fn store_to(access: Access, name: Option<&str>) -> Result<Arc<Store>, OasError> {
-    store_for(&store_row_to(access, name)?)
+/// The client for a store the current user may write objects to.
+pub fn store_to_write(name: Option<&str>) -> Result<Arc<Store>, OasError> {
+    store_for(&store_row_to(Access::Write, name)?)
+}
+
+/// The row and client of the store of a reference whose object `path` the current user may
+/// read: `read` on the store, and a row it may SELECT that references the object
+/// ([`crate::capability`]).
+pub fn store_to_read(name: Option<&str>, path: &str) -> Result<(StoreRow, Arc<Store>), OasError> {
+    let row = store_row_to(Access::Read, name)?;
+    let store = store_for(&row)?;
+    crate::capability::require_referenced(&row, &store, path)?;
+    Ok((row, store))
 }
 
 /// The client for a store whose catalog row the caller has already read.

@@ -10,12 +10,14 @@
 //! | [`runtime`] | the per-backend tokio runtime and the cancellable `block_on` |
 //! | [`error`] | `OasError` → SQLSTATE, message and hint |
 //! | [`catalog`] | reading stores from `oas.store`, the client cache |
+//! | [`capability`] | a reference is not a capability: may the caller read this object |
 //! | [`privilege`] | who may do what; running as the extension owner with a pinned `search_path` |
 //! | [`api`] | the SQL functions, one file per topic |
 
 use pgrx::prelude::*;
 
 pub mod api;
+pub mod capability;
 pub mod catalog;
 pub mod error;
 pub mod guc;

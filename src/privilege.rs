@@ -51,16 +51,34 @@ pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
     crate::guc::scoped(&[(c"search_path", PINNED)], f)
 }
 
-/// The role that owns the extension (it installed it; a superuser).
+/// The role that owns the extension (it installed it; a superuser). Looked up once per backend
+/// and installation of the extension (keyed by the extension's oid, which a re-install changes).
 fn extension_owner() -> Result<pg_sys::Oid, OasError> {
-    pinned(|| {
-        Spi::get_one::<pg_sys::Oid>(
-            "SELECT e.extowner FROM pg_catalog.pg_extension e
-              WHERE e.extname OPERATOR(pg_catalog.=) 'pg_oas'::pg_catalog.name",
+    thread_local! {
+        static OWNER: std::cell::Cell<(pg_sys::Oid, pg_sys::Oid)> =
+            const { std::cell::Cell::new((pg_sys::InvalidOid, pg_sys::InvalidOid)) };
+    }
+    // SAFETY: an index lookup of pg_extension by name.
+    let ext = unsafe { pg_sys::get_extension_oid(c"pg_oas".as_ptr(), true) };
+    if ext == pg_sys::InvalidOid {
+        return Err(OasError::invalid_argument(
+            "pg_oas is not installed in this database",
+        ));
+    }
+    let (cached_ext, cached_owner) = OWNER.get();
+    if cached_ext == ext {
+        return Ok(cached_owner);
+    }
+    let owner = pinned(|| {
+        Spi::get_one_with_args::<pg_sys::Oid>(
+            "SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.oid OPERATOR(pg_catalog.=) $1",
+            &[ext.into()],
         )
         .or_raise()
-        .ok_or_else(|| OasError::invalid_argument("pg_oas is not installed in this database"))
     })
+    .ok_or_else(|| OasError::invalid_argument("pg_oas is not installed in this database"))?;
+    OWNER.set((ext, owner));
+    Ok(owner)
 }
 
 /// Run `f` as the extension's owner, with `search_path` pinned and as a security-restricted

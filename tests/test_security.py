@@ -389,10 +389,12 @@ def test_attack_admin_writes_the_store_catalog_directly(su, bob, new_store, serv
 
 
 @pytest.fixture
-def symlinked_store(alice, new_store):
+def symlinked_store(su, alice, new_store):
     """A file store holding `_hash/<alice>/<hash of /etc/passwd>` -> /etc/passwd and
-    `_hash/linkdir_<id>` -> /tmp/outside_<id>, a directory with one old hash-named file."""
+    `_hash/linkdir_<id>` -> /tmp/outside_<id>, a directory with one old hash-named file. Its
+    reference check is off, so what refuses a read here is the link, nothing before it."""
     store, store_dir = new_store("file")
+    su.execute("SELECT oas.oas_store_require_references(%s, false)", [store])
     passwd = pathlib.Path("/etc/passwd").read_bytes()
     mine = store_dir / "_hash" / alice.schema
     mine.mkdir(parents=True)
@@ -435,17 +437,22 @@ def test_attack_symlink_reads_a_server_file(alice, symlinked_store):
                 target = bytes(data) in (st["passwd"], st["victim"].read_bytes())
                 got[label] = f"returned {len(data)} bytes" + (" of the target" if target else "")
             except psycopg.Error as e:
-                got[label] = "refused" if e.sqlstate != "XX000" else f"XX000: {e.diag.message_primary}"
+                link = e.sqlstate == "42501" and "symbolic link" in (e.diag.message_primary or "")
+                got[label] = "refused" if link else f"{e.sqlstate}: {e.diag.message_primary}"
     assert got == dict.fromkeys(got, "refused")
 
 
-def test_attack_symlinked_folder_receives_a_put(alice, symlinked_store):
-    """A put into the linked folder's schema writes nothing outside the store."""
+def test_attack_symlinked_folder_receives_a_put(su, alice, symlinked_store):
+    """A put into the linked folder's schema writes nothing outside the store: refused for alice
+    (no such schema of hers), and for a superuser, who may write any section, by the link."""
     st = symlinked_store
     before = sorted(p.name for p in st["outside"].iterdir())
+    put = "SELECT oas.oas_hash_put('y'::bytea, %s, %s)"
     with alice.connect() as a:
-        result = outcome(a, "SELECT oas.oas_hash_put('y'::bytea, %s, %s)", [st["store"], st["linkdir"]])
-    assert sorted(p.name for p in st["outside"].iterdir()) == before, f"oas_hash_put: {result}"
+        assert outcome(a, put, [st["store"], st["linkdir"]]) == "42501"
+    err = sql_error_of(su, put, [st["store"], st["linkdir"]])
+    assert err.sqlstate == "42501" and "symbolic link" in str(err)
+    assert sorted(p.name for p in st["outside"].iterdir()) == before
 
 
 def test_attack_gc_follows_symlinks_out_of_the_store(su, alice, symlinked_store):
@@ -618,14 +625,19 @@ def locked_store(su, new_store):
     roles: reader (read), writer (write), keeper (admin on the store), nobody (nothing)."""
     name, _ = new_store("file")
     ref = su.execute("SELECT oas.oas_hash_put('locked bytes'::bytea, %s, 'public')", [name]).fetchone()[0]
+    # Objects are read through rows (a reference is not a capability): one the roles may SELECT.
+    table = tracked_table(su, "public", name, table=unique("locked"))
+    su.execute(f"INSERT INTO {table} VALUES (1, %s)", [json.dumps(ref)])
     for p in ("read", "write"):
         assert su.execute("SELECT oas.oas_store_revoke(%s, %s, 'PUBLIC')", [name, p]).fetchone()[0] is True
     roles = {k: make_role(k) for k in ("reader", "writer", "keeper", "nobody")}
     for who, p in (("reader", "read"), ("writer", "write"), ("keeper", "admin")):
         assert su.execute("SELECT oas.oas_store_grant(%s, %s, %s)", [name, p, roles[who].name]).fetchone()[0] is True
+    su.execute(f"GRANT SELECT ON {table} TO PUBLIC")
     yield name, json.dumps(ref), roles
     for r in roles.values():
         drop_role(r)
+    su.execute(f"DROP TABLE {table}")
 
 
 # (what, statement, needs): statements take the store name and a reference as %(s)s and %(ref)s.
@@ -713,3 +725,107 @@ def test_attack_writes_the_grant_table_directly(locked_store):
         assert outcome(n, "INSERT INTO oas.store_grant (store, grantee, privilege, granted_by)"
                           " VALUES (%s, 0, 'read', current_user)", [name]) == "42501"
         assert outcome(n, "UPDATE oas.store_grant SET grantee = 0 WHERE store = %s", [name]) == "42501"
+
+
+# ---------------------------------------------------------------------------------------------
+# A reference is not a capability: reading needs a row the reader may SELECT that references it.
+
+
+@pytest.fixture
+def victim_object(su, new_store):
+    """A secret object of schema victim_<id>, referenced from a table nobody else may read, in a
+    file store whose privileges are the defaults (PUBLIC may read and write)."""
+    store, _ = new_store("file")
+    schema = unique("victim")
+    su.execute(f"CREATE SCHEMA {schema}")
+    table = tracked_table(su, schema, store)
+    ref = su.execute("SELECT oas.oas_hash_put('the victim''s secret'::bytea, %s, %s)", [store, schema]).fetchone()[0]
+    su.execute(f"INSERT INTO {table} VALUES (1, %s)", [json.dumps(ref)])
+    yield store, schema, table, json.dumps(ref)
+    su.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+READS = {
+    "oas_hash_get": "SELECT oas.oas_hash_get(%s::jsonb)",
+    "oas_read": "SELECT oas.oas_read(%s::jsonb, 0, 3)",
+    "oas_object_size": "SELECT oas.oas_object_size(%s::jsonb)",
+}
+
+
+def read_outcomes(conn, ref: str) -> dict[str, str]:
+    got = {what: outcome(conn, q, [ref]) for what, q in READS.items()}
+    got["oas_check_reference"] = check_outcome(conn, ref)
+    return got
+
+
+def test_attack_hand_written_reference_reads_another_schemas_object(su, alice, victim_object):
+    store, schema, table, ref = victim_object
+    denied = {what: "42501" for what in [*READS, "oas_check_reference"]}
+    with alice.connect() as a:
+        # Typed by hand: the store lets PUBLIC read, but no row alice may read references it.
+        assert read_outcomes(a, ref) == denied
+        # Copied into a table of her own: her schema's rows do not vouch for the victim's section.
+        mine = tracked_table(a, alice.schema, store)
+        a.execute(f"INSERT INTO {mine} VALUES (1, %s)", [ref])
+        assert read_outcomes(a, ref) == denied
+    # With SELECT on the victim's table (and USAGE on its schema) she reads it through its row.
+    su.execute(f"GRANT USAGE ON SCHEMA {schema} TO {alice.name}")
+    su.execute(f"GRANT SELECT ON {table} TO {alice.name}")
+    with alice.connect() as a:
+        assert read_outcomes(a, ref) == {what: "ok" for what in denied}
+        assert a.execute(f"SELECT oas.oas_hash_get(c) FROM {table}").fetchone()[0] == b"the victim's secret"
+    # Row security on the victim's table: only the rows alice sees vouch for an object.
+    su.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+    su.execute(f"CREATE POLICY hide ON {table} FOR SELECT USING (id <> 1)")
+    with alice.connect() as a:
+        assert read_outcomes(a, ref) == denied
+    su.execute(f"DROP POLICY hide ON {table}")
+    su.execute(f"CREATE POLICY show ON {table} FOR SELECT USING (id = 1)")
+    with alice.connect() as a:
+        assert read_outcomes(a, ref) == {what: "ok" for what in denied}
+    # Deleted row: nothing vouches for the object any more.
+    su.execute(f"DELETE FROM {table}")
+    with alice.connect() as a:
+        assert read_outcomes(a, ref) == denied
+
+
+def test_store_administrators_switch_the_reference_check_off(su, alice, victim_object):
+    store, _, _, ref = victim_object
+    with alice.connect() as a:
+        assert outcome(a, "SELECT oas.oas_store_require_references(%s, false)", [store]) == "42501"
+        assert outcome(a, READS["oas_hash_get"], [ref]) == "42501"
+    assert su.execute("SELECT oas.oas_store_require_references(%s, false)", [store]).fetchone()[0] is False
+    assert su.execute("SELECT require_references FROM oas.stores WHERE name = %s", [store]).fetchone()[0] is False
+    with alice.connect() as a:
+        assert a.execute(READS["oas_hash_get"], [ref]).fetchone()[0] == b"the victim's secret"
+    su.execute("SELECT oas.oas_store_require_references(%s, true)", [store])
+    with alice.connect() as a:
+        assert outcome(a, READS["oas_hash_get"], [ref]) == "42501"
+
+
+def test_attack_presigned_url_for_an_unreadable_object(su, alice, victim_object):
+    """Even with EXECUTE on oas_presign_url granted, a URL is issued only for readable objects."""
+    _, _, _, ref = victim_object
+    su.execute(f"GRANT EXECUTE ON FUNCTION oas.oas_presign_url(jsonb, interval) TO {alice.name}")
+    with alice.connect() as a:
+        assert outcome(a, "SELECT oas.oas_presign_url(%s::jsonb)", [ref]) == "42501"
+
+
+def test_attack_probe_whether_objects_exist(su, alice, victim_object):
+    """Finding 8: size and existence of objects no row of hers references stay hidden: a real
+    object and a made-up one give the same refusal."""
+    _, schema, _, ref = victim_object
+    fake = json.loads(ref)
+    fake["path"] = fake["path"][:-26] + fake_hash()
+    fake["hash"] = fake["path"][-26:]
+    with alice.connect() as a:
+        real = sql_error_of(a, READS["oas_object_size"], [ref])
+        made_up = sql_error_of(a, READS["oas_object_size"], [json.dumps(fake)])
+    assert (real.sqlstate, made_up.sqlstate) == ("42501", "42501")
+    assert str(real).replace(json.loads(ref)["path"], "P") == str(made_up).replace(fake["path"], "P")
+
+
+def sql_error_of(conn, query: str, params) -> psycopg.Error:
+    with pytest.raises(psycopg.Error) as info:
+        conn.execute(query, params)
+    return info.value

@@ -45,13 +45,20 @@ def test_ordinary_role_uses_a_store_without_seeing_its_secrets(db, servers):
     role = unique("user")
     with connect() as c:
         c.execute(f"CREATE ROLE {role} LOGIN")
+        table = unique("public.mine")
         try:
             c.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+            c.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, ref jsonb)")
+            c.execute(f"COMMENT ON COLUMN {table}.ref IS ':<hash@s3>:'")
+            c.execute(f"GRANT SELECT, INSERT ON {table} TO {role}")
             with connect(user=role) as u:
                 ref = u.execute("SELECT oas.oas_hash_put('by a user'::bytea, 's3', 'public')").fetchone()[0]
                 # Objects of a schema are written only with USAGE on it (here: no such schema).
                 assert sql_error(u, "SELECT oas.oas_hash_put('x'::bytea, 's3', 'lab')").sqlstate == "42501"
-                assert u.execute("SELECT oas.oas_hash_get(%s)", [json.dumps(ref)], binary=True).fetchone()[0] == b"by a user"
+                # Read through a row that references it (a reference alone is not a capability).
+                assert sql_error(u, "SELECT oas.oas_hash_get(%s)", [json.dumps(ref)]).sqlstate == "42501"
+                u.execute(f"INSERT INTO {table} VALUES (1, %s)", [json.dumps(ref)])
+                assert u.execute(f"SELECT oas.oas_hash_get(ref) FROM {table}", binary=True).fetchone()[0] == b"by a user"
                 # The secrets table stays closed, and the identity switch did not leak.
                 assert sql_error(u, "SELECT * FROM oas.store_secret").sqlstate == "42501"
                 assert u.execute("SELECT current_user").fetchone()[0] == role
@@ -59,6 +66,7 @@ def test_ordinary_role_uses_a_store_without_seeing_its_secrets(db, servers):
                 assert "secret_key" not in spec and servers["OAS_S3_SECRET_KEY"] not in json.dumps(spec)
                 assert sql_error(u, "SELECT oas.oas_store_drop('s3')").sqlstate == "42501"
         finally:
+            c.execute(f"DROP TABLE IF EXISTS {table}")
             c.execute(f"DROP OWNED BY {role}")
             c.execute(f"DROP ROLE {role}")
 

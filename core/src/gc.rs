@@ -226,6 +226,26 @@ pub fn schema_of<'a>(section: Section, prefix: &str, key: &'a str) -> Option<&'a
     }
 }
 
+/// Which section a path of a store lies in: the hash section when it is under `hash_prefix`, or
+/// when `hash_prefix` is empty and it is not under `schema_prefix`; otherwise the schema section.
+/// The one home of the rule (the collector and the read check use it).
+pub fn section_of(hash_prefix: &str, schema_prefix: &str, key: &str) -> Section {
+    let under = |prefix: &str| !prefix.is_empty() && key.starts_with(&format!("{prefix}/"));
+    if under(hash_prefix) || (hash_prefix.is_empty() && !under(schema_prefix)) {
+        Section::Hash
+    } else {
+        Section::Schema
+    }
+}
+
+/// The schema whose section `key` lies in (see [`section_of`] and [`schema_of`]).
+pub fn owner_schema<'a>(hash_prefix: &str, schema_prefix: &str, key: &'a str) -> Option<&'a str> {
+    match section_of(hash_prefix, schema_prefix, key) {
+        Section::Hash => schema_of(Section::Hash, hash_prefix, key),
+        Section::Schema => schema_of(Section::Schema, schema_prefix, key),
+    }
+}
+
 /// Is `key` named like a hash-addressed object (DataJoint only collects files named by a hash)?
 pub fn is_hash_object(key: &str) -> bool {
     is_content_hash(key.rsplit('/').next().unwrap_or(key))
@@ -455,6 +475,40 @@ pub async fn restore_from_trash(store: &Store, path: &str) -> Result<Vec<String>
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn sections_and_owner_schemas() {
+        // DataJoint's defaults: _hash for hash objects, the root for schema-addressed ones.
+        assert_eq!(section_of("_hash", "", "_hash/lab/abc"), Section::Hash);
+        assert_eq!(
+            section_of("_hash", "", "lab/rec/id=1/f_x.npy"),
+            Section::Schema
+        );
+        assert_eq!(owner_schema("_hash", "", "_hash/lab/abc"), Some("lab"));
+        assert_eq!(
+            owner_schema("_hash", "", "lab/rec/id=1/f_x.npy"),
+            Some("lab")
+        );
+        // A schema named like the hash prefix does not own the hash section.
+        assert_eq!(
+            owner_schema("_hash", "", "_hash/victim/abc"),
+            Some("victim")
+        );
+        // Partition folders are skipped in the schema section.
+        assert_eq!(
+            owner_schema("_hash", "obj", "obj/year=2024/lab/rec/f"),
+            Some("lab")
+        );
+        // An empty hash prefix: everything outside the schema prefix is hash-addressed.
+        assert_eq!(section_of("", "obj", "lab/abc"), Section::Hash);
+        assert_eq!(section_of("", "obj", "obj/lab/rec/f"), Section::Schema);
+        assert_eq!(owner_schema("", "obj", "lab/abc"), Some("lab"));
+        assert_eq!(owner_schema("", "obj", "obj/lab/rec/f"), Some("lab"));
+        // Both empty: every path is hash-addressed, its first segment the schema.
+        assert_eq!(owner_schema("", "", "lab/abc"), Some("lab"));
+        assert_eq!(owner_schema("_hash", "obj", "elsewhere/x"), None);
+    }
+
     use super::*;
     use crate::backend::ClientSettings;
     use crate::spec::StoreSpec;

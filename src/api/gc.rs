@@ -1233,16 +1233,8 @@ fn move_batch(
     n
 }
 
-/// The section an object of `store` lies in, by its path's prefix. With an empty
-/// `hash_prefix`, hash objects are the ones not under `schema_prefix`.
 fn section_of(store: &Store, path: &str) -> Section {
-    let (hp, sp) = (&store.spec.hash_prefix, &store.spec.schema_prefix);
-    let under = |prefix: &str| !prefix.is_empty() && path.starts_with(&format!("{prefix}/"));
-    if under(hp) || (hp.is_empty() && !under(sp)) {
-        Section::Hash
-    } else {
-        Section::Schema
-    }
+    gc::section_of(&store.spec.hash_prefix, &store.spec.schema_prefix, path)
 }
 
 /// The reference path that would own the listed object `path` (see [`owner_path`]).

@@ -11,7 +11,7 @@ use oas_core::stage::{prepare, Body, Prepared, STAGE_MIN};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
-use crate::catalog::{self, Access};
+use crate::catalog;
 use oas_core::OasError;
 
 use super::MAX_BYTEA;
@@ -28,7 +28,7 @@ fn oas_hash_put(
     schema: default!(Option<&str>, "NULL"),
 ) -> Option<JsonB> {
     let data = data?;
-    let store = catalog::store_to(Access::Write, store).or_raise();
+    let store = catalog::store_to_write(store).or_raise();
     let schema = match schema {
         Some(s) => s.to_string(),
         None => Spi::get_one::<String>("SELECT pg_catalog.current_schema()::pg_catalog.text")
@@ -78,7 +78,7 @@ fn oas_hash_get(reference: JsonB) -> Vec<u8> {
             ),
         });
     }
-    let store = catalog::store_to(Access::Read, r.store_name()).or_raise();
+    let (_, store) = catalog::store_to_read(r.store_name(), &r.path).or_raise();
     let verify = crate::guc::VERIFY_READS.get();
     block_on(get_hash(&store, &r, verify)).or_raise()
 }

@@ -16,7 +16,7 @@ use pgrx::JsonB;
 use serde_json::Value;
 
 use super::MAX_BYTEA;
-use crate::catalog::{self, Access};
+use crate::catalog;
 use crate::error::{raise, OrRaise};
 use crate::runtime::block_on;
 
@@ -91,8 +91,7 @@ fn oas_npy_nbytes(reference: JsonB) -> Option<i64> {
 /// Resolve a reference to its store and (cached) `.npy` header.
 fn open_array(reference: &Value) -> (std::sync::Arc<oas_core::backend::Store>, ObjectRef, Header) {
     let r = ObjectRef::from_json(reference).or_raise();
-    let row = catalog::store_row_to(Access::Read, r.store.as_deref()).or_raise();
-    let store = catalog::store_for(&row).or_raise();
+    let (row, store) = catalog::store_to_read(r.store.as_deref(), &r.path).or_raise();
     let key = (row.name, row.version, r.path.clone());
     let cached = HEADERS.with_borrow(|h| h.get(&key).cloned());
     let header = match cached {
@@ -214,7 +213,7 @@ fn oas_read(reference: JsonB, offset: i64, length: i64) -> Vec<u8> {
         ));
     }
     let r = ObjectRef::from_json(&reference.0).or_raise();
-    let store = catalog::store_to(Access::Read, r.store.as_deref()).or_raise();
+    let (_, store) = catalog::store_to_read(r.store.as_deref(), &r.path).or_raise();
     let size = block_on(object_size(&store, &r.path)).or_raise();
     if offset as u64 > size {
         raise(OasError::invalid_argument(format!(
@@ -232,7 +231,7 @@ fn oas_read(reference: JsonB, offset: i64, length: i64) -> Vec<u8> {
 #[pg_extern(volatile, parallel_unsafe)]
 fn oas_object_size(reference: JsonB) -> i64 {
     let r = ObjectRef::from_json(&reference.0).or_raise();
-    let store = catalog::store_to(Access::Read, r.store.as_deref()).or_raise();
+    let (_, store) = catalog::store_to_read(r.store.as_deref(), &r.path).or_raise();
     block_on(object_size(&store, &r.path)).or_raise() as i64
 }
 
@@ -251,7 +250,7 @@ fn oas_object_list(
 > {
     use futures::StreamExt;
     let r = ObjectRef::from_json(&reference.0).or_raise();
-    let store = catalog::store_to(Access::Read, r.store.as_deref()).or_raise();
+    let (_, store) = catalog::store_to_read(r.store.as_deref(), &r.path).or_raise();
     let prefix = format!("{}/", r.path);
     let listed: Vec<(String, u64, i64)> = block_on(async {
         let mut out = Vec::new();
@@ -383,7 +382,7 @@ fn oas_npy_put(table: &str, field: &str, key: JsonB, npy: &[u8]) -> JsonB {
             format!("declare it with SELECT oas.oas_declare_column('{table}', '{field}', 'npy@<store>')"),
         ));
     }
-    let store = catalog::store_to(Access::Write, store_name.as_deref()).or_raise();
+    let store = catalog::store_to_write(store_name.as_deref()).or_raise();
     let (schema, relname, rendered) = render_key(table, &key.0);
     let key_parts: Vec<(&str, String)> = rendered
         .iter()

@@ -8,7 +8,7 @@ use pgrx::datum::Interval;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
-use crate::catalog::{self, Access};
+use crate::catalog;
 use crate::error::{raise, OrRaise};
 use crate::runtime::block_on;
 
@@ -39,6 +39,6 @@ fn oas_presign_url(reference: JsonB, expires: default!(Option<Interval>, "'1 hou
         .unwrap_or(0.0),
     };
     let expires = expires_from_secs(secs).or_raise();
-    let store = catalog::store_to(Access::Read, r.store.as_deref()).or_raise();
+    let (_, store) = catalog::store_to_read(r.store.as_deref(), &r.path).or_raise();
     block_on(presign_get(&store, &r.path, expires)).or_raise()
 }

@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::Value;
 
-use crate::catalog::{self, Access};
+use crate::catalog;
 use crate::error::{raise, OrRaise};
 use crate::privilege::{as_owner, current_user_name, require_store_admin};
 use crate::runtime::block_on;
@@ -333,6 +333,25 @@ fn oas_store_revoke(store: &str, privilege: &str, role: &str) -> bool {
     change_grant(store, privilege, role, false).or_raise()
 }
 
+/// Whether reads of `store`'s objects need a row the reader may SELECT that references them (on
+/// by default; README "Security"). Superusers, `oas_admin` and roles with admin on the store
+/// switch it; off means any role with `read` on the store reads any object it can name.
+#[pg_extern(volatile, strict, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn oas_store_require_references(store: &str, required: bool) -> bool {
+    let name = catalog::store_row_unchecked(Some(store)).or_raise().name;
+    require_store_grant_admin(&name).or_raise();
+    as_owner(|| {
+        Spi::run_with_args(
+            "UPDATE oas.store s SET require_references = $2, updated_at = pg_catalog.now()
+              WHERE s.name OPERATOR(pg_catalog.=) $1",
+            &[name.as_str().into(), required.into()],
+        )
+        .or_raise()
+    });
+    required
+}
+
 /// Make `name` the default store (DataJoint's `stores.default`).
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
@@ -401,7 +420,7 @@ fn oas_store_verify(
         name!(detail, String),
     ),
 > {
-    let store = catalog::store_to(Access::Write, name).or_raise();
+    let store = catalog::store_to_write(name).or_raise();
     // Fixed width, so the probe's size (shown in the report) is the same every time.
     let probe = format!(
         "{:010}-{:020}",

@@ -14,7 +14,7 @@ use oas_core::OasError;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
-use crate::catalog::{self, Access};
+use crate::catalog;
 use crate::error::{raise, required, OrRaise};
 use crate::runtime::block_on;
 
@@ -131,8 +131,8 @@ fn oas_check_reference(reference: JsonB, check_content: default!(bool, true)) ->
         Ok(r) => r,
         Err(e) => return Some(e.to_string()),
     };
-    let row = match catalog::store_row_to(Access::Read, r.store.as_deref()) {
-        Ok(row) => row,
+    let (row, store) = match catalog::store_to_read(r.store.as_deref(), &r.path) {
+        Ok(found) => found,
         Err(e) => return Some(e.to_string()),
     };
     // SAFETY: reads the current statement's start time, a plain backend global.
@@ -148,10 +148,6 @@ fn oas_check_reference(reference: JsonB, check_content: default!(bool, true)) ->
     if let Some(result) = cached {
         return result;
     }
-    let store = match catalog::store_for(&row) {
-        Ok(s) => s,
-        Err(e) => return Some(e.to_string()),
-    };
     let result = match block_on(check_reference(&store, &r, check_content)) {
         Ok(problem) => problem,
         Err(e @ OasError::Cancelled) => crate::error::raise(e),

@@ -28,7 +28,7 @@ use pgrx::prelude::*;
 use pgrx::{JsonB, PgXactCallbackEvent};
 use serde_json::{json, Value};
 
-use crate::catalog::{self, Access};
+use crate::catalog;
 use crate::error::{raise, required, OrRaise};
 use crate::runtime::block_on;
 
@@ -211,7 +211,7 @@ fn new_object_path(
             "declare it with SELECT oas.oas_declare_column(table, column, 'npy@store') or 'object@store'",
         ));
     };
-    let store = catalog::store_to(Access::Write, store_name.as_deref()).or_raise();
+    let store = catalog::store_to_write(store_name.as_deref()).or_raise();
     let table_text = table_text.unwrap_or_default();
     let (schema, relname, rendered) = super::npy::render_key(&table_text, row);
     let key_parts: Vec<(&str, String)> = rendered
