@@ -91,11 +91,11 @@ CREATE TABLE oas.gc_known_schema (
 );
 
 REVOKE ALL ON oas.ref_log, oas.gc_run, oas.gc_candidate, oas.gc_trash, oas.gc_known_schema FROM PUBLIC;
-GRANT SELECT ON oas.ref_log, oas.ledger TO oas_admin;
--- A collector that is not a superuser is a member of oas_admin (and pg_read_all_stats).
-GRANT SELECT, INSERT, UPDATE, DELETE ON oas.gc_run, oas.gc_candidate, oas.gc_trash, oas.gc_known_schema TO oas_admin;
-GRANT INSERT, DELETE ON oas.ref_log TO oas_admin;
-GRANT USAGE ON oas.gc_run_run_id_seq, oas.ref_log_id_seq TO oas_admin;
+-- A collector that is not a superuser is a member of oas_admin (and pg_read_all_stats). It reads
+-- these tables; only the extension's owner writes them (the collector's functions switch to it
+-- after their checks; the triggers are SECURITY DEFINER).
+GRANT SELECT ON oas.ref_log, oas.ledger, oas.gc_run, oas.gc_candidate, oas.gc_trash, oas.gc_known_schema
+    TO oas_admin;
 
 -- The collector moves an object only if it has been unreferenced since before this: the grace
 -- period ago, and the start of every transaction still running (one that started earlier may
@@ -288,6 +288,8 @@ AS $fn$
 DECLARE
     args text[];
     want bytea;
+    -- No backslash in any literal of this body: it must compile the same under any
+    -- standard_conforming_strings (a hex bytea literal broke every CREATE TABLE when it was off).
     have bytea;
     fill_args text[];
     fill_want bytea;
@@ -328,13 +330,13 @@ BEGIN
                  CASE WHEN t.addressing = 'filepath' THEN 'f' ELSE 't' END AS m
           FROM oas.tracked_columns t WHERE t.table_oid = rel) cols,
          LATERAL (VALUES (1, cols.column_name), (2, cols.st), (3, cols.m)) v(ord, x);
-    SELECT coalesce(string_agg(convert_to(a, 'UTF8') || '\x00'::bytea, ''::bytea ORDER BY n), ''::bytea)
+    SELECT coalesce(string_agg(convert_to(a, 'UTF8') || pg_catalog.decode('00', 'hex'), ''::bytea ORDER BY n), ''::bytea)
       INTO want FROM unnest(args) WITH ORDINALITY u(a, n);
     -- Schema-addressed columns (<npy@>, <object@>) also get the row trigger that stores values
     -- written with oas_npy()/oas_object() at the row's key-based path.
     SELECT coalesce(array_agg(t.column_name ORDER BY t.column_name), '{}') INTO fill_args
     FROM oas.tracked_columns t WHERE t.table_oid = rel AND t.addressing = 'schema';
-    SELECT coalesce(string_agg(convert_to(a, 'UTF8') || '\x00'::bytea, ''::bytea ORDER BY n), ''::bytea)
+    SELECT coalesce(string_agg(convert_to(a, 'UTF8') || pg_catalog.decode('00', 'hex'), ''::bytea ORDER BY n), ''::bytea)
       INTO fill_want FROM unnest(fill_args) WITH ORDINALITY u(a, n);
     SELECT tg.tgargs INTO fill_have FROM pg_trigger tg WHERE tg.tgrelid = rel AND tg.tgname = 'oas_fill_values';
     IF fill_have IS DISTINCT FROM fill_want OR (fill_have IS NOT NULL AND cardinality(fill_args) = 0) THEN

@@ -6,6 +6,10 @@
 -- extension's owner (a direct INSERT skipped the check that a file store needs server-file roles).
 REVOKE INSERT, UPDATE, DELETE ON oas.store, oas.store_secret FROM oas_admin;
 REVOKE ALL ON SEQUENCE oas.store_version_seq FROM oas_admin;
+-- Likewise the collector's tables and the ledger: oas_admin reads them, the owner writes them.
+REVOKE INSERT, UPDATE, DELETE ON oas.gc_run, oas.gc_candidate, oas.gc_trash, oas.gc_known_schema FROM oas_admin;
+REVOKE INSERT, DELETE ON oas.ref_log FROM oas_admin;
+REVOKE ALL ON SEQUENCE oas.gc_run_run_id_seq, oas.ref_log_id_seq FROM oas_admin;
 
 -- Functions that act on every store or table, or write the catalog, pin search_path.
 ALTER FUNCTION oas.oas_gc(boolean, text, interval, interval) SET search_path = pg_catalog, pg_temp;
@@ -318,3 +322,99 @@ STRICT VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'oas_store_require_references_wrapper';
+
+-- Compiles the same under any standard_conforming_strings (no backslash literal).
+CREATE OR REPLACE FUNCTION oas._sync_table(rel oid) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    args text[];
+    want bytea;
+    -- No backslash in any literal of this body: it must compile the same under any
+    -- standard_conforming_strings (a hex bytea literal broke every CREATE TABLE when it was off).
+    have bytea;
+    fill_args text[];
+    fill_want bytea;
+    fill_have bytea;
+    tbl text;
+    sch text;
+    relname text;
+    c record;
+BEGIN
+    SELECT n.nspname, cl.relname, cl.oid::regclass::text INTO sch, relname, tbl
+    FROM pg_class cl JOIN pg_namespace n ON n.oid = cl.relnamespace
+    WHERE cl.oid = rel AND cl.relkind IN ('r', 'p');
+    IF tbl IS NULL OR sch IN ('oas', 'pg_catalog', 'information_schema') THEN
+        RETURN;
+    END IF;
+
+    -- Release columns the ledger has references for that are no longer tracked.
+    PERFORM oas._release('DETACH', rel, keep_columns => ARRAY(
+        SELECT t.column_name::text FROM oas.tracked_columns t WHERE t.table_oid = rel));
+
+    -- Record the references of tracked columns the ledger knows nothing of.
+    FOR c IN SELECT t.column_name, t.resolved_store FROM oas.tracked_columns t
+             WHERE t.table_oid = rel
+               AND NOT EXISTS (SELECT 1 FROM oas.ref_log l WHERE l.table_oid = rel
+                               AND l.column_name = t.column_name
+                               GROUP BY l.store, l.path HAVING sum(l.delta) <> 0) LOOP
+        EXECUTE format($q$INSERT INTO oas.ref_log (op, table_oid, schema_name, table_name, column_name, store, path, delta)
+                          SELECT 'ATTACH', $1, $2, $3, $4, s, p, count(*)
+                          FROM (SELECT coalesce(nullif(r->>'store', ''), $5) AS s, r->>'path' AS p
+                                FROM (SELECT %I AS r FROM %s) x
+                                WHERE jsonb_typeof(r) = 'object' AND r ? 'path') y
+                          GROUP BY s, p$q$, c.column_name, tbl)
+            USING rel, sch, relname, c.column_name, coalesce(c.resolved_store, '');
+    END LOOP;
+
+    SELECT coalesce(array_agg(v.x ORDER BY cols.column_name, v.ord), '{}') INTO args
+    FROM (SELECT t.column_name, coalesce(t.store, '') AS st,
+                 CASE WHEN t.addressing = 'filepath' THEN 'f' ELSE 't' END AS m
+          FROM oas.tracked_columns t WHERE t.table_oid = rel) cols,
+         LATERAL (VALUES (1, cols.column_name), (2, cols.st), (3, cols.m)) v(ord, x);
+    SELECT coalesce(string_agg(convert_to(a, 'UTF8') || pg_catalog.decode('00', 'hex'), ''::bytea ORDER BY n), ''::bytea)
+      INTO want FROM unnest(args) WITH ORDINALITY u(a, n);
+    -- Schema-addressed columns (<npy@>, <object@>) also get the row trigger that stores values
+    -- written with oas_npy()/oas_object() at the row's key-based path.
+    SELECT coalesce(array_agg(t.column_name ORDER BY t.column_name), '{}') INTO fill_args
+    FROM oas.tracked_columns t WHERE t.table_oid = rel AND t.addressing = 'schema';
+    SELECT coalesce(string_agg(convert_to(a, 'UTF8') || pg_catalog.decode('00', 'hex'), ''::bytea ORDER BY n), ''::bytea)
+      INTO fill_want FROM unnest(fill_args) WITH ORDINALITY u(a, n);
+    SELECT tg.tgargs INTO fill_have FROM pg_trigger tg WHERE tg.tgrelid = rel AND tg.tgname = 'oas_fill_values';
+    IF fill_have IS DISTINCT FROM fill_want OR (fill_have IS NOT NULL AND cardinality(fill_args) = 0) THEN
+        IF fill_have IS NOT NULL THEN
+            EXECUTE format('DROP TRIGGER oas_fill_values ON %s', tbl);
+        END IF;
+        IF cardinality(fill_args) > 0 THEN
+            EXECUTE format('CREATE TRIGGER oas_fill_values BEFORE INSERT OR UPDATE ON %s
+                            FOR EACH ROW EXECUTE FUNCTION oas._fill_values(%s)', tbl,
+                           (SELECT string_agg(quote_literal(a), ', ' ORDER BY n) FROM unnest(fill_args) WITH ORDINALITY u(a, n)));
+        END IF;
+    END IF;
+
+    SELECT tg.tgargs INTO have FROM pg_trigger tg WHERE tg.tgrelid = rel AND tg.tgname = 'oas_track_insert';
+    IF have IS NOT DISTINCT FROM want AND cardinality(args) > 0 THEN
+        RETURN;
+    END IF;
+    FOR c IN SELECT tg.tgname FROM pg_trigger tg
+             WHERE tg.tgrelid = rel AND tg.tgname IN ('oas_track_insert', 'oas_track_update',
+                                                     'oas_track_delete', 'oas_track_truncate') LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', c.tgname, tbl);
+    END LOOP;
+    IF cardinality(args) = 0 THEN
+        RETURN;
+    END IF;
+    EXECUTE format('CREATE TRIGGER oas_track_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_refs
+                    FOR EACH STATEMENT EXECUTE FUNCTION oas._track_refs(%s)', tbl,
+                   (SELECT string_agg(quote_literal(a), ', ' ORDER BY n) FROM unnest(args) WITH ORDINALITY u(a, n)));
+    EXECUTE format('CREATE TRIGGER oas_track_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS old_refs NEW TABLE AS new_refs
+                    FOR EACH STATEMENT EXECUTE FUNCTION oas._track_refs(%s)', tbl,
+                   (SELECT string_agg(quote_literal(a), ', ' ORDER BY n) FROM unnest(args) WITH ORDINALITY u(a, n)));
+    EXECUTE format('CREATE TRIGGER oas_track_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_refs
+                    FOR EACH STATEMENT EXECUTE FUNCTION oas._track_refs(%s)', tbl,
+                   (SELECT string_agg(quote_literal(a), ', ' ORDER BY n) FROM unnest(args) WITH ORDINALITY u(a, n)));
+    EXECUTE format('CREATE TRIGGER oas_track_truncate BEFORE TRUNCATE ON %s
+                    FOR EACH STATEMENT EXECUTE FUNCTION oas._track_truncate()', tbl);
+END
+$fn$;

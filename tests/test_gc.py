@@ -620,6 +620,35 @@ def test_a_location_is_collected_by_one_database_only(conn, gc_store, db):
     assert present(conn, ref)
 
 
+def test_an_oas_admin_collector_writes_the_collectors_tables_only_through_it(conn, gc_store):
+    """Security issue, finding 4: oas_admin reads the collector's tables and the ledger, and its
+    oas_gc()/oas_gc_purge() write them (as the extension's owner); it cannot write them itself
+    (a forged ledger row or known schema would steer what is collected)."""
+    role = unique("collector")
+    conn.execute(f"CREATE ROLE {role} LOGIN IN ROLE oas_admin, pg_read_all_stats")
+    try:
+        with connect(user=role) as c:
+            for q in [
+                "INSERT INTO oas.gc_trash (store, path, ref_path, size, run_id) VALUES ('x', 'y', 'y', 0, 0)",
+                "INSERT INTO oas.gc_known_schema VALUES ('x', 'otherdb')",
+                "UPDATE oas.gc_candidate SET size = 0",
+                "DELETE FROM oas.gc_run",
+                "DELETE FROM oas.ref_log",
+                "INSERT INTO oas.ref_log (op, table_oid, schema_name, table_name, column_name, store, path, delta)"
+                " VALUES ('INSERT', 0, 's', 't', 'c', 'x', 'y', 1)",
+            ]:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    c.execute(q)
+            assert c.execute("SELECT count(*) >= 0 FROM oas.ledger").fetchone()[0] is True
+            runs = conn.execute("SELECT count(*) FROM oas.gc_run WHERE store = %s", [gc_store]).fetchone()[0]
+            assert gc(c, gc_store)["run_id"] is not None
+            c.execute("SELECT * FROM oas.oas_gc_purge(store => %s)", [gc_store]).fetchall()
+        assert conn.execute("SELECT count(*) FROM oas.gc_run WHERE store = %s", [gc_store]).fetchone()[0] == runs + 1
+    finally:
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")
+
+
 def test_a_cancelled_run_leaves_no_lock_behind(conn, servers):
     """Cancelled (here: statement_timeout) in the middle of a run, the collector releases the
     lock stripes it held, so writers are not blocked afterwards."""

@@ -20,13 +20,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.server
 import io
+import itertools
 import json
 import os
 import pathlib
 import pwd
 import shutil
+import subprocess
+import threading
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 
@@ -35,7 +40,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import RUN_DIR, chown_postgres, s3_spec, unique
+from conftest import PORT, RUN_DIR, BlackHole, chown_postgres, free_port, s3_spec, unique, wait_until
 from conftest import connect as connect_db
 
 SEC_DB = "oas_security_pytest"
@@ -829,3 +834,1185 @@ def sql_error_of(conn, query: str, params) -> psycopg.Error:
     with pytest.raises(psycopg.Error) as info:
         conn.execute(query, params)
     return info.value
+
+
+# ---------------------------------------------------------------------------------------------
+# 10. Every oas_* function, and who may call it
+#
+# FUNCTION_MATRIX names every function of schema oas whose name starts with oas_ (by signature,
+# so a new function or a new overload without an entry fails test_function_matrix_covers_every_
+# oas_function) with a sample call and the privilege it needs:
+#   none         anyone
+#   read         `read` on the store (or `admin`), and a row the caller may SELECT referencing the object
+#   write        `write` on the store (or `admin`)
+#   store-admin  `admin` on the store: granting and revoking, the reference check
+#   oas_admin    a member of oas_admin: store management; oas_object_list and oas_presign_url by
+#                their EXECUTE grant (see test_function_matrix_execute_granted_deliberately)
+#   collector    a superuser, or oas_admin with pg_read_all_stats
+# The roles: reader (read), writer (write), keeper (admin on the store), nobody, admin (oas_admin)
+# and collector (oas_admin and pg_read_all_stats). All of them belong to one role, `crew`, that
+# owns the tables the calls write, so that the store privilege is the only thing that varies.
+#
+# Sample calls take %(name)s parameters (the store, references, tables, fresh ids) and `{w}`,
+# the crew's table, where SQL needs an identifier. A tuple is statements run in turn: the first
+# value the first one returns is %(u)s in the others (an upload's id). oas_upload_part, _finish
+# and _abort act only on an upload this session began, so they are as guarded as
+# oas_upload_begin (test_attack_another_sessions_upload_id checks someone else's id is useless).
+
+
+def _check_reference_call(conn, p) -> str:
+    """oas_check_reference reports instead of raising (see check_outcome)."""
+    try:
+        problem = conn.execute("SELECT oas.oas_check_reference(%(ref)s::jsonb)", p).fetchone()[0]
+    except psycopg.Error as e:
+        return e.sqlstate or "?"
+    if problem is None:
+        return "ok"
+    return "42501" if problem.startswith("permission denied") else problem
+
+
+UPLOAD_BEGIN = "SELECT oas.oas_upload_begin(%(w)s, 'o', jsonb_build_object('id', %(id)s), '.bin')"
+
+# signature -> (sample call, required privilege[, what an allowed caller gets; "ok" by default])
+FUNCTION_MATRIX = {
+    "oas_check_reference(jsonb, boolean)": (_check_reference_call, "read"),
+    "oas_content_hash(bytea)": ("SELECT oas.oas_content_hash('x'::bytea)", "none"),
+    "oas_declare_column(text, text, text, text)": (
+        "SELECT oas.oas_declare_column(%(w)s, 'd', %(hash_codec)s)", "none"),
+    "oas_encode_pk_text(oid, text)": ("SELECT oas.oas_encode_pk_text('int4'::regtype::oid, '7')", "none"),
+    "oas_encode_pk_value(anyelement)": ("SELECT oas.oas_encode_pk_value(7)", "none"),
+    "oas_gc(boolean, text, interval, interval)": (
+        "SELECT * FROM oas.oas_gc(dry_run => true, store => %(s)s)", "collector"),
+    "oas_gc_purge(interval, text)": ("SELECT * FROM oas.oas_gc_purge(store => %(s)s)", "collector"),
+    # Past the privilege check a run with nothing in trash is refused as an invalid argument.
+    "oas_gc_restore(bigint, text)": ("SELECT * FROM oas.oas_gc_restore(run_id => 0)", "collector", "22023"),
+    "oas_hash_get(jsonb)": ("SELECT oas.oas_hash_get(%(ref)s::jsonb)", "read"),
+    "oas_hash_put(bytea, text, text)": ("SELECT oas.oas_hash_put('new'::bytea, %(s)s, 'public')", "write"),
+    "oas_npy(anyarray)": ("INSERT INTO {w} (id, n) VALUES (%(id)s, oas.oas_npy(ARRAY[1.5, 2.5]::float8[]))", "write"),
+    "oas_npy(bytea)": (
+        "INSERT INTO {w} (id, n) VALUES (%(id)s, oas.oas_npy(oas.oas_npy_from_array(ARRAY[1, 2])))", "write"),
+    "oas_npy_dtype(jsonb)": ("SELECT oas.oas_npy_dtype(%(npy)s::jsonb)", "none"),
+    "oas_npy_from_array(anyarray)": ("SELECT oas.oas_npy_from_array(ARRAY[1, 2])", "none"),
+    "oas_npy_nbytes(jsonb)": ("SELECT oas.oas_npy_nbytes(%(npy)s::jsonb)", "none"),
+    "oas_npy_ndim(jsonb)": ("SELECT oas.oas_npy_ndim(%(npy)s::jsonb)", "none"),
+    "oas_npy_put(text, text, jsonb, bytea)": (
+        "SELECT oas.oas_npy_put(%(w)s, 'n', jsonb_build_object('id', %(id)s), oas.oas_npy_from_array(ARRAY[1, 2]))",
+        "write"),
+    "oas_npy_shape(jsonb)": ("SELECT oas.oas_npy_shape(%(npy)s::jsonb)", "none"),
+    "oas_npy_size(jsonb)": ("SELECT oas.oas_npy_size(%(npy)s::jsonb)", "none"),
+    "oas_npy_slice(jsonb, text)": ("SELECT oas.oas_npy_slice(%(npy)s::jsonb, '0')", "read"),
+    "oas_npy_slice_array(jsonb, text)": ("SELECT oas.oas_npy_slice_array(%(npy)s::jsonb, '0')", "read"),
+    "oas_npy_slice_stats(jsonb, text)": ("SELECT * FROM oas.oas_npy_slice_stats(%(npy)s::jsonb, '0')", "read"),
+    "oas_object(bytea, text)": (
+        "INSERT INTO {w} (id, o) VALUES (%(id)s, oas.oas_object('f'::bytea, '.bin'))", "write"),
+    "oas_object_folder(text[], bytea[])": (
+        "INSERT INTO {w} (id, o) VALUES (%(id)s, oas.oas_object_folder(ARRAY['a.bin'], ARRAY['a'::bytea]))",
+        "write"),
+    "oas_object_list(jsonb)": ("SELECT * FROM oas.oas_object_list(%(folder)s::jsonb)", "oas_admin"),
+    "oas_object_size(jsonb)": ("SELECT oas.oas_object_size(%(ref)s::jsonb)", "read"),
+    "oas_parse_marker(text)": ("SELECT * FROM oas.oas_parse_marker(':<npy@x>:')", "none"),
+    "oas_presign_url(jsonb, interval)": ("SELECT oas.oas_presign_url(%(ref)s::jsonb)", "oas_admin"),
+    "oas_read(jsonb, bigint, bigint)": ("SELECT oas.oas_read(%(ref)s::jsonb, 0, 6)", "read"),
+    "oas_store_alter(text, jsonb)": ("SELECT oas.oas_store_alter(%(s3)s, %(s3_spec)s::jsonb)", "oas_admin"),
+    "oas_store_create(text, jsonb, boolean)": (
+        "SELECT oas.oas_store_create(%(new)s, %(new_spec)s::jsonb)", "oas_admin"),
+    "oas_store_drop(text, boolean, boolean)": ("SELECT oas.oas_store_drop(%(doomed)s)", "oas_admin"),
+    "oas_store_grant(text, text, text)": (
+        "SELECT oas.oas_store_grant(%(s)s, 'read', %(bystander)s)", "store-admin"),
+    "oas_store_import(jsonb)": ("SELECT * FROM oas.oas_store_import(%(import)s::jsonb)", "oas_admin"),
+    "oas_store_references(text)": ("SELECT * FROM oas.oas_store_references(%(s)s)", "none"),
+    "oas_store_require_references(text, boolean)": (
+        "SELECT oas.oas_store_require_references(%(s)s, true)", "store-admin"),
+    "oas_store_revoke(text, text, text)": (
+        "SELECT oas.oas_store_revoke(%(s)s, 'read', %(bystander)s)", "store-admin"),
+    "oas_store_set_default(text)": ("SELECT oas.oas_store_set_default('file')", "oas_admin"),
+    "oas_store_verify(text)": ("SELECT * FROM oas.oas_store_verify(%(s)s)", "write"),
+    "oas_upload_abort(text)": ((UPLOAD_BEGIN, "SELECT oas.oas_upload_abort(%(u)s)"), "write"),
+    "oas_upload_begin(text, text, jsonb, text)": ((UPLOAD_BEGIN, "SELECT oas.oas_upload_abort(%(u)s)"), "write"),
+    "oas_upload_finish(text)": (
+        (UPLOAD_BEGIN, "SELECT oas.oas_upload_part(%(u)s, 'x'::bytea)", "SELECT oas.oas_upload_finish(%(u)s)"),
+        "write"),
+    "oas_upload_part(text, bytea)": (
+        (UPLOAD_BEGIN, "SELECT oas.oas_upload_part(%(u)s, 'x'::bytea)", "SELECT oas.oas_upload_abort(%(u)s)"),
+        "write"),
+    "oas_usage()": ("SELECT * FROM oas.oas_usage()", "none"),
+    "oas_verify(boolean, text)": ("SELECT * FROM oas.oas_verify(only_store => %(s)s)", "none"),
+}
+
+PRIVILEGES = {"none", "read", "write", "store-admin", "oas_admin", "collector"}
+HOLDS = {
+    "reader": {"none", "read"},
+    "writer": {"none", "write"},
+    "keeper": {"none", "read", "write", "store-admin"},
+    "nobody": {"none"},
+    "admin": {"none", "read", "write", "store-admin", "oas_admin"},
+    "collector": PRIVILEGES,
+}
+
+
+def run_call(conn, call, params: dict) -> str:
+    """A sample call's outcome: "ok", or the SQLSTATE of the first statement that failed."""
+    if callable(call):
+        return call(conn, params)
+    p = dict(params)
+    statements = (call,) if isinstance(call, str) else call
+    for i, q in enumerate(statements):
+        try:
+            cur = conn.execute(q.format(w=p["w"]), p)
+            rows = cur.fetchall() if cur.description else []
+        except psycopg.Error as e:
+            return e.sqlstate or "?"
+        if i == 0 and len(statements) > 1:
+            p["u"] = rows[0][0]
+    return "ok"
+
+
+def allowed_outcome(entry) -> str:
+    return entry[2] if len(entry) > 2 else "ok"
+
+
+@pytest.fixture
+def matrix_env(su, locked_store, new_store, servers):
+    """locked_store's four roles plus admin and collector, all members of `crew`, which owns
+    schema crew_<id> and its table w (id, n <npy@store>, o <object@store>, d jsonb) holding an
+    array and a folder made by the superuser (row 0, readable by PUBLIC). Yields (roles, a
+    function giving fresh call parameters)."""
+    name, ref, roles = locked_store
+    roles = dict(roles)
+    roles["admin"] = make_role("admin", "oas_admin")
+    roles["collector"] = make_role("collector", "oas_admin", "pg_read_all_stats")
+    crew = make_role("crew")
+    bystander = make_role("bystander")
+    schema = crew.name
+    su.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {crew.name}")
+    w = f"{schema}.w"
+    su.execute(f"CREATE TABLE {w} (id int PRIMARY KEY, n jsonb, o jsonb, d jsonb)")
+    su.execute(f"COMMENT ON COLUMN {w}.n IS {sql.quote(f':<npy@{name}>:')}")
+    su.execute(f"COMMENT ON COLUMN {w}.o IS {sql.quote(f':<object@{name}>:')}")
+    su.execute(f"ALTER TABLE {w} OWNER TO {crew.name}")
+    su.execute(f"INSERT INTO {w} (id, n, o) VALUES (0, oas.oas_npy(ARRAY[[1.5, 2.5], [3.5, 4.5]]::float8[]),"
+               " oas.oas_object_folder(ARRAY['a.bin', 'sub/b.bin'], ARRAY['a'::bytea, 'b'::bytea]))")
+    npy, folder = su.execute(f"SELECT n, o FROM {w} WHERE id = 0").fetchone()
+    su.execute(f"GRANT USAGE ON SCHEMA {schema} TO PUBLIC")
+    su.execute(f"GRANT SELECT ON {w} TO PUBLIC")
+    for r in roles.values():
+        su.execute(f"GRANT {crew.name} TO {r.name}")
+    s3, _ = new_store("s3")
+    doomed, _ = new_store("s3")
+    made: list[str] = []
+    ids = itertools.count(1)
+    assert su.execute("SELECT name FROM oas.store WHERE is_default").fetchone()[0] == "file"
+
+    def params() -> dict:
+        new, imported = unique("mxnew"), unique("mximp")
+        made.extend([new, imported])
+        return {
+            "s": name, "ref": ref, "npy": json.dumps(npy), "folder": json.dumps(folder), "w": w,
+            "id": next(ids), "hash_codec": f"hash@{name}", "bystander": bystander.name,
+            "s3": s3, "s3_spec": json.dumps(s3_spec(servers, location=f"pytest-security/{s3}")),
+            "doomed": doomed,
+            "new": new, "new_spec": json.dumps(s3_spec(servers, location=f"pytest-security/{new}")),
+            "import": json.dumps({"stores": {imported: s3_spec(servers, location=f"pytest-security/{imported}")}}),
+        }
+
+    yield roles, params
+    su.execute("DELETE FROM oas.store WHERE name = ANY(%s)", [made])
+    for r in (roles["admin"], roles["collector"], bystander):
+        drop_role(r)
+    su.execute(f"DROP SCHEMA {schema} CASCADE")
+    drop_role(crew)
+
+
+def test_function_matrix_covers_every_oas_function(su):
+    """A function added to schema oas without an entry in FUNCTION_MATRIX fails here."""
+    installed = {r[0] for r in su.execute(
+        "SELECT p.proname || '(' || pg_catalog.oidvectortypes(p.proargtypes) || ')'"
+        "  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE n.nspname = 'oas' AND p.proname LIKE 'oas\\_%'").fetchall()}
+    assert len(installed) > 40
+    assert set(FUNCTION_MATRIX) == installed
+    assert {e[1] for e in FUNCTION_MATRIX.values()} == PRIVILEGES
+
+
+def test_function_matrix_samples_work_for_a_superuser(su, matrix_env):
+    """Each sample call does what it should for a superuser: a refusal in the matrix below comes
+    from a privilege check, not from a malformed call."""
+    _, params = matrix_env
+    got = {fn: run_call(su, e[0], params()) for fn, e in FUNCTION_MATRIX.items()}
+    assert got == {fn: allowed_outcome(e) for fn, e in FUNCTION_MATRIX.items()}
+
+
+@pytest.mark.parametrize("who", list(HOLDS))
+def test_function_matrix(matrix_env, who):
+    """Every oas_* function, called by each role: allowed calls succeed (never 42501), refused
+    ones fail with 42501."""
+    roles, params = matrix_env
+    with roles[who].connect() as c:
+        got = {fn: run_call(c, e[0], params()) for fn, e in FUNCTION_MATRIX.items()}
+        assert c.execute("SELECT 1").fetchone()[0] == 1
+    want = {fn: allowed_outcome(e) if e[1] in HOLDS[who] else "42501" for fn, e in FUNCTION_MATRIX.items()}
+    assert got == want
+
+
+@pytest.mark.parametrize("who", ["reader", "writer", "keeper", "nobody"])
+def test_function_matrix_execute_granted_deliberately(su, matrix_env, who):
+    """oas_object_list and oas_presign_url are for oas_admin by their EXECUTE grant; granted
+    deliberately to another role they still need `read` on the store and a referencing row."""
+    roles, params = matrix_env
+    fns = ["oas_object_list(jsonb)", "oas_presign_url(jsonb, interval)"]
+    with roles[who].connect() as c:
+        before = {fn: run_call(c, FUNCTION_MATRIX[fn][0], params()) for fn in fns}
+    su.execute(f"GRANT EXECUTE ON FUNCTION oas.oas_object_list(jsonb), oas.oas_presign_url(jsonb, interval)"
+               f" TO {roles[who].name}")
+    with roles[who].connect() as c:
+        after = {fn: run_call(c, FUNCTION_MATRIX[fn][0], params()) for fn in fns}
+    assert before == dict.fromkeys(fns, "42501")
+    assert after == dict.fromkeys(fns, "ok" if "read" in HOLDS[who] else "42501")
+
+
+# ---------------------------------------------------------------------------------------------
+# 11. Hostile input at every entry point that takes a path, a name or a reference
+#
+# Each payload is "invalid" (refused before any I/O: 22023), "literal" (a legal name that only
+# looks like a way out: `%2e%2e`, look-alike dots and slashes; it names something inside the
+# store) or "long" (10,000 characters: the file system refuses it). Whatever happens: never
+# XX000, the session survives (SELECT 1), and nothing appears outside the store's directory.
+
+LONG = 10_000
+H0 = "lvauakv4jmvhnolrtwiraf6fsi"  # content_hash(b"hello")
+
+
+class Outside:
+    """Entries that appear, after construction, outside `store_dir`: anywhere below its parent
+    directory, or named with `marker` in /tmp (two levels deep) or in /."""
+
+    def __init__(self, store_dir: pathlib.Path, marker: str):
+        self.store_dir = store_dir.resolve()
+        self.marker = marker
+        self.before = self._scan()
+
+    def _scan(self) -> set[str]:
+        seen = set()
+        for root, dirs, files in os.walk(self.store_dir.parent):
+            here = pathlib.Path(root)
+            if here == self.store_dir:
+                dirs[:] = []
+                continue
+            seen.update(str(here / n) for n in dirs + files if here / n != self.store_dir)
+        for top in (pathlib.Path("/tmp"), pathlib.Path("/")):
+            for p in top.iterdir():
+                if self.marker in p.name:
+                    seen.add(str(p))
+        for p in pathlib.Path("/tmp").glob("*/*"):
+            if self.marker in p.name:
+                seen.add(str(p))
+        return seen
+
+    def new(self) -> list[str]:
+        return sorted(self._scan() - self.before)
+
+
+def inside(store_dir: pathlib.Path, rel: str) -> bool:
+    """Is `rel` an existing entry of the store whose real path is below the store's directory?"""
+    p = store_dir / rel
+    return p.exists() and p.resolve().is_relative_to(store_dir.resolve()) and not p.is_symlink()
+
+
+def hostile_paths(m: str, h: str) -> list[tuple[str, str, str]]:
+    """(label, object path, kind): paths a reference may carry; all end with hash `h`."""
+    return [
+        ("dotdot", f"../{m}/{h}", "invalid"),
+        ("dotdot-inner", f"_hash/../../{m}/{h}", "invalid"),
+        ("dotdot-last", f"_hash/{m}/{h}/..", "invalid"),
+        ("dot", f"./_hash/{h}", "invalid"),
+        ("absolute", f"/tmp/{m}/{h}", "invalid"),
+        ("absolute-double", f"//tmp/{m}/{h}", "invalid"),
+        ("file-url", f"file:///tmp/{m}/{h}", "invalid"),
+        ("backslash", f"_hash\\..\\..\\{m}\\{h}", "invalid"),
+        ("control-01", f"_hash/{m}\x01/{h}", "invalid"),
+        ("newline", f"_hash/{m}\n/{h}", "invalid"),
+        ("tab", f"_hash/.\t./{h}", "invalid"),
+        ("empty-segment", f"_hash//{m}/{h}", "invalid"),
+        ("empty", "", "invalid"),
+        ("pct-dotdot", f"_hash/%2e%2e/%2e%2e/{m}/{h}", "literal"),
+        ("pct-DOTDOT", f"_hash/%2E%2E/{m}/{h}", "literal"),
+        ("pct-mixed", f"_hash/.%2e/%2e./{m}/{h}", "literal"),
+        ("pct-double", f"_hash/%252e%252e/{m}/{h}", "literal"),
+        ("pct-slash", f"_hash/..%2f..%2f{m}/{h}", "literal"),
+        ("pct-backslash", f"_hash/..%5c..%5c{m}/{h}", "literal"),
+        ("fullwidth-dots", f"_hash/\uff0e\uff0e/{m}/{h}", "literal"),
+        ("one-dot-leaders", f"_hash/\u2024\u2024/{m}/{h}", "literal"),
+        ("fullwidth-solidus", f"_hash/..\uff0f..\uff0f{m}/{h}", "literal"),
+        ("division-slash", f"_hash/..\u2215{m}/{h}", "literal"),
+        ("three-dots", f"_hash/.../{m}/{h}", "literal"),
+        ("long", f"_hash/{'a' * LONG}/{h}", "long"),
+    ]
+
+
+REFERENCE_ENTRY_POINTS = {
+    "oas_hash_get": "SELECT oas.oas_hash_get(%s::jsonb)",
+    "oas_read": "SELECT oas.oas_read(%s::jsonb, 0, 5)",
+    "oas_object_size": "SELECT oas.oas_object_size(%s::jsonb)",
+    "oas_check_reference": "SELECT oas.oas_check_reference(%s::jsonb)",
+    "oas_npy_slice": "SELECT oas.oas_npy_slice(%s::jsonb, '')",
+    "oas_npy_slice_array": "SELECT oas.oas_npy_slice_array(%s::jsonb, '')",
+    "oas_npy_slice_stats": "SELECT * FROM oas.oas_npy_slice_stats(%s::jsonb, '')",
+    "oas_presign_url": "SELECT oas.oas_presign_url(%s::jsonb)",
+    "oas_object_list": "SELECT * FROM oas.oas_object_list(%s::jsonb)",
+}
+
+
+def reference_outcome(conn, fn: str, ref: str) -> str:
+    """As `outcome`; for oas_check_reference, which reports: "ok" (intact), or the kind of the
+    problem ("22023" invalid reference, "42501" refused, "58P01" missing, else the text)."""
+    if fn != "oas_check_reference":
+        return outcome(conn, REFERENCE_ENTRY_POINTS[fn], [ref])
+    try:
+        problem = conn.execute(REFERENCE_ENTRY_POINTS[fn], [ref]).fetchone()[0]
+    except psycopg.Error as e:
+        return e.sqlstate or "?"
+    if problem is None:
+        return "ok"
+    for prefix, code in (("invalid", "22023"), ("permission denied", "42501"), ("missing", "58P01"),
+                         ("could not be checked", "58030")):
+        if problem.startswith(prefix):
+            return code
+    return problem
+
+
+def alive(conn) -> bool:
+    try:
+        return conn.execute("SELECT 1").fetchone()[0] == 1
+    except psycopg.Error:
+        return False
+
+
+@pytest.fixture
+def hostile_store(su, new_store):
+    """A fresh file store with a real object of each kind (hash, array, folder) referenced from
+    a table in public; yields (name, directory, {kind: reference})."""
+    name, store_dir = new_store("file")
+    table = f"public.{unique('hostile')}"
+    su.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, h jsonb, n jsonb, o jsonb)")
+    for col, codec in (("h", "hash"), ("n", "npy"), ("o", "object")):
+        su.execute(f"COMMENT ON COLUMN {table}.{col} IS {sql.quote(f':<{codec}@{name}>:')}")
+    su.execute(f"INSERT INTO {table} VALUES (1, oas.oas_hash_put('hello'::bytea, %s, 'public'),"
+               " oas.oas_npy(ARRAY[1.5, 2.5]::float8[]), oas.oas_object_folder(ARRAY['f.bin'], ARRAY['f'::bytea]))",
+               [name])
+    refs = dict(zip("hno", (json.dumps(r) for r in su.execute(f"SELECT h, n, o FROM {table}").fetchone())))
+    yield name, store_dir, {"hash": refs["h"], "npy": refs["n"], "folder": refs["o"]}
+    su.execute(f"DROP TABLE {table}")
+
+
+@pytest.mark.parametrize("fn", list(REFERENCE_ENTRY_POINTS))
+def test_attack_hostile_paths_in_references(su, alice, hostile_store, fn):
+    """References carrying traversal, absolute, encoded, control-character, look-alike and
+    overlong paths. A superuser (no privilege check to stop them first) gets 22023 for invalid
+    paths and 58P01 for legal names that do not exist (a 10k name: the file system's refusal);
+    alice gets 22023 or 42501, never an answer about existence (no 58P01)."""
+    store, store_dir, refs = hostile_store
+    m = unique("oasevil")
+    real = refs["npy"] if fn.startswith("oas_npy") else refs["folder"] if fn == "oas_object_list" else refs["hash"]
+    assert reference_outcome(su, fn, real) == "ok"  # the entry point works: refusals below are the input's
+    watch = Outside(store_dir, m)
+    got_su, got_alice, want_su, want_alice = {}, {}, {}, {}
+    with alice.connect() as a:
+        for label, path, kind in hostile_paths(m, H0):
+            ref = json.dumps({"path": path, "store": store, "hash": H0, "schema": "public", "size": 5})
+            got_su[label] = reference_outcome(su, fn, ref)
+            got_alice[label] = reference_outcome(a, fn, ref)
+            assert alive(su) and alive(a), label
+            want_su[label] = {"invalid": "22023", "literal": "58P01"}.get(kind, got_su[label])
+            no_execute = fn in ("oas_presign_url", "oas_object_list")
+            want_alice[label] = "22023" if kind == "invalid" and not no_execute else "42501"
+            if kind == "long":
+                assert got_su[label] in ("22023", "54000", "58030"), got_su[label]
+    assert (got_su, got_alice) == (want_su, want_alice)
+    assert watch.new() == []
+
+
+def test_attack_forged_references_with_extra_keys(su, hostile_store):
+    """Keys a reference does not define (location, protocol, endpoint, credentials, prefixes)
+    are ignored: reads go to the catalog's store, never where the reference says."""
+    store, store_dir, refs = hostile_store
+    real = json.loads(refs["hash"])
+    extra = {"location": "/etc", "protocol": "file", "endpoint": "127.0.0.1:1", "bucket": "x",
+             "access_key": "a", "secret_key": "s", "hash_prefix": "..", "schema_prefix": "/",
+             "subfolding": [1, 1], "spec": {"protocol": "file", "location": "/"}, "is_dir": False}
+    assert su.execute("SELECT oas.oas_hash_get(%s::jsonb)", [json.dumps({**real, **extra})]).fetchone()[0] == b"hello"
+    passwd = content_hash(pathlib.Path("/etc/passwd").read_bytes())
+    got = {}
+    for label, ref in {
+        "passwd-with-location": {"path": "passwd", "store": store, **extra},
+        "passwd-hash-with-location": {"path": f"passwd/{passwd}", "hash": passwd, "store": store, "schema": "passwd",
+                                      "size": 1, **extra},
+        "store-traversal": {**real, "store": "../file"},
+        "store-control": {**real, "store": f"{store}\x01"},
+        "store-not-a-string": {**real, "store": ["file"]},
+        "path-not-a-string": {**real, "path": ["_hash", "public", real["hash"]]},
+        "hash-traversal": {**real, "hash": "../../etc/passwd"},
+        "size-negative": {**real, "size": -1},
+        "size-huge": {**real, "size": 10**30},
+    }.items():
+        for fn in ("oas_hash_get", "oas_read", "oas_object_size"):
+            got[f"{label}/{fn}"] = outcome(su, REFERENCE_ENTRY_POINTS[fn], [json.dumps(ref)])
+    for label, text in {"array": "[]", "string": '"_hash/x"', "null": "null", "number": "1"}.items():
+        got[f"{label}/oas_read"] = outcome(su, REFERENCE_ENTRY_POINTS["oas_read"], [text])
+    assert alive(su)
+    # The passwd references reached the store (58P01: looked for in it, not in /etc); the rest are
+    # refused as malformed (22023) or name no configured store (42704).
+    want = {f"{label}/{fn}": code for label, code in {
+        "passwd-with-location": "58P01", "passwd-hash-with-location": "58P01", "store-traversal": "42704",
+        "store-control": "42704", "store-not-a-string": "22023", "path-not-a-string": "22023",
+        "hash-traversal": "22023", "size-negative": "22023", "size-huge": "22023",
+    }.items() for fn in ("oas_hash_get", "oas_read", "oas_object_size")}
+    want["passwd-with-location/oas_hash_get"] = "22023"  # no hash: not a hash reference at all
+    want.update({f"{label}/oas_read": "22023" for label in ("array", "string", "null", "number")})
+    assert got == want
+
+
+def test_attack_presigned_file_url_of_an_encoded_name_stays_in_the_store(su, hostile_store):
+    """A literal `%2e%2e` folder: the file:// URL pg_oas gives must not mean `..` to a URL parser."""
+    store, store_dir, _ = hostile_store
+    for schema in ("%2e%2e", "%2E%2E", ".%2e"):
+        ref = su.execute("SELECT oas.oas_hash_put('enc'::bytea, %s, %s)", [store, schema]).fetchone()[0]
+        assert inside(store_dir, ref["path"])
+        url = su.execute("SELECT oas.oas_presign_url(%s::jsonb)", [json.dumps(ref)]).fetchone()[0]
+        path = urllib.parse.urlsplit(url).path
+        dotty = [s for s in path.split("/") if s.lower() in ("..", ".", "%2e%2e", ".%2e", "%2e.", "%2e")]
+        assert (url.startswith("file://"), dotty, urllib.parse.unquote(path)) == \
+            (True, [], str((store_dir / ref["path"]).resolve()))
+
+
+def hostile_schemas(m: str) -> list[tuple[str, str, str]]:
+    return [
+        ("dotdot", "..", "invalid"), ("dotdot-path", f"../{m}", "invalid"), ("inner", f"{m}/../..", "invalid"),
+        ("dot", ".", "invalid"), ("slash", f"{m}/x", "invalid"), ("absolute", f"/tmp/{m}", "invalid"),
+        ("backslash", f"..\\{m}", "invalid"), ("control-01", f"{m}\x01", "invalid"),
+        ("newline", f"{m}\n", "invalid"), ("tab", f"{m}\t", "invalid"), ("empty", "", "invalid"),
+        ("pct-dotdot", "%2e%2e", "literal"), ("pct-DOTDOT", "%2E%2E", "literal"),
+        ("pct-double", "%252e%252e", "literal"), ("pct-slash", f"..%2f{m}", "literal"),
+        ("fullwidth-dots", "\uff0e\uff0e", "literal"), ("one-dot-leaders", "\u2024\u2024", "literal"),
+        ("fullwidth-solidus", f"..\uff0f{m}", "literal"), ("three-dots", "...", "literal"),
+        ("long", "s" * LONG, "long"),
+    ]
+
+
+def test_attack_hostile_schema_in_hash_put(su, alice, new_store):
+    """oas_hash_put's schema becomes a path segment. A superuser may write any section: invalid
+    names are refused (22023), legal look-alikes land inside the store; alice is refused (42501:
+    no such schema of hers) before anything is written."""
+    store, store_dir = new_store("file")
+    m = unique("oasevil")
+    watch = Outside(store_dir, m)
+    got, want, placed = {}, {}, {}
+    with alice.connect() as a:
+        for label, schema, kind in hostile_schemas(m):
+            for who, conn in (("su", su), ("alice", a)):
+                try:
+                    ref = conn.execute("SELECT oas.oas_hash_put(%s::bytea, %s, %s)",
+                                       [label.encode(), store, schema]).fetchone()[0]
+                    got[f"{who}/{label}"] = "ok"
+                    placed[f"{who}/{label}"] = (ref["path"] == f"_hash/{schema}/{ref['hash']}"
+                                                and inside(store_dir, ref["path"]))
+                except psycopg.Error as e:
+                    got[f"{who}/{label}"] = e.sqlstate
+                assert alive(conn), label
+            want[f"su/{label}"] = {"invalid": "22023", "literal": "ok"}.get(kind, got[f"su/{label}"])
+            want[f"alice/{label}"] = "42501"
+            if kind == "long":
+                assert got[f"su/{label}"] in ("22023", "54000", "58030")
+    assert got == want
+    assert placed == {k: True for k in placed} and placed
+    assert watch.new() == []
+
+
+def hostile_names(m: str) -> list[tuple[str, str, str]]:
+    """File names inside a folder object."""
+    return [
+        ("dotdot", f"../{m}", "invalid"), ("inner", f"a/../../{m}", "invalid"), ("absolute", f"/tmp/{m}", "invalid"),
+        ("backslash", f"..\\{m}", "invalid"), ("control-01", f"{m}\x01", "invalid"), ("newline", f"{m}\n", "invalid"),
+        ("tab", f"{m}\t", "invalid"), ("empty", "", "invalid"), ("empty-segment", f"a//{m}", "invalid"),
+        ("dot", f"./{m}", "invalid"), ("trailing-slash", f"{m}/", "invalid"),
+        ("pct-dotdot", f"%2e%2e/%2e%2e/{m}", "literal"), ("pct-double", f"%252e%252e/{m}", "literal"),
+        ("fullwidth-dots", f"\uff0e\uff0e/{m}", "literal"), ("one-dot-leaders", f"\u2024\u2024/{m}", "literal"),
+        ("fullwidth-solidus", f"..\uff0f{m}", "literal"), ("three-dots", f".../{m}", "literal"),
+        ("long", "n" * LONG, "long"),
+    ]
+
+
+def object_table(conn, schema: str, store: str, table: str = "obj") -> str:
+    """`schema.table (id text PRIMARY KEY, o <object@store>, n <npy@store>, plain jsonb)`."""
+    conn.execute(f"CREATE TABLE {schema}.{table} (id text PRIMARY KEY, o jsonb, n jsonb, plain jsonb)")
+    conn.execute(f"COMMENT ON COLUMN {schema}.{table}.o IS {sql.quote(f':<object@{store}>:')}")
+    conn.execute(f"COMMENT ON COLUMN {schema}.{table}.n IS {sql.quote(f':<npy@{store}>:')}")
+    return f"{schema}.{table}"
+
+
+def test_attack_hostile_names_in_object_folder(alice, new_store):
+    store, store_dir = new_store("file")
+    m = unique("oasevil")
+    got, want, placed = {}, {}, {}
+    with alice.connect() as a:
+        t = object_table(a, alice.schema, store)
+        watch = Outside(store_dir, m)
+        for label, name, kind in hostile_names(m):
+            try:
+                ref = a.execute(f"INSERT INTO {t} (id, o) VALUES (%s, oas.oas_object_folder(ARRAY[%s], ARRAY['x'::bytea]))"
+                                " RETURNING o", [label, name]).fetchone()[0]
+                got[label] = "ok"
+                placed[label] = inside(store_dir, f"{ref['path']}/{name}") and (store_dir / ref["path"] / name).is_file()
+            except psycopg.Error as e:
+                got[label] = e.sqlstate
+            assert alive(a), label
+            want[label] = {"invalid": "22023", "literal": "ok"}.get(kind, got[label])
+            if kind == "long":
+                assert got[label] in ("22023", "54000", "58030")
+    assert got == want
+    assert placed == {k: True for k in placed} and placed
+    assert watch.new() == []
+
+
+HOSTILE_EXTS = [
+    ("dotdot-path", "../x", "invalid"), ("absolute", "/x", "invalid"), ("backslash", ".\\x", "invalid"),
+    ("control-01", ".x\x01", "invalid"), ("newline", ".x\n", "invalid"), ("tab", ".x\t", "invalid"),
+    ("slash-dotdot", "./..", "invalid"), ("long", "e" * LONG, "invalid"),
+    ("pct-dotdot", ".%2e%2e", "literal"), ("dotdot", "..", "literal"), ("fullwidth-solidus", ".\uff0f..", "literal"),
+    ("fullwidth-dots", ".\uff0e\uff0e", "literal"), ("division-slash", ".\u2215..", "literal"),
+]
+
+
+def test_attack_hostile_extension_in_oas_object(alice, new_store):
+    """The extension is the tail of one file name: anything that would make it more is 22023."""
+    store, store_dir = new_store("file")
+    m = unique("oasevil")
+    got, want, placed = {}, {}, {}
+    with alice.connect() as a:
+        t = object_table(a, alice.schema, store)
+        watch = Outside(store_dir, m)
+        for label, ext, kind in HOSTILE_EXTS:
+            try:
+                ref = a.execute(f"INSERT INTO {t} (id, o) VALUES (%s, oas.oas_object('x'::bytea, %s)) RETURNING o",
+                                [label, ext]).fetchone()[0]
+                got[label] = "ok"
+                placed[label] = inside(store_dir, ref["path"]) and ref["path"].rsplit("/", 1)[-1].endswith(ext)
+            except psycopg.Error as e:
+                got[label] = e.sqlstate
+            assert alive(a), label
+            want[label] = {"invalid": "22023", "literal": "ok"}[kind]
+    assert got == want
+    assert placed == {k: True for k in placed} and placed
+    assert watch.new() == []
+
+
+def hostile_keys(m: str) -> list[tuple[str, str, str]]:
+    """Values of a text primary key, which DataJoint's rules render into one path segment."""
+    return [
+        ("dotdot", "..", "ok"), ("dot", ".", "ok"), ("path", f"../../{m}", "ok"), ("absolute", f"/tmp/{m}", "ok"),
+        ("backslash", f"..\\..\\{m}", "ok"), ("pct", "%2e%2e", "ok"), ("fullwidth", "\uff0e\uff0e", "ok"),
+        ("empty", "", "ok"), ("long", "k" * LONG, "ok"),
+        ("control-01", "\x01", "invalid"), ("newline", f"{m}\n", "invalid"),
+    ]
+
+
+HOSTILE_TABLES = [
+    ("dotdot", "../{s}.obj"), ("injection", "{s}.obj; DROP TABLE {s}.obj"), ("quote", "{s}.obj'"),
+    ("control-01", "{s}.obj\x01"), ("long", "t" * LONG), ("empty", ""), ("absolute", "/tmp/{s}.obj"),
+]
+HOSTILE_FIELDS = [("dotdot", "../o"), ("inner", "o/../../x"), ("control-01", "o\x01"), ("empty", ""),
+                  ("long", "o" * LONG), ("untracked", "plain"), ("quote", 'o"; DROP TABLE x; --')]
+BAD_RELATION = {"42P01", "42602", "3F000", "22023", "42501", "22P02"}
+
+
+def test_attack_hostile_upload_begin(alice, new_store):
+    """oas_upload_begin(table, field, key, ext): bad tables and fields are refused; key values and
+    legal extensions become names inside the store (the upload is finished and looked at)."""
+    store, store_dir = new_store("file")
+    m = unique("oasevil")
+    s = alice.schema
+    got, want, placed = {}, {}, {}
+    with alice.connect() as a:
+        t = object_table(a, s, store)
+        watch = Outside(store_dir, m)
+
+        def upload(label, table, field, key, ext):
+            try:
+                u = a.execute("SELECT oas.oas_upload_begin(%s, %s, %s::jsonb, %s)",
+                              [table, field, json.dumps(key), ext]).fetchone()[0]
+                a.execute("SELECT oas.oas_upload_part(%s, 'bytes'::bytea)", [u])
+                ref = a.execute("SELECT oas.oas_upload_finish(%s)", [u]).fetchone()[0]
+                placed[label] = inside(store_dir, ref["path"]) and (store_dir / ref["path"]).is_file()
+                got[label] = "ok"
+            except psycopg.Error as e:
+                got[label] = e.sqlstate
+            assert alive(a), label
+
+        for label, table in HOSTILE_TABLES:
+            upload(f"table/{label}", table.format(s=s), "o", {"id": "1"}, ".bin")
+            want[f"table/{label}"] = got[f"table/{label}"] if got[f"table/{label}"] in BAD_RELATION else "refused"
+        for label, field in HOSTILE_FIELDS:
+            upload(f"field/{label}", t, field, {"id": "1"}, ".bin")
+            want[f"field/{label}"] = "22023"
+        for label, key, kind in hostile_keys(m):
+            upload(f"key/{label}", t, "o", {"id": key}, ".bin")
+            want[f"key/{label}"] = {"ok": "ok", "invalid": "22023"}[kind]
+        for label, ext, kind in HOSTILE_EXTS:
+            upload(f"ext/{label}", t, "o", {"id": label}, ext)
+            want[f"ext/{label}"] = {"invalid": "22023", "literal": "ok"}[kind]
+        assert a.execute(f"SELECT count(*) FROM {t}").fetchone()[0] == 0  # the injection dropped nothing
+    assert got == want
+    assert placed == {k: True for k in placed} and placed
+    assert watch.new() == []
+
+
+def test_attack_hostile_npy_put(alice, new_store):
+    """oas_npy_put(table, field, key, npy): the same rules as uploads."""
+    store, store_dir = new_store("file")
+    m = unique("oasevil")
+    s = alice.schema
+    got, want, placed = {}, {}, {}
+    with alice.connect() as a:
+        t = object_table(a, s, store)
+        npy = a.execute("SELECT oas.oas_npy_from_array(ARRAY[1, 2])").fetchone()[0]
+        watch = Outside(store_dir, m)
+
+        def put(label, table, field, key):
+            try:
+                ref = a.execute("SELECT oas.oas_npy_put(%s, %s, %s::jsonb, %s)",
+                                [table, field, json.dumps(key), npy]).fetchone()[0]
+                placed[label] = inside(store_dir, ref["path"]) and (store_dir / ref["path"]).is_file()
+                got[label] = "ok"
+            except psycopg.Error as e:
+                got[label] = e.sqlstate
+            assert alive(a), label
+
+        for label, table in HOSTILE_TABLES:
+            put(f"table/{label}", table.format(s=s), "n", {"id": "1"})
+            want[f"table/{label}"] = got[f"table/{label}"] if got[f"table/{label}"] in BAD_RELATION else "refused"
+        for label, field in HOSTILE_FIELDS:
+            put(f"field/{label}", t, field, {"id": "1"})
+            want[f"field/{label}"] = "22023"
+        for label, key, kind in hostile_keys(m):
+            put(f"key/{label}", t, "n", {"id": key})
+            want[f"key/{label}"] = {"ok": "ok", "invalid": "22023"}[kind]
+        for label, key in {"nested-object": {"id": {"a": "../.."}}, "array": {"id": ["..", ".."]},
+                           "missing": {}, "not-an-object": [".."]}.items():
+            put(f"shape/{label}", t, "n", key)
+            want[f"shape/{label}"] = "ok" if got[f"shape/{label}"] == "ok" else "22023"
+        assert a.execute(f"SELECT count(*) FROM {t}").fetchone()[0] == 0
+    assert got == want
+    assert placed == {k: True for k in placed} and placed
+    assert watch.new() == []
+
+
+def test_attack_hostile_store_create(su, servers):
+    """Store names are refused unless plain (22023); a file store's location must be an existing
+    absolute directory without `..` (nothing is created); an S3 location has no dot segments."""
+    m = unique("oasevil")
+    names = ["..", "../x", "a/b", "%2e%2e", "a\\b", "a\x01b", "a\nb", "a\tb", "n" * LONG, "", "\uff53tore",
+             ".hidden", "a b", "a'b", "x" * 64, "ａ", f"{m}\u2215x"]
+    got, tried = {}, list(names)
+    for i, n in enumerate(names):
+        got[f"name/{i}:{n[:12]!r}"] = outcome(su, "SELECT oas.oas_store_create(%s, %s)",
+                                              [n, json.dumps({"protocol": "file", "location": "/tmp"})])
+    file_locations = ["../x", f"relative/{m}", f"/tmp/{m}/../{m}2", f"/tmp/{m}/./x", f"/tmp/{m}\x01", f"/tmp/{m}\n",
+                      "/tmp/" + "l" * LONG, "", f"/tmp/\uff0e\uff0e/{m}", f"/tmp/%2e%2e/{m}", f"/tmp/{m}",
+                      f"file:///tmp/{m}", f"\\tmp\\{m}"]
+    try:
+        for loc in file_locations:
+            tried.append(unique("hostile"))
+            got[f"file/{loc[:40]!r}"] = outcome(su, "SELECT oas.oas_store_create(%s, %s)",
+                                                [tried[-1], json.dumps({"protocol": "file", "location": loc})])
+        for loc in ["../x", f"a/../../{m}", f"./{m}", f"{m}/.", f"{m}/..", ".."]:
+            tried.append(unique("hostile"))
+            got[f"s3/{loc!r}"] = outcome(su, "SELECT oas.oas_store_create(%s, %s)",
+                                         [tried[-1], json.dumps(s3_spec(servers, location=loc))])
+        assert alive(su)
+    finally:
+        su.execute("DELETE FROM oas.store WHERE name = ANY(%s)", [tried])
+    assert got == dict.fromkeys(got, "22023")
+    made = [p for top in (pathlib.Path("/tmp"), pathlib.Path("/")) for p in top.iterdir() if m in p.name]
+    assert made == []
+
+
+def test_attack_hostile_declare_column(alice):
+    """oas_declare_column(table, column, codec, comment): bad relations, columns and codecs are
+    refused; what it accepts is written as the column's comment exactly, and nothing else runs."""
+    s = alice.schema
+    got, want, stored = {}, {}, {}
+    with alice.connect() as a:
+        a.execute(f"CREATE TABLE {s}.t (id int PRIMARY KEY, c jsonb)")
+        a.execute(f"CREATE TABLE {s}.canary (x int)")
+
+        def declare(label, table, column, codec, comment=None):
+            try:
+                text = a.execute("SELECT oas.oas_declare_column(%s, %s, %s, %s)",
+                                 [table, column, codec, comment]).fetchone()[0]
+                got[label] = "ok"
+                stored[label] = (text, a.execute(f"SELECT col_description('{s}.t'::regclass, 2)").fetchone()[0])
+            except psycopg.Error as e:
+                got[label] = e.sqlstate
+            assert alive(a), label
+
+        for label, table in HOSTILE_TABLES:
+            declare(f"table/{label}", table.format(s=s).replace("obj", "t"), "c", "hash@file")
+            want[f"table/{label}"] = got[f"table/{label}"] if got[f"table/{label}"] in BAD_RELATION else "refused"
+        for label, column in [("dotdot", "../c"), ("quote", 'c"; DROP TABLE canary; --'), ("control-01", "c\x01"),
+                              ("long", "c" * LONG), ("empty", "")]:
+            declare(f"column/{label}", f"{s}.t", column, "hash@file")
+            want[f"column/{label}"] = "22023"
+        for label, codec in [("no-store", "hash"), ("dotdot-codec", "../hash@file"), ("angle", "hash@file>x"),
+                             ("control-codec", "ha\x01sh@file"), ("empty", ""), ("at-only", "@file")]:
+            declare(f"codec/{label}", f"{s}.t", "c", codec)
+            want[f"codec/{label}"] = "22023"
+        # Store names no store can have (store names are checked when stores are made): refused,
+        # or kept as text that names no store.
+        for label, codec in [("store-dotdot", "hash@../x"), ("store-slash", "hash@a/b"), ("store-control", "hash@a\x01"),
+                             ("store-quote", "hash@a'b"), ("store-backslash", "hash@a\\b"),
+                             ("store-long", "hash@" + "s" * LONG), ("codec-long", "h" * LONG + "@file"),
+                             ("two-markers", "hash@a>:<npy@b")]:
+            declare(f"codec/{label}", f"{s}.t", "c", codec)
+            want[f"codec/{label}"] = got[f"codec/{label}"] if got[f"codec/{label}"] in ("ok", "22023") else "ok|22023"
+        for label, comment in [("quote", "it's"), ("backslash-quote", "x\\'; DROP TABLE canary; --"),
+                               ("marker", ":<npy@other>:x"), ("control-01", "a\x01b"), ("newline", "a\nb"),
+                               ("long", "c" * LONG), ("dollar", "$$; DROP TABLE canary; --")]:
+            declare(f"comment/{label}", f"{s}.t", "c", "hash@file", comment)
+            want[f"comment/{label}"] = "ok"
+        canary = a.execute(f"SELECT to_regclass('{s}.canary') IS NOT NULL").fetchone()[0]
+    assert got == want
+    assert {k: v for k, v in stored.items() if v[0] != v[1]} == {}  # what it said it wrote, it wrote
+    assert all(stored[f"comment/{k}"][1].endswith(c) for k, c in [("backslash-quote", "x\\'; DROP TABLE canary; --"),
+                                                                    ("long", "c" * LONG)])
+    assert canary
+
+
+def test_attack_forged_pending_values(su, alice, new_store):
+    """A pending value is a handle to bytes held by the session that made it, for one use in its
+    transaction. Forged, copied from another session, reused or kept past its transaction, it is
+    refused (22023) and nothing is written; extra keys never choose the path or the store; in a
+    column no trigger stores (untracked) it stays an inert JSON value."""
+    store, store_dir = new_store("file")
+    other, other_dir = new_store("file")
+    s = alice.schema
+
+    def files(d: pathlib.Path) -> list[str]:
+        return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())
+
+    got = {}
+    with alice.connect() as a, connect() as victim:
+        t = object_table(a, s, store)
+        a.execute(f"CREATE TABLE {s}.hashed (id int PRIMARY KEY, h jsonb)")
+        a.execute(f"COMMENT ON COLUMN {s}.hashed.h IS {sql.quote(f':<hash@{store}>:')}")
+        a.execute(f"CREATE TABLE {s}.untracked (id int PRIMARY KEY, j jsonb)")
+        before = files(store_dir)
+        # Another session's value, in its still-open transaction.
+        victim.autocommit = False
+        theirs = victim.execute("SELECT oas.oas_object('the victim''s bytes'::bytea, '.bin')").fetchone()[0]
+        made_up = {"oas_pending": "v-0-AAAAAAAAAAAAAAAA", "kind": "file", "size": 1}
+        for label, value in {"made-up": made_up, "other-session": theirs,
+                             "other-session-extra-keys": {**theirs, "path": "../../x", "store": other}}.items():
+            got[f"object/{label}"] = outcome(a, f"INSERT INTO {t} (id, o) VALUES (%s, %s)", [label, json.dumps(value)])
+            got[f"npy/{label}"] = outcome(a, f"INSERT INTO {t} (id, n) VALUES (%s, %s)", [label, json.dumps(value)])
+            got[f"hash/{label}"] = outcome(a, f"INSERT INTO {s}.hashed VALUES (%s, %s)", [len(got), json.dumps(value)])
+        victim.rollback()
+        # Her own value: once, in its transaction.
+        mine = a.execute("SELECT oas.oas_object('mine'::bytea, '.bin')").fetchone()[0]
+        got["own/after-its-transaction"] = outcome(a, f"INSERT INTO {t} (id, o) VALUES ('late', %s)", [json.dumps(mine)])
+        with a.transaction():
+            mine = a.execute("SELECT oas.oas_object('mine'::bytea, '.bin')").fetchone()[0]
+            a.execute(f"INSERT INTO {t} (id, o) VALUES ('first', %s)", [json.dumps(mine)])
+            try:
+                with a.transaction():  # a savepoint
+                    a.execute(f"INSERT INTO {t} (id, o) VALUES ('second', %s)", [json.dumps(mine)])
+                got["own/second-use"] = "ok"
+            except psycopg.Error as e:
+                got["own/second-use"] = e.sqlstate
+        assert alive(a)
+        first = a.execute(f"SELECT o->>'path' FROM {t} WHERE id = 'first'").fetchone()[0]
+        unchanged = files(store_dir) == sorted(before + [first])  # only the one legitimate use wrote
+        # Extra keys on her own value: the row's path in the column's store, whatever they say.
+        with a.transaction():
+            mine = a.execute("SELECT oas.oas_object('extra'::bytea, '.bin')").fetchone()[0]
+            forged = {**mine, "path": f"../../{unique('oasevil')}", "store": other, "schema": "victim",
+                      "location": "/tmp"}
+            ref = a.execute(f"INSERT INTO {t} (id, o) VALUES ('extra', %s) RETURNING o", [json.dumps(forged)]).fetchone()[0]
+        # Not a column any trigger stores: inert data.
+        inert = {}
+        for label, q in {"untracked-table": f"INSERT INTO {s}.untracked VALUES (1, %s) RETURNING j",
+                         "untracked-column": f"INSERT INTO {t} (id, plain) VALUES ('plain', %s) RETURNING plain"}.items():
+            try:
+                inert[label] = a.execute(q, [json.dumps(theirs)]).fetchone()[0] == theirs
+            except psycopg.Error as e:
+                inert[label] = e.sqlstate
+    assert got == dict.fromkeys(got, "22023")
+    assert unchanged
+    assert (ref["store"], ref["path"].startswith(f"_schema/{s}/obj/id=extra/"), inside(store_dir, ref["path"])) == \
+        (store, True, True)
+    assert inert == {"untracked-table": True, "untracked-column": True}
+    assert files(other_dir) == []
+
+
+def test_attack_another_sessions_upload_id(su, alice, new_store):
+    """An upload belongs to the session that began it: its id is useless anywhere else."""
+    store, store_dir = new_store("file")
+    t = object_table(su, "public", store, table=unique("uploads"))
+    try:
+        u = su.execute("SELECT oas.oas_upload_begin(%s, 'o', '{\"id\": \"1\"}'::jsonb, '.bin')", [t]).fetchone()[0]
+        with alice.connect() as a:
+            got = {fn: outcome(a, q, [u]) for fn, q in {
+                "part": "SELECT oas.oas_upload_part(%s, 'alice''s bytes'::bytea)",
+                "finish": "SELECT oas.oas_upload_finish(%s)",
+                "abort": "SELECT oas.oas_upload_abort(%s)"}.items()}
+        su.execute("SELECT oas.oas_upload_part(%s, 'mine'::bytea)", [u])
+        ref = su.execute("SELECT oas.oas_upload_finish(%s)", [u]).fetchone()[0]
+        assert (store_dir / ref["path"]).read_bytes() == b"mine"
+    finally:
+        su.execute(f"DROP TABLE {t}")
+    assert got == dict.fromkeys(got, "22023")
+
+
+# ---------------------------------------------------------------------------------------------
+# 12. Secrets in every channel: pg_stat_activity, pg_dump, errors and notices (and the log), views
+#
+# A store made by the superuser with a distinctive secret_key (passed as a bind parameter, as the
+# README says to); then an ordinary role and bob (oas_admin, who may read oas.store_secret itself)
+# use it. The secret must show in none of these channels.
+
+PG_DUMP = "/usr/lib/postgresql/15/bin/pg_dump"
+
+
+def new_secret() -> str:
+    return f"sEcReT-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def secret_store(su, servers):
+    """Factory: secret_store(endpoint=None) -> (name, secret) of an S3 store with a fresh
+    secret_key (by default at SeaweedFS, which then rejects the key). Dropped at the end."""
+    made = []
+
+    def make(endpoint: str | None = None):
+        name, secret = unique("leaky"), new_secret()
+        over = {"endpoint": endpoint} if endpoint else {}
+        su.execute("SELECT oas.oas_store_create(%s, %s)",
+                   [name, json.dumps(s3_spec(servers, secret_key=secret, location=f"pytest-security/{name}", **over))])
+        made.append(name)
+        assert secret in json.dumps(su.execute("SELECT secrets FROM oas.store_secret WHERE store = %s",
+                                               [name]).fetchone()[0])
+        return name, secret
+
+    yield make
+    su.execute("DELETE FROM oas.store WHERE name = ANY(%s)", [made])
+
+
+@pytest.fixture
+def ordinary(sec_db):
+    """A role with LOGIN and nothing else: what any user of the database is."""
+    role = make_role("ordinary")
+    yield role
+    drop_role(role)
+
+
+def load_library(conn, timeout: str = "4s") -> None:
+    """Load pg_oas in this session (so its settings are known) and bound every store request."""
+    conn.execute("SELECT oas.oas_content_hash('')")
+    conn.execute(f"SET oas.request_timeout = '{timeout}'")
+    conn.execute("SET oas.max_retries = 0")
+
+
+def test_secret_stays_out_of_pg_stat_activity(su, secret_store, black_hole, ordinary, bob):
+    """While a statement using the store waits on it (a black-hole endpoint), nothing another
+    session sees in pg_stat_activity (the superuser: every column of every row) holds the secret."""
+    store, secret = secret_store(f"127.0.0.1:{black_hole.port}")
+    watcher = make_role("watcher")
+    seen = {}
+    try:
+        for who in (ordinary, bob):
+            with who.connect() as slow, watcher.connect() as w:
+                load_library(slow)
+                pid = slow.info.backend_pid
+                result = {}
+                thread = threading.Thread(target=lambda: result.setdefault("r", outcome(
+                    slow, "SELECT oas.oas_hash_put('slow'::bytea, %s, 'public')", [store])))
+                thread.start()
+                waiting = wait_until(lambda: su.execute(
+                    "SELECT wait_event_type = 'Extension' AND position('oas_hash_put' in query) > 0"
+                    "  FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()[0] is True, timeout=3.5)
+                shown = [json.dumps(c.execute("SELECT * FROM pg_stat_activity").fetchall(), default=str)
+                         for c in (su, w)]
+                thread.join(30)
+                seen[who.name] = (waiting, result.get("r"), [secret in s for s in shown])
+    finally:
+        drop_role(watcher)
+    assert seen == {ordinary.name: (True, "58000", [False, False]), bob.name: (True, "58000", [False, False])}
+
+
+def pg_dump(role: Role, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([PG_DUMP, "-h", "127.0.0.1", "-p", str(PORT), "-U", role.name, *args, SEC_DB],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_secret_stays_out_of_pg_dump_by_ordinary_roles(secret_store, ordinary, bob):
+    """Store configuration, secrets included, is part of pg_dump (extension configuration
+    tables): a role that may not read oas.store_secret gets a permission error, never the secret.
+
+    What bob (oas_admin) gets, as of 0.2.0: `pg_dump -t oas.store_secret` succeeds and holds the
+    secret (he may read secrets: keep such dumps as secret as the credentials); a whole-database
+    pg_dump fails with "permission denied for sequence store_version_seq" (oas_admin has no
+    SELECT on that configuration sequence), so in practice whole dumps are a superuser's job.
+    Either outcome of his whole dump is accepted below."""
+    _, secret = secret_store()
+    whole, table = pg_dump(ordinary), pg_dump(ordinary, "-t", "oas.store_secret")
+    assert (whole.returncode != 0, "permission denied" in whole.stderr, secret in whole.stdout + whole.stderr) == \
+        (True, True, False), whole.stderr
+    assert (table.returncode != 0, "permission denied for table store_secret" in table.stderr,
+            secret in table.stdout + table.stderr) == (True, True, False), table.stderr
+    bob_table, bob_whole = pg_dump(bob, "-t", "oas.store_secret"), pg_dump(bob)
+    assert (bob_table.returncode, secret in bob_table.stdout) == (0, True), bob_table.stderr
+    assert (bob_whole.returncode != 0 and "permission denied" in bob_whole.stderr) or \
+        (bob_whole.returncode == 0 and secret in bob_whole.stdout), bob_whole.stderr
+
+
+class EchoServer:
+    """An S3 endpoint that refuses everything with 403 and repeats what it knows, the secret
+    included, in its reply (body and a header): what a hostile or misconfigured server might say."""
+
+    def __init__(self, secret: str):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def reply(self):
+                body = ("<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>you sent "
+                        f"{self.path} signed {self.headers.get('Authorization')}; your key is {secret}"
+                        "</Message></Error>").encode()
+                self.send_response(403)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("X-Echo", secret)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = reply
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+STORE_CALLS = {
+    "hash_put": "SELECT oas.oas_hash_put('x'::bytea, %(s)s, 'public')",
+    "hash_get": "SELECT oas.oas_hash_get(%(ref)s::jsonb)",
+    "read": "SELECT oas.oas_read(%(ref)s::jsonb, 0, 1)",
+    "size": "SELECT oas.oas_object_size(%(ref)s::jsonb)",
+    "check": "SELECT oas.oas_check_reference(%(ref)s::jsonb)",
+    "verify": "SELECT * FROM oas.oas_verify(only_store => %(s)s)",
+    "store_verify": "SELECT * FROM oas.oas_store_verify(%(s)s)",
+    "pending": "INSERT INTO {t} (id, n) VALUES (%(id)s, oas.oas_npy(ARRAY[1, 2]))",
+    "upload": "SELECT oas.oas_upload_begin(%(t)s, 'n', jsonb_build_object('id', %(id)s))",
+    "presign": "SELECT oas.oas_presign_url(%(ref)s::jsonb)",
+    "alter_bad": "SELECT oas.oas_store_alter(%(s)s, %(bad)s::jsonb)",
+}
+
+
+@pytest.mark.parametrize("endpoint", ["echo", "refused", "wrong-key", "black-hole"])
+def test_secret_stays_out_of_errors_notices_and_the_log(su, servers, ordinary, bob, endpoint):
+    """Every call that uses a failing store, by an ordinary role and by bob: the secret is in no
+    error (message, detail, hint, context), no NOTICE, no returned row (problems, reports,
+    presigned URLs) and not in the server log. The store really was asked (the first call's
+    SQLSTATE says how it failed), and a server that repeats the secret is masked (***)."""
+    secret = new_secret()
+    echo = EchoServer(secret) if endpoint == "echo" else None
+    hole = BlackHole() if endpoint == "black-hole" else None
+    address = {"echo": lambda: f"127.0.0.1:{echo.port}", "refused": lambda: f"127.0.0.1:{free_port()}",
+               "wrong-key": lambda: servers["OAS_S3_ENDPOINT"], "black-hole": lambda: f"127.0.0.1:{hole.port}"}[endpoint]()
+    store = unique("leaky")
+    table = f"public.{unique('leaky')}"
+    data_dir = pathlib.Path(su.execute("SELECT current_setting('data_directory')").fetchone()[0])
+    current = su.execute("SELECT pg_current_logfile()").fetchone()[0]
+    log = data_dir / current if current else data_dir.parent / "server.log"
+    start = log.stat().st_size
+    texts: dict[str, list[str]] = {}
+    codes: dict[str, dict[str, str]] = {}
+    try:
+        su.execute("SELECT oas.oas_store_create(%s, %s)", [store, json.dumps(s3_spec(
+            servers, endpoint=address, secret_key=secret, location=f"pytest-security/{store}"))])
+        su.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, h jsonb, n jsonb)")
+        su.execute(f"COMMENT ON COLUMN {table}.h IS {sql.quote(f':<hash@{store}>:')}")
+        su.execute(f"COMMENT ON COLUMN {table}.n IS {sql.quote(f':<npy@{store}>:')}")
+        ref = {"path": f"_hash/public/{H0}", "hash": H0, "schema": "public", "store": store, "size": 5}
+        su.execute(f"INSERT INTO {table} (id, h) VALUES (0, %s)", [json.dumps(ref)])
+        su.execute(f"GRANT SELECT, INSERT ON {table} TO PUBLIC")
+        ids = itertools.count(1)
+        for who in (ordinary, bob):
+            said: list[str] = []
+            codes[who.name] = {}
+            with who.connect() as c:
+                c.add_notice_handler(lambda d: said.append(" ".join(
+                    str(x) for x in (d.message_primary, d.message_detail, d.message_hint, d.context))))
+                load_library(c, "1s")
+                for call, q in STORE_CALLS.items():
+                    params = {"s": store, "ref": json.dumps(ref), "t": table, "id": next(ids),
+                              "bad": json.dumps(bad_spec("s3-unknown-key", servers, secret, f"pytest-security/{store}"))}
+                    try:
+                        cur = c.execute(q.format(t=table), params)
+                        said.append(json.dumps(cur.fetchall() if cur.description else [], default=str))
+                        codes[who.name][call] = "ok"
+                    except psycopg.Error as e:
+                        d = e.diag
+                        said.append(" ".join(str(x) for x in (e, d.message_primary, d.message_detail,
+                                                              d.message_hint, d.context)))
+                        codes[who.name][call] = e.sqlstate
+                assert alive(c)
+            texts[who.name] = said
+    finally:
+        su.execute(f"DROP TABLE IF EXISTS {table}")
+        su.execute("DELETE FROM oas.store WHERE name = %s", [store])
+        for server in (echo, hole):
+            if server:
+                server.close()
+    with open(log, "rb") as f:
+        f.seek(start)
+        logged = f.read().decode(errors="replace")
+    # How the store failed (a 403 is 42501, "store refused the operation"); oas_check_reference,
+    # oas_verify and oas_store_verify report in rows instead; presigning is local (bob's URL is
+    # checked for the secret like everything else).
+    asked = {"echo": "42501", "refused": "58030", "wrong-key": "28000", "black-hole": "58000"}[endpoint]
+    want = {call: asked for call in ("hash_put", "hash_get", "read", "size", "pending", "upload")}
+    want.update(check="ok", verify="ok", store_verify="ok")
+    assert codes == {ordinary.name: {**want, "presign": "42501", "alter_bad": "42501"},
+                     bob.name: {**want, "presign": "ok", "alter_bad": "22023"}}
+    if endpoint == "echo":  # the server did repeat the secret: the masker hid it
+        assert ["***" in " ".join(said) for said in texts.values()] == [True, True]
+    assert "oas_hash_put" in logged  # the failures were logged: the log check means something
+    leaks = {who: [t for t in said if secret in t] for who, said in texts.items()}
+    leaks["server log"] = [line for line in logged.splitlines() if secret in line]
+    assert leaks == dict.fromkeys(leaks, [])
+
+
+def test_secret_stays_out_of_catalog_views(su, secret_store, ordinary, bob):
+    """Every view of schema oas (and every table of it PUBLIC may read), read by an ordinary role
+    and by bob: the store is listed, with has_credentials, and its secret nowhere."""
+    store, secret = secret_store()
+    views = {r[0] for r in su.execute(
+        "SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'oas' AND c.relkind IN ('v', 'm')").fetchall()}
+    public = {r[0] for r in su.execute(
+        "SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'oas' AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+        "   AND EXISTS (SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee = 0 AND a.privilege_type = 'SELECT')")}
+    assert {"oas.stores", "oas.usage", "oas.tracked_columns", "oas.store_privileges"} <= views & public
+    read, leaks = {}, {}
+    for who in (ordinary, bob):
+        with who.connect() as c:
+            for rel in sorted((views | public) - {"oas.store_secret"}):
+                if not c.execute("SELECT has_table_privilege(%s, 'SELECT')", [rel]).fetchone()[0]:
+                    continue
+                shown = json.dumps(c.execute(f"SELECT * FROM {rel}").fetchall(), default=str)
+                read.setdefault(who.name, []).append(rel)
+                if secret in shown:
+                    leaks.setdefault(who.name, []).append(rel)
+            listed = c.execute("SELECT has_credentials FROM oas.stores WHERE name = %s", [store]).fetchone()
+            assert listed == (True,), who.name
+    assert set(read[ordinary.name]) >= public - {"oas.store_secret"}
+    assert set(read[bob.name]) >= views
+    assert leaks == {}
+
+
+# ---------------------------------------------------------------------------------------------
+# 13. Found by this suite and fixed: literals quoted by PostgreSQL (standard_conforming_strings
+#     off), DDL that compiles under either setting, oas_npy_put's table check
+
+
+def test_attack_marker_store_name_injects_sql_into_the_collector(su, alice):
+    """alice's column marker names the store `\\' || alice.evil()), ...`: a superuser who runs
+    oas_gc() with standard_conforming_strings = off (a legal, if old-fashioned, setting) runs
+    alice.evil() as superuser, which makes alice a superuser."""
+    s = alice.schema
+    store = f"\\' || {s}.evil()), jsonb_extract_path_text(c, $$path$$), --"
+    with alice.connect() as a:
+        a.execute(f"CREATE TABLE {s}.loot (who text)")
+        a.execute(f"GRANT USAGE ON SCHEMA {s} TO PUBLIC")
+        a.execute(f"GRANT INSERT ON {s}.loot TO PUBLIC")
+        a.execute(f"""
+            CREATE FUNCTION {s}.evil() RETURNS text LANGUAGE plpgsql AS $$
+            BEGIN
+                INSERT INTO {s}.loot VALUES (current_user);
+                BEGIN ALTER ROLE {alice.name} SUPERUSER; EXCEPTION WHEN OTHERS THEN NULL; END;
+                RETURN 'x';
+            END $$""")
+        a.execute(f"CREATE TABLE {s}.t (id int PRIMARY KEY, c jsonb)")
+        a.execute(f"INSERT INTO {s}.t VALUES (1, %s)", [json.dumps({"path": "x/y"})])
+        a.execute(sql.SQL("COMMENT ON COLUMN {}.t.c IS {}").format(sql.Identifier(s), sql.Literal(f":<hash@{store}>:")))
+        assert a.execute("SELECT store FROM oas.tracked_columns WHERE schema_name = %s", [s]).fetchone()[0] == store
+        # The trap is live: called by alice herself it records her.
+        a.execute(f"SELECT {s}.evil()")
+        assert a.execute(f"DELETE FROM {s}.loot RETURNING who").fetchall() == [(alice.name,)]
+    su.execute("SET standard_conforming_strings = off")
+    try:
+        result = outcome(su, "SELECT * FROM oas.oas_gc(dry_run => true)")
+    finally:
+        su.execute("RESET standard_conforming_strings")
+    ran_as = [r[0] for r in su.execute(f"SELECT who FROM {s}.loot").fetchall()]
+    superuser = su.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", [alice.name]).fetchone()[0]
+    assert (ran_as, superuser) == ([], False), f"oas_gc ({result}) ran alice.evil() as {ran_as}"
+
+
+def test_attack_declare_column_comment_injects_sql(su, alice):
+    """A superuser creates a table and declares its column with a comment alice wrote (say, the
+    one of her DataJoint table definition), in a session with standard_conforming_strings = off."""
+    table = f"public.{unique('declared')}"
+    comment = f"raw trace\\'; ALTER ROLE {alice.name} SUPERUSER; --"
+    su.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, c jsonb)")
+    try:
+        su.execute("SET standard_conforming_strings = off")
+        try:
+            result = outcome(su, "SELECT oas.oas_declare_column(%s, 'c', 'hash@file', %s)", [table, comment])
+        finally:
+            su.execute("RESET standard_conforming_strings")
+        stored = su.execute(f"SELECT col_description('{table}'::regclass, 2)").fetchone()[0]
+        superuser = su.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", [alice.name]).fetchone()[0]
+    finally:
+        su.execute(f"DROP TABLE {table}")
+    assert (result, stored, superuser) == ("ok", f":<hash@file>:{comment}", False)
+
+
+def test_ddl_works_with_standard_conforming_strings_off(alice):
+    """Not an attack: a session with standard_conforming_strings = off (a legacy client, or a
+    role's default) cannot create a table in a database with pg_oas."""
+    s = alice.schema
+    with alice.connect() as a:
+        a.execute("SET standard_conforming_strings = off")  # before this session's first DDL
+        got = {"CREATE TABLE": outcome(a, f"CREATE TABLE {s}.t (id int PRIMARY KEY, c jsonb)"),
+               "COMMENT ON COLUMN": outcome(a, f"COMMENT ON COLUMN {s}.t.c IS ':<hash@file>:'")}
+        tracked = a.execute("SELECT count(*) FROM oas.tracked_columns WHERE schema_name = %s", [s]).fetchone()[0]
+    assert (got, tracked) == (dict.fromkeys(got, "ok"), 1)
+
+
+def test_attack_npy_put_writes_objects_for_a_table_it_may_not_write(su, alice, new_store):
+    store, store_dir = new_store("file")
+    table = unique("victim")
+    su.execute(f"CREATE TABLE public.{table} (id int PRIMARY KEY, n jsonb, o jsonb)")
+    su.execute(f"COMMENT ON COLUMN public.{table}.n IS {sql.quote(f':<npy@{store}>:')}")
+    su.execute(f"COMMENT ON COLUMN public.{table}.o IS {sql.quote(f':<object@{store}>:')}")
+    try:
+        with alice.connect() as a:
+            npy = a.execute("SELECT oas.oas_npy_from_array(ARRAY[6, 6, 6])").fetchone()[0]
+            got = {
+                "oas_upload_begin": outcome(a, "SELECT oas.oas_upload_begin(%s, 'o', '{\"id\": 1}'::jsonb, '.bin')",
+                                            [f"public.{table}"]),
+                "INSERT with oas_npy": outcome(a, f"INSERT INTO public.{table} (id, n) VALUES (1, oas.oas_npy(%s::bytea))",
+                                               [npy]),
+                "oas_npy_put": outcome(a, "SELECT oas.oas_npy_put(%s, 'n', '{\"id\": 1}'::jsonb, %s)",
+                                       [f"public.{table}", npy]),
+            }
+        planted = sorted(str(p.relative_to(store_dir)) for p in (store_dir / "_schema" / "public").rglob("*")
+                         if p.is_file()) if (store_dir / "_schema" / "public").exists() else []
+    finally:
+        su.execute(f"DROP TABLE public.{table}")
+    assert (got, planted) == (dict.fromkeys(got, "42501"), [])

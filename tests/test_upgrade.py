@@ -63,7 +63,9 @@ CATALOG_QUERIES = {
         FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'oas'::regnamespace ORDER BY 1, 2""",
     "relations": """
         SELECT c.relname, c.relkind,
-               ARRAY(SELECT a::text FROM unnest(coalesce(c.relacl, acldefault('r', c.relowner))) a ORDER BY 1),
+               -- NULL means the default: a sequence's differs from a table's.
+               ARRAY(SELECT a::text FROM unnest(coalesce(c.relacl, acldefault(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::"char",
+                                                                            c.relowner))) a ORDER BY 1),
                ARRAY(SELECT format('%s %s %s', a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull)
                      FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
                      ORDER BY a.attnum),

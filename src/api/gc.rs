@@ -30,7 +30,7 @@ use pgrx::PgMemoryContexts;
 use super::locks::{lock_keys, RUN_CLASS, STRIPE_CLASS};
 use crate::catalog;
 use crate::error::{raise, required, OrRaise};
-use crate::privilege::require_collector;
+use crate::privilege::{as_owner, require_collector};
 use crate::runtime::block_on;
 
 /// Objects moved per lock/veto/record round.
@@ -161,13 +161,17 @@ fn oas_gc(
         .unwrap_or_else(|| "on".into());
     Spi::run("SELECT pg_catalog.set_config('row_security', 'off', true)").or_raise();
     let mut sets = mark(&mut reports);
-    for r in reports.iter_mut() {
-        if r.errors.iter().any(|e| e.starts_with("another oas_gc()")) {
-            continue;
+    // The references were read as the caller (its privileges decide what it could see); the
+    // collector's own tables are written by the extension's owner only.
+    as_owner(|| {
+        for r in reports.iter_mut() {
+            if r.errors.iter().any(|e| e.starts_with("another oas_gc()")) {
+                continue;
+            }
+            let refs = sets.remove(&r.store).unwrap_or_default();
+            collect_store(r, &refs, dry_run, grace, retention, &snapshot);
         }
-        let refs = sets.remove(&r.store).unwrap_or_default();
-        collect_store(r, &refs, dry_run, grace, retention, &snapshot);
-    }
+    });
     Spi::run_with_args(
         "SELECT pg_catalog.set_config('row_security', $1, true)",
         &[row_security.as_str().into()],
@@ -209,6 +213,12 @@ fn oas_gc_restore(
     // It waits for a running collector: under a snapshot older than that run it would not see
     // what the run recorded.
     require_read_committed("oas_gc_restore()");
+    // The collector's tables are written by the extension's owner only.
+    TableIterator::new(as_owner(|| restore(run_id, path)))
+}
+
+/// `oas_gc_restore` past its checks: the paths put back, per store.
+fn restore(run_id: i64, path: Option<&str>) -> Vec<(String, String)> {
     let stores: Vec<String> = Spi::connect(|c| {
         c.select(
             "SELECT DISTINCT store FROM oas.gc_trash
@@ -265,7 +275,7 @@ fn oas_gc_restore(
             done.len()
         );
     }
-    TableIterator::new(done)
+    done
 }
 
 /// What [`restore_page`] did: the paths restored, and how many could not be moved back (with
@@ -371,6 +381,16 @@ fn oas_gc_purge(
     }
     let mut reports = reports_for(&names);
     let sets = mark(&mut reports);
+    // References read as the caller; the trash records are written by the extension's owner.
+    TableIterator::new(as_owner(|| purge(reports, &sets, retention)))
+}
+
+/// `oas_gc_purge` past its checks and marking: objects and bytes purged per store.
+fn purge(
+    reports: Vec<Report>,
+    sets: &HashMap<String, RefSet>,
+    retention: f64,
+) -> Vec<(String, i64, i64)> {
     let mut out = Vec::new();
     for mut r in reports {
         let name = r.store.clone();
@@ -389,7 +409,7 @@ fn oas_gc_purge(
         }
         out.push((name, r.purged, r.purged_bytes));
     }
-    TableIterator::new(out)
+    out
 }
 
 /// Called by the reference triggers for an object that gains a reference while it may be in

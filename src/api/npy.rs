@@ -382,6 +382,13 @@ fn oas_npy_put(table: &str, field: &str, key: JsonB, npy: &[u8]) -> JsonB {
             format!("declare it with SELECT oas.oas_declare_column('{table}', '{field}', 'npy@<store>')"),
         ));
     }
+    let rel = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT $1::pg_catalog.regclass::pg_catalog.oid",
+        &[table.into()],
+    )
+    .or_raise()
+    .unwrap_or(pg_sys::InvalidOid);
+    crate::privilege::require_table_write(rel, table).or_raise();
     let store = catalog::store_to_write(store_name.as_deref()).or_raise();
     let (schema, relname, rendered) = render_key(table, &key.0);
     let key_parts: Vec<(&str, String)> = rendered

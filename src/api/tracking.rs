@@ -103,13 +103,7 @@ pub(crate) fn regclass_text(rel: pg_sys::Oid) -> String {
         .unwrap_or_default()
 }
 
-pub(crate) fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-pub(crate) fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
+pub(crate) use pgrx::spi::{quote_identifier as quote_ident, quote_literal};
 
 /// Results of reference checks within one statement: objects shared by many rows are checked
 /// once per `oas_verify()` run. Keyed by store, store version, path and whether content was checked.
