@@ -246,6 +246,58 @@ pub fn owner_schema<'a>(hash_prefix: &str, schema_prefix: &str, key: &'a str) ->
     }
 }
 
+/// Refuse to write `path` as an object of `schema` in `section` unless the rules that read paths
+/// back ([`section_of`], [`owner_schema`], [`owner_path`]) give the same answers: the read check
+/// lets a schema's rows vouch only for objects in its part of the section, and the collector
+/// locks a schema-addressed object through its owner entry. DataJoint's layout cannot tell apart
+/// everything its builders make:
+///
+/// - with an empty `hash_prefix`, the hash objects of a schema named like the first segment of
+///   `schema_prefix` lie in the schema section (their owner would be a fold or the hash);
+/// - with an empty `schema_prefix`, the schema-addressed objects of a schema named like the
+///   first segment of `hash_prefix` lie in the hash section (their owner would be the table);
+/// - a schema named with `=` reads as a partition folder (the owner would be the table);
+/// - a field or extension with `=` reads as a primary-key folder (a folder's files would own
+///   themselves).
+pub fn require_read_back(
+    hash_prefix: &str,
+    schema_prefix: &str,
+    section: Section,
+    schema: &str,
+    path: &str,
+) -> Result<(), OasError> {
+    let found = section_of(hash_prefix, schema_prefix, path);
+    let owner = owner_schema(hash_prefix, schema_prefix, path);
+    let entry = match section {
+        Section::Hash => true,
+        Section::Schema => owner_path(section, schema_prefix, &format!("{path}/x")) == path,
+    };
+    if found == section && owner == Some(schema) && entry {
+        return Ok(());
+    }
+    Err(OasError::invalid_argument_hint(
+        format!(
+            "object path \"{}\" of schema \"{}\" would not read back as that schema's: \
+             it lies in the {} section and names {} as its schema{}",
+            path.escape_default(),
+            schema.escape_default(),
+            match found {
+                Section::Hash => "hash",
+                Section::Schema => "schema-addressed",
+            },
+            owner.map_or("nothing".into(), |o| format!("\"{}\"", o.escape_default())),
+            if entry {
+                ""
+            } else {
+                ", and its entry name has a '='"
+            },
+        ),
+        "schema names must not contain '=' nor equal the first segment of the other section's \
+         prefix when a store's hash_prefix or schema_prefix is empty; column names and extensions \
+         of schema-addressed objects must not contain '='",
+    ))
+}
+
 /// Is `key` named like a hash-addressed object (DataJoint only collects files named by a hash)?
 pub fn is_hash_object(key: &str) -> bool {
     is_content_hash(key.rsplit('/').next().unwrap_or(key))
@@ -507,6 +559,78 @@ mod tests {
         // Both empty: every path is hash-addressed, its first segment the schema.
         assert_eq!(owner_schema("", "", "lab/abc"), Some("lab"));
         assert_eq!(owner_schema("_hash", "obj", "elsewhere/x"), None);
+    }
+
+    /// Found by the `paths` fuzz target: with an empty hash_prefix, the hash objects of a
+    /// schema named like the schema prefix ("g/<hash>") lie in the schema section, where
+    /// owner_schema names the hash (or its first fold) as their schema: a schema of that name
+    /// could vouch for them. Writes that would not read back are refused.
+    #[test]
+    fn fuzz_writes_must_read_back_as_their_schemas() {
+        let hash = format!("g/{H}");
+        assert_eq!(owner_schema("", "g", &hash), Some(H));
+        let e = require_read_back("", "g", Section::Hash, "g", &hash).unwrap_err();
+        assert!(e.to_string().contains("schema-addressed section"), "{e}");
+        assert!(require_read_back("", "g", Section::Hash, "lab", &format!("lab/{H}")).is_ok());
+        assert!(
+            require_read_back("_hash", "g", Section::Hash, "g", &format!("_hash/g/{H}")).is_ok()
+        );
+        // Schema-addressed objects of a schema named like the hash prefix, with an empty
+        // schema_prefix, lie in the hash section.
+        assert!(
+            require_read_back("_hash", "", Section::Schema, "_hash", "_hash/t/id=1/f_tok").is_err()
+        );
+        assert!(require_read_back("_hash", "", Section::Schema, "lab", "lab/t/id=1/f_tok").is_ok());
+        // '=' in a schema name reads as a partition folder; in a field, as a key folder.
+        assert!(require_read_back(
+            "_hash",
+            "_schema",
+            Section::Schema,
+            "a=b",
+            "_schema/a=b/t/id=1/f_tok"
+        )
+        .is_err());
+        assert!(require_read_back(
+            "_hash",
+            "_schema",
+            Section::Schema,
+            "lab",
+            "_schema/lab/t/id=1/f=x_tok"
+        )
+        .is_err());
+        assert!(require_read_back(
+            "_hash",
+            "_schema",
+            Section::Schema,
+            "lab",
+            "_schema/lab/t/id=1/f_tok.a=b"
+        )
+        .is_err());
+        // Partition folders and '=' in a table name are fine.
+        assert!(require_read_back(
+            "_hash",
+            "_schema",
+            Section::Schema,
+            "lab",
+            "_schema/s=1/lab/t/id=1/f_tok.npy"
+        )
+        .is_ok());
+        assert!(require_read_back(
+            "_hash",
+            "_schema",
+            Section::Schema,
+            "lab",
+            "_schema/lab/a=b/id=1/f_tok"
+        )
+        .is_ok());
+        assert!(require_read_back(
+            "_hash",
+            "_schema",
+            Section::Schema,
+            "lab",
+            "_schema/lab/t/f_tok"
+        )
+        .is_ok());
     }
 
     use super::*;
