@@ -203,6 +203,11 @@ pub fn owner_path<'a>(section: Section, schema_prefix: &str, key: &'a str) -> &'
             _ if comp.contains('=') => {}
             _ => {
                 let owner = &key[..comp_end];
+                // A manifest (the last component) belongs to the entry it describes; an entry
+                // with files under it is a folder, whatever its name ends with.
+                if comp_end < key.len() {
+                    return owner;
+                }
                 return owner.strip_suffix(MANIFEST_SUFFIX).unwrap_or(owner);
             }
         }
@@ -258,7 +263,8 @@ pub fn owner_schema<'a>(hash_prefix: &str, schema_prefix: &str, key: &'a str) ->
 ///   first segment of `hash_prefix` lie in the hash section (their owner would be the table);
 /// - a schema named with `=` reads as a partition folder (the owner would be the table);
 /// - a field or extension with `=` reads as a primary-key folder (a folder's files would own
-///   themselves).
+///   themselves);
+/// - an extension ending with `.manifest.json` reads as the manifest of another entry.
 pub fn require_read_back(
     hash_prefix: &str,
     schema_prefix: &str,
@@ -270,7 +276,10 @@ pub fn require_read_back(
     let owner = owner_schema(hash_prefix, schema_prefix, path);
     let entry = match section {
         Section::Hash => true,
-        Section::Schema => owner_path(section, schema_prefix, &format!("{path}/x")) == path,
+        Section::Schema => {
+            owner_path(section, schema_prefix, path) == path
+                && owner_path(section, schema_prefix, &format!("{path}/x")) == path
+        }
     };
     if found == section && owner == Some(schema) && entry {
         return Ok(());
@@ -289,12 +298,12 @@ pub fn require_read_back(
             if entry {
                 ""
             } else {
-                ", and its entry name has a '='"
+                ", and it does not read back as its own entry"
             },
         ),
         "schema names must not contain '=' nor equal the first segment of the other section's \
          prefix when a store's hash_prefix or schema_prefix is empty; column names and extensions \
-         of schema-addressed objects must not contain '='",
+         of schema-addressed objects must not contain '=', nor extensions end with .manifest.json",
     ))
 }
 
@@ -606,6 +615,15 @@ mod tests {
             "_schema/lab/t/id=1/f_tok.a=b"
         )
         .is_err());
+        // An extension ending like a manifest reads as the manifest of another entry.
+        assert!(require_read_back(
+            "_hash",
+            "_schema",
+            Section::Schema,
+            "lab",
+            "_schema/lab/t/id=1/f_tok.manifest.json"
+        )
+        .is_err());
         // Partition folders and '=' in a table name are fine.
         assert!(require_read_back(
             "_hash",
@@ -631,6 +649,31 @@ mod tests {
             "_schema/lab/t/f_tok"
         )
         .is_ok());
+    }
+
+    /// Found by the `paths` fuzz target: inside a folder entry named like a manifest
+    /// (`f_x.manifest.json/`, e.g. an `<object@>` folder with that extension), owner_path cut the
+    /// suffix off the folder, giving an owner that no reference to the folder covers, so the
+    /// collector locked another stripe than a writer referencing the folder.
+    #[test]
+    fn fuzz_a_folder_named_like_a_manifest_owns_its_files() {
+        let key = "_schema/lab/t/id=1/f_x.manifest.json/inner.tif";
+        let owner = owner_path(Section::Schema, "_schema", key);
+        assert_eq!(owner, "_schema/lab/t/id=1/f_x.manifest.json");
+        assert!(reference_paths(key).any(|p| p == owner));
+        let key = "//.manifest.json/";
+        let owner = owner_path(Section::Schema, "", key);
+        assert_eq!(owner, "//.manifest.json");
+        assert!(reference_paths(key).any(|p| p == owner));
+        // The manifest beside the folder still belongs to the folder.
+        assert_eq!(
+            owner_path(
+                Section::Schema,
+                "_schema",
+                "_schema/lab/t/id=1/f_x.manifest.json.manifest.json"
+            ),
+            "_schema/lab/t/id=1/f_x.manifest.json"
+        );
     }
 
     use super::*;

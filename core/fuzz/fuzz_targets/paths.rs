@@ -10,7 +10,8 @@
 //! - the readers agree with the builders: `section_of`, `owner_schema` and `owner_path` give back
 //!   the section, schema and entry a path was built for, and the parsers accept built paths;
 //!   `require_read_back`, the writers' check of that, refuses exactly the paths DataJoint's
-//!   layout makes ambiguous (`=` in a schema, field or extension; a prefix collision);
+//!   layout makes ambiguous (`=` in a schema, field or extension; a `.manifest.json`
+//!   extension; a prefix collision);
 //! - `untrash_key(trash_key(p)) == Some(p)`, and for any key the readers do not panic and give
 //!   slices of it.
 #![no_main]
@@ -452,7 +453,8 @@ fn check_object(input: &Input<'_>, spec: Option<&StoreSpec>) {
     // The readers. The writers' check (`require_read_back`) refuses exactly what DataJoint's
     // layout cannot tell apart: a path in the hash section (under the hash prefix, or anywhere
     // when both prefixes are empty), a schema named with `=` (a partition folder's mark), a
-    // field or extension with `=` (a key folder's).
+    // field or extension with `=` (a key folder's), an extension that makes the entry a
+    // manifest.
     let (hp, sp) = (spec.hash_prefix.as_str(), spec.schema_prefix.as_str());
     let in_hash_section = if hp.is_empty() {
         sp.is_empty()
@@ -462,7 +464,8 @@ fn check_object(input: &Input<'_>, spec: Option<&StoreSpec>) {
     let ambiguous = in_hash_section
         || input.schema.contains('=')
         || input.field.contains('=')
-        || input.ext.is_some_and(|e| e.contains('='));
+        || input.ext.is_some_and(|e| e.contains('='))
+        || p.ends_with(".manifest.json");
     match require_read_back(hp, sp, Section::Schema, input.schema, &p) {
         Ok(()) => assert!(!ambiguous, "{p:?} ({hp:?}, {sp:?}) accepted"),
         Err(e) => {
