@@ -203,6 +203,11 @@ pub fn owner_path<'a>(section: Section, schema_prefix: &str, key: &'a str) -> &'
             _ if comp.contains('=') => {}
             _ => {
                 let owner = &key[..comp_end];
+                // A manifest (the last component) belongs to the entry it describes; an entry
+                // with files under it is a folder, whatever its name ends with.
+                if comp_end < key.len() {
+                    return owner;
+                }
                 return owner.strip_suffix(MANIFEST_SUFFIX).unwrap_or(owner);
             }
         }
@@ -244,6 +249,62 @@ pub fn owner_schema<'a>(hash_prefix: &str, schema_prefix: &str, key: &'a str) ->
         Section::Hash => schema_of(Section::Hash, hash_prefix, key),
         Section::Schema => schema_of(Section::Schema, schema_prefix, key),
     }
+}
+
+/// Refuse to write `path` as an object of `schema` in `section` unless the rules that read paths
+/// back ([`section_of`], [`owner_schema`], [`owner_path`]) give the same answers: the read check
+/// lets a schema's rows vouch only for objects in its part of the section, and the collector
+/// locks a schema-addressed object through its owner entry. DataJoint's layout cannot tell apart
+/// everything its builders make:
+///
+/// - with an empty `hash_prefix`, the hash objects of a schema named like the first segment of
+///   `schema_prefix` lie in the schema section (their owner would be a fold or the hash);
+/// - with an empty `schema_prefix`, the schema-addressed objects of a schema named like the
+///   first segment of `hash_prefix` lie in the hash section (their owner would be the table);
+/// - a schema named with `=` reads as a partition folder (the owner would be the table);
+/// - a field or extension with `=` reads as a primary-key folder (a folder's files would own
+///   themselves);
+/// - an extension ending with `.manifest.json` reads as the manifest of another entry.
+pub fn require_read_back(
+    hash_prefix: &str,
+    schema_prefix: &str,
+    section: Section,
+    schema: &str,
+    path: &str,
+) -> Result<(), OasError> {
+    let found = section_of(hash_prefix, schema_prefix, path);
+    let owner = owner_schema(hash_prefix, schema_prefix, path);
+    let entry = match section {
+        Section::Hash => true,
+        Section::Schema => {
+            owner_path(section, schema_prefix, path) == path
+                && owner_path(section, schema_prefix, &format!("{path}/x")) == path
+        }
+    };
+    if found == section && owner == Some(schema) && entry {
+        return Ok(());
+    }
+    Err(OasError::invalid_argument_hint(
+        format!(
+            "object path \"{}\" of schema \"{}\" would not read back as that schema's: \
+             it lies in the {} section and names {} as its schema{}",
+            path.escape_default(),
+            schema.escape_default(),
+            match found {
+                Section::Hash => "hash",
+                Section::Schema => "schema-addressed",
+            },
+            owner.map_or("nothing".into(), |o| format!("\"{}\"", o.escape_default())),
+            if entry {
+                ""
+            } else {
+                ", and it does not read back as its own entry"
+            },
+        ),
+        "schema names must not contain '=' nor equal the first segment of the other section's \
+         prefix when a store's hash_prefix or schema_prefix is empty; column names and extensions \
+         of schema-addressed objects must not contain '=', nor extensions end with .manifest.json",
+    ))
 }
 
 /// Is `key` named like a hash-addressed object (DataJoint only collects files named by a hash)?
@@ -507,6 +568,112 @@ mod tests {
         // Both empty: every path is hash-addressed, its first segment the schema.
         assert_eq!(owner_schema("", "", "lab/abc"), Some("lab"));
         assert_eq!(owner_schema("_hash", "obj", "elsewhere/x"), None);
+    }
+
+    /// Found by the `paths` fuzz target: with an empty hash_prefix, the hash objects of a
+    /// schema named like the schema prefix ("g/<hash>") lie in the schema section, where
+    /// owner_schema names the hash (or its first fold) as their schema: a schema of that name
+    /// could vouch for them. Writes that would not read back are refused.
+    #[test]
+    fn fuzz_writes_must_read_back_as_their_schemas() {
+        let hash = format!("g/{H}");
+        assert_eq!(owner_schema("", "g", &hash), Some(H));
+        let e = require_read_back("", "g", Section::Hash, "g", &hash).unwrap_err();
+        assert!(e.to_string().contains("schema-addressed section"), "{e}");
+        assert!(require_read_back("", "g", Section::Hash, "lab", &format!("lab/{H}")).is_ok());
+        assert!(
+            require_read_back("_hash", "g", Section::Hash, "g", &format!("_hash/g/{H}")).is_ok()
+        );
+        // Schema-addressed objects of a schema named like the hash prefix, with an empty
+        // schema_prefix, lie in the hash section.
+        assert!(
+            require_read_back("_hash", "", Section::Schema, "_hash", "_hash/t/id=1/f_tok").is_err()
+        );
+        assert!(require_read_back("_hash", "", Section::Schema, "lab", "lab/t/id=1/f_tok").is_ok());
+        // '=' in a schema name reads as a partition folder; in a field, as a key folder.
+        assert!(require_read_back(
+            "_hash",
+            "_schema",
+            Section::Schema,
+            "a=b",
+            "_schema/a=b/t/id=1/f_tok"
+        )
+        .is_err());
+        assert!(require_read_back(
+            "_hash",
+            "_schema",
+            Section::Schema,
+            "lab",
+            "_schema/lab/t/id=1/f=x_tok"
+        )
+        .is_err());
+        assert!(require_read_back(
+            "_hash",
+            "_schema",
+            Section::Schema,
+            "lab",
+            "_schema/lab/t/id=1/f_tok.a=b"
+        )
+        .is_err());
+        // An extension ending like a manifest reads as the manifest of another entry.
+        assert!(require_read_back(
+            "_hash",
+            "_schema",
+            Section::Schema,
+            "lab",
+            "_schema/lab/t/id=1/f_tok.manifest.json"
+        )
+        .is_err());
+        // Partition folders and '=' in a table name are fine.
+        assert!(require_read_back(
+            "_hash",
+            "_schema",
+            Section::Schema,
+            "lab",
+            "_schema/s=1/lab/t/id=1/f_tok.npy"
+        )
+        .is_ok());
+        assert!(require_read_back(
+            "_hash",
+            "_schema",
+            Section::Schema,
+            "lab",
+            "_schema/lab/a=b/id=1/f_tok"
+        )
+        .is_ok());
+        assert!(require_read_back(
+            "_hash",
+            "_schema",
+            Section::Schema,
+            "lab",
+            "_schema/lab/t/f_tok"
+        )
+        .is_ok());
+    }
+
+    /// Found by the `paths` fuzz target: inside a folder entry named like a manifest
+    /// (`f_x.manifest.json/`, e.g. an `<object@>` folder with that extension), owner_path cut the
+    /// suffix off the folder, giving an owner that no reference to the folder covers, so the
+    /// collector locked another stripe than a writer referencing the folder.
+    #[test]
+    fn fuzz_a_folder_named_like_a_manifest_owns_its_files() {
+        let key = "_schema/lab/t/id=1/f_x.manifest.json/inner.tif";
+        let owner = owner_path(Section::Schema, "_schema", key);
+        assert_eq!(owner, "_schema/lab/t/id=1/f_x.manifest.json");
+        assert!(reference_paths(key).any(|p| p == owner));
+        let key = "//.manifest.json/";
+        let owner = owner_path(Section::Schema, "", key);
+        assert_eq!(owner, "//.manifest.json");
+        assert!(reference_paths(key).any(|p| p == owner));
+        // The manifest beside the folder still belongs to the folder.
+        assert_eq!(
+            owner_path(
+                Section::Schema,
+                "_schema",
+                "_schema/lab/t/id=1/f_x.manifest.json.manifest.json"
+            ),
+            "_schema/lab/t/id=1/f_x.manifest.json"
+        );
     }
 
     use super::*;

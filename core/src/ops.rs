@@ -59,13 +59,35 @@ pub async fn put_prepared(
     schema: &str,
     p: Prepared,
 ) -> Result<(HashRef, PutOutcome), OasError> {
-    let path = hash_path(
+    let checked = hash_path(
         &store.spec.hash_prefix,
         schema,
         &p.hash,
         store.spec.subfolding.as_deref(),
-    )?;
-    let key = store.key(&path)?;
+    )
+    .and_then(|path| {
+        crate::gc::require_read_back(
+            &store.spec.hash_prefix,
+            &store.spec.schema_prefix,
+            crate::gc::Section::Hash,
+            schema,
+            &path,
+        )?;
+        let key = store.key(&path)?;
+        Ok((path, key))
+    });
+    let (path, key) = match checked {
+        Ok(v) => v,
+        Err(e) => {
+            // Not published: the staged copy goes now rather than at the collector's sweep.
+            if let Body::Staged(staging) = &p.body {
+                if let Ok(k) = store.key(staging) {
+                    let _ = store.client().delete(&k).await;
+                }
+            }
+            return Err(e);
+        }
+    };
     let reference = HashRef {
         hash: p.hash,
         path: path.clone(),
@@ -611,6 +633,30 @@ mod tests {
             &ClientSettings::default(),
         )
         .unwrap()
+    }
+
+    /// Found by the `paths` fuzz target (see `gc::require_read_back`): with an empty
+    /// hash_prefix, schema "g" of a store whose schema_prefix is "g" put its hash objects in the
+    /// schema-addressed section, owned there by a schema named like the hash.
+    #[tokio::test]
+    async fn fuzz_hash_objects_outside_their_schemas_part_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local_store(dir.path(), json!({"hash_prefix": "", "schema_prefix": "g"}));
+        let e = put_hash(&store, "g", Bytes::from_static(b"hello"))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, OasError::InvalidArgument { .. }), "{e:?}");
+        assert!(!dir.path().join("g").exists());
+        let (r, _) = put_hash(&store, "lab", Bytes::from_static(b"hello"))
+            .await
+            .unwrap();
+        assert_eq!(r.path, "lab/lvauakv4jmvhnolrtwiraf6fsi");
+        // A staged payload: refused too, and its staged copy removed.
+        let data: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let p = crate::stage::prepare(&store, &data, false, &|| false).unwrap();
+        assert!(matches!(p.body, crate::stage::Body::Staged(_)));
+        assert!(put_prepared(&store, "g", p).await.is_err());
+        assert_eq!(staging_left(dir.path()), 0);
     }
 
     #[tokio::test]

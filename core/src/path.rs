@@ -43,6 +43,9 @@ pub fn hash_path(
         path.push('/');
     }
     path.push_str(hash);
+    // The prefix and the folds come from a store spec: whatever they are, what comes out is a
+    // path the store may be asked for (a zero or overlong fold would leave an empty segment).
+    validate_relative_path(&path)?;
     Ok(path)
 }
 
@@ -118,6 +121,19 @@ mod tests {
         assert!(hash_path("_hash", "a/b", H, None).is_err());
         assert!(hash_path("_hash", "..", H, None).is_err());
         assert!(hash_path("_hash", "", H, None).is_err());
+    }
+
+    /// Found by the `paths` fuzz target: the prefix and the folds were not checked, so a
+    /// prefix with a control character, a leading `/` or a `..` segment, or a fold of 0 (an
+    /// empty segment) made a path no reference could be checked against.
+    #[test]
+    fn fuzz_prefixes_and_folds_cannot_bend_hash_paths() {
+        for prefix in ["\u{e}", "/abs", "../up", "a//b", "a/./b", "a\\b", "a/"] {
+            assert!(hash_path(prefix, "lab", H, None).is_err(), "{prefix:?}");
+        }
+        assert!(hash_path("_hash", "lab", H, Some(&[0])).is_err());
+        assert!(hash_path("_hash", "lab", H, Some(&[26, 1])).is_err());
+        assert!(hash_path("raw/objs", "lab", H, Some(&[25])).is_ok());
     }
 
     #[test]

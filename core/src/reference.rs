@@ -39,7 +39,8 @@ impl HashRef {
             )));
         }
         validate_relative_path(&r.path)?;
-        if !r.path.ends_with(&r.hash) {
+        // The hash is the object's name: the last segment, not merely the end of one.
+        if r.path.rsplit('/').next() != Some(r.hash.as_str()) {
             return Err(OasError::invalid_argument(format!(
                 "invalid hash reference: path \"{}\" does not end with its hash \"{}\"",
                 r.path, r.hash
@@ -110,5 +111,33 @@ mod tests {
         neg["size"] = json!(-1);
         assert!(HashRef::from_json(&neg).is_err());
         assert!(HashRef::from_json(&json!("text")).is_err());
+    }
+
+    /// Found by the `reference` fuzz target: the path only had to end with the hash, so
+    /// `_hash/truelv...` (an object named otherwise) passed as the object named by the hash.
+    #[test]
+    fn fuzz_hash_must_be_the_last_segment() {
+        let with_path = |p: &str| json!({"hash": "lvauakv4jmvhnolrtwiraf6fsi", "path": p, "schema": "lab", "store": "main", "size": 5});
+        for bad in [
+            "_hash/truelvauakv4jmvhnolrtwiraf6fsi",
+            "_hash/lab/x_lvauakv4jmvhnolrtwiraf6fsi",
+            "_hash/lab/alvauakv4jmvhnolrtwiraf6fsi",
+        ] {
+            assert!(
+                HashRef::from_json(&with_path(bad))
+                    .unwrap_err()
+                    .to_string()
+                    .contains("does not end"),
+                "{bad}"
+            );
+        }
+        for good in [
+            "_hash/lab/lvauakv4jmvhnolrtwiraf6fsi",
+            "_hash/lab/lv/au/lvauakv4jmvhnolrtwiraf6fsi",
+            "lab/lvauakv4jmvhnolrtwiraf6fsi",
+            "lvauakv4jmvhnolrtwiraf6fsi",
+        ] {
+            assert!(HashRef::from_json(&with_path(good)).is_ok(), "{good}");
+        }
     }
 }

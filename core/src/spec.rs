@@ -418,9 +418,15 @@ fn prefix_key(map: &Map<String, Value>, key: &str) -> Result<Option<String>, Oas
     // DataJoint strips surrounding slashes (`hash_prefix.strip("/")`); an empty prefix means
     // "no section" (objects directly under the location).
     let p = raw.trim_matches('/').to_string();
-    if !p.is_empty() && p.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+    // Every object path starts with the prefix, and object paths have no backslash or control
+    // character (`validate_relative_path`): a prefix with one would make every path invalid.
+    if !p.is_empty()
+        && (p.split('/').any(|s| s.is_empty() || s == "." || s == "..")
+            || p.contains('\\')
+            || p.chars().any(char::is_control))
+    {
         return Err(invalid_hint(
-            format!("\"{key}\" must be a relative path without empty, \".\" or \"..\" segments, got \"{raw}\""),
+            format!("\"{key}\" must be a relative path without empty, \".\" or \"..\" segments, backslashes or control characters, got \"{}\"", raw.escape_default()),
             "e.g. \"_hash\", \"_schema\", \"raw/imaging\"",
         ));
     }
@@ -593,6 +599,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.schema_prefix, "");
+    }
+
+    /// Found by the `paths` fuzz target: a prefix with a control character (or a backslash)
+    /// was accepted, and every object path of the store then failed validation.
+    #[test]
+    fn fuzz_prefixes_have_no_backslash_or_control_character() {
+        for key in ["hash_prefix", "schema_prefix", "filepath_prefix"] {
+            for bad in ["\u{e}", "a\\b", "objs/a\nb", "\u{7f}"] {
+                let e = err(json!({"protocol": "file", "location": "/d", key: bad}));
+                assert!(e.contains(key), "{key} {bad:?}: {e}");
+            }
+        }
     }
 
     #[test]
