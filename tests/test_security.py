@@ -2016,3 +2016,21 @@ def test_attack_npy_put_writes_objects_for_a_table_it_may_not_write(su, alice, n
     finally:
         su.execute(f"DROP TABLE public.{table}")
     assert (got, planted) == (dict.fromkeys(got, "42501"), [])
+
+
+def test_schema_addressed_writes_must_read_back_as_their_schemas(su, new_store):
+    """Found by the `paths` fuzz target: a schema named `a=b` reads back as a partition folder, so
+    its objects would be vouched for by a table named like its table in another schema. Such a
+    write is refused (22023) before anything is stored; an ordinary schema still writes."""
+    store, store_dir = new_store("file")
+    for schema, want in (('"a=b"', "22023"), (unique("plain"), "ok")):
+        su.execute(f"CREATE SCHEMA {schema}")
+        try:
+            su.execute(f"CREATE TABLE {schema}.t (id int PRIMARY KEY, n jsonb)")
+            su.execute(f"COMMENT ON COLUMN {schema}.t.n IS {sql.quote(f':<npy@{store}>:')}")
+            got = outcome(su, f"INSERT INTO {schema}.t VALUES (1, oas.oas_npy(oas.oas_npy_from_array(ARRAY[1, 2])))")
+            assert got == want, schema
+        finally:
+            su.execute(f"DROP SCHEMA {schema} CASCADE")
+    stored = [p for p in store_dir.rglob("*.npy")]
+    assert len(stored) == 1 and "a=b" not in str(stored[0])

@@ -281,7 +281,10 @@ pub fn require_read_back(
                 && owner_path(section, schema_prefix, &format!("{path}/x")) == path
         }
     };
-    if found == section && owner == Some(schema) && entry {
+    // With both prefixes empty the layout cannot tell the sections apart (every path reads as
+    // hash-addressed); the owner schema still reads back, which is what the read check needs.
+    let same_section = found == section || (hash_prefix.is_empty() && schema_prefix.is_empty());
+    if same_section && owner == Some(schema) && entry {
         return Ok(());
     }
     Err(OasError::invalid_argument_hint(
@@ -590,6 +593,9 @@ mod tests {
             require_read_back("_hash", "", Section::Schema, "_hash", "_hash/t/id=1/f_tok").is_err()
         );
         assert!(require_read_back("_hash", "", Section::Schema, "lab", "lab/t/id=1/f_tok").is_ok());
+        // Both prefixes empty: the sections cannot be told apart, the owner schema still can.
+        assert!(require_read_back("", "", Section::Schema, "lab", "lab/t/id=1/f_tok").is_ok());
+        assert!(require_read_back("", "", Section::Schema, "lab", "other/t/id=1/f_tok").is_err());
         // '=' in a schema name reads as a partition folder; in a field, as a key folder.
         assert!(require_read_back(
             "_hash",

@@ -391,20 +391,8 @@ fn oas_npy_put(table: &str, field: &str, key: JsonB, npy: &[u8]) -> JsonB {
     crate::privilege::require_table_write(rel, table).or_raise();
     let store = catalog::store_to_write(store_name.as_deref()).or_raise();
     let (schema, relname, rendered) = render_key(table, &key.0);
-    let key_parts: Vec<(&str, String)> = rendered
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.clone()))
-        .collect();
-    let site = oas_core::objpath::ObjectSite {
-        schema_prefix: &store.spec.schema_prefix,
-        partition_pattern: store.spec.partition_pattern.as_deref(),
-        schema: &schema,
-        table: &relname,
-        field,
-        ext: Some(".npy"),
-    };
-    let token = oas_core::objpath::random_token(store.spec.token_length).or_raise();
-    let path = oas_core::objpath::build_object_path(&site, &key_parts, &token);
+    let path =
+        super::write::schema_object_path(&store, &schema, &relname, field, Some(".npy"), &rendered);
     let payload = bytes::Bytes::copy_from_slice(npy);
     block_on(oas_core::ops::put_new(&store, &path, payload)).or_raise();
     JsonB(serde_json::json!({

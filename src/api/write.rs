@@ -214,6 +214,21 @@ fn new_object_path(
     let store = catalog::store_to_write(store_name.as_deref()).or_raise();
     let table_text = table_text.unwrap_or_default();
     let (schema, relname, rendered) = super::npy::render_key(&table_text, row);
+    let path = schema_object_path(&store, &schema, &relname, field, ext, &rendered);
+    (store, path, codec)
+}
+
+/// The path DataJoint builds for a schema-addressed object of `schema.table`'s `field` at the
+/// row whose key `rendered` renders, with a new random token; refused when the collector and
+/// the read check would not read it back as `schema`'s ([`oas_core::gc::require_read_back`]).
+pub(crate) fn schema_object_path(
+    store: &Store,
+    schema: &str,
+    table: &str,
+    field: &str,
+    ext: Option<&str>,
+    rendered: &[(String, String)],
+) -> String {
     let key_parts: Vec<(&str, String)> = rendered
         .iter()
         .map(|(k, v)| (k.as_str(), v.clone()))
@@ -221,14 +236,22 @@ fn new_object_path(
     let site = ObjectSite {
         schema_prefix: &store.spec.schema_prefix,
         partition_pattern: store.spec.partition_pattern.as_deref(),
-        schema: &schema,
-        table: &relname,
+        schema,
+        table,
         field,
         ext,
     };
     let token = random_token(store.spec.token_length).or_raise();
     let path = build_object_path(&site, &key_parts, &token);
-    (store, path, codec)
+    oas_core::gc::require_read_back(
+        &store.spec.hash_prefix,
+        &store.spec.schema_prefix,
+        oas_core::gc::Section::Schema,
+        schema,
+        &path,
+    )
+    .or_raise();
+    path
 }
 
 fn require_codec(field: &str, codec: &str, want: &str, kind: &str) {
