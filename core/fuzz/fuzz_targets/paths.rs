@@ -451,17 +451,17 @@ fn check_object(input: &Input<'_>, spec: Option<&StoreSpec>) {
     check_trash(&p);
 
     // The readers. The writers' check (`require_read_back`) refuses exactly what DataJoint's
-    // layout cannot tell apart: a path in the hash section (under the hash prefix, or anywhere
-    // when both prefixes are empty), a schema named with `=` (a partition folder's mark), a
-    // field or extension with `=` (a key folder's), an extension that makes the entry a
-    // manifest.
+    // layout cannot tell apart: a path in the hash section (under the hash prefix), a schema
+    // named with `=` (a partition folder's mark), a field or extension with `=` (a key
+    // folder's), an extension that makes the entry a manifest. With both prefixes empty every
+    // path reads as hash-addressed; only its owner schema is checked then.
     let (hp, sp) = (spec.hash_prefix.as_str(), spec.schema_prefix.as_str());
-    let in_hash_section = if hp.is_empty() {
-        sp.is_empty()
-    } else {
-        p.starts_with(&format!("{hp}/"))
-    };
+    let no_prefixes = hp.is_empty() && sp.is_empty();
+    let in_hash_section = !hp.is_empty() && p.starts_with(&format!("{hp}/"));
+    // With both prefixes empty, a partition folder before the schema reads as the owner.
+    let partition_first = no_prefixes && p.split('/').next().is_some_and(|c| c.contains('='));
     let ambiguous = in_hash_section
+        || partition_first
         || input.schema.contains('=')
         || input.field.contains('=')
         || input.ext.is_some_and(|e| e.contains('='))
@@ -474,11 +474,13 @@ fn check_object(input: &Input<'_>, spec: Option<&StoreSpec>) {
             return;
         }
     }
-    assert_eq!(
-        section_of(hp, sp, &p),
-        Section::Schema,
-        "{p:?} ({hp:?}, {sp:?})"
-    );
+    if !no_prefixes {
+        assert_eq!(
+            section_of(hp, sp, &p),
+            Section::Schema,
+            "{p:?} ({hp:?}, {sp:?})"
+        );
+    }
     assert_eq!(owner_schema(hp, sp, &p), Some(input.schema), "{p:?}");
     assert_eq!(owner_path(Section::Schema, sp, &p), p);
     let inside = format!("{p}/sub/f.tif");
