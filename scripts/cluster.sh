@@ -7,7 +7,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 RUN_DIR="${OAS_RUN_DIR:-$ROOT/.run}"
-BIN=/usr/lib/postgresql/15/bin
+BIN="$("${OAS_PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --bindir)"
 cmd="${1:?usage: cluster.sh start|stop|destroy NAME [PORT]}"
 name="${2:?cluster name}"
 dir="$RUN_DIR/$name"

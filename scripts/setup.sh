@@ -6,7 +6,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TOOLS="$ROOT/.tools"
 PGRX_VERSION=0.18.0
 AZURITE_VERSION=3.35.0
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+PG_CONFIG="${OAS_PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}"
 mkdir -p "$TOOLS"
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }

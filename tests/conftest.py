@@ -24,6 +24,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUN_DIR = pathlib.Path(os.environ.get("OAS_RUN_DIR", ROOT / ".run"))
 PORT = int(os.environ.get("OAS_TEST_PORT", "25433"))
 DB = "oas_pytest"
+# The PostgreSQL 15 installation under test (OAS_PG_CONFIG: another, such as a relocated copy).
+PG_CONFIG = os.environ.get("OAS_PG_CONFIG", "/usr/lib/postgresql/15/bin/pg_config")
+PGBIN = subprocess.run([PG_CONFIG, "--bindir"], check=True, capture_output=True, text=True).stdout.strip()
 
 
 def server_env() -> dict[str, str]:

@@ -40,7 +40,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import PORT, RUN_DIR, BlackHole, chown_postgres, free_port, s3_spec, unique, wait_until
+from conftest import PGBIN, PORT, RUN_DIR, BlackHole, chown_postgres, free_port, s3_spec, unique, wait_until
 from conftest import connect as connect_db
 
 SEC_DB = "oas_security_pytest"
@@ -1678,7 +1678,7 @@ def test_attack_another_sessions_upload_id(su, alice, new_store):
 # README says to); then an ordinary role and bob (oas_admin, who may read oas.store_secret itself)
 # use it. The secret must show in none of these channels.
 
-PG_DUMP = "/usr/lib/postgresql/15/bin/pg_dump"
+PG_DUMP = f"{PGBIN}/pg_dump"
 
 
 def new_secret() -> str:

@@ -8,9 +8,7 @@ import json
 import shutil
 import subprocess
 
-from conftest import RUN_DIR, chown_postgres, connect, free_port, s3_spec, sql_error, unique
-
-PGBIN = "/usr/lib/postgresql/15/bin"
+from conftest import PGBIN, RUN_DIR, chown_postgres, connect, free_port, s3_spec, sql_error, unique
 
 
 def test_altered_store_is_picked_up_by_other_backends_after_commit(db, tmp_path_factory):

@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from conftest import ROOT, RUN_DIR, chown_postgres, connect
+from conftest import PG_CONFIG, ROOT, RUN_DIR, chown_postgres, connect
 
 HISTORY = ROOT / "sql" / "history"
 OLD_VERSIONS = sorted(p.name.removeprefix("pg_oas--").removesuffix(".sql") for p in HISTORY.glob("pg_oas--*.sql"))
@@ -30,7 +30,7 @@ def current_version() -> str:
 
 
 def extension_dir() -> pathlib.Path:
-    share = subprocess.run(["/usr/lib/postgresql/15/bin/pg_config", "--sharedir"], check=True,
+    share = subprocess.run([PG_CONFIG, "--sharedir"], check=True,
                            capture_output=True, text=True).stdout.strip()
     return pathlib.Path(share) / "extension"
 
