@@ -434,3 +434,8 @@ GRANT EXECUTE ON FUNCTION oas.oas_presign_url(jsonb, interval) TO oas_admin;
 CREATE FUNCTION oas.oas_npy_slice_array(reference jsonb, slice text DEFAULT '') RETURNS double precision[]
 LANGUAGE sql VOLATILE PARALLEL UNSAFE
 AS $$ SELECT oas._npy_slice_array_text(reference, slice)::double precision[] $$;
+
+-- Every function made from Rust gets its doc comment as COMMENT ON FUNCTION (src/comments.rs).
+-- This stays last: it comments the functions that exist by now. Upgrade scripts end with it too.
+REVOKE ALL ON FUNCTION oas._comment_functions() FROM PUBLIC;
+SELECT oas._comment_functions();

@@ -12,6 +12,7 @@
 //! | [`catalog`] | reading stores from `oas.store`, the client cache |
 //! | [`capability`] | a reference is not a capability: may the caller read this object |
 //! | [`privilege`] | who may do what; running as the extension owner with a pinned `search_path` |
+//! | [`comments`] | `COMMENT ON FUNCTION` from the doc comments (collected by `build.rs`) |
 //! | [`api`] | the SQL functions, one file per topic |
 
 use pgrx::prelude::*;
@@ -19,6 +20,7 @@ use pgrx::prelude::*;
 pub mod api;
 pub mod capability;
 pub mod catalog;
+pub mod comments;
 pub mod error;
 pub mod guc;
 pub mod privilege;

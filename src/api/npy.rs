@@ -69,6 +69,7 @@ fn oas_npy_dtype(reference: JsonB) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The number of dimensions of an `<npy@>` array, from the reference (no store access).
 #[pg_extern(immutable, strict, parallel_safe)]
 fn oas_npy_ndim(reference: JsonB) -> Option<i32> {
     shape_of(&reference.0).map(|s| s.len() as i32)
