@@ -75,6 +75,16 @@ CATALOG_QUERIES = {
         SELECT pg_catalog.pg_get_indexdef(i.indexrelid) FROM pg_catalog.pg_index i
         JOIN pg_catalog.pg_class c ON c.oid = i.indrelid WHERE c.relnamespace = 'oas'::regnamespace ORDER BY 1""",
     "event_triggers": "SELECT evtname, evtevent, evttags::text, evtfoid::regproc::text FROM pg_catalog.pg_event_trigger ORDER BY 1",
+    # COMMENT ON: `\df+` and `\d+` show the same help after an update as after a fresh install.
+    "comments": """
+        SELECT p.oid::regprocedure::text, d.description FROM pg_catalog.pg_description d
+        JOIN pg_catalog.pg_proc p ON d.classoid = 'pg_catalog.pg_proc'::regclass AND d.objoid = p.oid
+        WHERE p.pronamespace = 'oas'::regnamespace
+        UNION ALL
+        SELECT c.oid::regclass::text || coalesce('.' || a.attname, ''), d.description FROM pg_catalog.pg_description d
+        JOIN pg_catalog.pg_class c ON d.classoid = 'pg_catalog.pg_class'::regclass AND d.objoid = c.oid
+        LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid AND d.objsubid > 0
+        WHERE c.relnamespace = 'oas'::regnamespace ORDER BY 1""",
     "config_dump": """
         SELECT c::regclass::text FROM pg_catalog.pg_extension e, unnest(e.extconfig) c
         WHERE e.extname = 'pg_oas' ORDER BY 1""",
