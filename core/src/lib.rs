@@ -32,5 +32,7 @@ pub mod presign;
 pub mod reference;
 pub mod spec;
 pub mod stage;
+#[cfg(test)]
+mod test_support;
 
 pub use error::OasError;
