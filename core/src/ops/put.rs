@@ -121,17 +121,10 @@ async fn put_owned(
     {
         Ok(_) => Ok(PutOutcome::Uploaded),
         // Already there (stored earlier, or by a concurrent writer): keep it if it is intact.
-        Err(object_store::Error::AlreadyExists { .. })
-        | Err(object_store::Error::Precondition { .. }) => {
-            match existing_size(store, key, path).await? {
-                Some(existing) => keep_or_replace(store, key, path, size, existing, payload).await,
-                None => plain_put(store, key, path, payload)
-                    .await
-                    .map(|()| PutOutcome::Uploaded),
-            }
-        }
         // Backends without conditional create: look, then write.
-        Err(object_store::Error::NotImplemented { .. }) => {
+        Err(object_store::Error::AlreadyExists { .. })
+        | Err(object_store::Error::Precondition { .. })
+        | Err(object_store::Error::NotImplemented { .. }) => {
             match existing_size(store, key, path).await? {
                 Some(existing) => keep_or_replace(store, key, path, size, existing, payload).await,
                 None => plain_put(store, key, path, payload)
