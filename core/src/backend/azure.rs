@@ -147,6 +147,21 @@ mod tests {
             .is_err());
     }
 
+    /// A pair without '=' was dropped before; now the store is refused with the reason.
+    #[test]
+    fn a_malformed_sas_is_an_invalid_spec() {
+        let spec = crate::spec::StoreSpec::from_json(&serde_json::json!({
+            "protocol": "azure", "container": "c", "location": "",
+            "connection_string": "AccountName=dev;BlobEndpoint=http://127.0.0.1:9/dev;SharedAccessSignature=sv=1&sig"
+        }))
+        .unwrap();
+        let e = crate::backend::Store::build("az", spec, &ClientSettings::default()).unwrap_err();
+        assert!(
+            matches!(&e, crate::OasError::InvalidSpec { reason, .. } if reason.contains("SAS")),
+            "{e}"
+        );
+    }
+
     #[test]
     fn development_storage_shortcut() {
         assert!(ConnectionString::parse("UseDevelopmentStorage=true").development_storage);
