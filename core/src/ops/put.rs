@@ -207,7 +207,7 @@ async fn publish_staged(
 /// cancel watch in the extension) gets to run while a large payload is hashed.
 const HASH_SLICE: usize = 4 << 20;
 
-/// [`crate::hash::content_hash`], yielding to the runtime every [`HASH_SLICE`] bytes.
+/// [`crate::hash::content_hash`], yielding to the runtime every `HASH_SLICE` (4 MiB) bytes.
 pub async fn content_hash_yielding(data: &[u8]) -> String {
     let mut hasher = ContentHasher::new();
     for chunk in data.chunks(HASH_SLICE) {
