@@ -7,7 +7,7 @@
 //! | [`hash`] | the content hash (MD5 → base32, 26 chars) |
 //! | [`npy`] | `.npy` headers, NumPy slice syntax, the byte ranges a slice needs |
 //! | [`path`] | object paths inside a store |
-//! | [`reference`] | the JSON a row keeps for an object |
+//! | [`reference`](mod@reference) | the JSON a row keeps for an object |
 //! | [`manifest`] | DataJoint's folder manifest (`.manifest.json`) |
 //! | [`objpath`] | schema-addressed paths and primary-key rendering, as DataJoint builds them |
 //! | [`codec`] | DataJoint codec markers in column comments; reference shapes of every codec |
@@ -32,5 +32,7 @@ pub mod presign;
 pub mod reference;
 pub mod spec;
 pub mod stage;
+#[cfg(test)]
+mod test_support;
 
 pub use error::OasError;

@@ -4,7 +4,7 @@
 //! the same required/allowed sets per protocol, the same defaults. Validation is stricter where
 //! DataJoint fails late or silently (relative local paths, half-given key pairs, nested prefixes).
 //!
-//! Secrets (keys listed in [`SECRET_KEYS`]) are split off by [`StoreSpec::split_secrets`] so the
+//! Secrets (keys listed in [`SECRET_KEYS`]) are split off by [`split_secrets`] so the
 //! catalog can keep them in a table only administrators may read.
 
 use serde_json::{Map, Value};

@@ -272,3 +272,54 @@ impl Store {
         (self.spec.protocol == crate::spec::Protocol::File).then(|| Path::new(&self.spec.location))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::ClientSettings;
+    use crate::spec::StoreSpec;
+    use crate::test_support::{local_store, staging_left};
+    use serde_json::json;
+
+    #[test]
+    fn cancelled_preparation_leaves_no_staging_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local_store(dir.path(), json!({}));
+        let data = vec![1u8; 64 << 20];
+        let e = crate::stage::prepare(&store, &data, true, &|| true).unwrap_err();
+        assert!(matches!(e, OasError::Cancelled), "{e}");
+        assert_eq!(staging_left(dir.path()), 0);
+    }
+
+    #[test]
+    fn cloud_stores_get_an_owned_copy() {
+        let spec = StoreSpec::from_json(
+            &json!({"protocol": "s3", "endpoint": "127.0.0.1:1", "bucket": "b",
+            "location": "l", "secure": false, "access_key": "k", "secret_key": "s"}),
+        )
+        .unwrap();
+        let store = Store::build("s3", spec, &ClientSettings::default()).unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| i as u8).collect();
+        let p = crate::stage::prepare(&store, &data, true, &|| false).unwrap();
+        assert_eq!(p.hash, crate::hash::content_hash(&data));
+        match p.body {
+            crate::stage::Body::Owned(b) => assert_eq!(b, data),
+            other => panic!("expected an owned copy, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failed_staging_write_is_a_store_error_naming_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local_store(dir.path(), json!({}));
+        // A file where the staging directory should be: the write fails at once.
+        std::fs::write(dir.path().join("_oas"), b"not a directory").unwrap();
+        let e = crate::stage::prepare(&store, &vec![3u8; 16 << 20], true, &|| false).unwrap_err();
+        match e {
+            OasError::Store { store, op, .. } => {
+                assert_eq!((store.as_str(), op), ("main", "create staging directory"))
+            }
+            other => panic!("expected a store error, got {other}"),
+        }
+    }
+}

@@ -9,12 +9,14 @@
 //! Without `OAS_S3_ENDPOINT` / `OAS_AZURE_CONNECTION_STRING` each test says why it is skipped and
 //! passes. Objects are written under a fresh location per run and deleted at the end.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod common;
+
+use std::time::Duration;
 
 use bytes::Bytes;
-use oas_core::backend::{ClientSettings, Store};
+use common::{build, env, fresh_location, skipped};
+use oas_core::backend::Store;
 use oas_core::presign::presign_get;
-use oas_core::spec::StoreSpec;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde_json::json;
 
@@ -23,28 +25,16 @@ const ODD: &str = "_hash/lab/odd name+plus=\u{fc}.bin";
 /// A name with no character a URL must encode (Azure presigns only those, see below).
 const PLAIN: &str = "_schema/lab/t/id=1+x/plain-name_1.bin";
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-fn fresh_location() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("presign-test/{}-{nanos}", std::process::id())
-}
-
 fn s3_store() -> Option<Store> {
     let Some(endpoint) = env("OAS_S3_ENDPOINT") else {
-        eprintln!("skipped: OAS_S3_ENDPOINT is not set (scripts/servers.sh start; eval \"$(scripts/servers.sh env)\")");
+        skipped("OAS_S3_ENDPOINT");
         return None;
     };
     let spec = json!({
         "protocol": "s3",
         "endpoint": endpoint,
         "bucket": env("OAS_S3_BUCKET").unwrap_or_else(|| "oas-test".into()),
-        "location": fresh_location(),
+        "location": fresh_location("presign-test"),
         "secure": env("OAS_S3_SECURE").is_some_and(|s| s == "true"),
         "access_key": env("OAS_S3_ACCESS_KEY").expect("OAS_S3_ACCESS_KEY"),
         "secret_key": env("OAS_S3_SECRET_KEY").expect("OAS_S3_SECRET_KEY"),
@@ -54,25 +44,16 @@ fn s3_store() -> Option<Store> {
 
 fn azure_store() -> Option<Store> {
     let Some(cs) = env("OAS_AZURE_CONNECTION_STRING") else {
-        eprintln!("skipped: OAS_AZURE_CONNECTION_STRING is not set (scripts/servers.sh start; eval \"$(scripts/servers.sh env)\")");
+        skipped("OAS_AZURE_CONNECTION_STRING");
         return None;
     };
     let spec = json!({
         "protocol": "azure",
         "container": env("OAS_AZURE_CONTAINER").unwrap_or_else(|| "oas-test".into()),
-        "location": fresh_location(),
+        "location": fresh_location("presign-test"),
         "connection_string": cs,
     });
     Some(build("az", spec))
-}
-
-fn build(name: &str, spec: serde_json::Value) -> Store {
-    Store::build(
-        name,
-        StoreSpec::from_json(&spec).unwrap(),
-        &ClientSettings::default(),
-    )
-    .unwrap()
 }
 
 async fn http_get(url: &str) -> (u16, Bytes) {

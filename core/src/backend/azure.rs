@@ -1,7 +1,7 @@
 //! `azure` stores: Azure Blob Storage (and Azurite). Credentials come from `connection_string`,
 //! from `account_name` + `account_key`, or from the ambient chain (`AZURE_*` environment).
 
-use object_store::azure::MicrosoftAzureBuilder;
+use object_store::azure::{split_sas, MicrosoftAzureBuilder};
 
 use super::{signing_client, ClientSettings, RawClient};
 use crate::spec::StoreSpec;
@@ -38,6 +38,13 @@ impl ConnectionString {
         }
         cs
     }
+
+    /// The SAS token's query pairs, percent-decoded (object_store encodes them again when it
+    /// sends them): a token works as the portal shows it (`?sv=...&sig=...%2B...%3D`) and as the
+    /// SDKs print it (`sig=...+...=`).
+    pub fn sas_pairs(&self) -> object_store::Result<Option<Vec<(String, String)>>> {
+        self.sas.as_deref().map(split_sas).transpose()
+    }
 }
 
 pub(super) fn build(
@@ -53,6 +60,7 @@ pub(super) fn build(
         .as_deref()
         .map(ConnectionString::parse)
     {
+        let sas = cs.sas_pairs()?;
         if cs.development_storage {
             b = b.with_use_emulator(true);
         }
@@ -62,13 +70,7 @@ pub(super) fn build(
         if let Some(k) = cs.account_key {
             b = b.with_access_key(k);
         }
-        if let Some(sas) = cs.sas {
-            let pairs = sas
-                .trim_start_matches('?')
-                .split('&')
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<Vec<_>>();
+        if let Some(pairs) = sas {
             b = b.with_sas_authorization(pairs);
         }
         if let Some(ep) = cs.blob_endpoint {
@@ -104,6 +106,60 @@ mod tests {
             Some("http://127.0.0.1:10000/devstoreaccount1")
         );
         assert_eq!(cs.protocol.as_deref(), Some("http"));
+    }
+
+    #[test]
+    fn a_sas_is_the_same_percent_encoded_or_not() {
+        let sas = |token: &str| {
+            ConnectionString::parse(&format!(
+                "AccountName=dev;BlobEndpoint=http://127.0.0.1:10000/dev;SharedAccessSignature={token}"
+            ))
+            .sas_pairs()
+            .unwrap()
+            .unwrap()
+        };
+        let expected: Vec<(String, String)> = [
+            ("sv", "2018-11-09"),
+            ("se", "2030-01-01T00:00:00Z"),
+            ("spr", "https,http"),
+            ("sig", "a+b/c=="),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        // As the portal shows it (encoded, with '?'), and as the SDKs print it.
+        assert_eq!(
+            sas("?sv=2018-11-09&se=2030-01-01T00%3A00%3A00Z&spr=https%2Chttp&sig=a%2Bb%2Fc%3D%3D"),
+            expected
+        );
+        assert_eq!(
+            sas("sv=2018-11-09&se=2030-01-01T00:00:00Z&spr=https,http&sig=a+b/c=="),
+            expected
+        );
+        assert_eq!(
+            ConnectionString::parse("AccountName=dev")
+                .sas_pairs()
+                .unwrap(),
+            None
+        );
+        assert!(ConnectionString::parse("SharedAccessSignature=sv=1&sig")
+            .sas_pairs()
+            .is_err());
+    }
+
+    /// A pair without '=' was dropped before; now the store is refused with the reason.
+    #[test]
+    fn a_malformed_sas_is_an_invalid_spec() {
+        let spec = crate::spec::StoreSpec::from_json(&serde_json::json!({
+            "protocol": "azure", "container": "c", "location": "",
+            "connection_string": "AccountName=dev;BlobEndpoint=http://127.0.0.1:9/dev;SharedAccessSignature=sv=1&sig"
+        }))
+        .unwrap();
+        let e = crate::backend::Store::build("az", spec, &ClientSettings::default()).unwrap_err();
+        assert!(
+            matches!(&e, crate::OasError::InvalidSpec { reason, .. } if reason.contains("SAS")),
+            "{e}"
+        );
     }
 
     #[test]

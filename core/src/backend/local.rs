@@ -49,3 +49,22 @@ pub(super) fn build(
         masker,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::backend::{ClientSettings, Store};
+    use crate::spec::StoreSpec;
+    use serde_json::json;
+
+    #[test]
+    fn missing_local_directory_is_a_spec_error() {
+        let spec =
+            StoreSpec::from_json(&json!({"protocol": "file", "location": "/nonexistent/oas"}))
+                .unwrap();
+        let e = Store::build("x", spec, &ClientSettings::default()).unwrap_err();
+        assert!(
+            e.to_string().contains("inaccessible local directory"),
+            "{e}"
+        );
+    }
+}

@@ -181,14 +181,17 @@ impl Store {
         let path = rel.to_string();
         let detail =
             |source: &dyn std::error::Error| compact_detail(&self.masker.mask(error_chain(source)));
-        match e {
-            object_store::Error::NotFound { .. } => OasError::ObjectMissing { store, path },
-            object_store::Error::Unauthenticated { source, .. } => OasError::Unauthenticated {
-                store,
-                op,
-                path,
-                detail: detail(source.as_ref()),
-            },
+        // A refusal or a failure, unless the reply says the credentials are bad.
+        let (refused, detail) = match e {
+            object_store::Error::NotFound { .. } => return OasError::ObjectMissing { store, path },
+            object_store::Error::Unauthenticated { source, .. } => {
+                return OasError::Unauthenticated {
+                    store,
+                    op,
+                    path,
+                    detail: detail(source.as_ref()),
+                }
+            }
             object_store::Error::PermissionDenied { source, .. } => {
                 if let Some(link) = source.downcast_ref::<SymlinkRefused>() {
                     return OasError::StoreForbidden {
@@ -199,44 +202,36 @@ impl Store {
                         hint: Some(SYMLINK_HINT.into()),
                     };
                 }
-                let detail = detail(source.as_ref());
-                if is_bad_credentials(&detail) {
-                    OasError::Unauthenticated {
-                        store,
-                        op,
-                        path,
-                        detail,
-                    }
-                } else {
-                    OasError::StoreForbidden {
-                        store,
-                        op,
-                        path,
-                        detail,
-                        hint: None,
-                    }
-                }
+                (true, detail(source.as_ref()))
             }
             other => {
-                let timed_out = http_error_kind(&other) == Some(HttpErrorKind::Timeout);
-                let detail = detail(&other);
-                if timed_out {
-                    OasError::Timeout { store, op, path }
-                } else if is_bad_credentials(&detail) {
-                    OasError::Unauthenticated {
-                        store,
-                        op,
-                        path,
-                        detail,
-                    }
-                } else {
-                    OasError::Store {
-                        store,
-                        op,
-                        path,
-                        detail,
-                    }
+                if http_error_kind(&other) == Some(HttpErrorKind::Timeout) {
+                    return OasError::Timeout { store, op, path };
                 }
+                (false, detail(&other))
+            }
+        };
+        if is_bad_credentials(&detail) {
+            OasError::Unauthenticated {
+                store,
+                op,
+                path,
+                detail,
+            }
+        } else if refused {
+            OasError::StoreForbidden {
+                store,
+                op,
+                path,
+                detail,
+                hint: None,
+            }
+        } else {
+            OasError::Store {
+                store,
+                op,
+                path,
+                detail,
             }
         }
     }

@@ -1,0 +1,35 @@
+//! Object operations, written once for every backend. Async, no PostgreSQL: the extension drives
+//! them through its cancellable `block_on`, and the unit tests drive them on a local store.
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `put.rs` | hash-addressed puts (dedup, repair, staged publish) and new schema-addressed objects |
+//! | `read.rs` | verified reads of hash-addressed objects, sizes, ranged reads, `.npy` headers |
+//! | `verify.rs` | checking a reference's object, and the store probe of `oas_verify_store` |
+
+mod put;
+mod read;
+mod verify;
+
+pub use put::{content_hash_yielding, put_hash, put_new, put_prepared, PutOutcome};
+pub use read::{get_hash, object_size, read_npy_header, read_range, read_ranges, RANGE_PART};
+pub use verify::{check_reference, verify_store, ProbeStep};
+
+use object_store::path::Path as ObjectPath;
+use object_store::ObjectStoreExt;
+
+use crate::backend::Store;
+use crate::error::OasError;
+
+/// The size of the object at `key`, or `None` when there is none.
+async fn existing_size(
+    store: &Store,
+    key: &ObjectPath,
+    path: &str,
+) -> Result<Option<u64>, OasError> {
+    match store.client().head(key).await {
+        Ok(meta) => Ok(Some(meta.size)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(store.diagnose_forbidden(store.error(e, "head", path)).await),
+    }
+}
