@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use oas_core::codec::ObjectRef;
 use oas_core::npy::{dtype_itemsize, parse_selection, plan, Header, Plan};
 use oas_core::ops::{object_size, read_npy_header, read_range, read_ranges, RANGE_PART};
+use oas_core::reference::NpyRef;
 use oas_core::OasError;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -31,18 +32,7 @@ thread_local! {
 }
 
 fn shape_of(reference: &Value) -> Option<Vec<i64>> {
-    let shape = reference.get("shape")?;
-    let dims = shape.as_array().and_then(|a| {
-        a.iter()
-            .map(|d| d.as_i64().filter(|&d| d >= 0))
-            .collect::<Option<Vec<_>>>()
-    });
-    match dims {
-        Some(d) => Some(d),
-        None => raise(OasError::invalid_argument(format!(
-            "invalid npy reference: \"shape\" is {shape}"
-        ))),
-    }
+    NpyRef::shape_of(reference).or_raise()
 }
 
 /// Number of elements of a shape (saturating: it only feeds BI-style metadata).
@@ -62,11 +52,7 @@ fn oas_npy_shape(reference: JsonB) -> Option<Vec<i64>> {
 /// The dtype as DataJoint records it (`str(arr.dtype)`, e.g. `float32`, `>i8`).
 #[pg_extern(immutable, strict, parallel_safe)]
 fn oas_npy_dtype(reference: JsonB) -> Option<String> {
-    reference
-        .0
-        .get("dtype")
-        .and_then(Value::as_str)
-        .map(str::to_string)
+    NpyRef::dtype_of(&reference.0).map(str::to_string)
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
@@ -84,7 +70,7 @@ fn oas_npy_size(reference: JsonB) -> Option<i64> {
 #[pg_extern(immutable, strict, parallel_safe)]
 fn oas_npy_nbytes(reference: JsonB) -> Option<i64> {
     let size = element_count(&shape_of(&reference.0)?);
-    let item = dtype_itemsize(reference.0.get("dtype")?.as_str()?)? as i64;
+    let item = dtype_itemsize(NpyRef::dtype_of(&reference.0)?)? as i64;
     Some(size.saturating_mul(item))
 }
 
@@ -395,12 +381,7 @@ fn oas_npy_put(table: &str, field: &str, key: JsonB, npy: &[u8]) -> JsonB {
         super::write::schema_object_path(&store, &schema, &relname, field, Some(".npy"), &rendered);
     let payload = bytes::Bytes::copy_from_slice(npy);
     block_on(oas_core::ops::put_new(&store, &path, payload)).or_raise();
-    JsonB(serde_json::json!({
-        "path": path,
-        "store": store.name,
-        "dtype": oas_core::npy::numpy_dtype_name(&header.dtype),
-        "shape": header.shape,
-    }))
+    JsonB(NpyRef::new(path, &store.name, &header).to_json())
 }
 
 /// The table's schema and name, and its primary-key values from `key` rendered as DataJoint
