@@ -376,61 +376,10 @@ fn oas_npy_put(table: &str, field: &str, key: JsonB, npy: &[u8]) -> JsonB {
     .unwrap_or(pg_sys::InvalidOid);
     crate::privilege::require_table_write(rel, table).or_raise();
     let store = catalog::store_to_write(store_name.as_deref()).or_raise();
-    let (schema, relname, rendered) = render_key(table, &key.0);
+    let (schema, relname, rendered) = super::paths::render_key(rel, &key.0).or_raise();
     let path =
         super::write::schema_object_path(&store, &schema, &relname, field, Some(".npy"), &rendered);
     let payload = bytes::Bytes::copy_from_slice(npy);
     block_on(oas_core::ops::put_new(&store, &path, payload)).or_raise();
     JsonB(NpyRef::new(path, &store.name, &header).to_json())
-}
-
-/// The table's schema and name, and its primary-key values from `key` rendered as DataJoint
-/// renders them (each cast to its column's type first), in key order.
-pub(crate) fn render_key(table: &str, key: &Value) -> (String, String, Vec<(String, String)>) {
-    let (schema, relname, columns) = Spi::get_three_with_args::<String, String, JsonB>(
-        "SELECT n.nspname::text, c.relname::text,
-                (SELECT jsonb_agg(jsonb_build_array(a.attname, format_type(a.atttypid, a.atttypmod))
-                                  ORDER BY array_position(i.indkey::int2[], a.attnum))
-                 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-                 WHERE i.indrelid = c.oid AND i.indisprimary)
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::regclass",
-        &[table.into()],
-    )
-    .or_raise();
-    let columns = columns.map(|c| c.0).unwrap_or(Value::Null);
-    let Some(columns) = columns.as_array().filter(|c| !c.is_empty()) else {
-        raise(OasError::invalid_argument(format!(
-            "table \"{table}\" has no primary key"
-        )));
-    };
-    let mut rendered = Vec::with_capacity(columns.len());
-    for col in columns {
-        let (name, ty) = (
-            col[0].as_str().unwrap_or_default(),
-            col[1].as_str().unwrap_or_default(),
-        );
-        let value = match key.get(name) {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Null) | None => {
-                raise(OasError::invalid_argument_hint(
-                    format!("the key has no value for primary-key column \"{name}\""),
-                    "give every primary-key column of the row, e.g. '{\"subject\": 1, \"session\": \"a\"}'",
-                ));
-            }
-            Some(v) => v.to_string(),
-        };
-        // The type name comes from the catalog (format_type), not from the caller.
-        let text = Spi::get_one_with_args::<String>(
-            &format!("SELECT oas.oas_encode_pk_value($1::{ty})"),
-            &[value.into()],
-        )
-        .or_raise()
-        .unwrap_or_default();
-        rendered.push((name.to_string(), text));
-    }
-    (
-        schema.unwrap_or_default(),
-        relname.unwrap_or_default(),
-        rendered,
-    )
 }

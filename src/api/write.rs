@@ -192,8 +192,8 @@ fn new_object_path(
     row: &Value,
     ext: Option<&str>,
 ) -> (Arc<Store>, String, String) {
-    let (store_name, codec, table_text) = Spi::get_three_with_args::<String, String, String>(
-        "SELECT resolved_store, codec, table_oid::text FROM oas.tracked_columns
+    let (store_name, codec, root) = Spi::get_three_with_args::<String, String, pg_sys::Oid>(
+        "SELECT resolved_store, codec, table_oid FROM oas.tracked_columns
          WHERE table_oid = coalesce(pg_catalog.pg_partition_root($1), $1) AND column_name = $2",
         &[table.into(), field.into()],
     )
@@ -209,8 +209,8 @@ fn new_object_path(
         ));
     };
     let store = catalog::store_to_write(store_name.as_deref()).or_raise();
-    let table_text = table_text.unwrap_or_default();
-    let (schema, relname, rendered) = super::npy::render_key(&table_text, row);
+    let root = root.unwrap_or(table);
+    let (schema, relname, rendered) = super::paths::render_key(root, row).or_raise();
     let path = schema_object_path(&store, &schema, &relname, field, ext, &rendered);
     (store, path, codec)
 }
