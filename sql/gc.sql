@@ -428,9 +428,3 @@ GRANT EXECUTE ON FUNCTION oas.oas_object_list(jsonb) TO oas_admin;
 -- store's access key id): only oas_admin may make them unless granted deliberately.
 REVOKE ALL ON FUNCTION oas.oas_presign_url(jsonb, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION oas.oas_presign_url(jsonb, interval) TO oas_admin;
-
--- A slice of an <npy@> array as a PostgreSQL array with the slice's dimensions (numeric and bool
--- dtypes; integers beyond 2^53 are refused rather than rounded).
-CREATE FUNCTION oas.oas_npy_slice_array(reference jsonb, slice text DEFAULT '') RETURNS double precision[]
-LANGUAGE sql VOLATILE PARALLEL UNSAFE
-AS $$ SELECT oas._npy_slice_array_text(reference, slice)::double precision[] $$;

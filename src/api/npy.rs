@@ -149,16 +149,93 @@ fn oas_npy_slice(reference: JsonB, slice: default!(&str, "''")) -> Vec<u8> {
     p.to_npy(&data)
 }
 
-/// The slice as the text of a PostgreSQL `double precision[]` with the slice's dimensions
-/// (`oas_npy_slice_array`, in sql/gc.sql, casts it). A 0-d result is a one-element array.
-#[pg_extern(volatile, parallel_unsafe, name = "_npy_slice_array_text")]
-fn npy_slice_array_text(reference: JsonB, slice: &str) -> String {
-    // A double is 8 bytes and its text up to 25: stay well inside a 1 GB value.
+/// A slice of an `<npy@>` array as a PostgreSQL `double precision[]` with the slice's dimensions
+/// (numeric and bool dtypes; integers beyond 2^53 are refused rather than rounded). A 0-d result
+/// is a one-element array, an empty slice the empty array.
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_npy_slice_array(reference: JsonB, slice: default!(&str, "''")) -> Float8Array {
+    // The limit of the text form this array once went through; kept, so the same slices pass.
     let (p, data) = read_slice(&reference, slice, Some(30_000_000));
     let values =
         oas_core::npy::to_f64_c_order(&p.dtype, p.fortran_order, &p.shape, &data).or_raise();
-    oas_core::npy::pg_array_literal(&values, &p.shape)
+    Float8Array::new(values, &p.shape)
 }
+
+/// A `double precision[]` of any dimensions (lower bounds 1), built from values in C order with
+/// PostgreSQL's `construct_md_array`.
+pub(crate) struct Float8Array {
+    values: Vec<f64>,
+    /// Empty for the empty array.
+    dims: Vec<i32>,
+}
+
+impl Float8Array {
+    /// `values` in C order for `shape`: a 0-d shape is one element, a shape with a 0 the empty
+    /// array. More than 6 dimensions are refused by PostgreSQL when the array is made.
+    fn new(values: Vec<f64>, shape: &[u64]) -> Self {
+        let dims = if shape.is_empty() {
+            vec![1]
+        } else if shape.contains(&0) {
+            Vec::new()
+        } else {
+            // The element count is bounded far below i32::MAX, and so is every dimension.
+            shape.iter().map(|&d| d as i32).collect()
+        };
+        Float8Array { values, dims }
+    }
+}
+
+impl IntoDatum for Float8Array {
+    fn into_datum(mut self) -> Option<pg_sys::Datum> {
+        // SAFETY: float8 is passed by value (8 bytes, 'd' alignment); the element datums, the
+        // dimensions and lower bounds live until construct_md_array has copied them into a new
+        // array in the current memory context. It raises its own error for too many dimensions.
+        let array = unsafe {
+            if self.dims.is_empty() || self.values.is_empty() {
+                pg_sys::construct_empty_array(pg_sys::FLOAT8OID)
+            } else {
+                let mut elems: Vec<pg_sys::Datum> = self
+                    .values
+                    .iter()
+                    .map(|v| pg_sys::Datum::from(v.to_bits()))
+                    .collect();
+                let mut lbs = vec![1i32; self.dims.len()];
+                pg_sys::construct_md_array(
+                    elems.as_mut_ptr(),
+                    std::ptr::null_mut(),
+                    self.dims.len() as i32,
+                    self.dims.as_mut_ptr(),
+                    lbs.as_mut_ptr(),
+                    pg_sys::FLOAT8OID,
+                    8,
+                    true,
+                    b'd' as std::ffi::c_char,
+                )
+            }
+        };
+        Some(pg_sys::Datum::from(array))
+    }
+
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::FLOAT8ARRAYOID
+    }
+}
+
+// SAFETY: returns the datum made above, as pgrx returns a Vec<f64>.
+unsafe impl pgrx::callconv::BoxRet for Float8Array {
+    unsafe fn box_into<'fcx>(
+        self,
+        fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
+    ) -> pgrx::datum::Datum<'fcx> {
+        match self.into_datum() {
+            // SAFETY: a datum of the function's declared return type.
+            Some(datum) => unsafe { fcinfo.return_raw_datum(datum) },
+            None => fcinfo.return_null(),
+        }
+    }
+}
+
+impl_sql_translatable!(Float8Array, "double precision[]");
 
 /// What reading a slice costs, without reading it: bytes of data it needs, bytes it would fetch,
 /// how many ranges, the header's size, and the result's shape.
