@@ -453,9 +453,15 @@ fn oas_npy_put(table: &str, field: &str, key: JsonB, npy: &[u8]) -> JsonB {
     .unwrap_or(pg_sys::InvalidOid);
     crate::privilege::require_table_write(rel, table).or_raise();
     let store = catalog::store_to_write(store_name.as_deref()).or_raise();
-    let (schema, relname, rendered) = super::paths::render_key(rel, &key.0).or_raise();
-    let path =
-        super::write::schema_object_path(&store, &schema, &relname, field, Some(".npy"), &rendered);
+    let key = super::paths::render_key(rel, &key.0).or_raise();
+    let path = super::write::schema_object_path(
+        &store,
+        &key.schema,
+        &key.table,
+        field,
+        Some(".npy"),
+        &key.values,
+    );
     let payload = bytes::Bytes::copy_from_slice(npy);
     block_on(oas_core::ops::put_new(&store, &path, payload)).or_raise();
     JsonB(NpyRef::new(path, &store.name, &header).to_json())

@@ -156,12 +156,17 @@ fn canonical_text(ty: Oid, typmod: i32, text: &str) -> Result<String, OasError> 
     }
 }
 
+/// A row's key as its object paths show it.
+pub(crate) struct RenderedKey {
+    pub schema: String,
+    pub table: String,
+    /// (column, rendered value), in key order.
+    pub values: Vec<(String, String)>,
+}
+
 /// The table's schema and name, and its primary-key values from `key` (a JSON object: the row's
 /// `to_jsonb`, or the caller's key) rendered as DataJoint renders them, in key order.
-pub(crate) fn render_key(
-    table: Oid,
-    key: &Value,
-) -> Result<(String, String, Vec<(String, String)>), OasError> {
+pub(crate) fn render_key(table: Oid, key: &Value) -> Result<RenderedKey, OasError> {
     let t = keyed_table(table)?;
     // The settings of oas_encode_pk_value, for every column at once.
     let rendered = crate::guc::scoped(
@@ -187,5 +192,9 @@ pub(crate) fn render_key(
                 .collect::<Result<Vec<_>, OasError>>()
         },
     )?;
-    Ok((t.schema, t.name, rendered))
+    Ok(RenderedKey {
+        schema: t.schema,
+        table: t.name,
+        values: rendered,
+    })
 }

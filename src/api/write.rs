@@ -210,8 +210,8 @@ fn new_object_path(
     };
     let store = catalog::store_to_write(store_name.as_deref()).or_raise();
     let root = root.unwrap_or(table);
-    let (schema, relname, rendered) = super::paths::render_key(root, row).or_raise();
-    let path = schema_object_path(&store, &schema, &relname, field, ext, &rendered);
+    let key = super::paths::render_key(root, row).or_raise();
+    let path = schema_object_path(&store, &key.schema, &key.table, field, ext, &key.values);
     (store, path, codec)
 }
 
