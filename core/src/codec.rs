@@ -251,7 +251,7 @@ mod tests {
     #[test]
     fn written_shapes_read_back() {
         use crate::npy::{parse_header, write_header};
-        use crate::reference::{NpyRef, ObjectValueRef};
+        use crate::reference::{NpyRef, ObjectKind, ObjectValueRef};
         let header = parse_header(&write_header("<f4", false, &[3])).unwrap();
         let npy = NpyRef::new("_schema/lab/t/id=1/x_AbCd1234.npy".into(), "main", &header);
         let r = ObjectRef::from_json(&npy.to_json()).unwrap();
@@ -259,20 +259,22 @@ mod tests {
             (r.path, r.store, r.size, r.is_dir),
             (npy.path, Some("main".into()), None, false)
         );
-        let dir = ObjectValueRef::folder(
+        let dir = ObjectValueRef::new(
             "_schema/lab/t/id=1/d_AbCd1234".into(),
             "main",
             7,
-            2,
+            ObjectKind::Folder { item_count: 2 },
             "t".into(),
         );
         let r = ObjectRef::from_json(&dir.to_json()).unwrap();
         assert_eq!((r.size, r.is_dir), (Some(7), true));
-        let file = ObjectValueRef::file(
+        let file = ObjectValueRef::new(
             "f_AbCd1234.tif".into(),
             "main",
             7,
-            Some(".tif".into()),
+            ObjectKind::File {
+                ext: Some(".tif".into()),
+            },
             "t".into(),
         );
         assert!(!ObjectRef::from_json(&file.to_json()).unwrap().is_dir);

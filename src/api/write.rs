@@ -22,7 +22,7 @@ use oas_core::npy::{numpy_dtype_name, parse_header, Header};
 use oas_core::objpath::{build_object_path, random_token, ObjectSite};
 use oas_core::ops::put_new;
 use oas_core::path::validate_relative_path;
-use oas_core::reference::{NpyRef, ObjectValueRef, Pending, PendingValue};
+use oas_core::reference::{NpyRef, ObjectKind, ObjectValueRef, Pending, PendingValue};
 use oas_core::OasError;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use pgrx::prelude::*;
@@ -299,7 +299,14 @@ fn write_pending(table: pg_sys::Oid, field: &str, row: JsonB, pending: JsonB) ->
             require_codec(field, &codec, "object", "file");
             let size = data.len();
             block_on(put_new(&store, &path, data)).or_raise();
-            ObjectValueRef::file(path, &store.name, size as u64, ext, utc_now()).to_json()
+            ObjectValueRef::new(
+                path,
+                &store.name,
+                size as u64,
+                ObjectKind::File { ext },
+                utc_now(),
+            )
+            .to_json()
         }
         Payload::Folder { files } => {
             require_codec(field, &codec, "object", "folder");
@@ -334,7 +341,16 @@ fn write_pending(table: pg_sys::Oid, field: &str, row: JsonB, pending: JsonB) ->
                 put_new(&store2, &format!("{base}.manifest.json"), manifest_bytes).await
             })
             .or_raise();
-            ObjectValueRef::folder(path, &store.name, total, count as u64, utc_now()).to_json()
+            ObjectValueRef::new(
+                path,
+                &store.name,
+                total,
+                ObjectKind::Folder {
+                    item_count: count as u64,
+                },
+                utc_now(),
+            )
+            .to_json()
         }
     })
 }
@@ -515,7 +531,14 @@ fn oas_upload_finish(id: &str) -> JsonB {
     .or_raise();
     JsonB(match header {
         Some(h) => NpyRef::new(up.path, &up.store.name, &h).to_json(),
-        None => ObjectValueRef::file(up.path, &up.store.name, up.size, up.ext, utc_now()).to_json(),
+        None => ObjectValueRef::new(
+            up.path,
+            &up.store.name,
+            up.size,
+            ObjectKind::File { ext: up.ext },
+            utc_now(),
+        )
+        .to_json(),
     })
 }
 

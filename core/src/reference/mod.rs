@@ -22,7 +22,7 @@ mod pending;
 
 pub use hash::HashRef;
 pub use npy::NpyRef;
-pub use object::ObjectValueRef;
+pub use object::{ObjectKind, ObjectValueRef};
 pub use pending::{Pending, PendingValue};
 
 use serde::Serialize;

@@ -19,41 +19,27 @@ pub struct ObjectValueRef {
     pub timestamp: String,
 }
 
+/// What an `<object@>` value is: one file (with its extension, if any) or a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectKind {
+    File { ext: Option<String> },
+    Folder { item_count: u64 },
+}
+
 impl ObjectValueRef {
-    /// One file of `size` bytes.
-    pub fn file(
-        path: String,
-        store: &str,
-        size: u64,
-        ext: Option<String>,
-        timestamp: String,
-    ) -> Self {
+    /// A file of `size` bytes, or a folder of files of `size` bytes in all, at `path` of `store`.
+    pub fn new(path: String, store: &str, size: u64, kind: ObjectKind, timestamp: String) -> Self {
+        let (ext, is_dir, item_count) = match kind {
+            ObjectKind::File { ext } => (ext, false, None),
+            ObjectKind::Folder { item_count } => (None, true, Some(item_count)),
+        };
         ObjectValueRef {
             path,
             store: Some(store.to_string()),
             size,
             ext,
-            is_dir: false,
-            item_count: None,
-            timestamp,
-        }
-    }
-
-    /// A folder of `item_count` files of `size` bytes in all.
-    pub fn folder(
-        path: String,
-        store: &str,
-        size: u64,
-        item_count: u64,
-        timestamp: String,
-    ) -> Self {
-        ObjectValueRef {
-            path,
-            store: Some(store.to_string()),
-            size,
-            ext: None,
-            is_dir: true,
-            item_count: Some(item_count),
+            is_dir,
+            item_count,
             timestamp,
         }
     }
@@ -72,11 +58,14 @@ mod tests {
 
     #[test]
     fn file_text_is_pinned() {
-        let f = ObjectValueRef::file(
+        let txt = ObjectKind::File {
+            ext: Some(".txt".into()),
+        };
+        let f = ObjectValueRef::new(
             "_schema/lab/t/id=1/f_AbCd1234.txt".into(),
             "main",
             5,
-            Some(".txt".into()),
+            txt,
             TS.into(),
         );
         // DataJoint's order (ObjectCodec.encode).
@@ -94,7 +83,13 @@ mod tests {
             f.to_json().to_string(),
             r#"{"ext":".txt","is_dir":false,"item_count":null,"path":"_schema/lab/t/id=1/f_AbCd1234.txt","size":5,"store":"main","timestamp":"2026-11-29T01:02:03.456789+00:00"}"#
         );
-        let no_ext = ObjectValueRef::file("p".into(), "main", 0, None, TS.into());
+        let no_ext = ObjectValueRef::new(
+            "p".into(),
+            "main",
+            0,
+            ObjectKind::File { ext: None },
+            TS.into(),
+        );
         assert_eq!(no_ext.to_json()["ext"], Value::Null);
         let back: ObjectValueRef = serde_json::from_value(f.to_json()).unwrap();
         assert_eq!(back, f);
@@ -102,11 +97,11 @@ mod tests {
 
     #[test]
     fn folder_text_is_pinned() {
-        let d = ObjectValueRef::folder(
+        let d = ObjectValueRef::new(
             "_schema/lab/t/id=1/d_AbCd1234".into(),
             "main",
             3,
-            2,
+            ObjectKind::Folder { item_count: 2 },
             TS.into(),
         );
         assert_eq!(
