@@ -429,12 +429,6 @@ GRANT EXECUTE ON FUNCTION oas.oas_object_list(jsonb) TO oas_admin;
 REVOKE ALL ON FUNCTION oas.oas_presign_url(jsonb, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION oas.oas_presign_url(jsonb, interval) TO oas_admin;
 
--- A slice of an <npy@> array as a PostgreSQL array with the slice's dimensions (numeric and bool
--- dtypes; integers beyond 2^53 are refused rather than rounded).
-CREATE FUNCTION oas.oas_npy_slice_array(reference jsonb, slice text DEFAULT '') RETURNS double precision[]
-LANGUAGE sql VOLATILE PARALLEL UNSAFE
-AS $$ SELECT oas._npy_slice_array_text(reference, slice)::double precision[] $$;
-
 -- Every function made from Rust gets its doc comment as COMMENT ON FUNCTION (src/comments.rs).
 -- This stays last: it comments the functions that exist by now. Upgrade scripts end with it too.
 REVOKE ALL ON FUNCTION oas._comment_functions() FROM PUBLIC;

@@ -33,7 +33,11 @@ fn comment_functions() -> i64 {
             })
             .or_raise();
             for signature in signatures {
-                Spi::run(&format!("COMMENT ON FUNCTION {signature} IS {}", quote_literal(doc))).or_raise();
+                Spi::run(&format!(
+                    "COMMENT ON FUNCTION {signature} IS {}",
+                    quote_literal(doc)
+                ))
+                .or_raise();
                 done += 1;
             }
         }

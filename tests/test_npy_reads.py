@@ -215,3 +215,48 @@ def test_arrays_written_from_sql_are_datajoints_own(conn, dj_connection, store):
     assert sql_error(conn, "SELECT oas.oas_npy_put(%s, 'traces', '{\"subject\": 1, \"session_date\": \"2024-01-01\"}', 'nope'::bytea)",
                      [table]).sqlstate == "22023"
     schema.drop(prompt=False)
+
+
+def test_slice_arrays_keep_dimensions_and_exact_values(conn):
+    """oas_npy_slice_array builds the float8[] directly: dimensions, bounds and every value as
+    the array holds it (NaN, infinities, -0, the smallest subnormal), 0-d and empty results,
+    Fortran order, and PostgreSQL's limit of 6 dimensions."""
+    schema = unique("sla")
+    table = f"{schema}.t"
+    conn.execute(f"CREATE SCHEMA {schema}; CREATE TABLE {table} (id int PRIMARY KEY, a jsonb)")
+    try:
+        conn.execute("SELECT oas.oas_declare_column(%s, 'a', 'npy@file')", [table])
+        arrays = {
+            1: np.array([[0.1, -0.0, np.inf], [-np.inf, np.nan, 5e-324]]),
+            2: np.array(2.5),
+            3: np.zeros((0, 3), dtype=np.float32),
+            4: np.asfortranarray(np.arange(6, dtype=">i4").reshape(2, 3)),
+            5: np.zeros((1,) * 7),
+            6: np.array([2**53, -(2**53)], dtype=np.int64),
+            7: np.array([2**53 + 1], dtype=np.int64),
+        }
+        for i, a in arrays.items():
+            buf = io.BytesIO()
+            np.save(buf, a)
+            conn.execute(f"INSERT INTO {table} VALUES (%s, oas.oas_npy(%s::bytea))", [i, buf.getvalue()])
+
+        def dims_and_text(i, expr=""):
+            return conn.execute(f"SELECT array_dims(s), s::text FROM {table}, oas.oas_npy_slice_array(a, %s) s "
+                                "WHERE id = %s", [expr, i]).fetchone()
+
+        assert dims_and_text(1) == ("[1:2][1:3]", "{{0.1,-0,Infinity},{-Infinity,NaN,5e-324}}")
+        assert dims_and_text(1, "1, ::-1") == ("[1:3]", "{5e-324,NaN,-Infinity}")
+        assert dims_and_text(1, "0, 2") == ("[1:1]", "{Infinity}")  # 0-d: one element
+        assert dims_and_text(1, "0:0") == (None, "{}")
+        assert dims_and_text(2) == ("[1:1]", "{2.5}")
+        assert dims_and_text(3) == (None, "{}")
+        assert dims_and_text(4) == ("[1:2][1:3]", "{{0,1,2},{3,4,5}}")
+        assert dims_and_text(4, ":, 1") == ("[1:2]", "{1,4}")
+        assert dims_and_text(5, "0") == ("[1:1]" * 6, "{{{{{{0}}}}}}")
+        assert sql_error(conn, f"SELECT oas.oas_npy_slice_array(a) FROM {table} WHERE id = 5").sqlstate == "54000"
+        assert dims_and_text(6) == ("[1:2]", "{9.007199254740992e+15,-9.007199254740992e+15}")
+        err = sql_error(conn, f"SELECT oas.oas_npy_slice_array(a) FROM {table} WHERE id = 7")
+        assert err.sqlstate == "22023" and "9007199254740993" in str(err)
+        assert conn.execute("SELECT oas.oas_npy_slice_array(NULL)").fetchone()[0] is None
+    finally:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")

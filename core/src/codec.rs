@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::error::OasError;
 use crate::hash::is_content_hash;
 use crate::path::validate_relative_path;
+use crate::reference::store_name;
 
 /// How objects of a codec are addressed in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +106,9 @@ pub fn parse_codec_spec(spec: &str) -> Result<ColumnCodec, OasError> {
     })
 }
 
-/// What any object reference names, whatever its codec.
+/// What any object reference names, whatever its codec: read leniently, field by field, since a
+/// custom codec's JSON need only have `path` (the shapes pg_oas writes are the types of
+/// [`crate::reference`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectRef {
     pub path: String,
@@ -128,8 +131,7 @@ impl ObjectRef {
         validate_relative_path(path)?;
         let store = match obj.get("store") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.is_empty() => None,
-            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::String(s)) => store_name(Some(s)).map(str::to_string),
             Some(_) => return Err(bad("\"store\" is not a string")),
         };
         let size = match obj.get("size") {
@@ -243,5 +245,38 @@ mod tests {
         assert!(ObjectRef::from_json(&json!({"store": "main"})).is_err());
         assert!(ObjectRef::from_json(&json!({"path": "a", "size": -1})).is_err());
         assert!(ObjectRef::from_json(&json!("x")).is_err());
+    }
+
+    /// Every shape pg_oas writes reads back as what it names.
+    #[test]
+    fn written_shapes_read_back() {
+        use crate::npy::{parse_header, write_header};
+        use crate::reference::{NpyRef, ObjectKind, ObjectValueRef};
+        let header = parse_header(&write_header("<f4", false, &[3])).unwrap();
+        let npy = NpyRef::new("_schema/lab/t/id=1/x_AbCd1234.npy".into(), "main", &header);
+        let r = ObjectRef::from_json(&npy.to_json()).unwrap();
+        assert_eq!(
+            (r.path, r.store, r.size, r.is_dir),
+            (npy.path, Some("main".into()), None, false)
+        );
+        let dir = ObjectValueRef::new(
+            "_schema/lab/t/id=1/d_AbCd1234".into(),
+            "main",
+            7,
+            ObjectKind::Folder { item_count: 2 },
+            "t".into(),
+        );
+        let r = ObjectRef::from_json(&dir.to_json()).unwrap();
+        assert_eq!((r.size, r.is_dir), (Some(7), true));
+        let file = ObjectValueRef::new(
+            "f_AbCd1234.tif".into(),
+            "main",
+            7,
+            ObjectKind::File {
+                ext: Some(".tif".into()),
+            },
+            "t".into(),
+        );
+        assert!(!ObjectRef::from_json(&file.to_json()).unwrap().is_dir);
     }
 }

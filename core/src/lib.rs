@@ -7,7 +7,7 @@
 //! | [`hash`] | the content hash (MD5 → base32, 26 chars) |
 //! | [`npy`] | `.npy` headers, NumPy slice syntax, the byte ranges a slice needs |
 //! | [`path`] | object paths inside a store |
-//! | [`reference`](mod@reference) | the JSON a row keeps for an object |
+//! | [`reference`](mod@reference) | the JSON a row keeps for an object: one type per shape (hash, npy, object, pending) |
 //! | [`manifest`] | DataJoint's folder manifest (`.manifest.json`) |
 //! | [`objpath`] | schema-addressed paths and primary-key rendering, as DataJoint builds them |
 //! | [`codec`] | DataJoint codec markers in column comments; reference shapes of every codec |

@@ -8,6 +8,7 @@
 //! of floats, `Decimal.__str__`, `isoformat()` and `strftime` as DataJoint uses them.
 
 use md5::{Digest, Md5};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::error::OasError;
 
@@ -113,15 +114,20 @@ fn encode_string(s: &str) -> String {
     } else {
         s.to_string()
     };
-    let mut out = String::with_capacity(cut.len() * 3);
-    for b in cut.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    url_quote(&cut)
+}
+
+/// What Python's `urllib.parse.quote(s, safe="")` leaves as it is: letters, digits and `_.-~`
+/// (every other byte of the UTF-8 text, non-ASCII included, becomes `%XX`).
+const QUOTE_SAFE_NONE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'-')
+    .remove(b'~');
+
+/// `urllib.parse.quote(s, safe="")`, as DataJoint quotes key strings.
+fn url_quote(s: &str) -> String {
+    utf8_percent_encode(s, QUOTE_SAFE_NONE).to_string()
 }
 
 /// Python's `repr(float)` (which `str()` uses): the shortest round-tripping digits, in fixed
@@ -362,6 +368,32 @@ mod tests {
         );
         assert!(encode_pk_text(PkType::Date, "0044-03-15 BC").is_err());
         assert!(encode_pk_text(PkType::Bool, "maybe").is_err());
+    }
+
+    #[test]
+    fn url_quoting_matches_python() {
+        // Python 3.11: urllib.parse.quote(s, safe="") for each s.
+        for (s, py) in [
+            ("a/b:c", "a%2Fb%3Ac"),
+            ("é/x", "%C3%A9%2Fx"),
+            (
+                " !\"#$%&'()*+,/:;<=>?@[\\]^`{|}",
+                "%20%21%22%23%24%25%26%27%28%29%2A%2B%2C%2F%3A%3B%3C%3D%3E%3F%40%5B%5C%5D%5E%60%7B%7C%7D",
+            ),
+            ("~_.-AZaz09", "~_.-AZaz09"),
+            ("tab\there|", "tab%09here%7C"),
+            ("\x7f\x01/", "%7F%01%2F"),
+            ("日本/語", "%E6%97%A5%E6%9C%AC%2F%E8%AA%9E"),
+            ("emoji😀?", "emoji%F0%9F%98%80%3F"),
+            ("%2F/", "%252F%2F"),
+            ("a+b=c&d", "a%2Bb%3Dc%26d"),
+        ] {
+            assert_eq!(url_quote(s), py, "{s:?}");
+            // Each has a character DataJoint deems unsafe, or none to quote.
+            if s.contains(['/', '\\', ':', '*', '?', '"', '<', '>', '|']) {
+                assert_eq!(encode_pk_text(PkType::Text, s).unwrap(), py, "{s:?}");
+            }
+        }
     }
 
     #[test]

@@ -130,6 +130,34 @@ fn invalid_hint(reason: impl Into<String>, hint: impl Into<String>) -> OasError 
     }
 }
 
+/// Every spelling of a SAS signature (`sig`) in connection string `cs`: as written, decoded, and
+/// percent-encoded as a request URL carries it, so that the masker finds it in any of them.
+fn sas_signature_forms(cs: &str) -> Vec<String> {
+    use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
+    let Some(sas) = cs
+        .split(';')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| k.eq_ignore_ascii_case("SharedAccessSignature"))
+        .map(|(_, v)| v)
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, raw) in sas
+        .trim_start_matches('?')
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+    {
+        if k != "sig" {
+            continue;
+        }
+        let decoded = percent_decode_str(raw).decode_utf8_lossy().into_owned();
+        let encoded = utf8_percent_encode(&decoded, NON_ALPHANUMERIC).to_string();
+        out.extend([raw.to_string(), encoded, decoded]);
+    }
+    out
+}
+
 impl StoreSpec {
     /// Parse and validate a spec given as DataJoint JSON.
     pub fn from_json(value: &Value) -> Result<Self, OasError> {
@@ -362,6 +390,9 @@ impl StoreSpec {
                     })
                     .map(|(_, v)| v.to_string()),
             );
+            // A client's error names the URL it requested, where the SAS's signature appears
+            // re-encoded (`sig=a%2Bb%2F`), not as the connection string has it.
+            out.extend(sas_signature_forms(cs));
         }
         out
     }
@@ -638,6 +669,21 @@ mod tests {
             "connection_string": "DefaultEndpointsProtocol=http;AccountName=dev;AccountKey=Zm9vYmFy;BlobEndpoint=http://127.0.0.1:10000/dev;"});
         let s = StoreSpec::from_json(&v).unwrap();
         assert!(s.secret_values().contains(&"Zm9vYmFy".to_string()));
+    }
+
+    #[test]
+    fn a_sas_signature_is_masked_however_a_url_spells_it() {
+        // As the Azure portal shows a SAS: the signature percent-encoded.
+        let v = json!({"protocol": "azure", "container": "c", "location": "",
+            "connection_string": "BlobEndpoint=http://127.0.0.1:10000/dev;SharedAccessSignature=sv=2021-08-06&ss=b&sig=F9q%2Bhg%2Fx%3D;"});
+        let masker = crate::error::Masker::new(StoreSpec::from_json(&v).unwrap().secret_values());
+        for url in [
+            "GET http://127.0.0.1:10000/dev/c/x?sv=2021-08-06&ss=b&sig=F9q%2Bhg%2Fx%3D failed",
+            "signature F9q+hg/x= rejected",
+        ] {
+            let masked = masker.mask(url);
+            assert!(!masked.contains("F9q"), "{masked}");
+        }
     }
 
     #[test]

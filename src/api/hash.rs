@@ -73,7 +73,7 @@ fn oas_hash_get(reference: JsonB) -> Vec<u8> {
                 r.path, r.size
             ),
             hint: Some(
-                "objects this large are read in ranges (on the roadmap) or directly from the store"
+                "read objects this large in ranges with oas_read(reference, offset, length), or directly from the store"
                     .into(),
             ),
         });

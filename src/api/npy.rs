@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use oas_core::codec::ObjectRef;
 use oas_core::npy::{dtype_itemsize, parse_selection, plan, Header, Plan};
 use oas_core::ops::{object_size, read_npy_header, read_range, read_ranges, RANGE_PART};
+use oas_core::reference::NpyRef;
 use oas_core::OasError;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -31,18 +32,7 @@ thread_local! {
 }
 
 fn shape_of(reference: &Value) -> Option<Vec<i64>> {
-    let shape = reference.get("shape")?;
-    let dims = shape.as_array().and_then(|a| {
-        a.iter()
-            .map(|d| d.as_i64().filter(|&d| d >= 0))
-            .collect::<Option<Vec<_>>>()
-    });
-    match dims {
-        Some(d) => Some(d),
-        None => raise(OasError::invalid_argument(format!(
-            "invalid npy reference: \"shape\" is {shape}"
-        ))),
-    }
+    NpyRef::shape_of(reference).or_raise()
 }
 
 /// Number of elements of a shape (saturating: it only feeds BI-style metadata).
@@ -62,11 +52,7 @@ fn oas_npy_shape(reference: JsonB) -> Option<Vec<i64>> {
 /// The dtype as DataJoint records it (`str(arr.dtype)`, e.g. `float32`, `>i8`).
 #[pg_extern(immutable, strict, parallel_safe)]
 fn oas_npy_dtype(reference: JsonB) -> Option<String> {
-    reference
-        .0
-        .get("dtype")
-        .and_then(Value::as_str)
-        .map(str::to_string)
+    NpyRef::dtype_of(&reference.0).map(str::to_string)
 }
 
 /// The number of dimensions of an `<npy@>` array, from the reference (no store access).
@@ -85,7 +71,7 @@ fn oas_npy_size(reference: JsonB) -> Option<i64> {
 #[pg_extern(immutable, strict, parallel_safe)]
 fn oas_npy_nbytes(reference: JsonB) -> Option<i64> {
     let size = element_count(&shape_of(&reference.0)?);
-    let item = dtype_itemsize(reference.0.get("dtype")?.as_str()?)? as i64;
+    let item = dtype_itemsize(NpyRef::dtype_of(&reference.0)?)? as i64;
     Some(size.saturating_mul(item))
 }
 
@@ -164,16 +150,93 @@ fn oas_npy_slice(reference: JsonB, slice: default!(&str, "''")) -> Vec<u8> {
     p.to_npy(&data)
 }
 
-/// The slice as the text of a PostgreSQL `double precision[]` with the slice's dimensions
-/// (`oas_npy_slice_array`, in sql/gc.sql, casts it). A 0-d result is a one-element array.
-#[pg_extern(volatile, parallel_unsafe, name = "_npy_slice_array_text")]
-fn npy_slice_array_text(reference: JsonB, slice: &str) -> String {
-    // A double is 8 bytes and its text up to 25: stay well inside a 1 GB value.
+/// A slice of an `<npy@>` array as a PostgreSQL `double precision[]` with the slice's dimensions
+/// (numeric and bool dtypes; integers beyond 2^53 are refused rather than rounded). A 0-d result
+/// is a one-element array, an empty slice the empty array.
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_npy_slice_array(reference: JsonB, slice: default!(&str, "''")) -> Float8Array {
+    // The limit of the text form this array once went through; kept, so the same slices pass.
     let (p, data) = read_slice(&reference, slice, Some(30_000_000));
     let values =
         oas_core::npy::to_f64_c_order(&p.dtype, p.fortran_order, &p.shape, &data).or_raise();
-    oas_core::npy::pg_array_literal(&values, &p.shape)
+    Float8Array::new(values, &p.shape)
 }
+
+/// A `double precision[]` of any dimensions (lower bounds 1), built from values in C order with
+/// PostgreSQL's `construct_md_array`.
+pub(crate) struct Float8Array {
+    values: Vec<f64>,
+    /// Empty for the empty array.
+    dims: Vec<i32>,
+}
+
+impl Float8Array {
+    /// `values` in C order for `shape`: a 0-d shape is one element, a shape with a 0 the empty
+    /// array. More than 6 dimensions are refused by PostgreSQL when the array is made.
+    fn new(values: Vec<f64>, shape: &[u64]) -> Self {
+        let dims = if shape.is_empty() {
+            vec![1]
+        } else if shape.contains(&0) {
+            Vec::new()
+        } else {
+            // The element count is bounded far below i32::MAX, and so is every dimension.
+            shape.iter().map(|&d| d as i32).collect()
+        };
+        Float8Array { values, dims }
+    }
+}
+
+impl IntoDatum for Float8Array {
+    fn into_datum(mut self) -> Option<pg_sys::Datum> {
+        // SAFETY: float8 is passed by value (8 bytes, 'd' alignment); the element datums, the
+        // dimensions and lower bounds live until construct_md_array has copied them into a new
+        // array in the current memory context. It raises its own error for too many dimensions.
+        let array = unsafe {
+            if self.dims.is_empty() || self.values.is_empty() {
+                pg_sys::construct_empty_array(pg_sys::FLOAT8OID)
+            } else {
+                let mut elems: Vec<pg_sys::Datum> = self
+                    .values
+                    .iter()
+                    .map(|v| pg_sys::Datum::from(v.to_bits()))
+                    .collect();
+                let mut lbs = vec![1i32; self.dims.len()];
+                pg_sys::construct_md_array(
+                    elems.as_mut_ptr(),
+                    std::ptr::null_mut(),
+                    self.dims.len() as i32,
+                    self.dims.as_mut_ptr(),
+                    lbs.as_mut_ptr(),
+                    pg_sys::FLOAT8OID,
+                    8,
+                    true,
+                    b'd' as std::ffi::c_char,
+                )
+            }
+        };
+        Some(pg_sys::Datum::from(array))
+    }
+
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::FLOAT8ARRAYOID
+    }
+}
+
+// SAFETY: returns the datum made above, as pgrx returns a Vec<f64>.
+unsafe impl pgrx::callconv::BoxRet for Float8Array {
+    unsafe fn box_into<'fcx>(
+        self,
+        fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
+    ) -> pgrx::datum::Datum<'fcx> {
+        match self.into_datum() {
+            // SAFETY: a datum of the function's declared return type.
+            Some(datum) => unsafe { fcinfo.return_raw_datum(datum) },
+            None => fcinfo.return_null(),
+        }
+    }
+}
+
+impl_sql_translatable!(Float8Array, "double precision[]");
 
 /// What reading a slice costs, without reading it: bytes of data it needs, bytes it would fetch,
 /// how many ranges, the header's size, and the result's shape.
@@ -391,66 +454,16 @@ fn oas_npy_put(table: &str, field: &str, key: JsonB, npy: &[u8]) -> JsonB {
     .unwrap_or(pg_sys::InvalidOid);
     crate::privilege::require_table_write(rel, table).or_raise();
     let store = catalog::store_to_write(store_name.as_deref()).or_raise();
-    let (schema, relname, rendered) = render_key(table, &key.0);
-    let path =
-        super::write::schema_object_path(&store, &schema, &relname, field, Some(".npy"), &rendered);
+    let key = super::paths::render_key(rel, &key.0).or_raise();
+    let path = super::write::schema_object_path(
+        &store,
+        &key.schema,
+        &key.table,
+        field,
+        Some(".npy"),
+        &key.values,
+    );
     let payload = bytes::Bytes::copy_from_slice(npy);
     block_on(oas_core::ops::put_new(&store, &path, payload)).or_raise();
-    JsonB(serde_json::json!({
-        "path": path,
-        "store": store.name,
-        "dtype": oas_core::npy::numpy_dtype_name(&header.dtype),
-        "shape": header.shape,
-    }))
-}
-
-/// The table's schema and name, and its primary-key values from `key` rendered as DataJoint
-/// renders them (each cast to its column's type first), in key order.
-pub(crate) fn render_key(table: &str, key: &Value) -> (String, String, Vec<(String, String)>) {
-    let (schema, relname, columns) = Spi::get_three_with_args::<String, String, JsonB>(
-        "SELECT n.nspname::text, c.relname::text,
-                (SELECT jsonb_agg(jsonb_build_array(a.attname, format_type(a.atttypid, a.atttypmod))
-                                  ORDER BY array_position(i.indkey::int2[], a.attnum))
-                 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-                 WHERE i.indrelid = c.oid AND i.indisprimary)
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::regclass",
-        &[table.into()],
-    )
-    .or_raise();
-    let columns = columns.map(|c| c.0).unwrap_or(Value::Null);
-    let Some(columns) = columns.as_array().filter(|c| !c.is_empty()) else {
-        raise(OasError::invalid_argument(format!(
-            "table \"{table}\" has no primary key"
-        )));
-    };
-    let mut rendered = Vec::with_capacity(columns.len());
-    for col in columns {
-        let (name, ty) = (
-            col[0].as_str().unwrap_or_default(),
-            col[1].as_str().unwrap_or_default(),
-        );
-        let value = match key.get(name) {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Null) | None => {
-                raise(OasError::invalid_argument_hint(
-                    format!("the key has no value for primary-key column \"{name}\""),
-                    "give every primary-key column of the row, e.g. '{\"subject\": 1, \"session\": \"a\"}'",
-                ));
-            }
-            Some(v) => v.to_string(),
-        };
-        // The type name comes from the catalog (format_type), not from the caller.
-        let text = Spi::get_one_with_args::<String>(
-            &format!("SELECT oas.oas_encode_pk_value($1::{ty})"),
-            &[value.into()],
-        )
-        .or_raise()
-        .unwrap_or_default();
-        rendered.push((name.to_string(), text));
-    }
-    (
-        schema.unwrap_or_default(),
-        relname.unwrap_or_default(),
-        rendered,
-    )
+    JsonB(NpyRef::new(path, &store.name, &header).to_json())
 }

@@ -22,11 +22,12 @@ use oas_core::npy::{numpy_dtype_name, parse_header, Header};
 use oas_core::objpath::{build_object_path, random_token, ObjectSite};
 use oas_core::ops::put_new;
 use oas_core::path::validate_relative_path;
+use oas_core::reference::{NpyRef, ObjectKind, ObjectValueRef, Pending, PendingValue};
 use oas_core::OasError;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgXactCallbackEvent};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::catalog;
 use crate::error::{raise, required, OrRaise};
@@ -39,11 +40,21 @@ enum Payload {
 }
 
 impl Payload {
-    fn kind(&self) -> &'static str {
+    /// What the pending value shows of this payload.
+    fn pending_value(&self) -> PendingValue {
         match self {
-            Payload::Npy { .. } => "npy",
-            Payload::File { .. } => "file",
-            Payload::Folder { .. } => "folder",
+            Payload::Npy { header, .. } => PendingValue::Npy {
+                dtype: numpy_dtype_name(&header.dtype),
+                shape: header.shape.clone(),
+            },
+            Payload::File { data, ext } => PendingValue::File {
+                size: data.len() as u64,
+                ext: ext.clone(),
+            },
+            Payload::Folder { files } => PendingValue::Folder {
+                size: files.iter().map(|f| f.1.len() as u64).sum(),
+                item_count: files.len() as u64,
+            },
         }
     }
 }
@@ -61,7 +72,7 @@ fn next_id(prefix: &str) -> String {
 }
 
 /// Keep `payload` until the transaction ends; return its pending JSON.
-fn pend(payload: Payload, mut meta: serde_json::Map<String, Value>) -> JsonB {
+fn pend(payload: Payload) -> JsonB {
     let id = next_id("v");
     let first = PENDING.with_borrow(|p| p.is_empty());
     if first {
@@ -70,10 +81,12 @@ fn pend(payload: Payload, mut meta: serde_json::Map<String, Value>) -> JsonB {
         pgrx::register_xact_callback(PgXactCallbackEvent::Commit, clear);
         pgrx::register_xact_callback(PgXactCallbackEvent::Abort, clear);
     }
-    meta.insert("oas_pending".into(), Value::String(id.clone()));
-    meta.insert("kind".into(), Value::String(payload.kind().into()));
+    let pending = Pending {
+        oas_pending: id.clone(),
+        value: payload.pending_value(),
+    };
     PENDING.with_borrow_mut(|p| p.insert(id, payload));
-    JsonB(Value::Object(meta))
+    JsonB(pending.to_json())
 }
 
 fn validated_npy(npy: &[u8]) -> Header {
@@ -93,17 +106,10 @@ fn validated_npy(npy: &[u8]) -> Header {
 #[pg_extern(volatile, parallel_unsafe, name = "oas_npy")]
 fn oas_npy_bytes(npy: &[u8]) -> JsonB {
     let header = validated_npy(npy);
-    let meta = json!({
-        "dtype": numpy_dtype_name(&header.dtype),
-        "shape": header.shape,
-    });
-    pend(
-        Payload::Npy {
-            data: Bytes::copy_from_slice(npy),
-            header,
-        },
-        meta.as_object().cloned().unwrap_or_default(),
-    )
+    pend(Payload::Npy {
+        data: Bytes::copy_from_slice(npy),
+        header,
+    })
 }
 
 /// An `<npy@>` value from a PostgreSQL array (bool, smallint, integer, bigint, real, double
@@ -138,14 +144,10 @@ fn extension(ext: Option<&str>) -> Option<String> {
 fn oas_object(data: Option<&[u8]>, ext: default!(Option<&str>, "NULL")) -> Option<JsonB> {
     let data = data?;
     let ext = extension(ext);
-    let meta = json!({ "size": data.len(), "ext": ext });
-    Some(pend(
-        Payload::File {
-            data: Bytes::copy_from_slice(data),
-            ext,
-        },
-        meta.as_object().cloned().unwrap_or_default(),
-    ))
+    Some(pend(Payload::File {
+        data: Bytes::copy_from_slice(data),
+        ext,
+    }))
 }
 
 /// An `<object@>` folder value: files named by relative paths (`'a.tif'`, `'sub/b.bin'`), stored
@@ -179,12 +181,7 @@ fn oas_object_folder(names: Vec<Option<String>>, contents: pgrx::Array<&[u8]>) -
         };
         files.push((name, Bytes::copy_from_slice(data)));
     }
-    let size: usize = files.iter().map(|f| f.1.len()).sum();
-    let meta = json!({ "size": size, "item_count": files.len() });
-    pend(
-        Payload::Folder { files },
-        meta.as_object().cloned().unwrap_or_default(),
-    )
+    pend(Payload::Folder { files })
 }
 
 /// The column's store and codec, and the path a new value of it gets for the row `row` (its
@@ -195,8 +192,8 @@ fn new_object_path(
     row: &Value,
     ext: Option<&str>,
 ) -> (Arc<Store>, String, String) {
-    let (store_name, codec, table_text) = Spi::get_three_with_args::<String, String, String>(
-        "SELECT resolved_store, codec, table_oid::text FROM oas.tracked_columns
+    let (store_name, codec, root) = Spi::get_three_with_args::<String, String, pg_sys::Oid>(
+        "SELECT resolved_store, codec, table_oid FROM oas.tracked_columns
          WHERE table_oid = coalesce(pg_catalog.pg_partition_root($1), $1) AND column_name = $2",
         &[table.into(), field.into()],
     )
@@ -212,9 +209,9 @@ fn new_object_path(
         ));
     };
     let store = catalog::store_to_write(store_name.as_deref()).or_raise();
-    let table_text = table_text.unwrap_or_default();
-    let (schema, relname, rendered) = super::npy::render_key(&table_text, row);
-    let path = schema_object_path(&store, &schema, &relname, field, ext, &rendered);
+    let root = root.unwrap_or(table);
+    let key = super::paths::render_key(root, row).or_raise();
+    let path = schema_object_path(&store, &key.schema, &key.table, field, ext, &key.values);
     (store, path, codec)
 }
 
@@ -279,12 +276,7 @@ fn utc_now() -> String {
 /// `row` (the new row as JSON) and return DataJoint's reference for it.
 #[pg_extern(volatile, parallel_unsafe, name = "_write_pending")]
 fn write_pending(table: pg_sys::Oid, field: &str, row: JsonB, pending: JsonB) -> JsonB {
-    let id = pending
-        .0
-        .get("oas_pending")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let id = Pending::id_of(&pending.0).unwrap_or_default().to_string();
     let Some(payload) = PENDING.with_borrow_mut(|p| p.remove(&id)) else {
         raise(OasError::invalid_argument_hint(
             format!("pending value \"{id}\" of column \"{field}\" is not known to this session"),
@@ -301,21 +293,20 @@ fn write_pending(table: pg_sys::Oid, field: &str, row: JsonB, pending: JsonB) ->
         Payload::Npy { data, header } => {
             require_codec(field, &codec, "npy", "NumPy");
             block_on(put_new(&store, &path, data)).or_raise();
-            json!({
-                "path": path,
-                "store": store.name,
-                "dtype": numpy_dtype_name(&header.dtype),
-                "shape": header.shape,
-            })
+            NpyRef::new(path, &store.name, &header).to_json()
         }
         Payload::File { data, ext } => {
             require_codec(field, &codec, "object", "file");
             let size = data.len();
             block_on(put_new(&store, &path, data)).or_raise();
-            json!({
-                "path": path, "store": store.name, "size": size, "ext": ext,
-                "is_dir": false, "item_count": null, "timestamp": utc_now(),
-            })
+            ObjectValueRef::new(
+                path,
+                &store.name,
+                size as u64,
+                ObjectKind::File { ext },
+                utc_now(),
+            )
+            .to_json()
         }
         Payload::Folder { files } => {
             require_codec(field, &codec, "object", "folder");
@@ -350,10 +341,16 @@ fn write_pending(table: pg_sys::Oid, field: &str, row: JsonB, pending: JsonB) ->
                 put_new(&store2, &format!("{base}.manifest.json"), manifest_bytes).await
             })
             .or_raise();
-            json!({
-                "path": path, "store": store.name, "size": total, "ext": null,
-                "is_dir": true, "item_count": count, "timestamp": utc_now(),
-            })
+            ObjectValueRef::new(
+                path,
+                &store.name,
+                total,
+                ObjectKind::Folder {
+                    item_count: count as u64,
+                },
+                utc_now(),
+            )
+            .to_json()
         }
     })
 }
@@ -533,14 +530,15 @@ fn oas_upload_finish(id: &str) -> JsonB {
     })
     .or_raise();
     JsonB(match header {
-        Some(h) => json!({
-            "path": up.path, "store": up.store.name,
-            "dtype": numpy_dtype_name(&h.dtype), "shape": h.shape,
-        }),
-        None => json!({
-            "path": up.path, "store": up.store.name, "size": up.size, "ext": up.ext,
-            "is_dir": false, "item_count": null, "timestamp": utc_now(),
-        }),
+        Some(h) => NpyRef::new(up.path, &up.store.name, &h).to_json(),
+        None => ObjectValueRef::new(
+            up.path,
+            &up.store.name,
+            up.size,
+            ObjectKind::File { ext: up.ext },
+            utc_now(),
+        )
+        .to_json(),
     })
 }
 

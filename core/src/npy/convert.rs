@@ -110,36 +110,6 @@ pub fn to_f64_c_order(
     Ok(out)
 }
 
-/// `{{1e0,2e0},{3e0,4e0}}` for values in C order and a shape; exact (shortest round-trip digits).
-pub fn pg_array_literal(values: &[f64], shape: &[u64]) -> String {
-    use std::fmt::Write;
-    if shape.is_empty() {
-        return format!("{{{:e}}}", values.first().copied().unwrap_or(f64::NAN));
-    }
-    if shape.contains(&0) {
-        return "{}".into();
-    }
-    // suffix[k]: elements in one step of dimension k-1, i.e. the product of shape[k..].
-    let mut suffix = vec![1u64; shape.len() + 1];
-    for k in (0..shape.len()).rev() {
-        suffix[k] = suffix[k + 1] * shape[k];
-    }
-    let mut out = String::with_capacity(values.len() * 12 + 2 * shape.len());
-    out.push_str(&"{".repeat(shape.len()));
-    for (i, v) in values.iter().enumerate() {
-        if i > 0 {
-            let i = i as u64;
-            let closed = (1..shape.len()).filter(|&k| i % suffix[k] == 0).count();
-            out.push_str(&"}".repeat(closed));
-            out.push(',');
-            out.push_str(&"{".repeat(closed));
-        }
-        let _ = write!(out, "{v:e}");
-    }
-    out.push_str(&"}".repeat(shape.len()));
-    out
-}
-
 /// IEEE half precision to double.
 fn f16_to_f64(h: u16) -> f64 {
     let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
@@ -220,23 +190,5 @@ mod tests {
         assert!(to_f64_c_order(&le("<c8"), false, &[1], &[0; 8]).is_err());
         assert!(to_f64_c_order(&le("<c8"), false, &[0], &[]).is_err());
         assert!(to_f64_c_order(&le("<i4"), false, &[2], &[0; 4]).is_err());
-    }
-
-    #[test]
-    fn postgres_array_literals() {
-        assert_eq!(
-            pg_array_literal(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]),
-            "{{1e0,2e0,3e0},{4e0,5e0,6e0}}"
-        );
-        assert_eq!(
-            pg_array_literal(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], &[2, 2, 2]),
-            "{{{1e0,2e0},{3e0,4e0}},{{5e0,6e0},{7e0,8e0}}}"
-        );
-        assert_eq!(
-            pg_array_literal(&[0.1, f64::NAN, f64::NEG_INFINITY], &[3]),
-            "{1e-1,NaN,-inf}"
-        );
-        assert_eq!(pg_array_literal(&[2.5], &[]), "{2.5e0}");
-        assert_eq!(pg_array_literal(&[], &[0, 3]), "{}");
     }
 }

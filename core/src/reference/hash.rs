@@ -1,4 +1,4 @@
-//! The JSON a row keeps for an object, in DataJoint's shapes (digest §1).
+//! `<hash@>` references (also the storage of `<blob@>` and `<attach@>`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -21,7 +21,7 @@ pub struct HashRef {
 
 impl HashRef {
     pub fn to_json(&self) -> Value {
-        serde_json::to_value(self).expect("a HashRef always serializes")
+        super::to_json(self)
     }
 
     /// Parse and check a reference taken from a row.
@@ -51,7 +51,7 @@ impl HashRef {
 
     /// The store name to resolve, `None` meaning the default store.
     pub fn store_name(&self) -> Option<&str> {
-        self.store.as_deref().filter(|s| !s.is_empty())
+        super::store_name(self.store.as_deref())
     }
 }
 
@@ -76,6 +76,15 @@ mod tests {
                    "schema": "lab", "store": "main", "size": 5})
         );
         assert_eq!(HashRef::from_json(&v).unwrap(), r);
+        // DataJoint's key order, and the sorted keys of what PostgreSQL is given.
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"hash":"lvauakv4jmvhnolrtwiraf6fsi","path":"_hash/lab/lvauakv4jmvhnolrtwiraf6fsi","schema":"lab","store":"main","size":5}"#
+        );
+        assert_eq!(
+            v.to_string(),
+            r#"{"hash":"lvauakv4jmvhnolrtwiraf6fsi","path":"_hash/lab/lvauakv4jmvhnolrtwiraf6fsi","schema":"lab","size":5,"store":"main"}"#
+        );
     }
 
     #[test]
