@@ -3,10 +3,7 @@
 # only then), and starts a fresh cluster: bench_cluster NAME PORT. OAS_SERVERS_RUN_DIR points the
 # servers' state at another checkout's .run (to share the SeaweedFS that checkout runs).
 "$ROOT/scripts/setup.sh"
-if [ "${OAS_BENCH_INSTALL:-0}" = 1 ]; then
-  log "building and installing pg_oas (release)"
-  (cd "$ROOT" && cargo pgrx install --release --pg-config "$PG_CONFIG")
-fi
+if [ "${OAS_BENCH_INSTALL:-0}" = 1 ]; then install_extension; fi
 servers() { OAS_RUN_DIR="${OAS_SERVERS_RUN_DIR:-$RUN_DIR}" "$ROOT/scripts/servers.sh" "$@"; }
 weed_was_running=no
 servers status seaweedfs >/dev/null 2>&1 && weed_was_running=yes
