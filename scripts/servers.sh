@@ -5,6 +5,7 @@
 #   scripts/servers.sh stop   [seaweedfs|azurite|all]   stop via pid files
 #   scripts/servers.sh restart [seaweedfs|azurite|all]
 #   scripts/servers.sh status [seaweedfs|azurite|all]   exit 0 only if all named servers are up and healthy
+#   scripts/servers.sh check  [seaweedfs|azurite|all]   exit 0 if they answer as ours do, whoever started them
 #   scripts/servers.sh env                              print `export VAR=...` lines; use: eval "$(scripts/servers.sh env)"
 #
 # SeaweedFS (`weed mini`) serves S3 on 127.0.0.1:8333 with signature checking on (one admin identity),
@@ -292,7 +293,7 @@ names() {
 }
 
 usage() {
-  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -300,7 +301,7 @@ main() {
   local cmd="${1:-}" n list rc=0
   [ $# -gt 0 ] && shift
   case "$cmd" in
-    start | stop | restart | status) list="$(names "${1:-all}")" || exit 2 ;;
+    start | stop | restart | status | check) list="$(names "${1:-all}")" || exit 2 ;;
     env) print_env; return 0 ;;
     *) usage ;;
   esac
@@ -310,6 +311,7 @@ main() {
       stop) stop_one "$n" ;;
       restart) stop_one "$n"; start_one "$n" ;;
       status) status_one "$n" || rc=3 ;;
+      check) "${n}_healthy" || rc=3 ;;
     esac
   done
   return "$rc"
