@@ -6,7 +6,8 @@
 #   4. regression suite       pg_regress over pg_test/ against a live cluster (commit/abort visible)
 #   5. outside-client tests   pytest tests/ against the cluster, SeaweedFS, Azurite, DataJoint
 #   6. front door             scripts/run.sh twice in an empty temporary OAS_RUN_DIR: the demo works
-# It starts every server it needs on 127.0.0.1 and stops them at the end.
+# It starts every server it needs on 127.0.0.1 that is not already serving, and stops at the end
+# what it started.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -21,11 +22,18 @@ step() {
   if "$@"; then results+=("ok    $name ($((SECONDS - t0)) s)")
   else results+=("FAIL  $name ($((SECONDS - t0)) s)"); failed=$((failed + 1)); fi
 }
-FRONT_DOOR_DIR=""
+FRONT_DOOR_DIR=""   # the front-door step's OAS_RUN_DIR while it runs
+front_door_cleanup() {
+  [ -n "$FRONT_DOOR_DIR" ] || return 0
+  OAS_RUN_DIR="$FRONT_DOOR_DIR" "$ROOT/scripts/cluster.sh" stop dev >/dev/null 2>&1 || true
+  rm -rf "$FRONT_DOOR_DIR"
+  FRONT_DOOR_DIR=""
+}
+started_servers=()
 cleanup() {
   "$ROOT/scripts/cluster.sh" stop test >/dev/null 2>&1 || true
   front_door_cleanup
-  "$ROOT/scripts/servers.sh" stop all >/dev/null 2>&1 || true
+  for s in "${started_servers[@]}"; do "$ROOT/scripts/servers.sh" stop "$s" >/dev/null 2>&1 || true; done
 }
 trap cleanup EXIT
 
@@ -44,7 +52,11 @@ step "in-process tests (cargo pgrx test)" pgrx_test
 install_extension
 "$ROOT/scripts/cluster.sh" destroy test
 "$ROOT/scripts/cluster.sh" start test "$TEST_PORT"
-"$ROOT/scripts/servers.sh" start all
+for s in seaweedfs azurite; do
+  "$ROOT/scripts/servers.sh" check "$s" >/dev/null 2>&1 && continue
+  "$ROOT/scripts/servers.sh" start "$s"
+  started_servers+=("$s")
+done
 
 regress() {
   local store="$RUN_DIR/regress-store" out="$RUN_DIR/regress"
@@ -75,12 +87,6 @@ step "outside-client tests (pytest tests/)" pytests
 
 # The product as a newcomer starts it: scripts/run.sh in an empty folder of its own, on a port of
 # its own (OAS_DEV_PORT, or the next free one), twice (the second run must change nothing).
-front_door_cleanup() {
-  [ -n "$FRONT_DOOR_DIR" ] || return 0
-  OAS_RUN_DIR="$FRONT_DOOR_DIR" "$ROOT/scripts/cluster.sh" stop dev >/dev/null 2>&1 || true
-  rm -rf "$FRONT_DOOR_DIR"
-  FRONT_DOOR_DIR=""
-}
 # demo_ok LOG: the demo's lines that prove a put/get round trip through the default store.
 demo_ok() {
   local log="$1" paths
