@@ -18,7 +18,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import RUN_DIR, chown_postgres, dj_connect, new_database, s3_spec, unique
+from conftest import RUN_DIR, chown_postgres, dj_connect, dj_manual, new_database, s3_spec, unique
 from conftest import connect as connect_db
 
 GC_DB = "oas_gc_pytest"
@@ -692,22 +692,19 @@ def dj_gc(gc_db, gc_store, dj_config, servers):
         yield dj, conn, gc_store
 
 
-def test_datajoint_tables_are_kept_and_collected(conn, dj_gc):
+def test_datajoint_tables_are_kept_and_collected(conn, dj_gc, dj_schema):
     """Tables DataJoint declares get the ledger's triggers with no call from the client; what its
     rows reference survives collection, what it deleted is collected, and DataJoint reads the rest."""
     import numpy as np
 
-    dj, dj_conn, store = dj_gc
-    schema = dj.Schema(unique("djgc"), connection=dj_conn)
-
-    @schema
-    class Trace(dj.Manual):
-        definition = f"""
+    _, dj_conn, store = dj_gc
+    schema = dj_schema("djgc", dj_conn)
+    Trace = dj_manual(schema, "Trace", f"""
         trace_id : int32
         ---
         samples : <blob@{store}>
         raw : <hash@{store}>
-        """
+        """)
 
     table = f'"{schema.database}"."trace"'
     triggers = {r[0] for r in conn.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass", [table])}
@@ -721,4 +718,3 @@ def test_datajoint_tables_are_kept_and_collected(conn, dj_gc):
     assert (r["referenced"], r["trashed"], r["errors"]) == (4, 3, []), r
     rows = sorted(Trace.to_dicts(), key=lambda x: x["trace_id"])
     assert [len(x["samples"]) for x in rows] == [10, 11, 12] and all(x["raw"] == b"shared raw" for x in rows)
-    schema.drop(prompt=False)
