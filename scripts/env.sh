@@ -12,8 +12,11 @@ log() { printf '\033[1m[%s]\033[0m %s\n' "$(basename "$0" .sh)" "$*"; }
 
 # What an installation of this checkout depends on: the sources and the build settings.
 source_fingerprint() {
-  (cd "$ROOT" && find src core/src sql Cargo.toml Cargo.lock core/Cargo.toml pg_oas.control -type f -print0 \
-    | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64)
+  local p paths=()
+  for p in src core/src sql build.rs Cargo.toml Cargo.lock core/Cargo.toml pg_oas.control; do
+    [ -e "$ROOT/$p" ] && paths+=("$p")
+  done
+  (cd "$ROOT" && find "${paths[@]}" -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64)
 }
 # The extension's files as installed in $PG_CONFIG's PostgreSQL (library, control, SQL scripts).
 installed_fingerprint() {
