@@ -20,16 +20,7 @@ install -d -o postgres -g postgres -m 750 "$STORE"
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$BENCH_PORT" -U postgres)
 # No autovacuum on this cluster: the WAL measured around each batch of puts must be theirs alone.
 "${PSQL[@]}" -d postgres -c "ALTER SYSTEM SET autovacuum = off" -c "SELECT pg_reload_conf()" >/dev/null
-"${PSQL[@]}" -d postgres -c "CREATE DATABASE $DB"
-"${PSQL[@]}" -d "$DB" -v store="$STORE" -v endpoint="$OAS_S3_ENDPOINT" -v bucket="$OAS_S3_BUCKET" \
-  -v ak="$OAS_S3_ACCESS_KEY" -v sk="$OAS_S3_SECRET_KEY" >/dev/null <<'SQL'
-SET client_min_messages = warning;
-CREATE EXTENSION pg_oas;
-SELECT oas.oas_store_create('file', jsonb_build_object('protocol', 'file', 'location', :'store'), true);
-SELECT oas.oas_store_create('s3', jsonb_build_object(
-  'protocol', 's3', 'endpoint', :'endpoint', 'bucket', :'bucket', 'location', 'bench',
-  'secure', false, 'access_key', :'ak', 'secret_key', :'sk'), false);
-SQL
+bench_database "$DB" bench "$STORE"
 
 log "running bench/bench_put_get.py $*"
 "$VENV/bin/python" "$ROOT/bench/bench_put_get.py" \

@@ -29,17 +29,7 @@ PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$BENCH_PORT" -U postgres)
 
 rm -rf "$STORE"
 install -d -o postgres -g postgres -m 2775 "$STORE"
-"${PSQL[@]}" -d postgres -c "CREATE DATABASE $DB"
-"${PSQL[@]}" -d "$DB" -v store="$STORE" -v endpoint="$OAS_S3_ENDPOINT" -v bucket="$OAS_S3_BUCKET" \
-  -v ak="$OAS_S3_ACCESS_KEY" -v sk="$OAS_S3_SECRET_KEY" -v loc="$S3_LOCATION" >/dev/null <<'SQL'
-SET client_min_messages = warning;
-CREATE EXTENSION pg_oas;
-CREATE EXTENSION pg_stat_statements;
-SELECT oas.oas_store_create('file', jsonb_build_object('protocol', 'file', 'location', :'store'), true);
-SELECT oas.oas_store_create('s3', jsonb_build_object(
-  'protocol', 's3', 'endpoint', :'endpoint', 'bucket', :'bucket', 'location', :'loc',
-  'secure', false, 'access_key', :'ak', 'secret_key', :'sk'), false);
-SQL
+bench_database "$DB" "$S3_LOCATION" "$STORE" pg_stat_statements
 
 log "running bench/bench_gc.py $*"
 "$VENV/bin/python" "$ROOT/bench/bench_gc.py" \

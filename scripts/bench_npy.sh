@@ -15,16 +15,7 @@ DB=npybench
 source "$ROOT/scripts/bench_common.sh"
 bench_cluster "$CLUSTER" "$BENCH_PORT"
 
-PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$BENCH_PORT" -U postgres)
-"${PSQL[@]}" -d postgres -c "CREATE DATABASE $DB"
-"${PSQL[@]}" -d "$DB" -v endpoint="$OAS_S3_ENDPOINT" -v bucket="$OAS_S3_BUCKET" \
-  -v ak="$OAS_S3_ACCESS_KEY" -v sk="$OAS_S3_SECRET_KEY" >/dev/null <<'SQL'
-SET client_min_messages = warning;
-CREATE EXTENSION pg_oas;
-SELECT oas.oas_store_create('s3', jsonb_build_object(
-  'protocol', 's3', 'endpoint', :'endpoint', 'bucket', :'bucket', 'location', 'npybench',
-  'secure', false, 'access_key', :'ak', 'secret_key', :'sk'), true);
-SQL
+bench_database "$DB" npybench
 
 log "running bench/bench_npy_slice.py $*"
 "$VENV/bin/python" "$ROOT/bench/bench_npy_slice.py" \

@@ -2,14 +2,14 @@
 # The product, locally: installs what is missing, builds and installs pg_oas (release), starts a
 # PostgreSQL 15 cluster on 127.0.0.1:$OAS_DEV_PORT (25432) with database `oas`, the extension and a
 # default file store `main` under .run/dev-store, runs a short demo and says how to connect.
-# Rerunning keeps the cluster and its data. Stop it with: scripts/cluster.sh stop dev
+# Rerunning keeps the cluster and its data, and builds or installs again only when the sources or
+# the installed extension changed. OAS_RUN_DIR (.run) holds the cluster and the store; it may be a
+# fresh empty folder (mktemp -d). Starts no object-store server. Stop it with: scripts/cluster.sh stop dev
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
-"$ROOT/scripts/setup.sh"
-mkdir -p "$RUN_DIR"
-log "building and installing pg_oas (release)"
-(cd "$ROOT" && cargo pgrx install --release --pg-config "$PG_CONFIG" >"$RUN_DIR/install.log" 2>&1) 2>/dev/null \
-  || { mkdir -p "$RUN_DIR"; (cd "$ROOT" && cargo pgrx install --release --pg-config "$PG_CONFIG" 2>&1 | tail -30); exit 1; }
+# OAS_SKIP_SETUP=1: the caller has just run setup.sh (scripts/test.sh does).
+[ "${OAS_SKIP_SETUP:-0}" = 1 ] || "$ROOT/scripts/setup.sh"
+install_extension
 "$ROOT/scripts/cluster.sh" start dev "$DEV_PORT"
 STORE="$RUN_DIR/dev-store"
 install -d -o postgres -g postgres -m 750 "$STORE"

@@ -5,12 +5,14 @@
 #   scripts/servers.sh stop   [seaweedfs|azurite|all]   stop via pid files
 #   scripts/servers.sh restart [seaweedfs|azurite|all]
 #   scripts/servers.sh status [seaweedfs|azurite|all]   exit 0 only if all named servers are up and healthy
+#   scripts/servers.sh check  [seaweedfs|azurite|all]   exit 0 if they answer as ours do, whoever started them
 #   scripts/servers.sh env                              print `export VAR=...` lines; use: eval "$(scripts/servers.sh env)"
 #
 # SeaweedFS (`weed mini`) serves S3 on 127.0.0.1:8333 with signature checking on (one admin identity),
 # and bucket oas-test created on start. Azurite serves Azure blob on 127.0.0.1:10000 (well-known
 # devstoreaccount1 key), container oas-test created on start. Each start begins with an EMPTY data dir.
-# State, logs and pid files live under ${OAS_RUN_DIR:-<repo>/.run}/<name>/.
+# State, logs and pid files live under ${OAS_RUN_DIR:-<repo>/.run}/<name>/. Ports: OAS_S3_PORT (8333),
+# OAS_AZ_PORT (10000).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -20,12 +22,16 @@ AZURITE="${OAS_AZURITE:-$ROOT/.tools/node/node_modules/.bin/azurite-blob}"
 START_TIMEOUT="${OAS_START_TIMEOUT:-60}"   # seconds to wait for a server to become ready
 
 HOST=127.0.0.1
-S3_PORT=8333
+# OAS_S3_PORT / OAS_AZ_PORT run a second pair beside the first (with its own OAS_RUN_DIR). Every
+# other port of `weed mini` (master 9333, volume 9340, filer 8888, admin 23646, each with its gRPC
+# port 10000 above) moves by as much as the S3 port does.
+S3_PORT="${OAS_S3_PORT:-8333}"
+WEED_SHIFT=$((S3_PORT - 8333))
 S3_ACCESS_KEY=oastestkey
 S3_SECRET_KEY=oastestsecret-0123456789
 S3_REGION=us-east-1
 BUCKET=oas-test
-AZ_PORT=10000
+AZ_PORT="${OAS_AZ_PORT:-10000}"
 AZ_ACCOUNT=devstoreaccount1
 AZ_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
 AZ_CONTAINER=oas-test
@@ -78,24 +84,13 @@ s3_status() {
 }
 
 seaweedfs_healthy() { [ "$(s3_status HEAD "/$BUCKET")" = 200 ]; }
+seaweedfs_tool() { [ -x "$WEED" ] || die "weed not found at $WEED (run scripts/setup.sh)"; }
 
-start_seaweedfs() {
-  local dir pf lf data pid t0 st
-  dir="$(dir_of seaweedfs)"; pf="$(pidfile_of seaweedfs)"; lf="$(logfile_of seaweedfs)"; data="$dir/data"
-  if pid="$(live_pid seaweedfs)"; then
-    if seaweedfs_healthy; then log "seaweedfs already running (pid $pid) and healthy"; return 0; fi
-    log "seaweedfs pid $pid is running but not healthy; restarting it"
-    stop_one seaweedfs
-  fi
-  [ -x "$WEED" ] || die "weed not found at $WEED (run scripts/setup.sh)"
-  port_open "$S3_PORT" && die "port $HOST:$S3_PORT is already in use by a process we did not start"
-
-  mkdir -p "$dir"
-  rm -rf "$data" "$dir/logs"
-  mkdir -p "$data" "$dir/logs"
-  : >"$lf"
-  # Static identity => SeaweedFS verifies SigV4 (and V2) signatures; anonymous requests are denied.
-  cat >"$dir/s3.json" <<EOF
+# Static identity => SeaweedFS verifies SigV4 (and V2) signatures; anonymous requests are denied.
+seaweedfs_prepare() {
+  rm -rf "$1/logs"
+  mkdir -p "$1/logs"
+  cat >"$1/s3.json" <<EOF
 {
   "identities": [
     {
@@ -106,55 +101,43 @@ start_seaweedfs() {
   ]
 }
 EOF
+}
+
+# No outbound traffic: telemetry off, webdav / admin UI / iceberg / lance endpoints disabled.
+# AWS_* env vars would add a 2nd identity.
+seaweedfs_exec() {
+  local dir="$1" sock_args=()
   # Unix sockets default to /tmp/seaweedfs-*-<port>.sock; keep them in our dir when the path fits.
-  local sock_args=()
   if [ "${#dir}" -lt 90 ]; then
     sock_args=(-filer.localSocket="$dir/filer.sock" -s3.localSocket="$dir/s3.sock")
   fi
-  t0="$(now)"
-  # cwd = $dir so no stray ./security.toml etc. is picked up. No outbound traffic: telemetry off,
-  # webdav / admin UI / iceberg / lance endpoints disabled. AWS_* env vars would add a 2nd identity.
-  (
-    cd "$dir"
-    exec env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u S3_BUCKET -u S3_TABLE_BUCKET \
-      setsid "$WEED" -logdir="$dir/logs" mini \
-        -dir="$data" \
-        -ip="$HOST" -ip.bind="$HOST" \
-        -s3.port="$S3_PORT" \
-        -s3.config="$dir/s3.json" \
-        -s3.port.iceberg=0 -s3.port.lance=0 \
-        -webdav=false -admin.ui=false \
-        -master.telemetry=false -master.telemetry.url="http://$HOST:1/" \
-        "${sock_args[@]}" \
-        </dev/null >>"$lf" 2>&1
-  ) &
-  pid=$!
-  echo "$pid" >"$pf"
+  exec env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u S3_BUCKET -u S3_TABLE_BUCKET \
+    setsid "$WEED" -logdir="$dir/logs" mini \
+      -dir="$dir/data" \
+      -ip="$HOST" -ip.bind="$HOST" \
+      -s3.port="$S3_PORT" \
+      -master.port=$((9333 + WEED_SHIFT)) -volume.port=$((9340 + WEED_SHIFT)) \
+      -filer.port=$((8888 + WEED_SHIFT)) -admin.port=$((23646 + WEED_SHIFT)) \
+      -s3.config="$dir/s3.json" \
+      -s3.port.iceberg=0 -s3.port.lance=0 \
+      -webdav=false -admin.ui=false \
+      -master.telemetry=false -master.telemetry.url="http://$HOST:1/" \
+      "${sock_args[@]}"
+}
 
-  local deadline=$((SECONDS + START_TIMEOUT))
-  while :; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      rm -f "$pf"
-      tail -n 40 "$lf" >&2 || true
-      die "seaweedfs exited during startup (log: $lf)"
-    fi
-    st="$(s3_status GET /)"
-    [ "$st" = 200 ] && break
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      tail -n 40 "$lf" >&2 || true
-      stop_one seaweedfs || true
-      die "seaweedfs S3 not ready after ${START_TIMEOUT}s (last status: $st; log: $lf)"
-    fi
-    sleep 0.25
-  done
+seaweedfs_up() { s3_status GET /; }
+
+seaweedfs_init() {
+  local st
   st="$(s3_status PUT "/$BUCKET")"
   case "$st" in
     200 | 409) ;;
-    *) stop_one seaweedfs || true; die "creating bucket $BUCKET failed: HTTP $st" ;;
+    *) echo "creating bucket $BUCKET failed: HTTP $st"; return 1 ;;
   esac
-  seaweedfs_healthy || { stop_one seaweedfs || true; die "bucket $BUCKET not visible after create"; }
-  log "seaweedfs ready in $(elapsed "$t0")s (pid $pid, S3 http://$HOST:$S3_PORT, bucket $BUCKET)"
+  seaweedfs_healthy || { echo "bucket $BUCKET not visible after create"; return 1; }
 }
+
+seaweedfs_where() { echo "S3 http://$HOST:$S3_PORT, bucket $BUCKET"; }
 
 # ---------------------------------------------------------------- Azure blob (Azurite)
 # az_status METHOD RESOURCE_PATH QUERY -> HTTP status of a SharedKey-signed, empty-body request.
@@ -180,29 +163,51 @@ az_status() {
 }
 
 azurite_healthy() { [ "$(az_status GET "/$AZ_CONTAINER" "restype=container")" = 200 ]; }
-
-start_azurite() {
-  local dir pf lf data pid t0 st
-  dir="$(dir_of azurite)"; pf="$(pidfile_of azurite)"; lf="$(logfile_of azurite)"; data="$dir/data"
-  if pid="$(live_pid azurite)"; then
-    if azurite_healthy; then log "azurite already running (pid $pid) and healthy"; return 0; fi
-    log "azurite pid $pid is running but not healthy; restarting it"
-    stop_one azurite
-  fi
+azurite_tool() {
   [ -x "$AZURITE" ] || die "azurite-blob not found at $AZURITE (run scripts/setup.sh)"
   command -v node >/dev/null || die "node not on PATH"
-  port_open "$AZ_PORT" && die "port $HOST:$AZ_PORT is already in use by a process we did not start"
+}
+azurite_prepare() { :; }
+azurite_exec() {
+  exec setsid "$AZURITE" --blobHost "$HOST" --blobPort "$AZ_PORT" --location "$1/data" \
+    --skipApiVersionCheck --loose --disableTelemetry
+}
+azurite_up() { az_status GET "" "comp=list"; }
+azurite_init() {
+  local st
+  st="$(az_status PUT "/$AZ_CONTAINER" "restype=container")"
+  case "$st" in
+    201 | 409) ;;
+    *) echo "creating container $AZ_CONTAINER failed: HTTP $st"; return 1 ;;
+  esac
+}
+azurite_where() { echo "blob $AZ_BLOB_ENDPOINT, container $AZ_CONTAINER"; }
+
+# ---------------------------------------------------------------- generic
+# start_one NAME: one skeleton for every server. Each supplies NAME_healthy, NAME_tool (is it
+# installed?), NAME_prepare DIR (its config files), NAME_exec DIR (becomes the server, in DIR so
+# that no stray config file there is picked up), NAME_up (HTTP status of a readiness probe),
+# NAME_init (creates the bucket or container; prints why it failed) and NAME_where (for the log).
+start_one() {
+  local name="$1" dir pf lf pid t0 st why
+  dir="$(dir_of "$name")"; pf="$(pidfile_of "$name")"; lf="$(logfile_of "$name")"
+  if pid="$(live_pid "$name")"; then
+    if "${name}_healthy"; then log "$name already running (pid $pid) and healthy"; return 0; fi
+    log "$name pid $pid is running but not healthy; restarting it"
+    stop_one "$name"
+  fi
+  "${name}_tool"
+  port_open "$(port_of "$name")" && die "port $HOST:$(port_of "$name") is already in use by a process we did not start"
 
   mkdir -p "$dir"
-  rm -rf "$data"
-  mkdir -p "$data"
+  rm -rf "$dir/data"
+  mkdir -p "$dir/data"
   : >"$lf"
+  "${name}_prepare" "$dir"
   t0="$(now)"
   (
     cd "$dir"
-    exec setsid "$AZURITE" --blobHost "$HOST" --blobPort "$AZ_PORT" --location "$data" \
-      --skipApiVersionCheck --loose --disableTelemetry \
-      </dev/null >>"$lf" 2>&1
+    "${name}_exec" "$dir" </dev/null >>"$lf" 2>&1
   ) &
   pid=$!
   echo "$pid" >"$pf"
@@ -212,26 +217,21 @@ start_azurite() {
     if ! kill -0 "$pid" 2>/dev/null; then
       rm -f "$pf"
       tail -n 40 "$lf" >&2 || true
-      die "azurite exited during startup (log: $lf)"
+      die "$name exited during startup (log: $lf)"
     fi
-    st="$(az_status GET "" "comp=list")"
+    st="$("${name}_up")"
     [ "$st" = 200 ] && break
     if [ "$SECONDS" -ge "$deadline" ]; then
       tail -n 40 "$lf" >&2 || true
-      stop_one azurite || true
-      die "azurite not ready after ${START_TIMEOUT}s (last status: $st; log: $lf)"
+      stop_one "$name" || true
+      die "$name not ready after ${START_TIMEOUT}s (last status: $st; log: $lf)"
     fi
     sleep 0.25
   done
-  st="$(az_status PUT "/$AZ_CONTAINER" "restype=container")"
-  case "$st" in
-    201 | 409) ;;
-    *) stop_one azurite || true; die "creating container $AZ_CONTAINER failed: HTTP $st" ;;
-  esac
-  log "azurite ready in $(elapsed "$t0")s (pid $pid, blob $AZ_BLOB_ENDPOINT, container $AZ_CONTAINER)"
+  why="$("${name}_init")" || { stop_one "$name" || true; die "$why"; }
+  log "$name ready in $(elapsed "$t0")s (pid $pid, $("${name}_where"))"
 }
 
-# ---------------------------------------------------------------- generic
 stop_one() {
   local name="$1" pf pid
   pf="$(pidfile_of "$name")"
@@ -257,10 +257,7 @@ stop_one() {
 status_one() {
   local name="$1" pid healthy=no
   if pid="$(live_pid "$name")"; then
-    case "$name" in
-      seaweedfs) seaweedfs_healthy && healthy=yes ;;
-      azurite) azurite_healthy && healthy=yes ;;
-    esac
+    "${name}_healthy" && healthy=yes
     printf '%-10s running  pid=%-8s port=%s healthy=%s\n' "$name" "$pid" "$(port_of "$name")" "$healthy"
     [ "$healthy" = yes ]
   else
@@ -296,7 +293,7 @@ names() {
 }
 
 usage() {
-  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -304,16 +301,17 @@ main() {
   local cmd="${1:-}" n list rc=0
   [ $# -gt 0 ] && shift
   case "$cmd" in
-    start | stop | restart | status) list="$(names "${1:-all}")" || exit 2 ;;
+    start | stop | restart | status | check) list="$(names "${1:-all}")" || exit 2 ;;
     env) print_env; return 0 ;;
     *) usage ;;
   esac
   for n in $list; do
     case "$cmd" in
-      start) "start_$n" ;;
+      start) start_one "$n" ;;
       stop) stop_one "$n" ;;
-      restart) stop_one "$n"; "start_$n" ;;
+      restart) stop_one "$n"; start_one "$n" ;;
       status) status_one "$n" || rc=3 ;;
+      check) "${n}_healthy" || rc=3 ;;
     esac
   done
   return "$rc"

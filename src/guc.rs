@@ -7,14 +7,15 @@ use std::time::Duration;
 use oas_core::backend::ClientSettings;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
-pub static REQUEST_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(300_000);
-pub static CONNECT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5_000);
-pub static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(3);
-pub static FILE_FSYNC: GucSetting<bool> = GucSetting::<bool>::new(true);
-pub static VERIFY_READS: GucSetting<bool> = GucSetting::<bool>::new(true);
-pub static NPY_MERGE_GAP: GucSetting<i32> = GucSetting::<i32>::new(0);
-pub static GC_GRACE_S: GucSetting<i32> = GucSetting::<i32>::new(86_400);
-pub static GC_TRASH_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 86_400);
+// Private: code reads a setting through its typed getter below, which clamps and converts.
+static REQUEST_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(300_000);
+static CONNECT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5_000);
+static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(3);
+static FILE_FSYNC: GucSetting<bool> = GucSetting::<bool>::new(true);
+static VERIFY_READS: GucSetting<bool> = GucSetting::<bool>::new(true);
+static NPY_MERGE_GAP: GucSetting<i32> = GucSetting::<i32>::new(0);
+static GC_GRACE_S: GucSetting<i32> = GucSetting::<i32>::new(86_400);
+static GC_TRASH_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 86_400);
 static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 
 pub fn init() {
@@ -108,19 +109,63 @@ pub fn init() {
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"oas".as_ptr()) };
 }
 
-/// The client settings now in force; part of a cached client's identity.
-pub fn client_settings() -> ClientSettings {
-    ClientSettings {
-        request_timeout: Duration::from_millis(REQUEST_TIMEOUT_MS.get().max(1) as u64),
-        connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS.get().max(1) as u64),
-        max_retries: MAX_RETRIES.get().max(0) as usize,
-        file_fsync: FILE_FSYNC.get(),
-    }
+/// `oas.request_timeout`: longest time one object-store request may take.
+pub fn request_timeout() -> Duration {
+    millis(REQUEST_TIMEOUT_MS.get().max(1))
+}
+
+/// `oas.connect_timeout`: longest time to connect to an object store.
+pub fn connect_timeout() -> Duration {
+    millis(CONNECT_TIMEOUT_MS.get().max(1))
+}
+
+/// `oas.max_retries`: how often a failed request is retried.
+pub fn max_retries() -> usize {
+    MAX_RETRIES.get().max(0) as usize
+}
+
+/// `oas.file_fsync`: fsync objects written to file stores before the call returns.
+pub fn file_fsync() -> bool {
+    FILE_FSYNC.get()
+}
+
+/// `oas.verify_reads`: check the MD5 content hash of every hash-addressed object read.
+pub fn verify_reads() -> bool {
+    VERIFY_READS.get()
+}
+
+/// `oas.npy_merge_gap`: ranges of a slice at most this many bytes apart are fetched as one.
+pub fn npy_merge_gap() -> u64 {
+    NPY_MERGE_GAP.get().max(0) as u64
+}
+
+/// `oas.gc_grace` in seconds: how long an object stays unreferenced before it is collected.
+pub fn gc_grace_s() -> f64 {
+    f64::from(GC_GRACE_S.get().max(0))
+}
+
+/// `oas.gc_trash_retention` in seconds: how long collected objects stay in the trash.
+pub fn gc_trash_retention_s() -> f64 {
+    f64::from(GC_TRASH_RETENTION_S.get().max(0))
 }
 
 /// `oas.lock_timeout` in milliseconds (0: wait forever).
 pub fn lock_timeout_ms() -> i32 {
     LOCK_TIMEOUT_MS.get().max(0)
+}
+
+fn millis(ms: i32) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// The client settings now in force; part of a cached client's identity.
+pub fn client_settings() -> ClientSettings {
+    ClientSettings {
+        request_timeout: request_timeout(),
+        connect_timeout: connect_timeout(),
+        max_retries: max_retries(),
+        file_fsync: file_fsync(),
+    }
 }
 
 /// A nesting level of settings, undone when dropped (or by the abort of the transaction).

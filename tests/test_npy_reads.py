@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import sql_error, unique
+from conftest import dj_manual, sql_error, unique
 
 dj = pytest.importorskip("datajoint")
 
@@ -24,21 +24,15 @@ SLICES = ["", "7", "-1", "1:3", "::-2", "..., 1", "0, ::2", ":, 3", "::10, 10:20
 
 
 @pytest.fixture
-def npy_table(dj_connection, request):
-    store = request.param
-    schema = dj.Schema(unique("djnpy"), connection=dj_connection)
-
-    @schema
-    class Arrays(dj.Manual):
-        definition = f"""
+def npy_table(dj_connection, dj_schema, request):
+    schema = dj_schema("djnpy", dj_connection)
+    arrays = dj_manual(schema, "Arrays", f"""
         array_id : int32
         ---
-        arr : <npy@{store}>
-        """
-
-    Arrays.insert([{"array_id": k, "arr": v} for k, v in ARRAYS.items()])
-    yield f'"{schema.database}".arrays'
-    schema.drop(prompt=False)
+        arr : <npy@{request.param}>
+        """)
+    arrays.insert([{"array_id": k, "arr": v} for k, v in ARRAYS.items()])
+    return f'"{schema.database}".arrays'
 
 
 def load(b: bytes) -> np.ndarray:

@@ -13,6 +13,10 @@ import pytest
 
 from conftest import sql_error, unique
 
+# A URL's lifetime counts from its signing time truncated to the second, so one valid for 2 s may
+# expire 1 s after it is made; 5 s leaves a loaded machine time to read it back first.
+EXPIRY_S = 5
+
 
 def fetch(url: str) -> tuple[int, bytes]:
     try:
@@ -26,12 +30,14 @@ def fetch(url: str) -> tuple[int, bytes]:
 def test_presigned_url_reads_the_object_and_expires(conn, store):
     data = os.urandom(200_001)
     ref = conn.execute("SELECT oas.oas_hash_put(%b, %s, %s)", [data, store, unique("ps")]).fetchone()[0]
-    url = conn.execute("SELECT oas.oas_presign_url(%s, '2 seconds')", [json.dumps(ref)]).fetchone()[0]
+    url = conn.execute("SELECT oas.oas_presign_url(%s, %s)", [json.dumps(ref), f"{EXPIRY_S} seconds"]).fetchone()[0]
+    signed = time.monotonic()
     assert url.startswith("http://") and ref["path"] in urllib.parse.unquote(url)
     assert fetch(url) == (200, data)
+    print(f"read back {time.monotonic() - signed:.2f} s after signing (valid {EXPIRY_S} s, to the second)")
     # Tampering with the signed path is refused by the server.
     assert fetch(url.replace(ref["hash"], ref["hash"][::-1]))[0] in (403, 404)
-    time.sleep(3)
+    time.sleep(max(0.0, signed + EXPIRY_S + 1.0 - time.monotonic()))
     assert fetch(url)[0] == 403
 
 

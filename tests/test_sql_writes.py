@@ -12,28 +12,23 @@ import re
 import numpy as np
 import pytest
 
-from conftest import connect, sql_error, unique
+from conftest import connect, dj_manual, sql_error, unique
 
 dj = pytest.importorskip("datajoint")
 
 
 @pytest.fixture
-def dj_table(dj_connection, request):
+def dj_table(dj_connection, dj_schema, request):
     store = request.param
-    schema = dj.Schema(unique("djw"), connection=dj_connection)
-
-    @schema
-    class Scan(dj.Manual):
-        definition = f"""
+    schema = dj_schema("djw", dj_connection)
+    scan = dj_manual(schema, "Scan", f"""
         subject : int32
         taken : datetime
         ---
         traces : <npy@{store}>
         movie = null : <object@{store}>
-        """
-
-    yield Scan, f'"{schema.database}"."scan"', store
-    schema.drop(prompt=False)
+        """)
+    return scan, f'"{schema.database}"."scan"', store
 
 
 @pytest.mark.parametrize("dj_table", ["file", "s3"], indirect=True)

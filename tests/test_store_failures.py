@@ -10,13 +10,9 @@ import time
 import psycopg
 import pytest
 
-from conftest import azure_spec, connect, s3_spec, sql_error, unique, wait_until
+from conftest import CANCEL_BOUND_S, azure_spec, connect, s3_spec, sql_error, unique, wait_until
 
 WRONG_SECRET = "wrong-secret-Zq81xv0p"
-
-# README promises a cancel within 1 s; tests allow twice that, as a loaded 2-core machine may take.
-# The measured latency is printed (pytest -s) and benchmarked, never asserted tighter.
-CANCEL_BOUND_S = 2.0
 
 
 def all_text(err: psycopg.Error) -> str:
@@ -71,7 +67,9 @@ def test_unreachable_store_fails_fast_with_io_error(conn, servers):
     conn.execute("SET oas.max_retries = 1")
     t = time.monotonic()
     err = sql_error(conn, "SELECT oas.oas_hash_put('x'::bytea, %s)", [name])
-    assert time.monotonic() - t < 10
+    elapsed = time.monotonic() - t
+    print(f"an unreachable store (1 retry) failed after {elapsed * 1e3:.0f} ms")
+    assert elapsed < 10, elapsed
     assert err.sqlstate == "58030", all_text(err)
     assert f'store "{name}"' in str(err)
     assert "oas_store_verify" in err.diag.message_hint
@@ -85,9 +83,10 @@ def test_request_timeout_abandons_a_hanging_store(conn, servers, black_hole):
     t = time.monotonic()
     err = sql_error(conn, "SELECT oas.oas_hash_put('x'::bytea, %s)", [name])
     elapsed = time.monotonic() - t
+    print(f"oas.request_timeout of 400 ms ended the request after {elapsed * 1e3:.0f} ms")
     assert err.sqlstate == "58000", all_text(err)
     assert "timed out" in str(err)
-    assert elapsed < 5, elapsed
+    assert elapsed < 0.4 + CANCEL_BOUND_S, elapsed
 
 
 def test_statement_timeout_cancels_a_hanging_request(conn, servers, black_hole):
@@ -170,9 +169,11 @@ def test_terminated_backend_during_a_hang_exits_cleanly(db, servers, black_hole)
     killer = Canceller(victim, 0.3, terminate=True)
     with pytest.raises(psycopg.OperationalError):
         victim.execute("SELECT oas.oas_hash_put('x'::bytea, %s)", [name])
-    # The request is dropped at once; the bound is loose because exiting also tears the
-    # backend down (measured 0.1-0.6 s depending on load). Latency itself is benchmarked, not here.
-    assert killer.latency(time.monotonic()) < 2.0
+    # The request is dropped at once; exiting also tears the backend down (measured 0.1-0.6 s
+    # depending on load). Latency itself is benchmarked, not here.
+    latency = killer.latency(time.monotonic())
+    print(f"terminate during a hanging request: {latency * 1e3:.0f} ms")
+    assert latency < CANCEL_BOUND_S, f"terminate took {latency:.3f}s"
     with connect() as c:
         assert wait_until(lambda: c.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()[0] == 0, 5)
         # The postmaster did not restart (a crash would have reset every connection).

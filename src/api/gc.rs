@@ -132,10 +132,10 @@ fn oas_gc(
     if !dry_run {
         require_read_committed("oas_gc(dry_run => false)");
     }
-    let grace = seconds(grace, crate::guc::GC_GRACE_S.get(), "grace");
+    let grace = seconds(grace, crate::guc::gc_grace_s(), "grace");
     let retention = seconds(
         trash_retention,
-        crate::guc::GC_TRASH_RETENTION_S.get(),
+        crate::guc::gc_trash_retention_s(),
         "trash_retention",
     );
     let names: Vec<String> = match store {
@@ -359,11 +359,7 @@ fn oas_gc_purge(
 > {
     require_collector().or_raise();
     require_read_committed("oas_gc_purge()");
-    let retention = seconds(
-        older_than,
-        crate::guc::GC_TRASH_RETENTION_S.get(),
-        "older_than",
-    );
+    let retention = seconds(older_than, crate::guc::gc_trash_retention_s(), "older_than");
     let names: Vec<String> = Spi::connect(|c| {
         c.select(
             "SELECT DISTINCT store FROM oas.gc_trash WHERE $1::text IS NULL OR store = $1 ORDER BY 1",
@@ -457,9 +453,9 @@ fn require_read_committed(what: &str) {
     }
 }
 
-fn seconds(given: Option<Interval>, default_s: i32, what: &str) -> f64 {
+fn seconds(given: Option<Interval>, default_s: f64, what: &str) -> f64 {
     let s = match given {
-        None => f64::from(default_s),
+        None => default_s,
         Some(iv) => Spi::get_one_with_args::<f64>(
             "SELECT extract(epoch FROM $1::interval)::float8",
             &[iv.into()],

@@ -39,7 +39,7 @@ fn oas_hash_put(
     // Large payloads are hashed and staged (or copied) on two threads, straight from
     // PostgreSQL's copy of the parameter; small ones are not worth the threads.
     let prepared = if data.len() >= STAGE_MIN {
-        let fsync = crate::guc::FILE_FSYNC.get();
+        let fsync = crate::guc::file_fsync();
         run_cancellable(|cancelled| prepare(&store, data, fsync, cancelled)).or_raise()
     } else {
         Prepared {
@@ -79,7 +79,7 @@ fn oas_hash_get(reference: JsonB) -> Vec<u8> {
         });
     }
     let (_, store) = catalog::store_to_read(r.store_name(), &r.path).or_raise();
-    let verify = crate::guc::VERIFY_READS.get();
+    let verify = crate::guc::verify_reads();
     block_on(get_hash(&store, &r, verify)).or_raise()
 }
 

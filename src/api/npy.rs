@@ -99,7 +99,7 @@ fn open_array(reference: &Value) -> (std::sync::Arc<oas_core::backend::Store>, O
 
 /// `oas.npy_merge_gap`: ranges of a slice at most this many bytes apart are fetched as one.
 fn merge_gap() -> u64 {
-    crate::guc::NPY_MERGE_GAP.get().max(0) as u64
+    crate::guc::npy_merge_gap()
 }
 
 fn plan_slice(header: &Header, slice: &str) -> Plan {
