@@ -24,7 +24,7 @@ pub use refset::{reference_paths, RefSet};
 pub use report::Report;
 pub use section::{
     is_hash_object, owner_path, owner_schema, require_read_back, schema_of, section_of,
-    section_prefix, Section,
+    section_prefix, Layout, Section, Sighting,
 };
 
 /// Where collected objects wait for their retention period: `_oas/trash/{path}`.

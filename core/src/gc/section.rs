@@ -74,15 +74,137 @@ pub fn schema_of<'a>(section: Section, prefix: &str, key: &'a str) -> Option<&'a
     }
 }
 
-/// Which section a path of a store lies in: the hash section when it is under `hash_prefix`, or
-/// when `hash_prefix` is empty and it is not under `schema_prefix`; otherwise the schema section.
-/// The one home of the rule (the collector and the read check use it).
+/// Which section a path of a store lies in. The one home of the rule: the collector (what it
+/// lists, counts, locks and records as an object's owner), the read check and the writers use it.
+///
+/// - under `hash_prefix` (when not empty): the hash section;
+/// - under `schema_prefix` (when not empty): the schema section;
+/// - elsewhere, the section whose prefix is empty: with an empty `hash_prefix` the hash section,
+///   with an empty `schema_prefix` the schema section;
+/// - with both prefixes empty the layout cannot tell the sections apart; a path named by a
+///   content hash is taken for a hash object, any other for a schema-addressed one.
 pub fn section_of(hash_prefix: &str, schema_prefix: &str, key: &str) -> Section {
-    let under = |prefix: &str| !prefix.is_empty() && key.starts_with(&format!("{prefix}/"));
-    if under(hash_prefix) || (hash_prefix.is_empty() && !under(schema_prefix)) {
+    let under = |prefix: &str| {
+        !prefix.is_empty()
+            && key
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    if under(hash_prefix) {
+        Section::Hash
+    } else if under(schema_prefix) {
+        Section::Schema
+    } else if hash_prefix.is_empty() && (!schema_prefix.is_empty() || is_hash_object(key)) {
         Section::Hash
     } else {
         Section::Schema
+    }
+}
+
+/// What the collector makes of an object it listed (see [`Layout::sight`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sighting {
+    /// Not this listing's to count: `_oas/`, `filepath_prefix` content, an object of the other
+    /// section (counted where that section is listed, if this database knows its schema), or a
+    /// partition of a schema this database does not know.
+    Ignore,
+    /// In the hash section but not named by a content hash: counted as skipped and left alone
+    /// (DataJoint collects only files named by a hash).
+    Skip,
+    /// An object of this section the collector manages.
+    Managed(Section),
+}
+
+/// The layout of a store's managed sections, as the collector lists them.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    hash_prefix: String,
+    schema_prefix: String,
+    /// `{filepath_prefix}/`, never listed.
+    filepath: Option<String>,
+    partitioned: bool,
+}
+
+impl Layout {
+    pub fn new(spec: &crate::spec::StoreSpec) -> Self {
+        Layout {
+            hash_prefix: spec.hash_prefix.clone(),
+            schema_prefix: spec.schema_prefix.clone(),
+            filepath: spec.filepath_prefix.as_ref().map(|p| format!("{p}/")),
+            partitioned: spec
+                .partition_pattern
+                .as_deref()
+                .is_some_and(|p| !p.is_empty()),
+        }
+    }
+
+    /// The prefixes to list for the `schemas` this database knows, each once, with the sections
+    /// whose objects may lie under it (both, when the two prefixes are empty); and a warning when
+    /// schema-addressed objects cannot be collected (partitions with an empty `schema_prefix`).
+    pub fn listings(
+        &self,
+        schemas: &[&str],
+    ) -> (Vec<(String, Vec<Section>)>, Option<&'static str>) {
+        let mut wanted: Vec<(Section, String)> = schemas
+            .iter()
+            .map(|s| (Section::Hash, section_prefix(&self.hash_prefix, Some(s))))
+            .collect();
+        let mut warning = None;
+        if !self.partitioned {
+            wanted.extend(schemas.iter().map(|s| {
+                (
+                    Section::Schema,
+                    section_prefix(&self.schema_prefix, Some(s)),
+                )
+            }));
+        } else if !self.schema_prefix.is_empty() {
+            wanted.push((Section::Schema, section_prefix(&self.schema_prefix, None)));
+        } else {
+            warning = Some(
+                "partition_pattern with an empty schema_prefix: schema-addressed objects are not collected",
+            );
+        }
+        let mut out: Vec<(String, Vec<Section>)> = Vec::new();
+        for (section, prefix) in wanted {
+            match out.iter_mut().find(|(p, _)| *p == prefix) {
+                Some((_, sections)) => sections.push(section),
+                None => out.push((prefix, vec![section])),
+            }
+        }
+        (out, warning)
+    }
+
+    /// Which section `key` lies in ([`section_of`]).
+    pub fn section_of(&self, key: &str) -> Section {
+        section_of(&self.hash_prefix, &self.schema_prefix, key)
+    }
+
+    /// What to make of `key`, listed under a prefix that holds `listed_as` (see
+    /// [`Layout::listings`]); `known` says whether this database knows a schema.
+    pub fn sight(
+        &self,
+        listed_as: &[Section],
+        key: &str,
+        known: impl Fn(&str) -> bool,
+    ) -> Sighting {
+        if key.starts_with("_oas/") || self.filepath.as_deref().is_some_and(|f| key.starts_with(f))
+        {
+            return Sighting::Ignore;
+        }
+        let section = self.section_of(key);
+        if !listed_as.contains(&section) {
+            return Sighting::Ignore;
+        }
+        match section {
+            Section::Hash if !is_hash_object(key) => Sighting::Skip,
+            Section::Schema
+                if self.partitioned
+                    && !schema_of(section, &self.schema_prefix, key).is_some_and(&known) =>
+            {
+                Sighting::Ignore
+            }
+            s => Sighting::Managed(s),
+        }
     }
 }
 
@@ -368,5 +490,126 @@ mod tests {
         assert_eq!(section_prefix("_hash", Some("lab")), "_hash/lab/");
         assert_eq!(section_prefix("", Some("lab")), "lab/");
         assert_eq!(section_prefix("_hash", None), "_hash/");
+    }
+
+    #[test]
+    fn one_section_rule_for_empty_prefixes() {
+        // An empty hash_prefix: the hash section is everything not under schema_prefix.
+        assert_eq!(section_of("", "data", &format!("lab/{H}")), Section::Hash);
+        assert_eq!(section_of("", "data", "lab/notahash"), Section::Hash);
+        assert_eq!(
+            section_of("", "data", "data/lab/t/id=1/f_tok"),
+            Section::Schema
+        );
+        // ... also when a schema is named like schema_prefix: its hash section "data/" holds
+        // every schema's schema-addressed objects, which stay schema-addressed.
+        assert_eq!(
+            section_of("", "data", &format!("data/lab/t/id=1/f_tok/{H}")),
+            Section::Schema
+        );
+        assert_eq!(section_of("", "data", "datax/y"), Section::Hash);
+        // An empty schema_prefix: the mirror image.
+        assert_eq!(section_of("_hash", "", "lab/t/id=1/f"), Section::Schema);
+        assert_eq!(
+            section_of("_hash", "", &format!("_hash/lab/{H}")),
+            Section::Hash
+        );
+        // Both empty: the name decides.
+        assert_eq!(section_of("", "", &format!("lab/{H}")), Section::Hash);
+        assert_eq!(section_of("", "", &format!("lab/ab/cd/{H}")), Section::Hash);
+        assert_eq!(
+            section_of("", "", "lab/t/id=1/f_tok/x.bin"),
+            Section::Schema
+        );
+        assert_eq!(section_of("", "", "lab/t/id=1/f_tok.npy"), Section::Schema);
+    }
+
+    fn layout(spec: serde_json::Value) -> Layout {
+        let mut spec = spec;
+        spec["protocol"] = "file".into();
+        spec["location"] = "/d".into();
+        Layout::new(&crate::spec::StoreSpec::from_json(&spec).unwrap())
+    }
+
+    #[test]
+    fn listings_list_each_prefix_once() {
+        let l = layout(serde_json::json!({"hash_prefix": "", "schema_prefix": ""}));
+        let (ls, warning) = l.listings(&["lab"]);
+        assert_eq!(
+            ls,
+            vec![("lab/".to_string(), vec![Section::Hash, Section::Schema])]
+        );
+        assert_eq!(warning, None);
+        let l = layout(serde_json::json!({"hash_prefix": "", "schema_prefix": "data"}));
+        let (ls, _) = l.listings(&["data", "lab"]);
+        assert_eq!(
+            ls,
+            vec![
+                ("data/".to_string(), vec![Section::Hash]),
+                ("lab/".to_string(), vec![Section::Hash]),
+                ("data/data/".to_string(), vec![Section::Schema]),
+                ("data/lab/".to_string(), vec![Section::Schema]),
+            ]
+        );
+        let l = layout(serde_json::json!({"schema_prefix": "", "partition_pattern": "{subject}"}));
+        let (ls, warning) = l.listings(&["lab"]);
+        assert_eq!(ls, vec![("_hash/lab/".to_string(), vec![Section::Hash])]);
+        assert!(warning.is_some());
+    }
+
+    #[test]
+    fn what_a_listing_makes_of_each_object() {
+        let known = |s: &str| s == "lab";
+        // Empty hash_prefix, a schema named like schema_prefix: its hash listing "data/" sees
+        // the schema-addressed objects of every schema, another database's included; they are
+        // not its to count (they were counted, and collected when named like a hash).
+        let l = layout(
+            serde_json::json!({"hash_prefix": "", "schema_prefix": "data", "filepath_prefix": "files"}),
+        );
+        let hash = [Section::Hash];
+        assert_eq!(
+            l.sight(&hash, &format!("data/other/t/id=1/f_tok/{H}"), known),
+            Sighting::Ignore
+        );
+        assert_eq!(
+            l.sight(&hash, "data/other/t/id=1/g_tok.npy", known),
+            Sighting::Ignore
+        );
+        assert_eq!(
+            l.sight(&hash, &format!("lab/{H}"), known),
+            Sighting::Managed(Section::Hash)
+        );
+        assert_eq!(l.sight(&hash, "lab/notes.txt", known), Sighting::Skip);
+        assert_eq!(
+            l.sight(&hash, &format!("files/{H}"), known),
+            Sighting::Ignore
+        );
+        assert_eq!(l.sight(&hash, "_oas/trash/x", known), Sighting::Ignore);
+        let schema = [Section::Schema];
+        assert_eq!(
+            l.sight(&schema, &format!("data/lab/t/id=1/f_tok/{H}"), known),
+            Sighting::Managed(Section::Schema)
+        );
+        // Both empty, one listing for both sections: each object counted once, by its name.
+        let l = layout(serde_json::json!({"hash_prefix": "", "schema_prefix": ""}));
+        let both = [Section::Hash, Section::Schema];
+        assert_eq!(
+            l.sight(&both, &format!("lab/{H}"), known),
+            Sighting::Managed(Section::Hash)
+        );
+        assert_eq!(
+            l.sight(&both, "lab/t/id=1/f_tok/x.bin", known),
+            Sighting::Managed(Section::Schema)
+        );
+        // Partitions: the schema section is listed whole and filtered by schema.
+        let l = layout(serde_json::json!({"partition_pattern": "{subject}"}));
+        assert_eq!(
+            l.sight(&schema, "_schema/subject=m1/lab/t/id=1/f_tok", known),
+            Sighting::Managed(Section::Schema)
+        );
+        assert_eq!(
+            l.sight(&schema, "_schema/subject=m1/other/t/id=1/f_tok", known),
+            Sighting::Ignore
+        );
     }
 }

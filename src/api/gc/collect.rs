@@ -145,7 +145,8 @@ pub(super) fn same_place(store: &Store) -> Result<Vec<String>, OasError> {
     Ok(out)
 }
 
-/// The reference path that would own the listed object `path` (see [`owner_path`]).
+/// The reference path that would own the listed object `path` (see [`owner_path`]), in the
+/// section [`gc::section_of`] says it lies in.
 pub(super) fn owner_of<'a>(store: &Store, path: &'a str) -> &'a str {
     let section = gc::section_of(&store.spec.hash_prefix, &store.spec.schema_prefix, path);
     owner_path(section, &store.spec.schema_prefix, path)

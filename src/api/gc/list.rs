@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use futures::StreamExt;
 use oas_core::backend::Store;
-use oas_core::gc::{self, is_hash_object, schema_of, section_prefix, RefSet, Report, Section};
+use oas_core::gc::{self, Layout, RefSet, Report, Section, Sighting};
 use oas_core::OasError;
 use pgrx::prelude::*;
 
@@ -93,8 +93,9 @@ pub(super) fn walk(
     }
 }
 
-/// List the hash and schema sections of the `known` schemas, counting what is stored and
-/// recording what `refs` does not cover.
+/// List the hash and schema sections of the `known` schemas (each prefix once), counting what is
+/// stored and recording what `refs` does not cover. Which section an object lies in is decided
+/// by its path alone ([`Layout::sight`]), never by the prefix it was listed under.
 pub(super) fn list_sections(
     r: &mut Report,
     store: &Store,
@@ -103,59 +104,30 @@ pub(super) fn list_sections(
     dry_run: bool,
     horizon: f64,
 ) -> Result<(), OasError> {
-    let spec = &store.spec;
-    let mut prefixes: Vec<(Section, String)> = Vec::new();
-    let mut schemas: Vec<&String> = known.iter().collect();
+    let layout = Layout::new(&store.spec);
+    let mut schemas: Vec<&str> = known.iter().map(String::as_str).collect();
     schemas.sort();
-    for s in &schemas {
-        prefixes.push((Section::Hash, section_prefix(&spec.hash_prefix, Some(s))));
+    let (listings, warning) = layout.listings(&schemas);
+    if let Some(w) = warning {
+        r.errors.push(w.into());
     }
-    let partitioned = spec
-        .partition_pattern
-        .as_deref()
-        .is_some_and(|p| !p.is_empty());
-    if !partitioned {
-        for s in &schemas {
-            prefixes.push((
-                Section::Schema,
-                section_prefix(&spec.schema_prefix, Some(s)),
-            ));
-        }
-    } else if !spec.schema_prefix.is_empty() {
-        prefixes.push((Section::Schema, section_prefix(&spec.schema_prefix, None)));
-    } else {
-        r.errors.push(
-            "partition_pattern with an empty schema_prefix: schema-addressed objects are not collected".into(),
-        );
-    }
-    let filepath = spec.filepath_prefix.as_ref().map(|p| format!("{p}/"));
     let mut seen = 0i64;
-    for (section, prefix) in prefixes {
-        let section_prefix_str = match section {
-            Section::Hash => spec.hash_prefix.clone(),
-            Section::Schema => spec.schema_prefix.clone(),
-        };
+    for (prefix, sections) in listings {
         walk(r, store, &prefix, |r, chunk| {
             let mut orphans = Vec::new();
             for o in chunk {
-                if o.path.starts_with("_oas/")
-                    || filepath.as_deref().is_some_and(|f| o.path.starts_with(f))
-                {
-                    continue;
-                }
-                if section == Section::Hash && !is_hash_object(&o.path) {
-                    r.skipped += 1;
-                    continue;
-                }
-                if section == Section::Schema
-                    && partitioned
-                    && !schema_of(section, &section_prefix_str, &o.path)
-                        .is_some_and(|s| known.contains(s))
-                {
-                    continue;
+                match layout.sight(&sections, &o.path, |s| known.contains(s)) {
+                    Sighting::Ignore => continue,
+                    Sighting::Skip => {
+                        r.skipped += 1;
+                        continue;
+                    }
+                    Sighting::Managed(_) => {}
                 }
                 r.stored += 1;
                 r.stored_bytes += o.size as i64;
+                // DataJoint's coverage rule for every object: a hash object is covered by its
+                // own path, which the rule includes (anything more only keeps more).
                 if refs.covers(Section::Schema, &o.path) {
                     continue;
                 }
