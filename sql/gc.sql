@@ -165,11 +165,11 @@ BEGIN
                           HINT = 'oas_npy(), oas_object() and oas_object_folder() values go into <npy@> and <object@> columns, whose row trigger stores them';
             END IF;
         END IF;
-        -- (store, path) of each reference in a transition table.
-        refs_of := format($q$SELECT coalesce(nullif(r->>'store', ''), %L) AS store, r->>'path' AS path
-                             FROM (SELECT %I AS r FROM %%s) t
-                             WHERE jsonb_typeof(r) = 'object' AND r ? 'path'$q$,
-                          coalesce(col_store, ''), col);
+        -- (store, path) of each reference in a transition table (oas._reference, inlined).
+        refs_of := format($q$SELECT r.store, r.path FROM %%s AS oas_t
+                             CROSS JOIN LATERAL oas._reference(oas_t.%I::jsonb, %L) r
+                             WHERE r.path IS NOT NULL$q$,
+                          col, coalesce(col_store, ''));
         diff := CASE TG_OP
             WHEN 'INSERT' THEN format('SELECT store, path, count(*) AS n FROM (%s) x GROUP BY 1, 2',
                                       format(refs_of, 'new_refs'))
@@ -311,18 +311,15 @@ BEGIN
         SELECT t.column_name::text FROM oas.tracked_columns t WHERE t.table_oid = rel));
 
     -- Record the references of tracked columns the ledger knows nothing of.
-    FOR c IN SELECT t.column_name, t.resolved_store FROM oas.tracked_columns t
-             WHERE t.table_oid = rel
-               AND NOT EXISTS (SELECT 1 FROM oas.ref_log l WHERE l.table_oid = rel
-                               AND l.column_name = t.column_name
+    FOR c IN SELECT w.column_name, w.refs FROM oas._tracked_refs(only_table => rel) w
+             WHERE NOT EXISTS (SELECT 1 FROM oas.ref_log l WHERE l.table_oid = rel
+                               AND l.column_name = w.column_name
                                GROUP BY l.store, l.path HAVING sum(l.delta) <> 0) LOOP
         EXECUTE format($q$INSERT INTO oas.ref_log (op, table_oid, schema_name, table_name, column_name, store, path, delta)
-                          SELECT 'ATTACH', $1, $2, $3, $4, s, p, count(*)
-                          FROM (SELECT coalesce(nullif(r->>'store', ''), $5) AS s, r->>'path' AS p
-                                FROM (SELECT %I AS r FROM %s) x
-                                WHERE jsonb_typeof(r) = 'object' AND r ? 'path') y
-                          GROUP BY s, p$q$, c.column_name, tbl)
-            USING rel, sch, relname, c.column_name, coalesce(c.resolved_store, '');
+                          SELECT 'ATTACH', $1, $2, $3, $4, coalesce(q.store, ''), q.path, count(*)
+                          FROM (%s) q WHERE q.path IS NOT NULL
+                          GROUP BY 6, 7$q$, c.refs)
+            USING rel, sch, relname, c.column_name;
     END LOOP;
 
     SELECT coalesce(array_agg(v.x ORDER BY cols.column_name, v.ord), '{}') INTO args

@@ -8,16 +8,15 @@ use oas_core::OasError;
 use pgrx::prelude::*;
 
 use super::CHUNK;
-use crate::api::tracking::{quote_ident, quote_literal, regclass_text};
 use crate::catalog;
 use crate::error::SpiOk;
 
 struct Column {
-    oid: pg_sys::Oid,
-    name: String,
     label: String,
-    resolved_store: Option<String>,
-    readable: bool,
+    /// Why the caller may not read the whole table, if it may not.
+    why_not: Option<String>,
+    /// The query over the column's references (see `oas._tracked_refs`).
+    refs: String,
 }
 
 /// Every reference of every tracked column, per store. The schemas a reference names are not
@@ -55,7 +54,7 @@ pub(super) fn mark(reports: &mut [Report]) -> Result<HashMap<String, RefSet>, Oa
         ));
     }
     for col in &columns()? {
-        if !col.readable {
+        if col.why_not.is_some() {
             problems.push((
                 None,
                 format!(
@@ -65,19 +64,14 @@ pub(super) fn mark(reports: &mut [Report]) -> Result<HashMap<String, RefSet>, Oa
             ));
             continue;
         }
+        // The column's references as oas._tracked_refs reads them (oas._reference gives store
+        // and path), with the size each records.
         let query = format!(
-            "SELECT coalesce(nullif(c->>'store', ''), {default}), c->>'path',
-                    CASE WHEN jsonb_typeof(c->'size') = 'number' AND (c->>'size')::numeric BETWEEN 0 AND 9e18
-                         THEN (c->>'size')::numeric::int8 END
-             FROM (SELECT {col} AS c FROM {rel}) t
-             WHERE c IS NOT NULL AND c <> 'null'::jsonb",
-            col = quote_ident(&col.name),
-            rel = regclass_text(col.oid),
-            default = col
-                .resolved_store
-                .as_deref()
-                .map(quote_literal)
-                .unwrap_or_else(|| "NULL".into()),
+            "SELECT q.store, q.path,
+                    CASE WHEN jsonb_typeof(q.ref->'size') = 'number' AND (q.ref->>'size')::numeric BETWEEN 0 AND 9e18
+                         THEN (q.ref->>'size')::numeric::int8 END
+             FROM ({}) q WHERE q.ref <> 'null'::jsonb",
+            col.refs
         );
         let mut malformed: HashMap<String, i64> = HashMap::new();
         for_each_row(
@@ -150,26 +144,22 @@ pub(super) fn mark(reports: &mut [Report]) -> Result<HashMap<String, RefSet>, Oa
     Ok(out_sets)
 }
 
-/// The tracked columns that hold references into stores (not `<filepath@>`), and whether the
-/// caller may read each whole.
+/// The tracked columns that hold references into stores (not `<filepath@>`), as the one walk over
+/// them (`oas._tracked_refs`) gives them: whether the caller may read each whole, and the query
+/// that reads its references.
 fn columns() -> Result<Vec<Column>, OasError> {
     Spi::connect(|c| {
         c.select(
-            "SELECT table_oid::oid, column_name, format('%I.%I.%I', schema_name, table_name, column_name),
-                    resolved_store, pg_catalog.has_table_privilege(table_oid, 'SELECT')
-                        AND NOT pg_catalog.row_security_active(table_oid)
-             FROM oas.tracked_columns WHERE addressing <> 'filepath'
-             ORDER BY schema_name, table_name, column_name",
+            "SELECT format('%I.%I.%I', schema_name, table_name, column_name), why_not, refs
+             FROM oas._tracked_refs() WHERE addressing <> 'filepath'",
             None,
             &[],
         )?
         .map(|r| {
             Ok(Column {
-                oid: r.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
-                name: r.get::<String>(2)?.unwrap_or_default(),
-                label: r.get::<String>(3)?.unwrap_or_default(),
-                resolved_store: r.get::<String>(4)?,
-                readable: r.get::<bool>(5)?.unwrap_or(false),
+                label: r.get::<String>(1)?.unwrap_or_default(),
+                why_not: r.get::<String>(2)?,
+                refs: r.get::<String>(3)?.unwrap_or_default(),
             })
         })
         .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
