@@ -6,13 +6,13 @@
 -- shared transaction lock on the object's stripe; the collector moves an object only while it
 -- holds that stripe exclusively. Stripes bound the locks a big statement holds (at most 1024).
 -- Writers wait for them at most oas.lock_timeout (src/api/locks.rs).
-CREATE FUNCTION oas.lock_stripe(store text, path text) RETURNS integer
+CREATE FUNCTION oas.lock_stripe(path text) RETURNS integer
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 -- By path alone: two store names for one place (a DataJoint config may name a bucket twice) must
 -- meet on the same stripe. Unrelated objects that share a stripe only wait for each other.
 AS $$ SELECT pg_catalog.hashtext(path) OPERATOR(pg_catalog.&) 1023 $$;
-COMMENT ON FUNCTION oas.lock_stripe(text, text) IS
-    'pg_oas: advisory lock key (second half; the first is 1869705984) guarding new references to an object';
+COMMENT ON FUNCTION oas.lock_stripe(text) IS
+    'pg_oas: advisory lock key (second half; the first is the stripe class, STRIPE_CLASS in src/api/locks.rs) guarding new references to an object';
 
 -- The ledger: every reference a statement creates (+) or drops (-), per table and column. It is
 -- an ordinary table, so it lives and dies with the transaction. It is a record and a hint, never
@@ -119,9 +119,7 @@ CREATE FUNCTION oas._gc_may_hide() RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks
-                   WHERE locktype = 'advisory' AND classid = 1869705985::oid AND objsubid = 2
-                     AND granted AND pid <> pg_catalog.pg_backend_pid())
+    SELECT oas._gc_running()
         OR (pg_catalog.current_setting('transaction_isolation') <> 'read committed'
             AND EXISTS (SELECT 1 FROM oas.gc_run))
 $$;
@@ -196,8 +194,8 @@ BEGIN
 
     IF cardinality(add_paths) > 0 THEN
         -- Stripes in a fixed order; writers only ever take them shared, so no deadlock.
-        PERFORM oas._lock_stripes(ARRAY(SELECT DISTINCT oas.lock_stripe(u.s, u.p)
-                                        FROM unnest(add_stores, add_paths) u(s, p) ORDER BY 1));
+        PERFORM oas._lock_stripes(ARRAY(SELECT DISTINCT oas.lock_stripe(u.p)
+                                        FROM unnest(add_paths) u(p) ORDER BY 1));
         IF oas._gc_may_hide() THEN
             PERFORM oas._gc_ensure_present(u.s, u.p)
             FROM (SELECT DISTINCT v.s, v.p FROM unnest(add_stores, add_paths) v(s, p)) u(s, p);

@@ -352,7 +352,7 @@ def test_a_put_waits_for_a_collector_holding_its_object(conn, gc_store):
     schema = schema_of(t)
     ref = put(conn, b"contended", gc_store, schema)
     gc(conn, gc_store)
-    stripe = conn.execute("SELECT oas.lock_stripe(%s, %s)", [gc_store, ref["path"]]).fetchone()[0]
+    stripe = conn.execute("SELECT oas.lock_stripe(%s)", [ref["path"]]).fetchone()[0]
     with connect() as holder:
         holder.execute("SELECT pg_advisory_lock(1869705984, %s)", [stripe])  # as the collector does
         done = threading.Event()
@@ -797,3 +797,4 @@ def test_with_both_prefixes_empty_each_object_is_listed_once_and_a_folder_owns_i
     ref = {"path": folder, "store": store, "is_dir": True}
     conn.execute(f"INSERT INTO {t} VALUES (1, %s)", [json.dumps(ref)])
     assert (loc / folder / "x.bin").exists()
+

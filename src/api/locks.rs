@@ -66,11 +66,11 @@ pub fn lock_keys(class: i32, keys: &[i32], shared: bool, what: &str) -> Result<(
 /// Take the shared stripe lock for a new reference to `path` (held to the end of the
 /// transaction), so no collector moves the object until the reference has committed. One
 /// statement: this is on the path of every `oas_hash_put`.
-pub fn lock_for_reference(store: &str, path: &str) -> Result<(), OasError> {
+pub fn lock_for_reference(path: &str) -> Result<(), OasError> {
     within_lock_timeout("that keeps the collector away from a new reference", || {
         Spi::run_with_args(
-            "SELECT pg_catalog.pg_advisory_xact_lock_shared($1, oas.lock_stripe($2, $3))",
-            &[STRIPE_CLASS.into(), store.into(), path.into()],
+            "SELECT pg_catalog.pg_advisory_xact_lock_shared($1, oas.lock_stripe($2))",
+            &[STRIPE_CLASS.into(), path.into()],
         )
         .spi()
     })
@@ -87,6 +87,23 @@ fn lock_stripes(keys: Vec<i32>) {
         "that keeps the collector away from new references",
     )
     .or_raise();
+}
+
+/// `oas._gc_running()`: does another session run a collector (or a restore or purge) on any
+/// store? The triggers ask (through `oas._gc_may_hide()`) before they trust `oas.gc_trash`.
+#[pg_extern(stable, parallel_unsafe, name = "_gc_running")]
+#[search_path(pg_catalog, pg_temp)]
+fn gc_running() -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks
+                        WHERE locktype OPERATOR(pg_catalog.=) 'advisory'
+                          AND classid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
+                          AND objsubid OPERATOR(pg_catalog.=) 2 AND granted
+                          AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid())",
+        &[RUN_CLASS.into()],
+    )
+    .or_raise()
+    .unwrap_or(false)
 }
 
 /// The second half of a store's run lock.
@@ -120,13 +137,13 @@ pub fn lock_run(store: &str) -> Result<(), OasError> {
     )
 }
 
-/// The stripe of each of `paths` (of `store`).
-pub fn stripes_of(store: &str, paths: &[String]) -> Result<HashMap<String, i32>, OasError> {
+/// The stripe of each of `paths`.
+pub fn stripes_of(paths: &[String]) -> Result<HashMap<String, i32>, OasError> {
     Spi::connect(|c| {
         c.select(
-            "SELECT p, oas.lock_stripe($1, p) FROM unnest($2::text[]) p",
+            "SELECT p, oas.lock_stripe(p) FROM unnest($1::text[]) p",
             None,
-            &[store.into(), paths.to_vec().into()],
+            &[paths.to_vec().into()],
         )?
         .map(|row| {
             Ok((
@@ -142,13 +159,13 @@ pub fn stripes_of(store: &str, paths: &[String]) -> Result<HashMap<String, i32>,
 /// Take, without waiting, the stripes of `paths` exclusively (session locks, released by
 /// [`release_stripes`] or when the transaction aborts). Returns the stripes had; a writer holds
 /// the others.
-pub fn try_lock_stripes(store: &str, paths: &[String]) -> Result<Vec<i32>, OasError> {
+pub fn try_lock_stripes(paths: &[String]) -> Result<Vec<i32>, OasError> {
     let locked = Spi::connect_mut(|c| {
         c.update(
-            "SELECT k FROM (SELECT DISTINCT oas.lock_stripe($1, p) AS k FROM unnest($2::text[]) p) s
-             WHERE pg_catalog.pg_try_advisory_lock($3, k)",
+            "SELECT k FROM (SELECT DISTINCT oas.lock_stripe(p) AS k FROM unnest($1::text[]) p) s
+             WHERE pg_catalog.pg_try_advisory_lock($2, k)",
             None,
-            &[store.into(), paths.to_vec().into(), STRIPE_CLASS.into()],
+            &[paths.to_vec().into(), STRIPE_CLASS.into()],
         )?
         .map(|row| row.get::<i32>(1).map(Option::unwrap_or_default))
         .collect::<Result<Vec<_>, _>>()

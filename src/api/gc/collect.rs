@@ -229,7 +229,7 @@ fn move_batch(
         })
         .collect();
     let all_lock: Vec<String> = lock_paths.iter().flatten().cloned().collect();
-    let locked = try_lock_stripes(&r.store, &all_lock)?;
+    let locked = try_lock_stripes(&all_lock)?;
     // A fresh snapshot: references committed since the mark began, as the ledger records them.
     // (`update`: a statement that may write runs with a new snapshot; a read-only one would not.)
     let vetoed: HashSet<String> = Spi::connect_mut(|c| {
@@ -249,7 +249,7 @@ fn move_batch(
     })
     .spi()?;
     let stripes: HashSet<i32> = locked.iter().copied().collect();
-    let stripe_of = stripes_of(&r.store, &all_lock)?;
+    let stripe_of = stripes_of(&all_lock)?;
     let movable: Vec<&(String, i64)> = batch
         .iter()
         .zip(covering.iter().zip(&lock_paths))
