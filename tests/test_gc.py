@@ -798,3 +798,20 @@ def test_with_both_prefixes_empty_each_object_is_listed_once_and_a_folder_owns_i
     conn.execute(f"INSERT INTO {t} VALUES (1, %s)", [json.dumps(ref)])
     assert (loc / folder / "x.bin").exists()
 
+
+def test_interval_arguments_count_as_extract_epoch_does(conn, gc_store):
+    # Intervals are read from their fields, with no query: a negative one is refused, one with
+    # parts of both signs counts as a whole, months count 30 days.
+    for arg in ("grace", "trash_retention"):
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute(f"SELECT * FROM oas.oas_gc(true, %s, {arg} => '-1 second')", [gc_store])
+        assert info.value.sqlstate == "22023" and f"{arg} must not be negative" in str(info.value)
+    with pytest.raises(psycopg.Error) as info:
+        conn.execute("SELECT * FROM oas.oas_gc_purge('-1 month -1 day', %s)", [gc_store])
+    assert info.value.sqlstate == "22023" and "older_than must not be negative" in str(info.value)
+    r = conn.execute("SELECT errors FROM oas.oas_gc(true, %s, grace => '1 day -1 hour', trash_retention => '1 mon')",
+                     [gc_store]).fetchone()
+    assert r == ([],)
+    run = conn.execute("SELECT run_id FROM oas.oas_gc(false, %s, '1 day -1 hour')", [gc_store]).fetchone()[0]
+    grace = conn.execute("SELECT grace FROM oas.gc_run WHERE run_id = %s", [run]).fetchone()[0]
+    assert grace.total_seconds() == 23 * 3600

@@ -273,16 +273,9 @@ fn require_read_committed(what: &str) -> Result<(), OasError> {
     Ok(())
 }
 
+/// The seconds of an interval argument (`default_s` when NULL); a negative one is refused.
 fn seconds(given: Option<Interval>, default_s: i32, what: &str) -> Result<f64, OasError> {
-    let s = match given {
-        None => f64::from(default_s),
-        Some(iv) => Spi::get_one_with_args::<f64>(
-            "SELECT extract(epoch FROM $1::interval)::float8",
-            &[iv.into()],
-        )
-        .spi()?
-        .unwrap_or(0.0),
-    };
+    let s = given.map_or(f64::from(default_s), crate::api::interval_seconds);
     if s < 0.0 {
         return Err(OasError::invalid_argument(format!(
             "{what} must not be negative"
