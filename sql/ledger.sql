@@ -1,18 +1,7 @@
--- The reference ledger, the triggers that keep it, and the collector's tables.
--- Runs last: it uses oas.tracked_columns (tracking.sql) and functions pgrx generates.
+-- The reference ledger and what keeps it: the statement triggers on tracked tables, TRUNCATE
+-- and DROP, and the event triggers that give new and changed tables their triggers. It uses
+-- oas._reference and oas._tracked_refs (tracking.sql) and the collector's checks (collector.sql).
 -- The design is in docs/gc-design.md.
-
--- Lock keys. Every path to a new reference (oas_hash_put, the triggers on tracked tables) holds a
--- shared transaction lock on the object's stripe; the collector moves an object only while it
--- holds that stripe exclusively. Stripes bound the locks a big statement holds (at most 1024).
--- Writers wait for them at most oas.lock_timeout (src/api/locks.rs).
-CREATE FUNCTION oas.lock_stripe(path text) RETURNS integer
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
--- By path alone: two store names for one place (a DataJoint config may name a bucket twice) must
--- meet on the same stripe. Unrelated objects that share a stripe only wait for each other.
-AS $$ SELECT pg_catalog.hashtext(path) OPERATOR(pg_catalog.&) 1023 $$;
-COMMENT ON FUNCTION oas.lock_stripe(text) IS
-    'pg_oas: advisory lock key (second half; the first is the stripe class, STRIPE_CLASS in src/api/locks.rs) guarding new references to an object';
 
 -- The ledger: every reference a statement creates (+) or drops (-), per table and column. It is
 -- an ordinary table, so it lives and dies with the transaction. It is a record and a hint, never
@@ -44,85 +33,10 @@ GROUP BY store, path, table_oid, column_name
 HAVING sum(delta) <> 0;
 COMMENT ON VIEW oas.ledger IS 'pg_oas: references per object and column, as the ledger records them';
 
--- Collector state.
-CREATE TABLE oas.gc_run (
-    run_id      bigserial PRIMARY KEY,
-    store       text NOT NULL,
-    started_at  timestamptz NOT NULL DEFAULT now(),
-    finished_at timestamptz,
-    grace       interval NOT NULL,
-    report      jsonb
-);
-COMMENT ON TABLE oas.gc_run IS 'pg_oas: one row per store per real oas_gc() run';
-
--- Unreferenced objects seen by a real run, with when they were first seen so.
-CREATE TABLE oas.gc_candidate (
-    store      text NOT NULL,
-    path       text NOT NULL,
-    size       bigint NOT NULL,
-    mtime      timestamptz NOT NULL,
-    first_seen timestamptz NOT NULL,
-    last_seen  timestamptz NOT NULL,
-    PRIMARY KEY (store, path)
-);
-COMMENT ON TABLE oas.gc_candidate IS 'pg_oas: unreferenced objects waiting out the grace period';
-
--- Objects moved to `_oas/trash/{path}`; ref_path is the reference path that would own them.
-CREATE TABLE oas.gc_trash (
-    store      text NOT NULL,
-    path       text NOT NULL,
-    ref_path   text NOT NULL,
-    size       bigint NOT NULL,
-    run_id     bigint NOT NULL,
-    trashed_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (store, path)
-);
-CREATE INDEX gc_trash_ref ON oas.gc_trash (store, ref_path);
-CREATE INDEX gc_trash_run ON oas.gc_trash (run_id, store, path);
-COMMENT ON TABLE oas.gc_trash IS 'pg_oas: collected objects in the trash area, restorable until purged';
-SELECT pg_catalog.pg_extension_config_dump('oas.gc_trash', '');
-
--- Schemas this database has written objects for in each store. The collector lists only these
--- (and the schemas that exist), so a bucket shared with other databases is safe.
-CREATE TABLE oas.gc_known_schema (
-    store  text NOT NULL,
-    schema text NOT NULL,
-    PRIMARY KEY (store, schema)
-);
-
-REVOKE ALL ON oas.ref_log, oas.gc_run, oas.gc_candidate, oas.gc_trash, oas.gc_known_schema FROM PUBLIC;
--- A collector that is not a superuser is a member of oas_admin (and pg_read_all_stats). It reads
--- these tables; only the extension's owner writes them (the collector's functions switch to it
--- after their checks; the triggers are SECURITY DEFINER).
-GRANT SELECT ON oas.ref_log, oas.ledger, oas.gc_run, oas.gc_candidate, oas.gc_trash, oas.gc_known_schema
-    TO oas_admin;
-
--- The collector moves an object only if it has been unreferenced since before this: the grace
--- period ago, and the start of every transaction still running (one that started earlier may
--- hold a snapshot in which a row still references it, and copy that reference).
-CREATE FUNCTION oas._gc_horizon(grace interval) RETURNS timestamptz
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT least(now() - grace,
-                 coalesce((SELECT min(a.xact_start) FROM pg_catalog.pg_stat_activity a
-                           WHERE a.pid <> pg_catalog.pg_backend_pid() AND a.xact_start IS NOT NULL
-                             AND a.backend_type IN ('client backend', 'background worker')),
-                          'infinity'),
-                 coalesce((SELECT min(p.prepared) FROM pg_catalog.pg_prepared_xacts p), 'infinity'))
-$$;
-
--- May an object a new reference names sit in trash, with no record this transaction can see?
--- Yes while a collector runs (its records are not committed yet), and in transactions that do not
--- see commits made after they started.
-CREATE FUNCTION oas._gc_may_hide() RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT oas._gc_running()
-        OR (pg_catalog.current_setting('transaction_isolation') <> 'read committed'
-            AND EXISTS (SELECT 1 FROM oas.gc_run))
-$$;
+REVOKE ALL ON oas.ref_log FROM PUBLIC;
+-- Read by a collector (oas_admin); written by the extension's owner only (the triggers are
+-- SECURITY DEFINER, the collector switches to it).
+GRANT SELECT ON oas.ref_log, oas.ledger TO oas_admin;
 
 -- The statement trigger on tracked tables (INSERT, UPDATE, DELETE; transition tables new_refs and
 -- old_refs). Arguments: triples of (column, store from the column's codec or '', managed 't'/'f').
@@ -245,34 +159,6 @@ AS $fn$
 BEGIN
     PERFORM oas._release('TRUNCATE', TG_RELID);
     RETURN NULL;
-END
-$fn$;
-
--- The row trigger on tables with <npy@> or <object@> columns (arguments: those columns): a value
--- made by oas_npy(), oas_object() or oas_object_folder() is stored at the path DataJoint builds
--- from this row's primary key, and the row keeps DataJoint's reference instead.
-CREATE FUNCTION oas._fill_values() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    i int;
-    row_json jsonb;
-    v jsonb;
-    filled jsonb := '{}';
-BEGIN
-    row_json := to_jsonb(NEW);
-    FOR i IN 0 .. TG_NARGS - 1 LOOP
-        v := row_json -> TG_ARGV[i];
-        IF jsonb_typeof(v) = 'object' AND v ? 'oas_pending' THEN
-            filled := filled || jsonb_build_object(TG_ARGV[i],
-                                                   oas._write_pending(TG_RELID, TG_ARGV[i], row_json, v));
-        END IF;
-    END LOOP;
-    IF filled <> '{}'::jsonb THEN
-        NEW := jsonb_populate_record(NEW, filled);
-    END IF;
-    RETURN NEW;
 END
 $fn$;
 
@@ -414,18 +300,3 @@ CREATE EVENT TRIGGER oas_track_drop ON sql_drop
 
 REVOKE ALL ON FUNCTION oas._sync_table(oid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION oas._release(text, oid, text[], text[]) FROM PUBLIC;
-REVOKE ALL ON FUNCTION oas._gc_ensure_present(text, text) FROM PUBLIC;
--- Listing a folder shows paths under any prefix of a store: like presigned URLs, deliberate grants only.
-REVOKE ALL ON FUNCTION oas.oas_object_list(jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION oas.oas_object_list(jsonb) TO oas_admin;
-
--- A presigned URL reads an object with no later check by PostgreSQL (and an S3 URL shows the
--- store's access key id): only oas_admin may make them unless granted deliberately.
-REVOKE ALL ON FUNCTION oas.oas_presign_url(jsonb, interval) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION oas.oas_presign_url(jsonb, interval) TO oas_admin;
-
--- A slice of an <npy@> array as a PostgreSQL array with the slice's dimensions (numeric and bool
--- dtypes; integers beyond 2^53 are refused rather than rounded).
-CREATE FUNCTION oas.oas_npy_slice_array(reference jsonb, slice text DEFAULT '') RETURNS double precision[]
-LANGUAGE sql VOLATILE PARALLEL UNSAFE
-AS $$ SELECT oas._npy_slice_array_text(reference, slice)::double precision[] $$;
