@@ -1,5 +1,5 @@
 //! The collector's care of the reference ledger (`oas.ref_log`, kept by the triggers in
-//! `sql/gc.sql`): each real run compacts it.
+//! `sql/ledger.sql`): each real run compacts it.
 
 use oas_core::OasError;
 use pgrx::prelude::*;
