@@ -34,6 +34,58 @@ WHERE d.objsubid > 0
 COMMENT ON VIEW oas.tracked_columns IS 'pg_oas: columns holding object references (DataJoint codec markers with a store)';
 GRANT SELECT ON oas.tracked_columns TO PUBLIC;
 
+-- The store and path of a reference, given its column's store (the codec's store, or the default
+-- store): the one home of this rule. A reference that names no store (null or "", as DataJoint
+-- writes for its default store) is in its column's store. One row for every value; `path` is NULL
+-- where the value is not an object with a path (each caller decides what that means). Inlined into
+-- the queries that call it (LANGUAGE sql, IMMUTABLE, no SET: operators are qualified instead).
+CREATE FUNCTION oas._reference(ref jsonb, column_store text)
+RETURNS TABLE (store text, path text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN ref OPERATOR(pg_catalog.->>) 'store' OPERATOR(pg_catalog.<>) ''
+                THEN ref OPERATOR(pg_catalog.->>) 'store' ELSE column_store END,
+           ref OPERATOR(pg_catalog.->>) 'path'
+$$;
+
+-- Every tracked column (of table `only_table`, or all), once, in order: the one walk over them.
+-- `why_not` is NULL where the caller may read the whole table, and otherwise says why not (no
+-- SELECT privilege, or row security would filter it for the caller: such a table is skipped,
+-- never read in part). `refs` is a query over the column's non-NULL values, with the columns
+-- ref (the value as jsonb), store and path (from oas._reference) and row_key (with `keys`, the
+-- row's primary key as jsonb, or its ctid; otherwise NULL). Run it with row_security = off.
+CREATE FUNCTION oas._tracked_refs(keys boolean DEFAULT false, only_table oid DEFAULT NULL)
+RETURNS TABLE (table_oid regclass, schema_name text, table_name text, column_name text,
+               codec text, addressing text, resolved_store text, why_not text, refs text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT t.table_oid, t.schema_name, t.table_name, t.column_name, t.codec, t.addressing,
+           t.resolved_store,
+           CASE WHEN NOT pg_catalog.has_table_privilege(t.table_oid, 'SELECT') THEN 'no SELECT privilege'
+                WHEN pg_catalog.row_security_active(t.table_oid) THEN 'row security applies'
+           END,
+           pg_catalog.format(
+               'SELECT %s AS row_key, v.ref, r.store, r.path FROM %s AS oas_t'
+               ' CROSS JOIN LATERAL (SELECT oas_t.%I::pg_catalog.jsonb) v(ref)'
+               ' CROSS JOIN LATERAL oas._reference(v.ref, %L) r WHERE v.ref IS NOT NULL',
+               CASE WHEN keys THEN coalesce(
+                   (SELECT 'pg_catalog.jsonb_build_object('
+                           || pg_catalog.string_agg(pg_catalog.format('%L, oas_t.%I', a.attname, a.attname), ', '
+                                                    ORDER BY pg_catalog.array_position(i.indkey::int2[], a.attnum))
+                           || ')'
+                    FROM pg_catalog.pg_index i
+                    JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
+                                                  AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey)
+                    WHERE i.indrelid OPERATOR(pg_catalog.=) t.table_oid AND i.indisprimary),
+                   'pg_catalog.jsonb_build_object(''ctid'', oas_t.ctid::text)')
+               ELSE 'NULL::pg_catalog.jsonb' END,
+               t.table_oid, t.column_name, t.resolved_store)
+    FROM oas.tracked_columns t
+    WHERE only_table IS NULL OR t.table_oid OPERATOR(pg_catalog.=) only_table
+    ORDER BY t.schema_name, t.table_name, t.column_name
+$fn$;
+
 -- Check every reference in every tracked column the caller may read: the object exists, its
 -- size matches, and (check_content) its MD5 matches where the reference records a hash.
 -- Returns one row per broken reference, with the row's primary key.
@@ -54,38 +106,26 @@ AS $fn$
 DECLARE
     col record;
     rec record;
-    key_expr text;
-    ref_store text;
     found_problem text;
     checked bigint := 0;
     broken bigint := 0;
     skipped int := 0;
 BEGIN
-    FOR col IN SELECT t.* FROM oas.tracked_columns t ORDER BY t.schema_name, t.table_name, t.column_name LOOP
-        IF NOT pg_catalog.has_table_privilege(col.table_oid, 'SELECT') THEN
+    FOR col IN SELECT w.* FROM oas._tracked_refs(keys => true) w LOOP
+        IF col.why_not = 'no SELECT privilege' THEN
             RAISE NOTICE 'oas_verify: skipping %.%.% (no SELECT privilege on the table)',
                 col.schema_name, col.table_name, col.column_name;
             skipped := skipped + 1;
             CONTINUE;
         END IF;
-        IF pg_catalog.row_security_active(col.table_oid) THEN
+        IF col.why_not IS NOT NULL THEN
             RAISE NOTICE 'oas_verify: skipping %.%.% (row security applies to you; its owner or a role with BYPASSRLS can check it)',
                 col.schema_name, col.table_name, col.column_name;
             skipped := skipped + 1;
             CONTINUE;
         END IF;
-        SELECT 'jsonb_build_object(' || string_agg(format('%L, %I', a.attname, a.attname), ', '
-                                                   ORDER BY array_position(i.indkey::int2[], a.attnum)) || ')'
-          INTO key_expr
-          FROM pg_catalog.pg_index i
-          JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-         WHERE i.indrelid = col.table_oid AND i.indisprimary;
-        key_expr := coalesce(key_expr, 'jsonb_build_object(''ctid'', ctid::text)');
-        -- ::jsonb: a column of a domain over jsonb must not change the record's type per column.
-        FOR rec IN EXECUTE format('SELECT %s AS k, %I::jsonb AS ref FROM %s WHERE %I IS NOT NULL',
-                                  key_expr, col.column_name, col.table_oid, col.column_name) LOOP
-            ref_store := coalesce(nullif(rec.ref->>'store', ''), col.resolved_store);
-            CONTINUE WHEN only_store IS NOT NULL AND ref_store IS DISTINCT FROM only_store;
+        FOR rec IN EXECUTE col.refs LOOP
+            CONTINUE WHEN only_store IS NOT NULL AND rec.store IS DISTINCT FROM only_store;
             checked := checked + 1;
             found_problem := oas.oas_check_reference(rec.ref, check_content);
             IF found_problem IS NOT NULL THEN
@@ -93,9 +133,9 @@ BEGIN
                 schema_name := col.schema_name;
                 table_name := col.table_name;
                 column_name := col.column_name;
-                row_key := rec.k;
-                store := ref_store;
-                path := rec.ref->>'path';
+                row_key := rec.row_key;
+                store := rec.store;
+                path := rec.path;
                 problem := found_problem;
                 RETURN NEXT;
             END IF;
@@ -123,21 +163,18 @@ AS $fn$
 DECLARE
     col record;
 BEGIN
-    FOR col IN SELECT t.* FROM oas.tracked_columns t ORDER BY t.schema_name, t.table_name, t.column_name LOOP
-        CONTINUE WHEN NOT pg_catalog.has_table_privilege(col.table_oid, 'SELECT')
-                   OR pg_catalog.row_security_active(col.table_oid);
+    FOR col IN SELECT w.* FROM oas._tracked_refs() w WHERE w.why_not IS NULL LOOP
         RETURN QUERY EXECUTE format($q$
             WITH r AS (
-                SELECT coalesce(nullif(%1$I->>'store', ''), %2$L) AS s,
-                       %1$I->>'path' AS p,
-                       CASE WHEN jsonb_typeof(%1$I->'size') = 'number' THEN (%1$I->>'size')::numeric END AS z
-                FROM %3$s WHERE %1$I IS NOT NULL),
+                SELECT q.store AS s, q.path AS p,
+                       CASE WHEN jsonb_typeof(q.ref->'size') = 'number' THEN (q.ref->>'size')::numeric END AS z
+                FROM (%1$s) q),
             o AS (SELECT DISTINCT ON (s, p) s, p, z FROM r)
-            SELECT o.s, %4$L::text, %5$L::text, %1$L::text, %6$L::text,
+            SELECT o.s, %2$L::text, %3$L::text, %4$L::text, %5$L::text,
                    (SELECT count(*) FROM r WHERE r.s IS NOT DISTINCT FROM o.s),
                    count(*), coalesce(sum(o.z), 0), count(*) FILTER (WHERE o.z IS NULL)
             FROM o GROUP BY o.s $q$,
-            col.column_name, col.resolved_store, col.table_oid, col.schema_name, col.table_name, col.codec);
+            col.refs, col.schema_name, col.table_name, col.column_name, col.codec);
     END LOOP;
 END
 $fn$;
@@ -168,12 +205,10 @@ DECLARE
     col record;
     n bigint;
 BEGIN
-    FOR col IN SELECT t.* FROM oas.tracked_columns t ORDER BY t.schema_name, t.table_name, t.column_name LOOP
-        IF pg_catalog.has_table_privilege(col.table_oid, 'SELECT')
-           AND NOT pg_catalog.row_security_active(col.table_oid) THEN
-            EXECUTE format('SELECT count(*) FROM %1$s WHERE %2$I IS NOT NULL
-                              AND coalesce(nullif(%2$I->>''store'', ''''), %3$L) = %4$L',
-                           col.table_oid, col.column_name, col.resolved_store, store_name) INTO n;
+    FOR col IN SELECT w.* FROM oas._tracked_refs() w LOOP
+        IF col.why_not IS NULL THEN
+            EXECUTE format('SELECT count(*) FROM (%s) q WHERE q.store = $1', col.refs)
+                INTO n USING store_name;
             CONTINUE WHEN n = 0;
         ELSE
             n := NULL;

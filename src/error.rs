@@ -17,6 +17,7 @@
 //! | object larger than a bytea can be | 54000 program_limit_exceeded |
 //! | store still referenced by rows | 2BP01 dependent_objects_still_exist |
 //! | lock not had within `oas.lock_timeout` | 55P03 lock_not_available |
+//! | a query of pg_oas's own failed (SPI) | XX000 internal_error |
 
 use oas_core::OasError;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
@@ -45,6 +46,7 @@ pub fn sqlstate(e: &OasError) -> PgSqlErrorCode {
         OasError::TooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
         OasError::InUse { .. } => ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
         OasError::LockTimeout { .. } => ERRCODE_LOCK_NOT_AVAILABLE,
+        OasError::Internal(_) => ERRCODE_INTERNAL_ERROR,
     }
 }
 
@@ -69,18 +71,22 @@ impl<T> OrRaise<T> for Result<T, OasError> {
     }
 }
 
+/// `spi_result.spi()?`: an SPI failure as [`OasError::Internal`], for helpers that return
+/// `Result<_, OasError>`.
+pub trait SpiOk<T> {
+    fn spi(self) -> Result<T, OasError>;
+}
+
+impl<T> SpiOk<T> for Result<T, pgrx::spi::SpiError> {
+    fn spi(self) -> Result<T, OasError> {
+        self.map_err(|e| OasError::Internal(e.to_string()))
+    }
+}
+
 /// An SPI failure is a bug or a broken catalog, not user input; raise it with context.
 impl<T> OrRaise<T> for Result<T, pgrx::spi::SpiError> {
     fn or_raise(self) -> T {
-        self.unwrap_or_else(|e| {
-            ErrorReport::new(
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                format!("pg_oas catalog query failed: {e}"),
-                "pg_oas",
-            )
-            .report(PgLogLevel::ERROR);
-            unreachable!()
-        })
+        self.spi().or_raise()
     }
 }
 

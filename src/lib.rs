@@ -40,8 +40,38 @@ pgrx::extension_sql_file!(
         api::paths::oas_encode_pk_text
     ]
 );
-// The ledger, its triggers and the collector's tables use all of the above, so they come last.
-pgrx::extension_sql_file!("../sql/gc.sql", name = "gc", finalize);
+// The collector's tables and the checks the ledger's trigger asks of it.
+pgrx::extension_sql_file!(
+    "../sql/collector.sql",
+    name = "collector",
+    requires = [
+        "tracking",
+        api::locks::gc_running,
+        api::gc::gc_ensure_present
+    ]
+);
+// The reference ledger and the triggers that keep it.
+pgrx::extension_sql_file!(
+    "../sql/ledger.sql",
+    name = "ledger",
+    requires = ["tracking", "collector", api::locks::lock_stripes]
+);
+// The write path's trigger and the grants of functions that read or list without a row.
+pgrx::extension_sql_file!(
+    "../sql/writes.sql",
+    name = "writes",
+    requires = [
+        api::write::write_pending,
+        api::presign::oas_presign_url,
+        api::npy::oas_object_list
+    ]
+);
+// Last: every function's doc comment becomes its COMMENT ON FUNCTION (src/comments.rs).
+pgrx::extension_sql!(
+    "REVOKE ALL ON FUNCTION oas._comment_functions() FROM PUBLIC;\nSELECT oas._comment_functions();",
+    name = "comments",
+    finalize
+);
 
 /// Called once when the library is loaded into a backend. Registers settings only: the runtime
 /// and store clients are created on first use, never here (this may run in the postmaster).

@@ -355,7 +355,7 @@ def test_a_put_waits_for_a_collector_holding_its_object(conn, gc_store):
     schema = schema_of(t)
     ref = put(conn, b"contended", gc_store, schema)
     gc(conn, gc_store)
-    stripe = conn.execute("SELECT oas.lock_stripe(%s, %s)", [gc_store, ref["path"]]).fetchone()[0]
+    stripe = conn.execute("SELECT oas.lock_stripe(%s)", [ref["path"]]).fetchone()[0]
     with connect() as holder:
         holder.execute("SELECT pg_advisory_lock(1869705984, %s)", [stripe])  # as the collector does
         done = threading.Event()
@@ -718,3 +718,90 @@ def test_datajoint_tables_are_kept_and_collected(conn, dj_gc, dj_schema):
     assert (r["referenced"], r["trashed"], r["errors"]) == (4, 3, []), r
     rows = sorted(Trace.to_dicts(), key=lambda x: x["trace_id"])
     assert [len(x["samples"]) for x in rows] == [10, 11, 12] and all(x["raw"] == b"shared raw" for x in rows)
+
+
+H1 = "lvauakv4jmvhnolrtwiraf6fsi"  # named like a content hash (MD5 of "hello")
+H2 = "aaaaaaaaaaaaaaaaaaaaaaaaaa"
+
+
+def section_store(conn, hash_prefix: str, schema_prefix: str):
+    """A file store with the given prefixes, and a writer of files into it by path."""
+    name = unique("gcsec")
+    loc = RUN_DIR / "pytest-store" / name
+    loc.mkdir(parents=True)
+    chown_postgres(loc)
+    spec = {"protocol": "file", "location": str(loc), "hash_prefix": hash_prefix, "schema_prefix": schema_prefix}
+    conn.execute("SELECT oas.oas_store_create(%s, %s)", [name, json.dumps(spec)])
+
+    def write(path: str, data: bytes = b"x") -> None:
+        f = loc / path
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(data)
+        for p in [f, *f.relative_to(loc).parents]:
+            chown_postgres(loc / p)
+
+    return name, loc, write
+
+
+def test_an_empty_hash_prefix_never_lists_schema_objects_as_hash_objects(conn):
+    # hash_prefix "" and schema_prefix "<pfx>", with a schema of this database named "<pfx>": the
+    # hash section of that schema is "<pfx>/", where every schema's schema-addressed objects are.
+    # Only this database's schemas' schema-addressed objects may be collected; the listing of
+    # the hash section must not count them (it once counted and collected another database's
+    # file named like a hash there).
+    pfx = unique("pfx")
+    store, loc, write = section_store(conn, "", pfx)
+    conn.execute(f"CREATE SCHEMA {pfx}")
+    other = f"{pfx}/otherdb_{pfx}/t/id=1/f_tok/{H1}"
+    write(other)
+    write(f"{pfx}/otherdb_{pfx}/t/id=1/g_tok.npy")
+    r = gc(conn, store, dry_run=True)
+    assert (r["stored"], r["orphaned"], r["errors"]) == (0, 0, [])
+    assert conn.execute("SELECT skipped FROM oas.oas_gc(true, %s)", [store]).fetchone()[0] == 0
+    gc(conn, store)
+    r = gc(conn, store)
+    assert (r["stored"], r["trashed"], r["errors"]) == (0, 0, [])
+    assert (loc / other).exists()
+
+
+def test_with_both_prefixes_empty_each_object_is_listed_once_and_a_folder_owns_its_files(conn):
+    # Both prefixes empty: the hash and schema sections of a schema are the same folder. Each
+    # object is counted once, in the section its name says, and a file of a folder object is
+    # trashed as the folder's (so a reference to the folder brings it back at once).
+    store, loc, write = section_store(conn, "", "")
+    t = make_table(conn, store)
+    s = schema_of(t)
+    folder = f"{s}/t/id=1/f_tok"
+    write(f"{s}/{H1}")
+    write(f"{folder}/{H2}")
+    write(f"{folder}/x.bin")
+    r = gc(conn, store, dry_run=True)
+    assert (r["stored"], r["orphaned"], r["errors"]) == (3, 3, [])
+    assert conn.execute("SELECT skipped FROM oas.oas_gc(true, %s)", [store]).fetchone()[0] == 0
+    gc(conn, store)
+    r = gc(conn, store)
+    assert (r["stored"], r["trashed"], r["errors"]) == (3, 3, [])
+    owners = dict(conn.execute("SELECT path, ref_path FROM oas.gc_trash WHERE store = %s", [store]).fetchall())
+    assert owners[f"{folder}/x.bin"] == folder
+    # A new reference to the folder puts its files back (the trigger finds them by their owner).
+    ref = {"path": folder, "store": store, "is_dir": True}
+    conn.execute(f"INSERT INTO {t} VALUES (1, %s)", [json.dumps(ref)])
+    assert (loc / folder / "x.bin").exists()
+
+
+def test_interval_arguments_count_as_extract_epoch_does(conn, gc_store):
+    # Intervals are read from their fields, with no query: a negative one is refused, one with
+    # parts of both signs counts as a whole, months count 30 days.
+    for arg in ("grace", "trash_retention"):
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute(f"SELECT * FROM oas.oas_gc(true, %s, {arg} => '-1 second')", [gc_store])
+        assert info.value.sqlstate == "22023" and f"{arg} must not be negative" in str(info.value)
+    with pytest.raises(psycopg.Error) as info:
+        conn.execute("SELECT * FROM oas.oas_gc_purge('-1 month -1 day', %s)", [gc_store])
+    assert info.value.sqlstate == "22023" and "older_than must not be negative" in str(info.value)
+    r = conn.execute("SELECT errors FROM oas.oas_gc(true, %s, grace => '1 day -1 hour', trash_retention => '1 mon')",
+                     [gc_store]).fetchone()
+    assert r == ([],)
+    run = conn.execute("SELECT run_id FROM oas.oas_gc(false, %s, '1 day -1 hour')", [gc_store]).fetchone()[0]
+    grace = conn.execute("SELECT grace FROM oas.gc_run WHERE run_id = %s", [run]).fetchone()[0]
+    assert grace.total_seconds() == 23 * 3600

@@ -118,6 +118,10 @@ pub enum OasError {
     /// The query was cancelled (cancel request or statement_timeout) while waiting on a store.
     #[error("canceling statement while waiting for the object store")]
     Cancelled,
+
+    /// A query pg_oas runs failed: a bug or a broken catalog, not user input.
+    #[error("pg_oas catalog query failed: {0}")]
+    Internal(String),
 }
 
 impl OasError {
@@ -171,7 +175,7 @@ impl OasError {
             OasError::Store { store, .. } => {
                 Some(format!("SELECT * FROM oas.oas_store_verify('{store}') checks the store step by step"))
             }
-            OasError::Cancelled => None,
+            OasError::Cancelled | OasError::Internal(_) => None,
         }
     }
 }

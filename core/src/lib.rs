@@ -16,6 +16,7 @@
 //! | [`ops`] | put/get/verify, async, backend-independent |
 //! | [`gc`] | what references cover, trash keys, list/move/delete for the collector |
 //! | [`presign`] | presigned GET URLs (`file://` paths for local stores) |
+//! | [`interval`] | PostgreSQL intervals as seconds |
 //! | [`error`] | the error type |
 
 pub mod backend;
@@ -23,6 +24,7 @@ pub mod codec;
 pub mod error;
 pub mod gc;
 pub mod hash;
+pub mod interval;
 pub mod manifest;
 pub mod npy;
 pub mod objpath;

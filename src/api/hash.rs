@@ -57,7 +57,7 @@ fn oas_hash_put(
         store.spec.subfolding.as_deref(),
     )
     .or_raise();
-    super::locks::lock_for_reference(&store.name, &path);
+    super::locks::lock_for_reference(&path).or_raise();
     let (reference, _outcome) = block_on(put_prepared(&store, &schema, prepared)).or_raise();
     Some(JsonB(reference.to_json()))
 }

@@ -14,3 +14,9 @@ pub mod write;
 
 /// The largest value a `bytea` can hold: PostgreSQL's MaxAllocSize less the 4-byte header.
 pub const MAX_BYTEA: u64 = (1 << 30) - 1 - 4;
+
+/// Seconds in `interval`, as `extract(epoch FROM interval)` counts them, from pgrx's fields (no
+/// query).
+pub fn interval_seconds(interval: pgrx::datum::Interval) -> f64 {
+    oas_core::interval::epoch_seconds(interval.months(), interval.days(), interval.micros())
+}

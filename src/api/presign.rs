@@ -29,15 +29,7 @@ fn oas_presign_url(reference: JsonB, expires: default!(Option<Interval>, "'1 hou
             "presign the files in it by their paths under the folder's path",
         ));
     }
-    let secs = match expires {
-        None => 3600.0,
-        Some(iv) => Spi::get_one_with_args::<f64>(
-            "SELECT extract(epoch FROM $1::interval)::float8",
-            &[iv.into()],
-        )
-        .or_raise()
-        .unwrap_or(0.0),
-    };
+    let secs = expires.map_or(3600.0, super::interval_seconds);
     let expires = expires_from_secs(secs).or_raise();
     let (_, store) = catalog::store_to_read(r.store.as_deref(), &r.path).or_raise();
     block_on(presign_get(&store, &r.path, expires)).or_raise()

@@ -2,8 +2,9 @@
 //!
 //! A column is tracked when its comment carries a DataJoint codec marker with a store (see
 //! `oas_core::codec`); the `oas.tracked_columns` view derives this from the comments themselves,
-//! so tables DataJoint creates are included with no call from the client. `oas_verify()` and
-//! `oas_usage()` (in `sql/tracking.sql`) walk those columns.
+//! so tables DataJoint creates are included with no call from the client. `oas._tracked_refs()`
+//! (in `sql/tracking.sql`) is the one walk over those columns: `oas_verify()`, `oas_usage()`,
+//! `oas_store_references()`, the ledger and the collector use it.
 
 use std::cell::RefCell;
 use std::collections::HashMap;

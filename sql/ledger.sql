@@ -1,18 +1,7 @@
--- The reference ledger, the triggers that keep it, and the collector's tables.
--- Runs last: it uses oas.tracked_columns (tracking.sql) and functions pgrx generates.
+-- The reference ledger and what keeps it: the statement triggers on tracked tables, TRUNCATE
+-- and DROP, and the event triggers that give new and changed tables their triggers. It uses
+-- oas._reference and oas._tracked_refs (tracking.sql) and the collector's checks (collector.sql).
 -- The design is in docs/gc-design.md.
-
--- Lock keys. Every path to a new reference (oas_hash_put, the triggers on tracked tables) holds a
--- shared transaction lock on the object's stripe; the collector moves an object only while it
--- holds that stripe exclusively. Stripes bound the locks a big statement holds (at most 1024).
--- Writers wait for them at most oas.lock_timeout (src/api/locks.rs).
-CREATE FUNCTION oas.lock_stripe(store text, path text) RETURNS integer
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
--- By path alone: two store names for one place (a DataJoint config may name a bucket twice) must
--- meet on the same stripe. Unrelated objects that share a stripe only wait for each other.
-AS $$ SELECT pg_catalog.hashtext(path) OPERATOR(pg_catalog.&) 1023 $$;
-COMMENT ON FUNCTION oas.lock_stripe(text, text) IS
-    'pg_oas: advisory lock key (second half; the first is 1869705984) guarding new references to an object';
 
 -- The ledger: every reference a statement creates (+) or drops (-), per table and column. It is
 -- an ordinary table, so it lives and dies with the transaction. It is a record and a hint, never
@@ -44,87 +33,10 @@ GROUP BY store, path, table_oid, column_name
 HAVING sum(delta) <> 0;
 COMMENT ON VIEW oas.ledger IS 'pg_oas: references per object and column, as the ledger records them';
 
--- Collector state.
-CREATE TABLE oas.gc_run (
-    run_id      bigserial PRIMARY KEY,
-    store       text NOT NULL,
-    started_at  timestamptz NOT NULL DEFAULT now(),
-    finished_at timestamptz,
-    grace       interval NOT NULL,
-    report      jsonb
-);
-COMMENT ON TABLE oas.gc_run IS 'pg_oas: one row per store per real oas_gc() run';
-
--- Unreferenced objects seen by a real run, with when they were first seen so.
-CREATE TABLE oas.gc_candidate (
-    store      text NOT NULL,
-    path       text NOT NULL,
-    size       bigint NOT NULL,
-    mtime      timestamptz NOT NULL,
-    first_seen timestamptz NOT NULL,
-    last_seen  timestamptz NOT NULL,
-    PRIMARY KEY (store, path)
-);
-COMMENT ON TABLE oas.gc_candidate IS 'pg_oas: unreferenced objects waiting out the grace period';
-
--- Objects moved to `_oas/trash/{path}`; ref_path is the reference path that would own them.
-CREATE TABLE oas.gc_trash (
-    store      text NOT NULL,
-    path       text NOT NULL,
-    ref_path   text NOT NULL,
-    size       bigint NOT NULL,
-    run_id     bigint NOT NULL,
-    trashed_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (store, path)
-);
-CREATE INDEX gc_trash_ref ON oas.gc_trash (store, ref_path);
-CREATE INDEX gc_trash_run ON oas.gc_trash (run_id, store, path);
-COMMENT ON TABLE oas.gc_trash IS 'pg_oas: collected objects in the trash area, restorable until purged';
-SELECT pg_catalog.pg_extension_config_dump('oas.gc_trash', '');
-
--- Schemas this database has written objects for in each store. The collector lists only these
--- (and the schemas that exist), so a bucket shared with other databases is safe.
-CREATE TABLE oas.gc_known_schema (
-    store  text NOT NULL,
-    schema text NOT NULL,
-    PRIMARY KEY (store, schema)
-);
-
-REVOKE ALL ON oas.ref_log, oas.gc_run, oas.gc_candidate, oas.gc_trash, oas.gc_known_schema FROM PUBLIC;
--- A collector that is not a superuser is a member of oas_admin (and pg_read_all_stats). It reads
--- these tables; only the extension's owner writes them (the collector's functions switch to it
--- after their checks; the triggers are SECURITY DEFINER).
-GRANT SELECT ON oas.ref_log, oas.ledger, oas.gc_run, oas.gc_candidate, oas.gc_trash, oas.gc_known_schema
-    TO oas_admin;
-
--- The collector moves an object only if it has been unreferenced since before this: the grace
--- period ago, and the start of every transaction still running (one that started earlier may
--- hold a snapshot in which a row still references it, and copy that reference).
-CREATE FUNCTION oas._gc_horizon(grace interval) RETURNS timestamptz
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT least(now() - grace,
-                 coalesce((SELECT min(a.xact_start) FROM pg_catalog.pg_stat_activity a
-                           WHERE a.pid <> pg_catalog.pg_backend_pid() AND a.xact_start IS NOT NULL
-                             AND a.backend_type IN ('client backend', 'background worker')),
-                          'infinity'),
-                 coalesce((SELECT min(p.prepared) FROM pg_catalog.pg_prepared_xacts p), 'infinity'))
-$$;
-
--- May an object a new reference names sit in trash, with no record this transaction can see?
--- Yes while a collector runs (its records are not committed yet), and in transactions that do not
--- see commits made after they started.
-CREATE FUNCTION oas._gc_may_hide() RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks
-                   WHERE locktype = 'advisory' AND classid = 1869705985::oid AND objsubid = 2
-                     AND granted AND pid <> pg_catalog.pg_backend_pid())
-        OR (pg_catalog.current_setting('transaction_isolation') <> 'read committed'
-            AND EXISTS (SELECT 1 FROM oas.gc_run))
-$$;
+REVOKE ALL ON oas.ref_log FROM PUBLIC;
+-- Read by a collector (oas_admin); written by the extension's owner only (the triggers are
+-- SECURITY DEFINER, the collector switches to it).
+GRANT SELECT ON oas.ref_log, oas.ledger TO oas_admin;
 
 -- The statement trigger on tracked tables (INSERT, UPDATE, DELETE; transition tables new_refs and
 -- old_refs). Arguments: triples of (column, store from the column's codec or '', managed 't'/'f').
@@ -165,11 +77,11 @@ BEGIN
                           HINT = 'oas_npy(), oas_object() and oas_object_folder() values go into <npy@> and <object@> columns, whose row trigger stores them';
             END IF;
         END IF;
-        -- (store, path) of each reference in a transition table.
-        refs_of := format($q$SELECT coalesce(nullif(r->>'store', ''), %L) AS store, r->>'path' AS path
-                             FROM (SELECT %I AS r FROM %%s) t
-                             WHERE jsonb_typeof(r) = 'object' AND r ? 'path'$q$,
-                          coalesce(col_store, ''), col);
+        -- (store, path) of each reference in a transition table (oas._reference, inlined).
+        refs_of := format($q$SELECT r.store, r.path FROM %%s AS oas_t
+                             CROSS JOIN LATERAL oas._reference(oas_t.%I::jsonb, %L) r
+                             WHERE r.path IS NOT NULL$q$,
+                          col, coalesce(col_store, ''));
         diff := CASE TG_OP
             WHEN 'INSERT' THEN format('SELECT store, path, count(*) AS n FROM (%s) x GROUP BY 1, 2',
                                       format(refs_of, 'new_refs'))
@@ -196,8 +108,8 @@ BEGIN
 
     IF cardinality(add_paths) > 0 THEN
         -- Stripes in a fixed order; writers only ever take them shared, so no deadlock.
-        PERFORM oas._lock_stripes(ARRAY(SELECT DISTINCT oas.lock_stripe(u.s, u.p)
-                                        FROM unnest(add_stores, add_paths) u(s, p) ORDER BY 1));
+        PERFORM oas._lock_stripes(ARRAY(SELECT DISTINCT oas.lock_stripe(u.p)
+                                        FROM unnest(add_paths) u(p) ORDER BY 1));
         IF oas._gc_may_hide() THEN
             PERFORM oas._gc_ensure_present(u.s, u.p)
             FROM (SELECT DISTINCT v.s, v.p FROM unnest(add_stores, add_paths) v(s, p)) u(s, p);
@@ -250,34 +162,6 @@ BEGIN
 END
 $fn$;
 
--- The row trigger on tables with <npy@> or <object@> columns (arguments: those columns): a value
--- made by oas_npy(), oas_object() or oas_object_folder() is stored at the path DataJoint builds
--- from this row's primary key, and the row keeps DataJoint's reference instead.
-CREATE FUNCTION oas._fill_values() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    i int;
-    row_json jsonb;
-    v jsonb;
-    filled jsonb := '{}';
-BEGIN
-    row_json := to_jsonb(NEW);
-    FOR i IN 0 .. TG_NARGS - 1 LOOP
-        v := row_json -> TG_ARGV[i];
-        IF jsonb_typeof(v) = 'object' AND v ? 'oas_pending' THEN
-            filled := filled || jsonb_build_object(TG_ARGV[i],
-                                                   oas._write_pending(TG_RELID, TG_ARGV[i], row_json, v));
-        END IF;
-    END LOOP;
-    IF filled <> '{}'::jsonb THEN
-        NEW := jsonb_populate_record(NEW, filled);
-    END IF;
-    RETURN NEW;
-END
-$fn$;
-
 -- Bring a table's triggers and ledger in line with its tracked columns: (re)create the triggers
 -- when the tracked columns changed, record the references of newly tracked columns (ATTACH) and
 -- release those of columns no longer tracked (DETACH).
@@ -311,18 +195,15 @@ BEGIN
         SELECT t.column_name::text FROM oas.tracked_columns t WHERE t.table_oid = rel));
 
     -- Record the references of tracked columns the ledger knows nothing of.
-    FOR c IN SELECT t.column_name, t.resolved_store FROM oas.tracked_columns t
-             WHERE t.table_oid = rel
-               AND NOT EXISTS (SELECT 1 FROM oas.ref_log l WHERE l.table_oid = rel
-                               AND l.column_name = t.column_name
+    FOR c IN SELECT w.column_name, w.refs FROM oas._tracked_refs(only_table => rel) w
+             WHERE NOT EXISTS (SELECT 1 FROM oas.ref_log l WHERE l.table_oid = rel
+                               AND l.column_name = w.column_name
                                GROUP BY l.store, l.path HAVING sum(l.delta) <> 0) LOOP
         EXECUTE format($q$INSERT INTO oas.ref_log (op, table_oid, schema_name, table_name, column_name, store, path, delta)
-                          SELECT 'ATTACH', $1, $2, $3, $4, s, p, count(*)
-                          FROM (SELECT coalesce(nullif(r->>'store', ''), $5) AS s, r->>'path' AS p
-                                FROM (SELECT %I AS r FROM %s) x
-                                WHERE jsonb_typeof(r) = 'object' AND r ? 'path') y
-                          GROUP BY s, p$q$, c.column_name, tbl)
-            USING rel, sch, relname, c.column_name, coalesce(c.resolved_store, '');
+                          SELECT 'ATTACH', $1, $2, $3, $4, coalesce(q.store, ''), q.path, count(*)
+                          FROM (%s) q WHERE q.path IS NOT NULL
+                          GROUP BY 6, 7$q$, c.refs)
+            USING rel, sch, relname, c.column_name;
     END LOOP;
 
     SELECT coalesce(array_agg(v.x ORDER BY cols.column_name, v.ord), '{}') INTO args
@@ -419,17 +300,3 @@ CREATE EVENT TRIGGER oas_track_drop ON sql_drop
 
 REVOKE ALL ON FUNCTION oas._sync_table(oid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION oas._release(text, oid, text[], text[]) FROM PUBLIC;
-REVOKE ALL ON FUNCTION oas._gc_ensure_present(text, text) FROM PUBLIC;
--- Listing a folder shows paths under any prefix of a store: like presigned URLs, deliberate grants only.
-REVOKE ALL ON FUNCTION oas.oas_object_list(jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION oas.oas_object_list(jsonb) TO oas_admin;
-
--- A presigned URL reads an object with no later check by PostgreSQL (and an S3 URL shows the
--- store's access key id): only oas_admin may make them unless granted deliberately.
-REVOKE ALL ON FUNCTION oas.oas_presign_url(jsonb, interval) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION oas.oas_presign_url(jsonb, interval) TO oas_admin;
-
--- Every function made from Rust gets its doc comment as COMMENT ON FUNCTION (src/comments.rs).
--- This stays last: it comments the functions that exist by now. Upgrade scripts end with it too.
-REVOKE ALL ON FUNCTION oas._comment_functions() FROM PUBLIC;
-SELECT oas._comment_functions();
