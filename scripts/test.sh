@@ -3,8 +3,8 @@
 #   1. format and lint        cargo fmt --check, cargo clippy -D warnings
 #   2. unit tests             cargo test -p oas_core (pure logic, no PostgreSQL)
 #   3. in-process tests       cargo pgrx test (#[pg_test], rolled back)
-#   4. regression suite       pg_regress over pg_test/ against a live cluster (commit/abort visible)
-#   5. outside-client tests   pytest tests/ against the cluster, SeaweedFS, Azurite, DataJoint
+#   4. regression suite       pg_regress over tests/regress/ against a live cluster (commit/abort visible)
+#   5. outside-client tests   pytest tests/client/ against the cluster, SeaweedFS, Azurite, DataJoint
 #   6. front door             scripts/run.sh twice in an empty temporary OAS_RUN_DIR: the demo works
 # It starts every server it needs on 127.0.0.1 that is not already serving, and stops at the end
 # what it started.
@@ -63,27 +63,27 @@ regress() {
   rm -rf "$store" "$out"; install -d -o postgres "$store"; mkdir -p "$out"
   psql -X -q -h 127.0.0.1 -p "$TEST_PORT" -U postgres -d postgres \
     -c "DROP DATABASE IF EXISTS oas_regress" -c "CREATE DATABASE oas_regress"
-  local tests; tests=$(cd pg_test/sql && ls ./*.sql | sed 's|^\./||; s|\.sql$||' | sort)
+  local tests; tests=$(cd tests/regress/sql && ls ./*.sql | sed 's|^\./||; s|\.sql$||' | sort)
   # shellcheck disable=SC2086
   OAS_REGRESS_STORE="$store" "$PGXS_REGRESS" --use-existing --host=127.0.0.1 --port="$TEST_PORT" --user=postgres \
-    --inputdir=pg_test --outputdir="$out" --dbname=oas_regress $tests \
+    --inputdir=tests/regress --outputdir="$out" --dbname=oas_regress $tests \
     || { [ -f "$out/regression.diffs" ] && head -150 "$out/regression.diffs"; return 1; }
 }
 PGXS_REGRESS="$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress"
-step "regression suite (pg_regress pg_test/)" regress
+step "regression suite (pg_regress tests/regress/)" regress
 
 # Store clients of oas_core against the real servers (skipped in step 2, which has no servers).
 store_integration() {
   eval "$("$ROOT/scripts/servers.sh" env)"
-  cargo test -p oas_core --test presign
+  cargo test -p oas_core --test presign --test azure_sas
 }
 step "store integration tests (oas_core against SeaweedFS, Azurite)" store_integration
 
 pytests() {
   eval "$("$ROOT/scripts/servers.sh" env)"
-  OAS_TEST_PORT="$TEST_PORT" "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests "$@"
+  OAS_TEST_PORT="$TEST_PORT" "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/client "$@"
 }
-step "outside-client tests (pytest tests/)" pytests
+step "outside-client tests (pytest tests/client/)" pytests
 
 # The product as a newcomer starts it: scripts/run.sh in an empty folder of its own, on a port of
 # its own (OAS_DEV_PORT, or the next free one), twice (the second run must change nothing).

@@ -2,16 +2,10 @@
 -- collector itself is src/api/gc/; the design is in docs/gc-design.md.
 
 -- Lock keys. Every path to a new reference (oas_hash_put, the triggers on tracked tables) holds a
--- shared transaction lock on the object's stripe; the collector moves an object only while it
--- holds that stripe exclusively. Stripes bound the locks a big statement holds (at most 1024).
--- Writers wait for them at most oas.lock_timeout (src/api/locks.rs).
-CREATE FUNCTION oas.lock_stripe(path text) RETURNS integer
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
--- By path alone: two store names for one place (a DataJoint config may name a bucket twice) must
--- meet on the same stripe. Unrelated objects that share a stripe only wait for each other.
-AS $$ SELECT pg_catalog.hashtext(path) OPERATOR(pg_catalog.&) 1023 $$;
-COMMENT ON FUNCTION oas.lock_stripe(text) IS
-    'pg_oas: advisory lock key (second half; the first is the stripe class, STRIPE_CLASS in src/api/locks.rs) guarding new references to an object';
+-- shared transaction lock on the object's stripe, oas.lock_stripe(path); the collector moves an
+-- object only while it holds that stripe exclusively. Stripes bound the locks a big statement
+-- holds (at most 1024). The stripe rule, the lock classes and the timeout (oas.lock_timeout) live
+-- in src/api/locks.rs.
 
 -- Collector state.
 CREATE TABLE oas.gc_run (

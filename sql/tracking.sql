@@ -148,6 +148,8 @@ BEGIN
         CASE WHEN skipped > 0 THEN format(', %s column(s) skipped', skipped) ELSE '' END;
 END
 $fn$;
+COMMENT ON FUNCTION oas.oas_verify(boolean, text) IS
+    'Check every reference in every tracked column the caller may read: the object exists, its size matches and (check_content) its MD5 matches. One row per broken reference, with the row''s primary key.';
 
 -- References, distinct objects and bytes per store, schema, table and column, for BI tools.
 -- Bytes count each distinct object of a column once (the size its references record; npy
@@ -178,6 +180,8 @@ BEGIN
     END LOOP;
 END
 $fn$;
+COMMENT ON FUNCTION oas.oas_usage() IS
+    'References, distinct objects and bytes per store, schema, table and column (the view oas.usage); tables the caller may not read are left out.';
 
 CREATE VIEW oas.usage AS SELECT * FROM oas.oas_usage();
 COMMENT ON VIEW oas.usage IS 'pg_oas: references, objects and bytes per store, schema, table and column';
@@ -191,6 +195,8 @@ SET datestyle = 'ISO, YMD'
 SET extra_float_digits = 1
 -- format('%s') uses the type's output function (a cast to text would strip char(n) padding).
 AS $$ SELECT oas.oas_encode_pk_text(pg_catalog.pg_typeof(value)::oid, pg_catalog.format('%s', value)) $$;
+COMMENT ON FUNCTION oas.oas_encode_pk_value(anyelement) IS
+    'A primary-key value as DataJoint renders it in schema-addressed paths (subject_id=42, session_date=2024-01-15, URL-quoted strings).';
 
 -- Rows referencing a store, per tracked column (refs is NULL where the caller may not read the
 -- table, or its row security applies to the caller: those references could not be counted). oas_store_drop refuses while any are left.
@@ -221,3 +227,5 @@ BEGIN
     END LOOP;
 END
 $fn$;
+COMMENT ON FUNCTION oas.oas_store_references(text) IS
+    'Rows referencing a store, per tracked column; refs is NULL where they could not be counted (the caller may not read the table, or its row security applies). oas_store_drop refuses while any are left.';

@@ -6,7 +6,7 @@
 //! | NULL for a required argument | 22004 null_value_not_allowed |
 //! | store not configured | 42704 undefined_object |
 //! | store exists already | 42710 duplicate_object |
-//! | no default store | 55000 object_not_in_prerequisite_state |
+//! | no default store; catalog older than the library (collector) | 55000 object_not_in_prerequisite_state |
 //! | not allowed (catalog), store refused the operation | 42501 insufficient_privilege |
 //! | store rejected the credentials | 28000 invalid_authorization_specification |
 //! | object missing | 58P01 undefined_file |
@@ -33,7 +33,9 @@ pub fn sqlstate(e: &OasError) -> PgSqlErrorCode {
         OasError::NullArgument(_) => ERRCODE_NULL_VALUE_NOT_ALLOWED,
         OasError::StoreNotConfigured(_) => ERRCODE_UNDEFINED_OBJECT,
         OasError::StoreExists(_) => ERRCODE_DUPLICATE_OBJECT,
-        OasError::NoDefaultStore => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        OasError::NoDefaultStore | OasError::CatalogOutdated { .. } => {
+            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+        }
         OasError::PermissionDenied { .. } | OasError::StoreForbidden { .. } => {
             ERRCODE_INSUFFICIENT_PRIVILEGE
         }

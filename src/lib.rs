@@ -12,6 +12,7 @@
 //! | [`catalog`] | reading stores from `oas.store`, the client cache |
 //! | [`capability`] | a reference is not a capability: may the caller read this object |
 //! | [`privilege`] | who may do what; running as the extension owner with a pinned `search_path` |
+//! | [`compat`] | C symbols earlier versions' SQL names, kept until their databases update |
 //! | [`comments`] | `COMMENT ON FUNCTION` from the doc comments (collected by `build.rs`) |
 //! | [`api`] | the SQL functions, one file per topic |
 
@@ -21,6 +22,7 @@ pub mod api;
 pub mod capability;
 pub mod catalog;
 pub mod comments;
+pub mod compat;
 pub mod error;
 pub mod guc;
 pub mod privilege;
@@ -54,7 +56,12 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!(
     "../sql/ledger.sql",
     name = "ledger",
-    requires = ["tracking", "collector", api::locks::lock_stripes]
+    requires = [
+        "tracking",
+        "collector",
+        api::locks::lock_stripes,
+        api::locks::lock_stripe
+    ]
 );
 // The write path's trigger and the grants of functions that read or list without a row.
 pgrx::extension_sql_file!(

@@ -26,6 +26,15 @@ pub enum OasError {
     #[error("no store was given and no default store is configured")]
     NoDefaultStore,
 
+    /// The extension's SQL objects are of another version than the library (a new library is
+    /// installed and `ALTER EXTENSION pg_oas UPDATE` has not run yet).
+    #[error("pg_oas's catalog in this database is version {catalog}, its library {library}: {what} waits for the update")]
+    CatalogOutdated {
+        catalog: String,
+        library: String,
+        what: String,
+    },
+
     /// A malformed argument (store name, schema name, reference JSON, ...).
     #[error("{message}")]
     InvalidArgument {
@@ -155,6 +164,9 @@ impl OasError {
             OasError::StoreExists(name) => Some(format!(
                 "change it with SELECT oas.oas_store_alter('{name}', '<spec>'), or drop it first with SELECT oas.oas_store_drop('{name}')"
             )),
+            OasError::CatalogOutdated { .. } => {
+                Some("run ALTER EXTENSION pg_oas UPDATE in this database (reads and writes work meanwhile)".into())
+            }
             OasError::NoDefaultStore => Some(
                 "name a store, or mark one default with SELECT oas.oas_store_set_default('name')".into(),
             ),

@@ -2,7 +2,7 @@
 //! classes, keys and the ways they are taken.
 //!
 //! Every path to a new reference (`oas_hash_put`, the statement triggers on tracked tables) holds
-//! a shared transaction lock on the object's stripe, `(STRIPE_CLASS, oas.lock_stripe(path))`; the
+//! a shared transaction lock on the object's stripe, `(STRIPE_CLASS, stripe(path))`; the
 //! collector moves an object only while it holds that stripe exclusively (a session lock, taken
 //! per batch). A collector holds `(RUN_CLASS, hashtext(store))` for its whole transaction;
 //! restore and purge wait for it.
@@ -24,6 +24,36 @@ use crate::error::{OrRaise, SpiOk};
 pub const STRIPE_CLASS: i32 = 1_869_705_984;
 /// First half of the key a collector holds on a store for its whole transaction.
 pub const RUN_CLASS: i32 = 1_869_705_985;
+
+/// How many stripes the lock space of new references has (their keys are 0..STRIPES).
+const STRIPES: u32 = 1024;
+
+/// The stripe of an object: `hashtext(path) & 1023`, computed here for the triggers
+/// (`oas.lock_stripe`) and the collector alike. By path alone: two store names for one place (a
+/// DataJoint config may name a bucket twice) must meet on the same stripe; unrelated objects that
+/// share a stripe only wait for each other. Rust rather than SQL, so a library newer than a
+/// database's catalog (before `ALTER EXTENSION pg_oas UPDATE`) takes the same locks.
+pub fn stripe(path: &str) -> i32 {
+    // hashtext() hashes the bytes alike under every deterministic collation (a database's default
+    // collation is always one); C names one.
+    let text = path.into_datum().expect("a &str is never NULL");
+    // SAFETY: hashtext takes one text argument (made just now) and returns an int4 datum.
+    let h = unsafe {
+        pg_sys::OidFunctionCall1Coll(
+            pg_sys::Oid::from(pg_sys::F_HASHTEXT),
+            pg_sys::C_COLLATION_OID,
+            text,
+        )
+    };
+    (h.value() as u32 % STRIPES) as i32
+}
+
+/// `oas.lock_stripe(path)`: the second half of the advisory lock key guarding new references to
+/// the object at `path` (the first half is [`STRIPE_CLASS`]).
+#[pg_extern(immutable, strict, parallel_safe)]
+fn lock_stripe(path: &str) -> i32 {
+    stripe(path)
+}
 
 /// Run `take` (a statement that waits for advisory locks) with PostgreSQL's `lock_timeout` set
 /// to `oas.lock_timeout`; a wait that runs out becomes an `OasError::LockTimeout` naming `what`.
@@ -69,8 +99,8 @@ pub fn lock_keys(class: i32, keys: &[i32], shared: bool, what: &str) -> Result<(
 pub fn lock_for_reference(path: &str) -> Result<(), OasError> {
     within_lock_timeout("that keeps the collector away from a new reference", || {
         Spi::run_with_args(
-            "SELECT pg_catalog.pg_advisory_xact_lock_shared($1, oas.lock_stripe($2))",
-            &[STRIPE_CLASS.into(), path.into()],
+            "SELECT pg_catalog.pg_advisory_xact_lock_shared($1, $2)",
+            &[STRIPE_CLASS.into(), stripe(path).into()],
         )
         .spi()
     })
@@ -139,33 +169,22 @@ pub fn lock_run(store: &str) -> Result<(), OasError> {
 
 /// The stripe of each of `paths`.
 pub fn stripes_of(paths: &[String]) -> Result<HashMap<String, i32>, OasError> {
-    Spi::connect(|c| {
-        c.select(
-            "SELECT p, oas.lock_stripe(p) FROM unnest($1::text[]) p",
-            None,
-            &[paths.to_vec().into()],
-        )?
-        .map(|row| {
-            Ok((
-                row.get::<String>(1)?.unwrap_or_default(),
-                row.get::<i32>(2)?.unwrap_or(-1),
-            ))
-        })
-        .collect::<Result<HashMap<_, _>, pgrx::spi::SpiError>>()
-    })
-    .spi()
+    Ok(paths.iter().map(|p| (p.clone(), stripe(p))).collect())
 }
 
 /// Take, without waiting, the stripes of `paths` exclusively (session locks, released by
 /// [`release_stripes`] or when the transaction aborts). Returns the stripes had; a writer holds
 /// the others.
 pub fn try_lock_stripes(paths: &[String]) -> Result<Vec<i32>, OasError> {
+    let mut keys: Vec<i32> = paths.iter().map(|p| stripe(p)).collect();
+    keys.sort_unstable();
+    keys.dedup();
     let locked = Spi::connect_mut(|c| {
         c.update(
-            "SELECT k FROM (SELECT DISTINCT oas.lock_stripe(p) AS k FROM unnest($1::text[]) p) s
+            "SELECT k FROM pg_catalog.unnest($1::pg_catalog.int4[]) k
              WHERE pg_catalog.pg_try_advisory_lock($2, k)",
             None,
-            &[paths.to_vec().into(), STRIPE_CLASS.into()],
+            &[keys.into(), STRIPE_CLASS.into()],
         )?
         .map(|row| row.get::<i32>(1).map(Option::unwrap_or_default))
         .collect::<Result<Vec<_>, _>>()

@@ -154,7 +154,7 @@ fn oas_npy_slice(reference: JsonB, slice: default!(&str, "''")) -> Vec<u8> {
 /// (numeric and bool dtypes; integers beyond 2^53 are refused rather than rounded). A 0-d result
 /// is a one-element array, an empty slice the empty array.
 #[pg_extern(volatile, parallel_unsafe)]
-fn oas_npy_slice_array(reference: JsonB, slice: default!(&str, "''")) -> Float8Array {
+pub(crate) fn oas_npy_slice_array(reference: JsonB, slice: default!(&str, "''")) -> Float8Array {
     // The limit of the text form this array once went through; kept, so the same slices pass.
     let (p, data) = read_slice(&reference, slice, Some(30_000_000));
     let values =

@@ -112,6 +112,7 @@ fn run(
     trash_retention: Option<Interval>,
 ) -> Result<(bool, Vec<Report>), OasError> {
     require_collector()?;
+    require_current_catalog("oas_gc()")?;
     let dry_run = dry_run.ok_or(OasError::NullArgument("dry_run"))?;
     if !dry_run {
         require_read_committed("oas_gc(dry_run => false)")?;
@@ -251,6 +252,26 @@ fn store_names() -> Result<Vec<String>, OasError> {
 /// An empty report per store.
 fn reports_for(names: &[String]) -> Vec<Report> {
     names.iter().map(|n| Report::new(n)).collect()
+}
+
+/// The collector uses SQL of this version (`oas._tracked_refs`, `oas._reference`): between
+/// installing a new library and `ALTER EXTENSION pg_oas UPDATE` it refuses to run rather than
+/// guess with an older catalog. Reads and writes need nothing new and go on working.
+fn require_current_catalog(what: &str) -> Result<(), OasError> {
+    let catalog = Spi::get_one::<String>(
+        "SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'pg_oas'",
+    )
+    .spi()?
+    .unwrap_or_default();
+    let library = env!("CARGO_PKG_VERSION");
+    if catalog != library {
+        return Err(OasError::CatalogOutdated {
+            catalog,
+            library: library.into(),
+            what: what.into(),
+        });
+    }
+    Ok(())
 }
 
 /// The collector's checks need a new snapshot per statement: the ledger veto must see what

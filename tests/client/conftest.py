@@ -21,7 +21,7 @@ import uuid
 import psycopg
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 RUN_DIR = pathlib.Path(os.environ.get("OAS_RUN_DIR", ROOT / ".run"))
 PORT = int(os.environ.get("OAS_TEST_PORT", "25433"))
 DB = "oas_pytest"

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import shutil
 import subprocess
 import uuid
 
+import psycopg
 import pytest
 
 from conftest import PG_CONFIG, ROOT, RUN_DIR, chown_postgres, connect
@@ -96,6 +98,20 @@ def catalog_of(dbname: str) -> dict[str, list]:
         return {k: c.execute(q).fetchall() for k, q in CATALOG_QUERIES.items()}
 
 
+def test_every_symbol_an_old_version_names_is_in_the_library(fresh_db):
+    """A database runs its old function definitions until it is updated, and CREATE EXTENSION of
+    an old version looks each C symbol up: the library keeps every one (src/compat.rs)."""
+    symbols = set()
+    for old in OLD_VERSIONS:
+        symbols |= set(re.findall(r"'MODULE_PATHNAME', '(\w+)'", (HISTORY / f"pg_oas--{old}.sql").read_text()))
+    assert len(symbols) > 40
+    with connect(fresh_db()) as c:
+        for sym in sorted(symbols):
+            # check_function_bodies (on) makes CREATE FUNCTION look the symbol up in the library.
+            c.execute(f"CREATE FUNCTION pg_temp.probe() RETURNS void AS 'pg_oas', '{sym}' LANGUAGE c")
+            c.execute("DROP FUNCTION pg_temp.probe()")
+
+
 @pytest.mark.parametrize("old", OLD_VERSIONS)
 def test_update_keeps_values_and_matches_a_fresh_install(old, fresh_db, tmp_path):
     target = extension_dir() / f"pg_oas--{old}.sql"
@@ -116,10 +132,22 @@ def test_update_keeps_values_and_matches_a_fresh_install(old, fresh_db, tmp_path
         c.execute("COMMENT ON COLUMN lab.rec.payload IS ':<hash@main>:payload'")
         c.execute("""INSERT INTO lab.rec SELECT g, oas.oas_hash_put(convert_to('value ' || g, 'UTF8'), 'main', 'lab')
                      FROM generate_series(1, 20) g""")
-        # An orphan, collected to trash by a real run.
-        c.execute("SELECT oas.oas_hash_put('orphan'::bytea, 'main', 'lab')")
-        c.execute("SELECT * FROM oas.oas_gc(dry_run => false, grace => '0')")
-        c.execute("SELECT * FROM oas.oas_gc(dry_run => false, grace => '0')")
+        # This library's collector refuses an older catalog (it uses SQL of its own version) ...
+        orphan = c.execute("SELECT oas.oas_hash_put('orphan'::bytea, 'main', 'lab')").fetchone()[0]
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as refused:
+            c.execute("SELECT * FROM oas.oas_gc(dry_run => true)")
+        assert "ALTER EXTENSION pg_oas UPDATE" in refused.value.diag.message_hint
+        # ... so the orphan goes to trash as the old version's collector left it: moved under
+        # _oas/trash/ and recorded with its run.
+        run_id = c.execute("INSERT INTO oas.gc_run (store, grace, finished_at) VALUES ('main', '0', now())"
+                           " RETURNING run_id").fetchone()[0]
+        trashed = store_dir / "_oas" / "trash" / orphan["path"]
+        trashed.parent.mkdir(parents=True, exist_ok=True)
+        (store_dir / orphan["path"]).rename(trashed)
+        for d in [trashed, *trashed.relative_to(store_dir).parents]:
+            chown_postgres(store_dir / d)  # the server moves it back
+        c.execute("INSERT INTO oas.gc_trash (store, path, ref_path, size, run_id) VALUES ('main', %s, %s, %s, %s)",
+                  [orphan["path"], orphan["path"], orphan["size"], run_id])
         before = {
             "rows": c.execute("SELECT id, payload FROM lab.rec ORDER BY id").fetchall(),
             "ledger": c.execute("SELECT store, path, refs FROM oas.ledger ORDER BY 1, 2").fetchall(),
@@ -148,6 +176,9 @@ def test_update_keeps_values_and_matches_a_fresh_install(old, fresh_db, tmp_path
         assert c.execute("SELECT count(*) FROM oas.ledger").fetchone()[0] == 21
         report = c.execute("SELECT referenced, errors FROM oas.oas_gc() WHERE store = 'main'").fetchone()
         assert report == (21, [])
+        # The trash an older version left is restorable.
+        restored = c.execute("SELECT path FROM oas.oas_gc_restore(%s)", [run_id]).fetchall()
+        assert restored == [(orphan["path"],)] and (store_dir / orphan["path"]).exists()
 
     new_db = fresh_db()
     with connect(new_db) as c:

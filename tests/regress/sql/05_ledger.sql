@@ -74,3 +74,9 @@ COMMENT ON COLUMN ledger.h.payload IS ':<blob@books>:';
 SELECT try($$INSERT INTO ledger.h VALUES (1, oas.oas_npy(ARRAY[1]))$$);
 DROP SCHEMA ledger CASCADE;
 SELECT count(*) FROM oas.ledger WHERE store = 'books';
+
+-- The stripe of an object (src/api/locks.rs) is hashtext(path) & 1023, whatever the path.
+SELECT count(*) AS paths, count(*) FILTER (WHERE oas.lock_stripe(p) = hashtext(p) & 1023) AS same,
+       min(oas.lock_stripe(p)) >= 0 AND max(oas.lock_stripe(p)) <= 1023 AS in_range
+FROM (SELECT '_hash/lab/' || md5(g::text) AS p FROM generate_series(1, 5000) g
+      UNION ALL VALUES (''), ('é/ü/中'), (repeat('x', 10000))) s;
