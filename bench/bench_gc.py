@@ -64,7 +64,7 @@ from pathlib import Path
 
 import psycopg
 
-from common import MiB, datajoint_for, shared_buffers_mib, weed_version, extension_build, log, machine_line, now_line, num, record, table
+from common import add_output_args, print_and_record, MiB, datajoint_for, shared_buffers_mib, weed_version, extension_build, log, machine_line, now_line, num, table
 
 SECTION = "## Garbage collection: pg_oas vs DataJoint dj.gc"
 TABLE = "obj"
@@ -897,9 +897,7 @@ def main():
     p.add_argument("--dj-timeout", type=float, default=900.0, help="stop a dj.gc collect() after this many seconds")
     p.add_argument("--seed", type=int, default=20261124)
     p.add_argument("--keep", action="store_true", help="leave each scenario's schema and objects in place")
-    p.add_argument("--pg-config", default="/usr/lib/postgresql/15/bin/pg_config")
-    p.add_argument("--record", action="store_true", help="write the results into BENCHMARKS.md")
-    p.add_argument("--record-file", type=Path, default=Path(__file__).resolve().parent.parent / "BENCHMARKS.md")
+    add_output_args(p)
     p.add_argument("--dj-child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.dj_child:
@@ -936,11 +934,9 @@ def main():
                          "the scenarios did not all measure the same build; nothing recorded. Run it again.")
     text = (f"{SECTION}\n\n{machine_info(admin, args, load_start, specs)}\n- wall time of the whole run: {total / 60:.1f} min\n\n"
             f"{report(results, args)}")
-    print(text)
+    print_and_record(args, SECTION, text)
     failed = sum(len(r["failures"]) for r in results)
     log(f"total {total:.0f} s; {'all checks passed' if not failed else f'{failed} check(s) failed'}")
-    if args.record:
-        record(args.record_file, SECTION, text)
     return 1 if failed else 0
 
 

@@ -43,13 +43,12 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import psycopg
 
 import common
-from common import MiB, datajoint_for, shared_buffers_mib, weed_version, backend_peak_rss_mib, extension_build, log, machine_line, now_line, num, record, table
+from common import add_output_args, print_and_record, MiB, datajoint_for, shared_buffers_mib, weed_version, backend_peak_rss_mib, extension_build, log, machine_line, now_line, num, table
 
 SCHEMA = "npybench"  # the DataJoint schema (a PostgreSQL schema; also the folder under _schema/)
 SECTION = "## NumPy slices: pg_oas vs DataJoint NpyRef"
@@ -333,9 +332,7 @@ def main():
     p.add_argument("--dj-seconds", type=float, default=60.0, help="time budget of those runs per slice")
     p.add_argument("--seed", type=int, default=20261124)
     p.add_argument("--keep", action="store_true", help="leave the table and the object in place at the end")
-    p.add_argument("--pg-config", default="/usr/lib/postgresql/15/bin/pg_config")
-    p.add_argument("--record", action="store_true", help="write the results into BENCHMARKS.md")
-    p.add_argument("--record-file", type=Path, default=Path(__file__).resolve().parent.parent / "BENCHMARKS.md")
+    add_output_args(p)
     args = p.parse_args()
 
     row_bytes = args.cols * DTYPE.itemsize
@@ -420,10 +417,8 @@ def main():
 
     admin = psycopg.connect(args.dsn, autocommit=True)  # the first one may have gone with a crashed server
     text = f"{SECTION}\n\n{machine_info(admin, args, load_start)}\n\n{report(results, meta)}"
-    print(text)
+    print_and_record(args, SECTION, text)
     log(f"total {meta['total_s']:.0f} s, client peak RSS {peak_rss_mib():.0f} MiB")
-    if args.record:
-        record(args.record_file, SECTION, text)
 
 
 if __name__ == "__main__":

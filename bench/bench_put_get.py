@@ -38,12 +38,11 @@ import sys
 import tempfile
 import time
 import warnings
-from pathlib import Path
 
 import psycopg
 
 import common
-from common import MiB, backend_peak_rss_mib, extension_build, log, machine_line, now_line, num, record, table
+from common import add_output_args, print_and_record, MiB, backend_peak_rss_mib, extension_build, log, machine_line, now_line, num, table
 
 SCHEMA = "bench"  # the DataJoint schema, i.e. the folder under _hash/ in each store
 SECTION = "## Put/get: pg_oas, bytea, large objects, DataJoint"
@@ -328,9 +327,7 @@ def main():
     p.add_argument("--file-store", default="file")
     p.add_argument("--s3-store", default="s3")
     p.add_argument("--bytea-storage", default="EXTENDED", type=str.upper, choices=["EXTENDED", "EXTERNAL"])
-    p.add_argument("--pg-config", default="/usr/lib/postgresql/15/bin/pg_config")
-    p.add_argument("--record", action="store_true", help="write the results into BENCHMARKS.md")
-    p.add_argument("--record-file", type=Path, default=Path(__file__).resolve().parent.parent / "BENCHMARKS.md")
+    add_output_args(p)
     args = p.parse_args()
     args.seconds = args.seconds or (0.5 if args.quick else 3.0)
     args.max_bytes = args.max_bytes or (256 * MiB if args.quick else 1 << 30)
@@ -360,10 +357,8 @@ def main():
     clear_objects(admin, specs, args)
 
     text = f"{SECTION}\n\n{machine_info(admin, store_dir, args)}\n\n{report(puts, gets, lim, sizes)}"
-    print(text)
+    print_and_record(args, SECTION, text)
     log(f"total {time.perf_counter() - t_start:.0f} s")
-    if args.record:
-        record(args.record_file, SECTION, text)
 
 
 if __name__ == "__main__":

@@ -98,6 +98,21 @@ def now_line():
     return f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
 
 
+def add_output_args(p):
+    """The options every benchmark shares: which PostgreSQL it reports on, and where it records."""
+    p.add_argument("--pg-config", default=os.environ.get("OAS_PG_CONFIG", "/usr/lib/postgresql/15/bin/pg_config"))
+    p.add_argument("--record", action="store_true", help="write the results into BENCHMARKS.md")
+    p.add_argument("--record-file", type=Path,
+                   default=Path(__file__).resolve().parent.parent / "BENCHMARKS.md")
+
+
+def print_and_record(args, section, text):
+    """Print a benchmark's section and, with --record, put it into BENCHMARKS.md."""
+    print(text)
+    if args.record:
+        record(args.record_file, section, text)
+
+
 def record(path, section, text):
     """Put `text` (which starts with the `section` heading) in place of that section."""
     old = path.read_text() if path.exists() else "# Benchmarks\n"

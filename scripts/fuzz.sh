@@ -2,11 +2,11 @@
 # Fuzz the parsers and path builders of oas_core (cargo fuzz, libFuzzer), each target for a
 # bounded time. Separate from the test suite: crashes it finds become #[test]s in the module they
 # concern. Targets (core/fuzz/fuzz_targets/):
-#   npy_header   .npy header parser and writer          (core/src/npy.rs)
-#   npy_slice    slice parsing, planning, assembly      (core/src/npy.rs)
-#   reference    JSON references: HashRef, ObjectRef    (core/src/reference.rs, codec.rs)
+#   npy_header   .npy header parser and writer          (core/src/npy/header.rs)
+#   npy_slice    slice parsing, planning, assembly      (core/src/npy/)
+#   reference    JSON references: HashRef, ObjectRef    (core/src/reference/, codec.rs)
 #   paths        hash and schema-addressed paths, primary-key rendering, section and owner
-#                rules, trash keys                      (core/src/path.rs, objpath.rs, gc.rs)
+#                rules, trash keys                      (core/src/path.rs, objpath.rs, gc/)
 #   scripts/fuzz.sh [SECONDS] [TARGET...]    default: 60 s per target, every target
 # Installs the nightly toolchain and cargo-fuzz when missing. Seeds are core/fuzz/corpus/<target>/
 # (checked in, read only); what a run discovers goes to core/fuzz/work/<target>/ and crashes to

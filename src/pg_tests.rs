@@ -1,5 +1,5 @@
 //! In-process tests (`cargo pgrx test`). Each runs in a transaction that is rolled back, so
-//! commit/abort behaviour is tested from outside clients in `tests/` and `pg_test/` instead.
+//! commit/abort behaviour is tested from outside clients in `tests/client/` and `tests/regress/` instead.
 
 use pgrx::prelude::*;
 
