@@ -476,7 +476,7 @@ STATEMENT_KINDS = [
     ("move: ledger veto", re.compile(r"FROM oas\.ref_log\s+WHERE store = (ANY\()?\$1\)? AND path = ANY", re.I)),
     ("move: record in gc_trash", re.compile(r"INSERT INTO oas\.gc_trash AS t", re.I)),
     ("move: drop candidates", re.compile(r"DELETE FROM oas\.gc_candidate WHERE store = \$1 AND path = ANY", re.I)),
-    ("move: stripe lookup, unlock", re.compile(r"pg_advisory_unlock|oas\.lock_stripe\(\$1, p\)", re.I)),
+    ("move: unlock stripes", re.compile(r"pg_advisory_unlock", re.I)),
     ("restore: pick page", re.compile(r"SELECT path FROM oas\.gc_trash\s+WHERE run_id", re.I)),
     ("restore: drop records", re.compile(r"DELETE FROM oas\.gc_trash WHERE", re.I)),
     ("store catalog lookups", re.compile(r"FROM oas\.store WHERE name = \$1|FROM oas\.store_secret", re.I)),

@@ -47,7 +47,7 @@ pub fn require_referenced(row: &StoreRow, store: &Store, path: &str) -> Result<(
     let readable = owner.is_some_and(|schema| {
         referrers(&row.name, path)
             .iter()
-            .any(|r| may_read_through(r, schema, path))
+            .any(|r| may_read_through(r, schema, &row.name, path))
     });
     if readable {
         return Ok(());
@@ -103,9 +103,9 @@ fn referrers(store: &str, path: &str) -> Vec<Referrer> {
     })
 }
 
-/// May the current user read a row of `r.table` whose column `r.column` references `path`? Only
-/// a table of `schema`, whose section holds the object, vouches for it.
-fn may_read_through(r: &Referrer, schema: &str, path: &str) -> bool {
+/// May the current user read a row of `r.table` whose column `r.column` references `path` of
+/// `store`? Only a table of `schema`, whose section holds the object, vouches for it.
+fn may_read_through(r: &Referrer, schema: &str, store: &str, path: &str) -> bool {
     let Ok(column) = CString::new(r.column.as_str()) else {
         return false;
     };
@@ -155,17 +155,21 @@ fn may_read_through(r: &Referrer, schema: &str, path: &str) -> bool {
     }
     // Row security applies: look for a row the caller sees, as the caller (its policies are its
     // table owner's choice for this very caller). A scan; tables with policies cost more.
-    visible_row_references(r, path)
+    visible_row_references(r, store, path)
 }
 
-fn visible_row_references(r: &Referrer, path: &str) -> bool {
+/// Does a row the caller sees (its row-security policies applied) reference `path` of `store`?
+/// The ledger named this column for `store`, so a reference naming no store is `store`'s: the
+/// reading of a reference is `oas._reference`'s (sql/tracking.sql), inlined here.
+fn visible_row_references(r: &Referrer, store: &str, path: &str) -> bool {
     let query = format!(
-        "SELECT EXISTS (SELECT 1 FROM {} t WHERE t.{} OPERATOR(pg_catalog.->>) 'path' OPERATOR(pg_catalog.=) $1)",
+        "SELECT EXISTS (SELECT 1 FROM {} t CROSS JOIN LATERAL oas._reference(t.{}::pg_catalog.jsonb, $2) o
+                         WHERE o.path OPERATOR(pg_catalog.=) $1 AND o.store OPERATOR(pg_catalog.=) $2)",
         regclass_text(r.table),
         quote_ident(&r.column),
     );
     pinned(|| {
-        Spi::get_one_with_args::<bool>(&query, &[path.into()])
+        Spi::get_one_with_args::<bool>(&query, &[path.into(), store.into()])
             .or_raise()
             .unwrap_or(false)
     })

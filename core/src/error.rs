@@ -165,7 +165,7 @@ impl OasError {
                 "change it with SELECT oas.oas_store_alter('{name}', '<spec>'), or drop it first with SELECT oas.oas_store_drop('{name}')"
             )),
             OasError::CatalogOutdated { .. } => {
-                Some("run ALTER EXTENSION pg_oas UPDATE in this database (reads and writes work meanwhile)".into())
+                Some("run ALTER EXTENSION pg_oas UPDATE in this database".into())
             }
             OasError::NoDefaultStore => Some(
                 "name a store, or mark one default with SELECT oas.oas_store_set_default('name')".into(),

@@ -256,7 +256,7 @@ fn reports_for(names: &[String]) -> Vec<Report> {
 
 /// The collector uses SQL of this version (`oas._tracked_refs`, `oas._reference`): between
 /// installing a new library and `ALTER EXTENSION pg_oas UPDATE` it refuses to run rather than
-/// guess with an older catalog. Reads and writes need nothing new and go on working.
+/// guess with an older catalog.
 fn require_current_catalog(what: &str) -> Result<(), OasError> {
     let catalog = Spi::get_one::<String>(
         "SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'pg_oas'",
