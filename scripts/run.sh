@@ -30,6 +30,7 @@ SQL
 STORE=$("${PSQL[@]}" -d oas -tAc "SELECT spec->>'location' FROM oas.store WHERE name = 'main'")
 log "demo"
 "${PSQL[@]}" -d oas -P pager=off <<'SQL'
+SET client_min_messages = warning;
 \echo '-- a table whose column holds DataJoint <hash@main> references'
 CREATE TABLE IF NOT EXISTS public.demo (id int PRIMARY KEY, payload jsonb);
 COMMENT ON COLUMN public.demo.payload IS ':<hash@main>:demo payload';
