@@ -42,10 +42,13 @@ SELECT id, payload->>'path' AS path, payload->>'size' AS size FROM public.demo O
 SELECT id, convert_from(oas_hash_get(payload), 'UTF8') AS content FROM public.demo ORDER BY id;
 SELECT step, ok, detail FROM oas_store_verify('main');
 SQL
+# With a run folder of its own (OAS_RUN_DIR), stopping names it too.
+STOP_CMD="scripts/cluster.sh stop dev"
+[ "$RUN_DIR" = "$ROOT/.run" ] || STOP_CMD="OAS_RUN_DIR=$RUN_DIR $STOP_CMD"
 cat <<MSG
 
 pg_oas is running.
   connect:     psql -h 127.0.0.1 -p $DEV_PORT -U postgres oas
   store files: $STORE
-  stop:        scripts/cluster.sh stop dev     (data stays; scripts/run.sh starts it again)
+  stop:        ${STOP_CMD}     (data stays; scripts/run.sh starts it again)
 MSG
