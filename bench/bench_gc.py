@@ -58,7 +58,7 @@ from pathlib import Path
 
 import psycopg
 
-from gc_stores import LocalStore, S3Store, payloads
+from gc_stores import LocalStore, S3Store
 from common import add_output_args, print_and_record, MiB, datajoint_for, shared_buffers_mib, weed_version, extension_build, log, machine_line, now_line, num, table
 
 SECTION = "## Garbage collection: pg_oas vs DataJoint dj.gc"
