@@ -1,5 +1,42 @@
 -- pg_oas 0.3.0 -> 0.4.0 (ALTER EXTENSION pg_oas UPDATE). Each change adds its statements here,
 -- with a line in this list; tests/client/test_upgrade.py checks the result equals a fresh install.
+--   * attachments: oas_attach_pack, oas_attach_unpack, oas_attach_put, oas_attach_get are new.
+
+-- Attachments (src/api/attach.rs): DataJoint's filename\0contents from a name and bytes, and back.
+CREATE  FUNCTION "oas_attach_pack"(
+	"filename" TEXT, /* & str */
+	"contents" bytea /* & [u8] */
+) RETURNS bytea /* Vec < u8 > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_attach_pack_wrapper';
+CREATE  FUNCTION "oas_attach_unpack"(
+	"value" bytea /* & [u8] */
+) RETURNS TABLE (
+	"filename" TEXT,  /* String */
+	"contents" bytea  /* Vec < u8 > */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_attach_unpack_wrapper';
+CREATE  FUNCTION "oas_attach_put"(
+	"filename" TEXT, /* & str */
+	"contents" bytea, /* Option < & [u8] > */
+	"store" TEXT DEFAULT NULL, /* Option < & str > */
+	"schema" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS jsonb /* Option < JsonB > */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_attach_put_wrapper';
+CREATE  FUNCTION "oas_attach_get"(
+	"reference" jsonb /* JsonB */
+) RETURNS TABLE (
+	"filename" TEXT,  /* String */
+	"contents" bytea  /* Vec < u8 > */
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_attach_get_wrapper';
 
 -- Last, as in a fresh install: every function made from Rust gets its doc comment.
 SELECT oas._comment_functions();

@@ -9,6 +9,7 @@
 //! | [`path`] | object paths inside a store |
 //! | [`reference`](mod@reference) | the JSON a row keeps for an object: one type per shape (hash, npy, object, pending) |
 //! | [`manifest`] | DataJoint's folder manifest (`.manifest.json`) |
+//! | [`attach`] | DataJoint's attachment layout, `filename\0contents` |
 //! | [`objpath`] | schema-addressed paths and primary-key rendering, as DataJoint builds them |
 //! | [`codec`] | DataJoint codec markers in column comments; reference shapes of every codec |
 //! | [`backend`] | store clients per protocol, error mapping and credential masking |
@@ -19,6 +20,7 @@
 //! | [`interval`] | PostgreSQL intervals as seconds |
 //! | [`error`] | the error type |
 
+pub mod attach;
 pub mod backend;
 pub mod codec;
 pub mod error;

@@ -15,7 +15,7 @@ use crate::catalog;
 use oas_core::OasError;
 
 use super::MAX_BYTEA;
-use crate::error::{raise, OrRaise};
+use crate::error::{OrRaise, SpiOk};
 use crate::runtime::{block_on, run_cancellable};
 
 /// Store `data` and return its DataJoint reference. `store` defaults to the default store,
@@ -27,20 +27,35 @@ fn oas_hash_put(
     store: default!(Option<&str>, "NULL"),
     schema: default!(Option<&str>, "NULL"),
 ) -> Option<JsonB> {
-    let data = data?;
-    let store = catalog::store_to_write(store).or_raise();
+    Some(JsonB(put(data?, store, schema).or_raise()))
+}
+
+/// Read the bytes a reference points to, checking size and (with `oas.verify_reads`) MD5.
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_hash_get(reference: JsonB) -> Vec<u8> {
+    get(&reference.0).or_raise()
+}
+
+/// Store `data` hash-addressed in `store` (default: the default store) for `schema` (default:
+/// the current schema); the reference. What `oas_hash_put` and `oas_attach_put` do.
+pub(crate) fn put(
+    data: &[u8],
+    store: Option<&str>,
+    schema: Option<&str>,
+) -> Result<serde_json::Value, OasError> {
+    let store = catalog::store_to_write(store)?;
     let schema = match schema {
         Some(s) => s.to_string(),
         None => Spi::get_one::<String>("SELECT pg_catalog.current_schema()::pg_catalog.text")
-            .or_raise()
+            .spi()?
             .unwrap_or_else(|| "public".into()),
     };
-    crate::privilege::require_schema_usage(&schema).or_raise();
+    crate::privilege::require_schema_usage(&schema)?;
     // Large payloads are hashed and staged (or copied) on two threads, straight from
     // PostgreSQL's copy of the parameter; small ones are not worth the threads.
     let prepared = if data.len() >= STAGE_MIN {
         let fsync = crate::guc::file_fsync();
-        run_cancellable(|cancelled| prepare(&store, data, fsync, cancelled)).or_raise()
+        run_cancellable(|cancelled| prepare(&store, data, fsync, cancelled))?
     } else {
         Prepared {
             hash: content_hash(data),
@@ -55,19 +70,17 @@ fn oas_hash_put(
         &schema,
         &prepared.hash,
         store.spec.subfolding.as_deref(),
-    )
-    .or_raise();
-    super::locks::lock_for_reference(&path).or_raise();
-    let (reference, _outcome) = block_on(put_prepared(&store, &schema, prepared)).or_raise();
-    Some(JsonB(reference.to_json()))
+    )?;
+    super::locks::lock_for_reference(&path)?;
+    let (reference, _outcome) = block_on(put_prepared(&store, &schema, prepared))?;
+    Ok(reference.to_json())
 }
 
-/// Read the bytes a reference points to, checking size and (with `oas.verify_reads`) MD5.
-#[pg_extern(volatile, parallel_unsafe)]
-fn oas_hash_get(reference: JsonB) -> Vec<u8> {
-    let r = HashRef::from_json(&reference.0).or_raise();
+/// The bytes of a hash-addressed reference, size and (with `oas.verify_reads`) MD5 checked.
+pub(crate) fn get(reference: &serde_json::Value) -> Result<Vec<u8>, OasError> {
+    let r = HashRef::from_json(reference)?;
     if r.size > MAX_BYTEA {
-        raise(OasError::TooLarge {
+        return Err(OasError::TooLarge {
             message: format!(
                 "object \"{}\" has {} bytes, more than a bytea value can hold (1 GB)",
                 r.path, r.size
@@ -78,9 +91,9 @@ fn oas_hash_get(reference: JsonB) -> Vec<u8> {
             ),
         });
     }
-    let (_, store) = catalog::store_to_read(r.store_name(), &r.path).or_raise();
+    let (_, store) = catalog::store_to_read(r.store_name(), &r.path)?;
     let verify = crate::guc::verify_reads();
-    block_on(get_hash(&store, &r, verify)).or_raise()
+    block_on(get_hash(&store, &r, verify))
 }
 
 /// DataJoint's content hash of `data`: MD5, base32, lowercase, unpadded (26 characters).

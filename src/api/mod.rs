@@ -2,6 +2,7 @@
 //! `oas_core` (through [`crate::runtime::block_on`] when it talks to a store) and raises errors
 //! with [`crate::error::OrRaise`].
 
+pub mod attach;
 pub mod gc;
 pub mod hash;
 pub mod locks;

@@ -872,6 +872,12 @@ UPLOAD_BEGIN = "SELECT oas.oas_upload_begin(%(w)s, 'o', jsonb_build_object('id',
 
 # signature -> (sample call, required privilege[, what an allowed caller gets; "ok" by default])
 FUNCTION_MATRIX = {
+    "oas_attach_pack(text, bytea)": ("SELECT oas.oas_attach_pack('a.txt', 'x'::bytea)", "none"),
+    "oas_attach_unpack(bytea)": ("SELECT * FROM oas.oas_attach_unpack('a.txt'::bytea || '\\x0078'::bytea)", "none"),
+    "oas_attach_put(text, bytea, text, text)": (
+        "SELECT oas.oas_attach_put('a.txt', 'new'::bytea, %(s)s, 'public')", "write"),
+    # The object read is no attachment (no NUL): past the checks, an allowed caller gets 22023.
+    "oas_attach_get(jsonb)": ("SELECT * FROM oas.oas_attach_get(%(ref)s::jsonb)", "read", "22023"),
     "oas_check_reference(jsonb, boolean)": (_check_reference_call, "read"),
     "oas_content_hash(bytea)": ("SELECT oas.oas_content_hash('x'::bytea)", "none"),
     "oas_declare_column(text, text, text, text)": (
