@@ -1,6 +1,7 @@
 -- pg_oas 0.3.0 -> 0.4.0 (ALTER EXTENSION pg_oas UPDATE). Each change adds its statements here,
 -- with a line in this list; tests/client/test_upgrade.py checks the result equals a fresh install.
---   * attachments: oas_attach_pack, oas_attach_unpack, oas_attach_put, oas_attach_get are new.
+--   * attachments: oas_attach_pack, oas_attach_unpack, oas_attach_put, oas_attach_get are new;
+--   * a file of a folder object: oas_object_file_read, oas_object_file_size are new.
 
 -- Attachments (src/api/attach.rs): DataJoint's filename\0contents from a name and bytes, and back.
 CREATE  FUNCTION "oas_attach_pack"(
@@ -37,6 +38,24 @@ CREATE  FUNCTION "oas_attach_get"(
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'oas_attach_get_wrapper';
+
+-- One file of a folder object by its path below the folder (src/api/object.rs).
+CREATE  FUNCTION "oas_object_file_read"(
+	"reference" jsonb, /* Option < JsonB > */
+	"subpath" TEXT, /* Option < & str > */
+	"offset" bigint DEFAULT 0, /* Option < i64 > */
+	"length" bigint DEFAULT NULL /* Option < i64 > */
+) RETURNS bytea /* :: std :: option :: Option < Vec < u8 > > */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_object_file_read_wrapper';
+CREATE  FUNCTION "oas_object_file_size"(
+	"reference" jsonb, /* JsonB */
+	"subpath" TEXT /* & str */
+) RETURNS bigint /* i64 */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_object_file_size_wrapper';
 
 -- Last, as in a fresh install: every function made from Rust gets its doc comment.
 SELECT oas._comment_functions();

@@ -70,7 +70,7 @@ pgrx::extension_sql_file!(
     requires = [
         api::write::write_pending,
         api::presign::oas_presign_url,
-        api::npy::oas_object_list
+        api::object::oas_object_list
     ]
 );
 // Last: every function's doc comment becomes its COMMENT ON FUNCTION (src/comments.rs).

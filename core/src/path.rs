@@ -85,6 +85,18 @@ pub fn validate_relative_path(path: &str) -> Result<(), OasError> {
     Ok(())
 }
 
+/// The path of the file `subpath` inside the folder object at `folder`: `subpath` must stay inside
+/// it (relative, with no empty, `.` or `..` segment, as [`validate_relative_path`] checks).
+pub fn file_in_folder(folder: &str, subpath: &str) -> Result<String, OasError> {
+    validate_relative_path(subpath).map_err(|_| {
+        OasError::invalid_argument_hint(
+            format!("invalid path \"{}\" inside folder \"{folder}\"", subpath.escape_default()),
+            "name a file below the folder as its manifest does (e.g. 'sub/b.tif'): relative, with no empty, '.' or '..' segment",
+        )
+    })?;
+    Ok(format!("{folder}/{subpath}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +146,27 @@ mod tests {
         assert!(hash_path("_hash", "lab", H, Some(&[0])).is_err());
         assert!(hash_path("_hash", "lab", H, Some(&[26, 1])).is_err());
         assert!(hash_path("raw/objs", "lab", H, Some(&[25])).is_ok());
+    }
+
+    #[test]
+    fn files_of_a_folder_stay_inside_it() {
+        let f = "_schema/lab/t/id=1/d_tok";
+        assert_eq!(
+            file_in_folder(f, "sub/b.tif").unwrap(),
+            format!("{f}/sub/b.tif")
+        );
+        for bad in [
+            "",
+            "../d_other/x",
+            "sub/../../x",
+            "/etc/passwd",
+            "a//b",
+            "./a",
+            "a\\b",
+            "a\nb",
+        ] {
+            assert!(file_in_folder(f, bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod gc;
 pub mod hash;
 pub mod locks;
 pub mod npy;
+pub mod object;
 pub mod paths;
 pub mod presign;
 pub mod store;

@@ -1,4 +1,5 @@
-//! NumPy arrays in stores (`<npy@>`, as DataJoint writes them), and ranged reads of any object.
+//! NumPy arrays in stores (`<npy@>`, as DataJoint writes them). Ranged reads of any object, and
+//! the files of folder objects, are in `object.rs`.
 //!
 //! Shape, dtype, ndim, size and nbytes come from the reference JSON, with no store I/O. A slice
 //! reads the array's header once per backend (objects under DataJoint's random-token paths never
@@ -9,7 +10,7 @@ use std::collections::HashMap;
 
 use oas_core::codec::ObjectRef;
 use oas_core::npy::{dtype_itemsize, parse_selection, plan, Header, Plan};
-use oas_core::ops::{object_size, read_npy_header, read_range, read_ranges, RANGE_PART};
+use oas_core::ops::{read_npy_header, read_ranges, RANGE_PART};
 use oas_core::reference::NpyRef;
 use oas_core::OasError;
 use pgrx::prelude::*;
@@ -265,100 +266,6 @@ fn oas_npy_slice_stats(
         header.data_offset as i64,
         p.shape.iter().map(|&d| d as i64).collect(),
     ))
-}
-
-/// `length` bytes of any object from `offset` (fewer at the end of the object).
-#[pg_extern(volatile, parallel_unsafe)]
-fn oas_read(reference: JsonB, offset: i64, length: i64) -> Vec<u8> {
-    if offset < 0 || length < 0 || length as u64 > MAX_BYTEA {
-        raise(OasError::invalid_argument_hint(
-            format!("invalid range: offset {offset}, length {length}"),
-            "offset and length must be non-negative, and length at most 1 GB",
-        ));
-    }
-    let r = ObjectRef::from_json(&reference.0).or_raise();
-    let (_, store) = catalog::store_to_read(r.store.as_deref(), &r.path).or_raise();
-    let size = block_on(object_size(&store, &r.path)).or_raise();
-    if offset as u64 > size {
-        raise(OasError::invalid_argument(format!(
-            "offset {offset} is beyond the end of \"{}\" ({size} bytes)",
-            r.path
-        )));
-    }
-    let end = (offset as u64).saturating_add(length as u64).min(size);
-    block_on(read_range(&store, &r.path, offset as u64..end))
-        .or_raise()
-        .to_vec()
-}
-
-/// The size of the object a reference names, asked of the store.
-#[pg_extern(volatile, parallel_unsafe)]
-fn oas_object_size(reference: JsonB) -> i64 {
-    let r = ObjectRef::from_json(&reference.0).or_raise();
-    let (_, store) = catalog::store_to_read(r.store.as_deref(), &r.path).or_raise();
-    block_on(object_size(&store, &r.path)).or_raise() as i64
-}
-
-/// The files of a folder object (`<object@>` with `is_dir`), or the object itself for a file:
-/// paths relative to the folder, sizes and modification times, listed from the store.
-#[pg_extern(volatile, parallel_unsafe)]
-fn oas_object_list(
-    reference: JsonB,
-) -> TableIterator<
-    'static,
-    (
-        name!(path, String),
-        name!(size, i64),
-        name!(last_modified, pgrx::datum::TimestampWithTimeZone),
-    ),
-> {
-    use futures::StreamExt;
-    let r = ObjectRef::from_json(&reference.0).or_raise();
-    let (_, store) = catalog::store_to_read(r.store.as_deref(), &r.path).or_raise();
-    let prefix = format!("{}/", r.path);
-    let listed: Vec<(String, u64, i64)> = block_on(async {
-        let mut out = Vec::new();
-        let mut s = oas_core::gc::list(&store, &prefix);
-        while let Some(m) = s.next().await {
-            match m {
-                Ok(m) => {
-                    let full = m.location.to_string();
-                    let rel = full.strip_prefix(&prefix).unwrap_or(&full).to_string();
-                    out.push((rel, m.size, m.last_modified.timestamp_micros()));
-                }
-                Err(OasError::ObjectMissing { .. }) => break,
-                Err(e) => return Err(e),
-            }
-        }
-        if out.is_empty() && !r.is_dir {
-            use object_store::ObjectStoreExt;
-            let m = store
-                .client()
-                .head(&store.key(&r.path)?)
-                .await
-                .map_err(|e| store.error(e, "head", &r.path))?;
-            let name = r.path.rsplit('/').next().unwrap_or(&r.path).to_string();
-            out.push((name, m.size, m.last_modified.timestamp_micros()));
-        }
-        Ok(out)
-    })
-    .or_raise();
-    if listed.is_empty() {
-        raise(OasError::ObjectMissing {
-            store: store.name.clone(),
-            path: r.path.clone(),
-        });
-    }
-    let mut rows = Vec::with_capacity(listed.len());
-    for (path, size, micros) in listed {
-        // PostgreSQL timestamps count from 2000-01-01.
-        let pg = micros - 946_684_800_000_000;
-        let ts = pgrx::datum::TimestampWithTimeZone::try_from(pg)
-            .unwrap_or_else(|_| raise(OasError::invalid_argument("timestamp out of range")));
-        rows.push((path, size as i64, ts));
-    }
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
-    TableIterator::new(rows)
 }
 
 /// A PostgreSQL array (bool, smallint, integer, bigint, real, double precision; any number of

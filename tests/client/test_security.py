@@ -912,6 +912,9 @@ FUNCTION_MATRIX = {
         "INSERT INTO {w} (id, o) VALUES (%(id)s, oas.oas_object_folder(ARRAY['a.bin'], ARRAY['a'::bytea]))",
         "write"),
     "oas_object_list(jsonb)": ("SELECT * FROM oas.oas_object_list(%(folder)s::jsonb)", "oas_admin"),
+    "oas_object_file_read(jsonb, text, bigint, bigint)": (
+        "SELECT oas.oas_object_file_read(%(folder)s::jsonb, 'a.bin')", "read"),
+    "oas_object_file_size(jsonb, text)": ("SELECT oas.oas_object_file_size(%(folder)s::jsonb, 'sub/b.bin')", "read"),
     "oas_object_size(jsonb)": ("SELECT oas.oas_object_size(%(ref)s::jsonb)", "read"),
     "oas_parse_marker(text)": ("SELECT * FROM oas.oas_parse_marker(':<npy@x>:')", "none"),
     "oas_presign_url(jsonb, interval)": ("SELECT oas.oas_presign_url(%(ref)s::jsonb)", "oas_admin"),
