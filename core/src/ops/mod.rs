@@ -12,7 +12,9 @@ mod read;
 mod verify;
 
 pub use put::{content_hash_yielding, put_hash, put_new, put_prepared, PutOutcome};
-pub use read::{get_hash, object_size, read_npy_header, read_range, read_ranges, RANGE_PART};
+pub use read::{
+    get_hash, object_size, read_npy_header, read_range, read_ranges, stat, Entry, RANGE_PART,
+};
 pub use verify::{check_reference, verify_store, ProbeStep};
 
 use object_store::path::Path as ObjectPath;

@@ -84,6 +84,28 @@ pub async fn object_size(store: &Store, path: &str) -> Result<u64, OasError> {
         })
 }
 
+/// What is at `path`: a file (with its size), a folder (something lies below `path/`), or
+/// nothing. On object stores a folder is a common prefix; the file is asked first.
+pub async fn stat(store: &Store, path: &str) -> Result<Option<Entry>, OasError> {
+    let key = store.key(path)?;
+    if let Some(size) = existing_size(store, &key, path).await? {
+        return Ok(Some(Entry::File { size }));
+    }
+    let mut below = crate::gc::list(store, &format!("{path}/"));
+    match below.try_next().await {
+        Ok(Some(_)) => Ok(Some(Entry::Folder)),
+        Ok(None) | Err(OasError::ObjectMissing { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// What [`stat`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    File { size: u64 },
+    Folder,
+}
+
 /// Read `range` of the object at `path` (clamped to the object's end).
 pub async fn read_range(
     store: &Store,

@@ -5,6 +5,7 @@
 //! | [`HashRef`] | `<hash@>`, `<blob@>`, `<attach@>` | `{"hash","path","schema","store","size"}` |
 //! | [`NpyRef`] | `<npy@>` | `{"path","store","dtype","shape"}` |
 //! | [`ObjectValueRef`] | `<object@>`, a file or a folder | `{"path","store","size","ext","is_dir","item_count","timestamp"}` |
+//! | [`FilepathRef`] | `<filepath@>`, a user-managed file or folder | `{"path","store","size","is_dir","timestamp"}` |
 //! | [`Pending`] | a value of `oas_npy()`, `oas_object()`, `oas_object_folder()` before its row stores it | `{"oas_pending","kind",...}` |
 //!
 //! Any codec's reference, read for its path and store whatever its shape, is
@@ -15,11 +16,13 @@
 //! `serde_json::Value` handed to PostgreSQL, whose keys are sorted; a `jsonb` column stores keys
 //! in its own order either way. Every key is always written, `null` where there is no value.
 
+mod filepath;
 mod hash;
 mod npy;
 mod object;
 mod pending;
 
+pub use filepath::{registrable_path, FilepathRef};
 pub use hash::HashRef;
 pub use npy::NpyRef;
 pub use object::{ObjectKind, ObjectValueRef};
