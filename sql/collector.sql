@@ -60,8 +60,11 @@ REVOKE ALL ON oas.gc_run, oas.gc_candidate, oas.gc_trash, oas.gc_known_schema FR
 GRANT SELECT ON oas.gc_run, oas.gc_candidate, oas.gc_trash, oas.gc_known_schema TO oas_admin;
 
 -- The collector moves an object only if it has been unreferenced since before this: the grace
--- period ago, and the start of every transaction still running (one that started earlier may
--- hold a snapshot in which a row still references it, and copy that reference).
+-- period ago, and the start of every transaction still running that can write this database's
+-- rows (one that started earlier may hold a snapshot in which a row still references it, and copy
+-- that reference): this database's client backends, background workers (of this database, or of
+-- none known: kept to be safe) and this database's prepared transactions. Another database's
+-- transactions cannot see or write these rows and do not hold the horizon back.
 CREATE FUNCTION oas._gc_horizon(grace interval) RETURNS timestamptz
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -69,9 +72,15 @@ AS $$
     SELECT least(now() - grace,
                  coalesce((SELECT min(a.xact_start) FROM pg_catalog.pg_stat_activity a
                            WHERE a.pid <> pg_catalog.pg_backend_pid() AND a.xact_start IS NOT NULL
+                             AND (a.datid OPERATOR(pg_catalog.=)
+                                      (SELECT d.oid FROM pg_catalog.pg_database d
+                                       WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+                                  OR (a.datid IS NULL AND a.backend_type OPERATOR(pg_catalog.=) 'background worker'))
                              AND a.backend_type IN ('client backend', 'background worker')),
                           'infinity'),
-                 coalesce((SELECT min(p.prepared) FROM pg_catalog.pg_prepared_xacts p), 'infinity'))
+                 coalesce((SELECT min(p.prepared) FROM pg_catalog.pg_prepared_xacts p
+                           WHERE p.database OPERATOR(pg_catalog.=) pg_catalog.current_database()),
+                          'infinity'))
 $$;
 
 -- May an object a new reference names sit in trash, with no record this transaction can see?

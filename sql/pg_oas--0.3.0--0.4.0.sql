@@ -1,7 +1,8 @@
 -- pg_oas 0.3.0 -> 0.4.0 (ALTER EXTENSION pg_oas UPDATE). Each change adds its statements here,
 -- with a line in this list; tests/client/test_upgrade.py checks the result equals a fresh install.
 --   * attachments: oas_attach_pack, oas_attach_unpack, oas_attach_put, oas_attach_get are new;
---   * a file of a folder object: oas_object_file_read, oas_object_file_size are new.
+--   * a file of a folder object: oas_object_file_read, oas_object_file_size are new;
+--   * oas._gc_horizon: only transactions that can write this database's rows hold it back.
 
 -- Attachments (src/api/attach.rs): DataJoint's filename\0contents from a name and bytes, and back.
 CREATE  FUNCTION "oas_attach_pack"(
@@ -56,6 +57,25 @@ CREATE  FUNCTION "oas_object_file_size"(
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'oas_object_file_size_wrapper';
+
+-- The collector's horizon (sql/collector.sql).
+CREATE OR REPLACE FUNCTION oas._gc_horizon(grace interval) RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT least(now() - grace,
+                 coalesce((SELECT min(a.xact_start) FROM pg_catalog.pg_stat_activity a
+                           WHERE a.pid <> pg_catalog.pg_backend_pid() AND a.xact_start IS NOT NULL
+                             AND (a.datid OPERATOR(pg_catalog.=)
+                                      (SELECT d.oid FROM pg_catalog.pg_database d
+                                       WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+                                  OR (a.datid IS NULL AND a.backend_type OPERATOR(pg_catalog.=) 'background worker'))
+                             AND a.backend_type IN ('client backend', 'background worker')),
+                          'infinity'),
+                 coalesce((SELECT min(p.prepared) FROM pg_catalog.pg_prepared_xacts p
+                           WHERE p.database OPERATOR(pg_catalog.=) pg_catalog.current_database()),
+                          'infinity'))
+$$;
 
 -- Last, as in a fresh install: every function made from Rust gets its doc comment.
 SELECT oas._comment_functions();

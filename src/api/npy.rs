@@ -268,10 +268,12 @@ fn oas_npy_slice_stats(
     ))
 }
 
-/// A PostgreSQL array (bool, smallint, integer, bigint, real, double precision; any number of
-/// dimensions) as `.npy` bytes, exactly as `np.save` writes the equivalent NumPy array (C order,
-/// little-endian; the array's bounds are dropped, `'{}'` becomes shape `(0,)`). NULL elements
-/// have no NumPy equivalent and are refused.
+/// A PostgreSQL array (bool, smallint, integer, bigint, real, double precision, numeric; any
+/// number of dimensions) as `.npy` bytes, exactly as `np.save` writes the equivalent NumPy array
+/// (C order, little-endian; the array's bounds are dropped, `'{}'` becomes shape `(0,)`).
+/// `numeric` becomes float64, each value the nearest double as for a Python float; a value beyond
+/// float64's range, or beyond 2^53 and not exactly a double, is refused (cast to `::bigint[]` or
+/// `::float8[]`). NULL elements have no NumPy equivalent and are refused.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn oas_npy_from_array(values: pgrx::AnyArray) -> Vec<u8> {
     npy_from_array(values)
@@ -296,6 +298,19 @@ pub(crate) fn npy_from_array(values: pgrx::AnyArray) -> Vec<u8> {
     if shape.is_empty() {
         shape.push(0);
     }
+    if raw.oid() == pg_sys::NUMERICOID {
+        // numeric has no NumPy dtype: float64, the nearest double to each value, as NumPy stores
+        // the same Python floats (`oas_core::npy::numeric_to_f64` says which values it refuses).
+        let numbers = pgrx::AnyArray::into::<pgrx::Array<pgrx::AnyNumeric>>(&values)
+            .expect("a numeric array");
+        let mut out = oas_core::npy::write_header("<f8", false, &shape);
+        out.reserve(numbers.len() * 8);
+        for n in numbers.iter().flatten() {
+            let v = oas_core::npy::numeric_to_f64(&n.to_string()).or_raise();
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        return out;
+    }
     let (descr, item) = match raw.oid() {
         pg_sys::BOOLOID => ("|b1", 1),
         pg_sys::INT2OID => ("<i2", 2),
@@ -309,7 +324,7 @@ pub(crate) fn npy_from_array(values: pgrx::AnyArray) -> Vec<u8> {
                     "arrays of type {} cannot become NumPy arrays",
                     super::paths::type_name(other)
                 ),
-                "use boolean, smallint, integer, bigint, real or double precision arrays",
+                "use boolean, smallint, integer, bigint, real, double precision or numeric arrays",
             ));
         }
     };

@@ -113,7 +113,8 @@ fn oas_npy_bytes(npy: &[u8]) -> JsonB {
 }
 
 /// An `<npy@>` value from a PostgreSQL array (bool, smallint, integer, bigint, real, double
-/// precision; any number of dimensions): the right dtype and shape, as `np.save` writes it.
+/// precision, numeric as float64; any number of dimensions): the right dtype and shape, as
+/// `np.save` writes it (see `oas_npy_from_array`).
 #[pg_extern(volatile, parallel_unsafe, name = "oas_npy")]
 fn oas_npy_array(values: pgrx::AnyArray) -> JsonB {
     let npy = super::npy::npy_from_array(values);

@@ -235,6 +235,26 @@ def test_an_old_open_transaction_holds_back_collection(conn, gc_store):
     assert conn.execute("SELECT count(*) FROM oas.oas_verify(only_store => %s)", [gc_store]).fetchone()[0] == 0
 
 
+@pytest.mark.parametrize("where", ["this", "other"])
+def test_only_this_databases_open_transactions_hold_back_collection(conn, gc_store, db, where):
+    """An idle transaction holding a snapshot holds the horizon back in this database; in
+    another database of the cluster it cannot write this database's rows, and does not."""
+    t = make_table(conn, gc_store)
+    ref = put(conn, b"orphan", gc_store, schema_of(t))
+    with connect_db(GC_DB if where == "this" else db) as idle:
+        idle.autocommit = False
+        idle.execute("SELECT 1")  # BEGIN; SELECT 1; then idle in transaction
+        gc(conn, gc_store)
+        r = gc(conn, gc_store)
+        if where == "this":
+            assert (r["orphaned"], r["trashed"], r["waiting"]) == (1, 0, 1)
+            assert present(conn, ref)
+        else:
+            assert (r["orphaned"], r["trashed"], r["waiting"]) == (1, 1, 0)
+            assert not present(conn, ref)
+        idle.rollback()
+
+
 def test_delete_then_rollback_keeps_the_object(conn, gc_store):
     t = make_table(conn, gc_store)
     conn.execute(f"INSERT INTO {t} VALUES (1, oas.oas_hash_put(%b, %s, %s))", [b"kept", gc_store, schema_of(t)])

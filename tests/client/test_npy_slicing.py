@@ -125,3 +125,42 @@ def test_malformed_files_are_errors_not_crashes(slicer, tmp_path):
         path.write_bytes(data)
         out = run(slicer, path, ":")
         assert out.returncode == 1 and out.stderr.startswith(b"error: "), (name, out.returncode, out.stderr)
+
+
+def test_slice_arrays_refuse_every_integer_beyond_two_to_the_53(conn):
+    """oas_npy_slice_array through SQL, on real .npy files in a store: an int64 or uint64 element
+    whose magnitude exceeds 2^53 would be rounded as a double, so it is refused (compared as an
+    integer, before converting); 2^53 itself is exact and kept. Only the sliced elements count."""
+    from conftest import sql_error, unique
+
+    schema = unique("big")
+    table = f"{schema}.t"
+    conn.execute(f"CREATE SCHEMA {schema}; CREATE TABLE {table} (id int PRIMARY KEY, a jsonb)")
+    try:
+        conn.execute("SELECT oas.oas_declare_column(%s, 'a', 'npy@file')", [table])
+        arrays = [
+            np.array([2**53, -(2**53), 0], dtype="<i8"),
+            np.array([2**53], dtype=">u8"),
+            np.array([1, 2**53 + 1], dtype="<i8"),
+            np.array([1, -(2**53) - 1], dtype=">i8"),
+            np.array([1, 2**53 + 1], dtype="<u8"),
+            np.array([1, 2**64 - 1], dtype="<u8"),
+            np.array([1, -(2**63)], dtype="<i8"),
+        ]
+        for i, a in enumerate(arrays):
+            buf = io.BytesIO()
+            np.save(buf, a)
+            conn.execute(f"INSERT INTO {table} VALUES (%s, oas.oas_npy(%s::bytea))", [i, buf.getvalue()])
+
+        def as_array(i, expr=""):
+            return conn.execute(f"SELECT oas.oas_npy_slice_array(a, %s) FROM {table} WHERE id = %s",
+                                [expr, i]).fetchone()[0]
+
+        assert as_array(0) == [2.0**53, -(2.0**53), 0.0]
+        assert as_array(1) == [2.0**53]
+        for i, a in enumerate(arrays[2:], start=2):
+            err = sql_error(conn, f"SELECT oas.oas_npy_slice_array(a) FROM {table} WHERE id = %s", [i])
+            assert err.sqlstate == "22023" and str(int(a[1])) in str(err), (a.dtype, err)
+            assert as_array(i, ":1") == [1.0]  # the element beyond 2^53 is not in the slice
+    finally:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")

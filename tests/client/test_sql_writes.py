@@ -109,6 +109,37 @@ def test_bad_values_are_refused_and_nothing_is_stored(conn, dj_table):
     assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
 
 
+@pytest.mark.parametrize("dj_table", ["file"], indirect=True)
+def test_numeric_arrays_are_stored_as_numpy_stores_python_floats(conn, dj_table):
+    """The README's own example: ARRAY[[1.5, 2.5], [3.5, 4.5]] is numeric[], and becomes float64
+    exactly as np.save writes np.array([[1.5, 2.5], [3.5, 4.5]]); 0.1 is the nearest double, as
+    a Python float. Values float64 cannot hold, or integers beyond 2^53 it would round, are
+    refused with a hint at the cast."""
+    Scan, table, _ = dj_table
+    conn.execute(f"INSERT INTO {table} (subject, taken, traces) VALUES "
+                 "(1, '2024-01-15', oas.oas_npy(ARRAY[[1.5, 2.5], [3.5, 4.5]]))")
+    traces = conn.execute(f"SELECT traces FROM {table}").fetchone()[0]
+    assert (traces["dtype"], traces["shape"]) == ("float64", [2, 2])
+    expected = np.array([[1.5, 2.5], [3.5, 4.5]])
+    assert np.array_equal(np.asarray((Scan & {"subject": 1}).fetch1("traces")), expected)
+    for literal, values in [
+        ("ARRAY[[1.5, 2.5], [3.5, 4.5]]", [[1.5, 2.5], [3.5, 4.5]]),
+        ("ARRAY[0.1, -2, 1e-300, 9007199254740992, 'NaN', 'Infinity']::numeric[]",
+         [0.1, -2.0, 1e-300, 2.0**53, float("nan"), float("inf")]),
+        ("'{}'::numeric[]", []),
+    ]:
+        buf = io.BytesIO()
+        np.save(buf, np.array(values, dtype=np.float64))
+        got = conn.execute(f"SELECT oas.oas_npy_from_array({literal})", binary=True).fetchone()[0]
+        assert got == buf.getvalue(), literal
+    for value in ["9007199254740993", "-9007199254740992.5", "1e400", "1e-400"]:
+        e = sql_error(conn, f"SELECT oas.oas_npy(ARRAY[1, {value}::numeric])")
+        assert e.sqlstate == "22023" and "::float8[]" in (e.diag.message_hint or ""), (value, e)
+    # The cast the hint names keeps every value exactly, or rounds it, as asked.
+    got = conn.execute("SELECT oas.oas_npy_from_array(ARRAY[9007199254740993]::bigint[])", binary=True).fetchone()[0]
+    assert np.load(io.BytesIO(got)).tolist() == [2**53 + 1]
+
+
 @pytest.mark.parametrize("store", ["file", "s3"])
 def test_values_over_one_gigabyte_go_up_in_parts(conn, store, store_dir, s3fs_client, servers):
     """A 1.1 GB float32 array uploaded in 64 MiB parts: the backend's memory stays at a few parts,

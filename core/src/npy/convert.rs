@@ -1,4 +1,5 @@
-//! Array elements as PostgreSQL numbers: `f64` in C order, and the array literal.
+//! Array elements as PostgreSQL numbers: `f64` in C order, and PostgreSQL `numeric` values as
+//! the float64 elements NumPy would store.
 
 use super::{bad, ByteOrder, Dtype};
 use crate::error::OasError;
@@ -110,6 +111,51 @@ pub fn to_f64_c_order(
     Ok(out)
 }
 
+/// A PostgreSQL `numeric` (its text form, as `numeric_out` writes it: no exponent) as the float64 NumPy stores
+/// for the same Python float: the nearest double, as `float('0.1')` rounds (a DataJoint user's
+/// `[[1.5, 2.5], [3.5, 4.5]]` is a list of Python floats). Refused rather than changed: a value
+/// beyond float64's range (it would become infinite, or a non-zero value zero), and one beyond
+/// 2^53 in magnitude that is not exactly a double (`9007199254740993`: integers there are not
+/// rounded, as `oas_npy_slice_array` refuses them). `NaN` and the infinities carry over.
+pub fn numeric_to_f64(text: &str) -> Result<f64, OasError> {
+    let refused = |why: &str| {
+        OasError::invalid_argument_hint(
+            format!("numeric value {text} {why}"),
+            "cast the array to ::bigint[] to keep integers exactly (int64), or to \
+             ::float8[] to store rounded float64 values",
+        )
+    };
+    let v: f64 = text
+        .parse()
+        .map_err(|_| bad(format!("\"{text}\" is not a numeric value")))?;
+    let digits = text.trim_start_matches(['-', '+']);
+    let special = digits.eq_ignore_ascii_case("nan") || digits.eq_ignore_ascii_case("infinity");
+    if special {
+        return Ok(v);
+    }
+    if v.is_infinite() {
+        return Err(refused("is beyond the range of float64"));
+    }
+    let nonzero = digits.bytes().any(|b| matches!(b, b'1'..=b'9'));
+    if v == 0.0 && nonzero {
+        return Err(refused("is too small for float64 (it would become 0)"));
+    }
+    const EXACT: u64 = 1 << 53;
+    if v.abs() >= EXACT as f64 {
+        // Every double from 2^53 on is an integer: a value beyond 2^53 is kept only if it is
+        // exactly that integer (one just below 2^53 may round up to it, as a Python float does).
+        let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+        let int = int.trim_start_matches('0');
+        let fraction = frac.bytes().any(|b| b != b'0');
+        let limit = EXACT.to_string();
+        let beyond = (int.len(), int) > (limit.len(), limit.as_str()) || (int == limit && fraction);
+        if beyond && (fraction || int != format!("{:.0}", v.abs())) {
+            return Err(refused("is beyond 2^53 and not exactly a float64"));
+        }
+    }
+    Ok(v)
+}
+
 /// IEEE half precision to double.
 fn f16_to_f64(h: u16) -> f64 {
     let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
@@ -190,5 +236,37 @@ mod tests {
         assert!(to_f64_c_order(&le("<c8"), false, &[1], &[0; 8]).is_err());
         assert!(to_f64_c_order(&le("<c8"), false, &[0], &[]).is_err());
         assert!(to_f64_c_order(&le("<i4"), false, &[2], &[0; 4]).is_err());
+    }
+
+    #[test]
+    fn numeric_values_as_numpy_stores_python_floats() {
+        let ok = |t: &str| numeric_to_f64(t).unwrap();
+        assert_eq!(ok("1.5"), 1.5);
+        assert_eq!(ok("-2.50"), -2.5);
+        assert_eq!(ok("0.1"), 0.1); // the nearest double, as float('0.1')
+        assert_eq!(ok("0"), 0.0);
+        assert_eq!(ok("-0.000"), 0.0);
+        assert_eq!(ok("9007199254740992"), 9007199254740992.0);
+        assert_eq!(ok("-9007199254740992.000"), -9007199254740992.0);
+        assert_eq!(ok("18014398509481984"), 18014398509481984.0); // 2^54, exact
+        assert_eq!(ok(&format!("0.{}5", "0".repeat(320))), 5e-321); // subnormal, not zero
+        assert_eq!(ok("9007199254740991.7"), 9007199254740992.0); // below 2^53: rounds
+        assert_eq!(ok("Infinity"), f64::INFINITY);
+        assert_eq!(ok("-Infinity"), f64::NEG_INFINITY);
+        assert!(ok("NaN").is_nan());
+        let big = format!("1{}", "0".repeat(400));
+        let tiny = format!("0.{}1", "0".repeat(400));
+        for (t, why) in [
+            ("9007199254740993", "not exactly a float64"),
+            ("-9007199254740993", "not exactly a float64"),
+            ("9007199254740992.5", "not exactly a float64"),
+            (big.as_str(), "beyond the range of float64"),
+            (tiny.as_str(), "too small for float64"),
+        ] {
+            let e = numeric_to_f64(t).unwrap_err();
+            assert!(e.to_string().contains(why), "{t}: {e}");
+            assert!(format!("{e:?}").contains("::float8[]"), "{t}: {e:?}");
+        }
+        assert!(numeric_to_f64("abc").is_err());
     }
 }

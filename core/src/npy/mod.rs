@@ -16,7 +16,7 @@ mod header;
 mod plan;
 mod selection;
 
-pub use convert::to_f64_c_order;
+pub use convert::{numeric_to_f64, to_f64_c_order};
 pub use dtype::{dtype_itemsize, numpy_dtype_name, ByteOrder, Dtype};
 pub use header::{header_len, parse_header, write_header, Header, HEADER_PROBE, MAGIC};
 pub use plan::{plan, Plan, Run};
