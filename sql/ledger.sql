@@ -103,6 +103,9 @@ BEGIN
         IF managed THEN
             add_stores := add_stores || got_stores;
             add_paths := add_paths || got_paths;
+        ELSIF cardinality(got_paths) > 0 THEN
+            -- <filepath@>: a new reference must name a file or folder that may be registered.
+            PERFORM oas._check_filepaths(got_stores, got_paths);
         END IF;
     END LOOP;
 
@@ -300,3 +303,5 @@ CREATE EVENT TRIGGER oas_track_drop ON sql_drop
 
 REVOKE ALL ON FUNCTION oas._sync_table(oid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION oas._release(text, oid, text[], text[]) FROM PUBLIC;
+-- It reads any store with the server's credentials: only the trigger (as the owner) calls it.
+REVOKE ALL ON FUNCTION oas._check_filepaths(text[], text[]) FROM PUBLIC;

@@ -60,7 +60,8 @@ pgrx::extension_sql_file!(
         "tracking",
         "collector",
         api::locks::lock_stripes,
-        api::locks::lock_stripe
+        api::locks::lock_stripe,
+        api::filepath::check_filepaths
     ]
 );
 // The write path's trigger and the grants of functions that read or list without a row.

@@ -265,7 +265,7 @@ fn require_codec(field: &str, codec: &str, want: &str, kind: &str) {
 }
 
 /// ISO 8601 UTC with microseconds and `+00:00`, as DataJoint's timestamps.
-fn utc_now() -> String {
+pub(crate) fn utc_now() -> String {
     Spi::get_one::<String>(
         "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')",
     )

@@ -884,6 +884,8 @@ FUNCTION_MATRIX = {
         "SELECT oas.oas_declare_column(%(w)s, 'd', %(hash_codec)s)", "none"),
     "oas_encode_pk_text(oid, text)": ("SELECT oas.oas_encode_pk_text('int4'::regtype::oid, '7')", "none"),
     "oas_encode_pk_value(anyelement)": ("SELECT oas.oas_encode_pk_value(7)", "none"),
+    # Past the checks the file is missing: an allowed caller gets 58P01.
+    "oas_filepath(text, text)": ("SELECT oas.oas_filepath('raw/none.bin', %(s)s)", "write", "58P01"),
     "oas_gc(boolean, text, interval, interval)": (
         "SELECT * FROM oas.oas_gc(dry_run => true, store => %(s)s)", "collector"),
     "oas_gc_purge(interval, text)": ("SELECT * FROM oas.oas_gc_purge(store => %(s)s)", "collector"),
