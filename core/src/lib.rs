@@ -11,6 +11,7 @@
 //! | [`manifest`] | DataJoint's folder manifest (`.manifest.json`) |
 //! | [`objpath`] | schema-addressed paths and primary-key rendering, as DataJoint builds them |
 //! | [`codec`] | DataJoint codec markers in column comments; reference shapes of every codec |
+//! | [`blob`] | DataJoint's `<blob>` serialization, byte for byte; its JSON mapping |
 //! | [`backend`] | store clients per protocol, error mapping and credential masking |
 //! | [`stage`] | hashing and staging a large payload on two threads |
 //! | [`ops`] | put/get/verify, async, backend-independent |
@@ -20,6 +21,7 @@
 //! | [`error`] | the error type |
 
 pub mod backend;
+pub mod blob;
 pub mod codec;
 pub mod error;
 pub mod gc;
