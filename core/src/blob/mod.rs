@@ -44,7 +44,7 @@
 //! | `date`, `time`, `datetime` | Python's `isoformat()`: `2024-01-15`, `10:20:30[.123456]`, `2024-01-15T10:20:30` |
 //! | `UUID` | hyphenated lower-case text |
 //! | `list`, `tuple`, `set` | an array |
-//! | `dict` | an object; a key that is not a string becomes its JSON text (`1`, `true`, `null`) |
+//! | `dict` | an object; a key that is not a string becomes its compact JSON text (`1`, `true`, `null`, `[1,2]`) |
 //! | array, cell | nested arrays in row-major order as NumPy's `tolist()`; a 0-d array is its element; datetime64 as integer ticks of its unit (`"NaT"` for NaT) |
 //! | struct, recarray | nested arrays (as above) of `{field: value}` objects |
 //!
