@@ -44,7 +44,7 @@
 //! | `date`, `time`, `datetime` | Python's `isoformat()`: `2024-01-15`, `10:20:30[.123456]`, `2024-01-15T10:20:30` |
 //! | `UUID` | hyphenated lower-case text |
 //! | `list`, `tuple`, `set` | an array |
-//! | `dict` | an object; a key that is not a string becomes its compact JSON text (`1`, `true`, `null`, `[1,2]`) |
+//! | `dict` | an object (keys in `serde_json::Map` order, which `jsonb` replaces anyway); a key that is not a string becomes its compact JSON text (`1`, `true`, `null`, `[1,2]`) |
 //! | array, cell | nested arrays in row-major order as NumPy's `tolist()`; a 0-d array is its element; datetime64 as integer ticks of its unit (`"NaT"` for NaT) |
 //! | struct, recarray | nested arrays (as above) of `{field: value}` objects |
 //!
@@ -70,8 +70,8 @@ use crate::OasError;
 pub const COMPRESSION_PREFIX: &[u8] = b"ZL123\0";
 /// Blobs longer than this are offered to zlib.
 pub const COMPRESS_ABOVE: usize = 1000;
-/// Deepest nesting read or written (Python's default recursion limit is 1000 frames).
-pub const MAX_DEPTH: usize = 256;
+/// Deepest nesting read or written: far beyond real blobs, well within a 2 MB stack (debug build).
+pub const MAX_DEPTH: usize = 100;
 
 /// The shape of a recarray: that of its first field.
 fn recarray_shape(fields: &[(String, BlobValue)]) -> Vec<usize> {
@@ -81,3 +81,6 @@ fn recarray_shape(fields: &[(String, BlobValue)]) -> Vec<usize> {
         _ => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests;
