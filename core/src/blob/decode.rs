@@ -112,7 +112,7 @@ impl<'a> Reader<'a> {
             .iter()
             .position(|b| *b == 0)
             .ok_or_else(|| invalid("missing NUL terminator"))?;
-        let text = std::str::from_utf8(&rest[..end]).map_err(|e| invalid(e))?;
+        let text = std::str::from_utf8(&rest[..end]).map_err(invalid)?;
         self.pos += end + 1;
         Ok(text.to_owned())
     }
@@ -142,6 +142,17 @@ impl<'a> Reader<'a> {
                 .checked_mul(dim)
                 .ok_or_else(|| invalid("array size overflows"))?;
             shape.push(dim);
+        }
+        // An empty array may still have huge dimensions, and its nested-list form (NumPy's
+        // `tolist()`, our JSON) one list per row: keep that within the blob's size.
+        let rows = shape
+            .iter()
+            .filter(|d| **d > 0)
+            .try_fold(1usize, |acc, d| acc.checked_mul(*d));
+        if n_elem == 0 && rows.is_none_or(|rows| rows > self.buf.len()) {
+            return Err(invalid(format!(
+                "empty array of shape {shape:?} is larger than the blob"
+            )));
         }
         Ok((shape, n_elem))
     }

@@ -24,6 +24,8 @@
 //!   keys would raise).
 //! - An object array whose elements are equal-length sequences stays one level deep (NumPy's
 //!   `np.array(list, dtype=object)` would add dimensions).
+//! - An empty array whose non-zero dimensions multiply to more than the blob's length is
+//!   rejected (NumPy accepts it; its `tolist()` would hold that many lists).
 //! - Recarray fields must have identical shapes (NumPy would broadcast).
 //! - A `Decimal` keeps its text as written (Python would normalise, e.g. strip spaces).
 //! - The 32-bit dimensions of old MATLAB blobs (`use_32bit_dims`) are not read; `S1` (`'c'`)

@@ -200,3 +200,30 @@ fn encode_rejects_inconsistent_values() {
     };
     assert!(pack(&record).is_err());
 }
+
+#[test]
+fn fuzz_empty_array_with_huge_dimensions() {
+    // Found by the fuzzer (a timeout): an empty array with a huge dimension made `to_json` build
+    // one empty list per row.
+    let crash = data_encoding::HEXLOWER
+        .decode(b"6d596d00410200000000000000000000030000000000000000000000000800000001040205")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let _ = unpack(&crash).map(|v| to_json(&v));
+    assert!(started.elapsed().as_secs() < 2);
+    let mut huge = b"mYm\0A".to_vec();
+    for v in [2u64, 1 << 56, 0] {
+        huge.extend_from_slice(&v.to_le_bytes());
+    }
+    huge.extend_from_slice(&[6, 0, 0, 0, 0, 0, 0, 0]);
+    assert_invalid(&huge, "larger than the blob");
+    let mut fine = b"mYm\0A".to_vec();
+    for v in [2u64, 3, 0] {
+        fine.extend_from_slice(&v.to_le_bytes());
+    }
+    fine.extend_from_slice(&[6, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(
+        to_json(&unpack(&fine).unwrap()),
+        serde_json::json!([[], [], []])
+    );
+}
