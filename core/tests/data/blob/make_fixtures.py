@@ -150,6 +150,9 @@ def values():
     v["dict_keys"] = {3: "int key", None: 1, True: 2, (1, 2): 3, "s": 4}
     v["dict_json"] = {"zeta": 1, "alpha": [1, 2.0, "three", None, False], "mid": {"x": {"y": {}}}}
     v["list_floats"] = [0.1, 1 / 3, 2 / 3, 1e-310, 1.7976931348623157e308, 123456.789e-20, 0.14112000167369845]
+    v["str_big"] = "".join(f"Zeile {i}: grüße ✓ {i * i % 97}\n" for i in range(150))
+    v["bytes_big"] = bytes(i * i % 251 for i in range(5000))
+    v["dict_big"] = {f"key{i}": [i, i / 7, str(i)] for i in range(100)}
     v["list_big"] = list(range(400))  # > 1000 bytes: compressed
     v["dict_with_arrays"] = {"x": np.arange(4.0), "y": [np.int16(3), np.bool_(True)]}
     # NumPy arrays of every dtype, Fortran order on the wire
@@ -171,6 +174,7 @@ def values():
     v["array_float_special"] = np.array([np.nan, np.inf, -np.inf, -0.0, 1e-310])
     v["array_big_compressible"] = np.arange(2000, dtype="float64").reshape(40, 50)
     v["array_big_incompressible"] = np.random.default_rng(12345).integers(0, 256, 1500, dtype="uint8")
+    v["array_big_int16"] = (np.sin(np.arange(3000) / 10) * 1000).astype("int16")
     v["array_big_3d"] = np.sin(np.arange(600, dtype="float32")).reshape(10, 6, 10)
     for unit in ["Y", "M", "W", "D", "h", "m", "s", "ms", "us", "ns", "ps", "fs", "as"]:
         v[f"datetime64_{unit}"] = np.array([0, 1, -5, 1000], dtype=f"datetime64[{unit}]")
