@@ -168,11 +168,10 @@ pub fn from_json_str(text: &str) -> Result<BlobValue, OasError> {
 
 /// [`from_json_str`] for a parsed value. Object keys come in `serde_json::Map` order (sorted,
 /// since serde_json's `preserve_order` is off): use [`from_json_str`] when order matters.
-pub fn from_json(value: &Value) -> BlobValue {
-    match JsonValue::deserialize(value) {
-        Ok(JsonValue(v)) => v,
-        Err(_) => unreachable!("every serde_json::Value maps to a BlobValue"),
-    }
+pub fn from_json(value: &Value) -> Result<BlobValue, OasError> {
+    let JsonValue(value) = JsonValue::deserialize(value)
+        .map_err(|e| OasError::invalid_argument(format!("invalid JSON: {e}")))?;
+    Ok(value)
 }
 
 struct JsonValue(BlobValue);

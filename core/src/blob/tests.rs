@@ -175,7 +175,7 @@ fn json_mapping_choices() {
         ])
     );
     assert_eq!(
-        from_json(&serde_json::json!([1, 2.0])),
+        from_json(&serde_json::json!([1, 2.0])).unwrap(),
         from_json_str("[1, 2.0]").unwrap()
     );
 }
