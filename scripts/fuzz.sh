@@ -7,6 +7,7 @@
 #   reference    JSON references: HashRef, ObjectRef    (core/src/reference/, codec.rs)
 #   paths        hash and schema-addressed paths, primary-key rendering, section and owner
 #                rules, trash keys                      (core/src/path.rs, objpath.rs, gc/)
+#   blob         DataJoint blobs: unpack, pack, round trip (core/src/blob/)
 #   scripts/fuzz.sh [SECONDS] [TARGET...]    default: 60 s per target, every target
 # Installs the nightly toolchain and cargo-fuzz when missing. Seeds are core/fuzz/corpus/<target>/
 # (checked in, read only); what a run discovers goes to core/fuzz/work/<target>/ and crashes to

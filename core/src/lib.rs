@@ -12,6 +12,7 @@
 //! | [`attach`] | DataJoint's attachment layout, `filename\0contents` |
 //! | [`objpath`] | schema-addressed paths and primary-key rendering, as DataJoint builds them |
 //! | [`codec`] | DataJoint codec markers in column comments; reference shapes of every codec |
+//! | [`blob`] | DataJoint's `<blob>` serialization, byte for byte; its JSON mapping |
 //! | [`backend`] | store clients per protocol, error mapping and credential masking |
 //! | [`stage`] | hashing and staging a large payload on two threads |
 //! | [`ops`] | put/get/verify, async, backend-independent |
@@ -22,6 +23,7 @@
 
 pub mod attach;
 pub mod backend;
+pub mod blob;
 pub mod codec;
 pub mod error;
 pub mod gc;
