@@ -4,7 +4,8 @@
 --   * a file of a folder object: oas_object_file_read, oas_object_file_size are new;
 --   * oas._gc_horizon: only transactions that can write this database's rows hold it back;
 --   * <filepath@>: oas_filepath registers a path; the ledger's trigger checks new references
---     (oas._check_filepaths).
+--     (oas._check_filepaths);
+--   * DataJoint blobs: oas_blob_pack (text, jsonb), oas_blob_unpack, oas_blob_put, oas_blob_get are new.
 
 -- Attachments (src/api/attach.rs): DataJoint's filename\0contents from a name and bytes, and back.
 CREATE  FUNCTION "oas_attach_pack"(
@@ -189,6 +190,40 @@ BEGIN
     RETURN NULL;
 END
 $fn$;
+
+-- DataJoint blobs (src/api/blob.rs, oas_core::blob): pack, unpack, put and get.
+CREATE  FUNCTION "oas_blob_get"(
+	"reference" jsonb /* JsonB */
+) RETURNS jsonb /* JsonB */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_blob_get_wrapper';
+CREATE  FUNCTION "oas_blob_pack"(
+	"value" TEXT /* & str */
+) RETURNS bytea /* Vec < u8 > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_blob_pack_wrapper';
+CREATE  FUNCTION "oas_blob_pack"(
+	"value" jsonb /* JsonB */
+) RETURNS bytea /* Vec < u8 > */
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_blob_pack_jsonb_wrapper';
+CREATE  FUNCTION "oas_blob_put"(
+	"value" TEXT, /* Option < & str > */
+	"store" TEXT DEFAULT NULL, /* Option < & str > */
+	"schema" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS jsonb /* Option < JsonB > */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_blob_put_wrapper';
+CREATE  FUNCTION "oas_blob_unpack"(
+	"value" bytea /* & [u8] */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_blob_unpack_wrapper';
 
 -- Last, as in a fresh install: every function made from Rust gets its doc comment.
 SELECT oas._comment_functions();

@@ -3,6 +3,7 @@
 //! with [`crate::error::OrRaise`].
 
 pub mod attach;
+pub mod blob;
 pub mod filepath;
 pub mod gc;
 pub mod hash;

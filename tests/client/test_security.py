@@ -878,6 +878,12 @@ FUNCTION_MATRIX = {
         "SELECT oas.oas_attach_put('a.txt', 'new'::bytea, %(s)s, 'public')", "write"),
     # The object read is no attachment (no NUL): past the checks, an allowed caller gets 22023.
     "oas_attach_get(jsonb)": ("SELECT * FROM oas.oas_attach_get(%(ref)s::jsonb)", "read", "22023"),
+    "oas_blob_pack(text)": ("SELECT oas.oas_blob_pack('[1, 2]')", "none"),
+    "oas_blob_pack(jsonb)": ("SELECT oas.oas_blob_pack('[1, 2]'::jsonb)", "none"),
+    "oas_blob_unpack(bytea)": ("SELECT oas.oas_blob_unpack(oas.oas_blob_pack('[1, 2]'))", "none"),
+    "oas_blob_put(text, text, text)": ("SELECT oas.oas_blob_put('[1, 2]', %(s)s, 'public')", "write"),
+    # The object read is no blob: past the checks, an allowed caller gets 22023.
+    "oas_blob_get(jsonb)": ("SELECT oas.oas_blob_get(%(ref)s::jsonb)", "read", "22023"),
     "oas_check_reference(jsonb, boolean)": (_check_reference_call, "read"),
     "oas_content_hash(bytea)": ("SELECT oas.oas_content_hash('x'::bytea)", "none"),
     "oas_declare_column(text, text, text, text)": (
