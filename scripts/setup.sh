@@ -12,7 +12,8 @@ mkdir -p "$TOOLS"
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 need_apt=()
-for p in postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config sudo libssl-dev; do
+# zlib1g-dev: blobs are compressed with the system zlib, the library CPython links (identical bytes).
+for p in postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config sudo libssl-dev zlib1g-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$p")
 done
 # Debian clusters as "VERSION NAME" lines (none before postgresql-common is installed).
