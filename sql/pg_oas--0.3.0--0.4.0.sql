@@ -5,7 +5,8 @@
 --   * oas._gc_horizon: only transactions that can write this database's rows hold it back;
 --   * <filepath@>: oas_filepath registers a path; the ledger's trigger checks new references
 --     (oas._check_filepaths);
---   * DataJoint blobs: oas_blob_pack (text, jsonb), oas_blob_unpack, oas_blob_put, oas_blob_get are new.
+--   * DataJoint blobs: oas_blob_pack (text, jsonb, anyarray), oas_blob_unpack, oas_blob_unpack_array,
+--     oas_blob_put, oas_blob_get are new.
 
 -- Attachments (src/api/attach.rs): DataJoint's filename\0contents from a name and bytes, and back.
 CREATE  FUNCTION "oas_attach_pack"(
@@ -205,6 +206,12 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'oas_blob_pack_wrapper';
 CREATE  FUNCTION "oas_blob_pack"(
+	"values" anyarray /* pgrx :: AnyArray */
+) RETURNS bytea /* Vec < u8 > */
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_blob_pack_array_wrapper';
+CREATE  FUNCTION "oas_blob_pack"(
 	"value" jsonb /* JsonB */
 ) RETURNS bytea /* Vec < u8 > */
 IMMUTABLE STRICT PARALLEL SAFE 
@@ -224,6 +231,12 @@ CREATE  FUNCTION "oas_blob_unpack"(
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'oas_blob_unpack_wrapper';
+CREATE  FUNCTION "oas_blob_unpack_array"(
+	"value" bytea /* & [u8] */
+) RETURNS double precision[] /* super :: npy :: Float8Array */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_blob_unpack_array_wrapper';
 
 -- Last, as in a fresh install: every function made from Rust gets its doc comment.
 SELECT oas._comment_functions();

@@ -52,3 +52,59 @@ fn oas_blob_get(reference: JsonB) -> JsonB {
     let packed = super::hash::get(&reference.0).or_raise();
     JsonB(blob::to_json(&blob::unpack(&packed).or_raise()))
 }
+
+/// A `<blob>` value from a PostgreSQL array (boolean, smallint, integer, bigint, real, double
+/// precision; numeric as double precision; any number of dimensions): the NumPy array of that
+/// dtype and shape, packed as DataJoint's `blob.pack` packs it. NULL elements are refused.
+#[pg_extern(immutable, strict, parallel_safe, name = "oas_blob_pack")]
+fn oas_blob_pack_array(values: pgrx::AnyArray) -> Vec<u8> {
+    blob::pack(&array_value(&values).or_raise()).or_raise()
+}
+
+/// The numeric array a DataJoint blob holds, as `double precision[]` with its dimensions
+/// (booleans as 0 and 1; integers beyond 2^53 are refused rather than rounded). Bytes that are
+/// not a blob, or a blob that is not a numeric array, are refused.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn oas_blob_unpack_array(value: &[u8]) -> super::npy::Float8Array {
+    let (values, shape) = blob::array_doubles(&blob::unpack(value).or_raise()).or_raise();
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    super::npy::Float8Array::new(values, &shape)
+}
+
+fn array_value(values: &pgrx::AnyArray) -> Result<blob::BlobValue, oas_core::OasError> {
+    use blob::Numbers;
+    let (raw, shape) = super::npy::array_shape(values)?;
+    // The elements in the array's (row-major) order; NULLs were refused above.
+    macro_rules! all {
+        ($t:ty) => {
+            pgrx::AnyArray::into::<pgrx::Array<$t>>(values)
+                .expect("the array's element type")
+                .iter()
+                .flatten()
+                .collect::<Vec<$t>>()
+        };
+    }
+    let numbers =
+        match raw.oid() {
+            pg_sys::BOOLOID => Numbers::Bool(all!(bool)),
+            pg_sys::INT2OID => Numbers::Int16(all!(i16)),
+            pg_sys::INT4OID => Numbers::Int32(all!(i32)),
+            pg_sys::INT8OID => Numbers::Int64(all!(i64)),
+            pg_sys::FLOAT4OID => Numbers::Float32(all!(f32)),
+            pg_sys::FLOAT8OID => Numbers::Float64(all!(f64)),
+            pg_sys::NUMERICOID => Numbers::Float64(
+                all!(pgrx::AnyNumeric)
+                    .iter()
+                    .map(|n| oas_core::npy::numeric_to_f64(&n.to_string()))
+                    .collect::<Result<_, _>>()?,
+            ),
+            other => return Err(oas_core::OasError::invalid_argument_hint(
+                format!(
+                    "arrays of type {} cannot become NumPy arrays",
+                    super::paths::type_name(other)
+                ),
+                "use boolean, smallint, integer, bigint, real, double precision or numeric arrays",
+            )),
+        };
+    blob::array_value(&shape, numbers)
+}

@@ -174,7 +174,7 @@ pub(crate) struct Float8Array {
 impl Float8Array {
     /// `values` in C order for `shape`: a 0-d shape is one element, a shape with a 0 the empty
     /// array. More than 6 dimensions are refused by PostgreSQL when the array is made.
-    fn new(values: Vec<f64>, shape: &[u64]) -> Self {
+    pub(crate) fn new(values: Vec<f64>, shape: &[u64]) -> Self {
         let dims = if shape.is_empty() {
             vec![1]
         } else if shape.contains(&0) {
@@ -281,23 +281,8 @@ fn oas_npy_from_array(values: pgrx::AnyArray) -> Vec<u8> {
 
 /// The body of [`oas_npy_from_array`], shared with `oas_npy(anyarray)`.
 pub(crate) fn npy_from_array(values: pgrx::AnyArray) -> Vec<u8> {
-    // SAFETY: `values` is a non-NULL array datum; detoasting gives a readable ArrayType that lives
-    // in the current memory context for the rest of this call.
-    let mut raw = unsafe {
-        let ptr = pg_sys::pg_detoast_datum(values.datum().cast_mut_ptr()) as *mut pg_sys::ArrayType;
-        pgrx::array::RawArray::from_ptr(std::ptr::NonNull::new(ptr).expect("detoasted array"))
-    };
-    // SAFETY: reads the null bitmap of the array above.
-    if unsafe { raw.any_nulls() } {
-        raise(OasError::invalid_argument_hint(
-            "NULL elements cannot be stored in a NumPy array",
-            "replace them first, e.g. with 'NaN' for floating-point arrays",
-        ));
-    }
-    let mut shape: Vec<u64> = raw.dims().iter().map(|&d| d as u64).collect();
-    if shape.is_empty() {
-        shape.push(0);
-    }
+    let (mut raw, shape) = array_shape(&values).or_raise();
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
     if raw.oid() == pg_sys::NUMERICOID {
         // numeric has no NumPy dtype: float64, the nearest double to each value, as NumPy stores
         // the same Python floats (`oas_core::npy::numeric_to_f64` says which values it refuses).
@@ -336,6 +321,31 @@ pub(crate) fn npy_from_array(values: pgrx::AnyArray) -> Vec<u8> {
     let mut out = oas_core::npy::write_header(descr, false, &shape);
     out.extend_from_slice(data);
     out
+}
+
+/// The detoasted array and its shape (`'{}'` is shape `(0,)`, as NumPy's empty array); an array
+/// with a NULL element is refused, NumPy having no equivalent.
+pub(crate) fn array_shape(
+    values: &pgrx::AnyArray,
+) -> Result<(pgrx::array::RawArray, Vec<usize>), OasError> {
+    // SAFETY: `values` is a non-NULL array datum; detoasting gives a readable ArrayType that lives
+    // in the current memory context for the rest of this call.
+    let raw = unsafe {
+        let ptr = pg_sys::pg_detoast_datum(values.datum().cast_mut_ptr()) as *mut pg_sys::ArrayType;
+        pgrx::array::RawArray::from_ptr(std::ptr::NonNull::new(ptr).expect("detoasted array"))
+    };
+    // SAFETY: reads the null bitmap of the array above.
+    if unsafe { raw.any_nulls() } {
+        return Err(OasError::invalid_argument_hint(
+            "NULL elements cannot be stored in a NumPy array",
+            "replace them first, e.g. with 'NaN' for floating-point arrays",
+        ));
+    }
+    let mut shape: Vec<usize> = raw.dims().iter().map(|&d| d as usize).collect();
+    if shape.is_empty() {
+        shape.push(0);
+    }
+    Ok((raw, shape))
 }
 
 /// Store `npy` (the bytes of a `.npy` file, e.g. from `oas_npy_from_array`) as the `<npy@>` value

@@ -88,3 +88,28 @@ def test_blob_get_of_something_else_is_refused(conn):
     ref = conn.execute("SELECT oas.oas_hash_put('plain bytes'::bytea, 'file', 'public')").fetchone()[0]
     e = sql_error(conn, "SELECT oas.oas_blob_get(%s)", [json.dumps(ref)])
     assert e.sqlstate == "22023", e
+
+
+@pytest.mark.parametrize("sql, value", [
+    ("ARRAY[[1, 2, 3], [4, 5, 6]]::int2[]", np.array([[1, 2, 3], [4, 5, 6]], dtype=np.int16)),
+    ("ARRAY[0.5, -1.25, 'NaN']::float8[]", np.array([0.5, -1.25, np.nan])),
+    ("ARRAY[true, false]", np.array([True, False])),
+    ("ARRAY[[1.5, 2.5], [3.5, 4.5]]", np.array([[1.5, 2.5], [3.5, 4.5]])),  # numeric: float64
+    ("ARRAY[9007199254740993]::int8[]", np.array([2**53 + 1], dtype=np.int64)),
+    ("'{}'::int4[]", np.array([], dtype=np.int32)),
+    ("(SELECT array_agg(g::float4) FROM generate_series(1, 600) g)", np.arange(1, 601, dtype=np.float32)),
+])
+def test_pack_of_an_array_is_datajoints_pack_of_the_numpy_array(conn, sql, value):
+    got = conn.execute(f"SELECT oas.oas_blob_pack({sql})").fetchone()[0]
+    assert bytes(got) == djblob.pack(value)
+
+
+def test_unpack_array_gives_doubles_with_dimensions(conn):
+    m = np.arange(24, dtype=np.int32).reshape(2, 3, 4)
+    assert conn.execute("SELECT oas.oas_blob_unpack_array(%s)", [djblob.pack(m)]).fetchone()[0] == m.astype(float).tolist()
+    assert conn.execute("SELECT array_dims(oas.oas_blob_unpack_array(%s))", [djblob.pack(m)]).fetchone()[0] == "[1:2][1:3][1:4]"
+    for bad in [np.array([2**53 + 1], dtype=np.int64), np.array([1 + 2j]), {"not": "an array"}]:
+        e = sql_error(conn, "SELECT oas.oas_blob_unpack_array(%s)", [djblob.pack(bad)])
+        assert e.sqlstate == "22023", (bad, e)
+    e = sql_error(conn, "SELECT oas.oas_blob_pack(ARRAY[1, NULL])")
+    assert e.sqlstate == "22023", e

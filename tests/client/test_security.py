@@ -880,6 +880,8 @@ FUNCTION_MATRIX = {
     "oas_attach_get(jsonb)": ("SELECT * FROM oas.oas_attach_get(%(ref)s::jsonb)", "read", "22023"),
     "oas_blob_pack(text)": ("SELECT oas.oas_blob_pack('[1, 2]')", "none"),
     "oas_blob_pack(jsonb)": ("SELECT oas.oas_blob_pack('[1, 2]'::jsonb)", "none"),
+    "oas_blob_pack(anyarray)": ("SELECT oas.oas_blob_pack(ARRAY[1, 2])", "none"),
+    "oas_blob_unpack_array(bytea)": ("SELECT oas.oas_blob_unpack_array(oas.oas_blob_pack(ARRAY[1, 2]))", "none"),
     "oas_blob_unpack(bytea)": ("SELECT oas.oas_blob_unpack(oas.oas_blob_pack('[1, 2]'))", "none"),
     "oas_blob_put(text, text, text)": ("SELECT oas.oas_blob_put('[1, 2]', %(s)s, 'public')", "write"),
     # The object read is no blob: past the checks, an allowed caller gets 22023.
