@@ -14,33 +14,35 @@ include!(concat!(env!("OUT_DIR"), "/function_docs.rs"));
 /// of a name share it). Run by CREATE EXTENSION and upgrades; returns how many it commented.
 #[pg_extern(volatile, parallel_unsafe, name = "_comment_functions")]
 fn comment_functions() -> i64 {
+    let names: Vec<&str> = FUNCTION_DOCS.iter().map(|(name, _)| *name).collect();
     crate::privilege::pinned(|| {
-        let mut done = 0;
-        for (name, doc) in FUNCTION_DOCS {
-            let signatures: Vec<String> = Spi::connect(|client| {
-                client
-                    .select(
-                        "SELECT p.oid::pg_catalog.regprocedure::pg_catalog.text
-                           FROM pg_catalog.pg_proc p
-                           JOIN pg_catalog.pg_extension e ON e.extname OPERATOR(pg_catalog.=) 'pg_oas'
-                          WHERE p.pronamespace OPERATOR(pg_catalog.=) e.extnamespace
-                            AND p.proname OPERATOR(pg_catalog.=) $1",
-                        None,
-                        &[(*name).into()],
-                    )?
-                    .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
-                    .collect::<Result<Vec<_>, _>>()
-            })
+        // Every overload of every documented name in the extension's schema, in one query.
+        let found: Vec<(String, String)> = Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT p.proname::pg_catalog.text, p.oid::pg_catalog.regprocedure::pg_catalog.text
+                       FROM pg_catalog.pg_proc p
+                       JOIN pg_catalog.pg_extension e ON e.extname OPERATOR(pg_catalog.=) 'pg_oas'
+                      WHERE p.pronamespace OPERATOR(pg_catalog.=) e.extnamespace
+                        AND p.proname OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])",
+                    None,
+                    &[names.into()],
+                )?
+                .map(|row| Ok((row.get::<String>(1)?.unwrap_or_default(), row.get::<String>(2)?.unwrap_or_default())))
+                .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+        })
+        .or_raise();
+        for (name, signature) in &found {
+            let doc = FUNCTION_DOCS
+                .iter()
+                .find_map(|(n, d)| (*n == name.as_str()).then_some(*d))
+                .unwrap_or_default();
+            Spi::run(&format!(
+                "COMMENT ON FUNCTION {signature} IS {}",
+                quote_literal(doc)
+            ))
             .or_raise();
-            for signature in signatures {
-                Spi::run(&format!(
-                    "COMMENT ON FUNCTION {signature} IS {}",
-                    quote_literal(doc)
-                ))
-                .or_raise();
-                done += 1;
-            }
         }
-        done
+        found.len() as i64
     })
 }
