@@ -12,7 +12,6 @@
 //! them all.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use oas_core::OasError;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
@@ -165,11 +164,6 @@ pub fn lock_run(store: &str) -> Result<(), OasError> {
         false,
         &format!("of the collector of store \"{store}\""),
     )
-}
-
-/// The stripe of each of `paths`.
-pub fn stripes_of(paths: &[String]) -> Result<HashMap<String, i32>, OasError> {
-    Ok(paths.iter().map(|p| (p.clone(), stripe(p))).collect())
 }
 
 /// Take, without waiting, the stripes of `paths` exclusively (session locks, released by

@@ -13,7 +13,7 @@ use pgrx::prelude::*;
 
 use super::list::{known_schemas, list_sections, walk};
 use super::{in_scratch, ledger, path_size_page, trash};
-use crate::api::locks::{release_stripes, stripes_of, try_lock_stripes};
+use crate::api::locks::{release_stripes, stripe, try_lock_stripes};
 use crate::catalog;
 use crate::error::SpiOk;
 use crate::runtime::block_on;
@@ -249,14 +249,11 @@ fn move_batch(
     })
     .spi()?;
     let stripes: HashSet<i32> = locked.iter().copied().collect();
-    let stripe_of = stripes_of(&all_lock)?;
     let movable: Vec<&(String, i64)> = batch
         .iter()
         .zip(covering.iter().zip(&lock_paths))
         .filter(|(_, (cov, locks))| {
-            locks
-                .iter()
-                .all(|p| stripe_of.get(p).is_some_and(|k| stripes.contains(k)))
+            locks.iter().all(|p| stripes.contains(&stripe(p)))
                 && !cov.iter().any(|p| vetoed.contains(p))
         })
         .map(|(b, _)| b)
