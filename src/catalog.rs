@@ -15,7 +15,7 @@ use oas_core::OasError;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
-use crate::error::OrRaise;
+use crate::error::{OrRaise, SpiOk};
 
 struct Cached {
     version: i64,
@@ -171,6 +171,21 @@ pub fn store_unchecked(name: Option<&str>) -> Result<Arc<Store>, OasError> {
 /// The client for a store the current user may write objects to.
 pub fn store_to_write(name: Option<&str>) -> Result<Arc<Store>, OasError> {
     store_for(&store_row_to(Access::Write, name)?)
+}
+
+/// The client for the store a `<filepath@>` value is registered in, which the current user may
+/// write to: `name`, or as DataJoint the store marked `filepath_default`, else the default store.
+pub fn filepath_store_to_write(name: Option<&str>) -> Result<Arc<Store>, OasError> {
+    let filepath_default = match name {
+        Some(_) => None,
+        None => crate::privilege::pinned(|| {
+            Spi::get_one::<String>(
+                "SELECT (SELECT s.name FROM oas.store s WHERE s.is_filepath_default)",
+            )
+        })
+        .spi()?,
+    };
+    store_to_write(name.or(filepath_default.as_deref()))
 }
 
 /// The row and client of the store of a reference whose object `path` the current user may

@@ -10,7 +10,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use crate::catalog;
-use crate::error::{OrRaise, SpiOk};
+use crate::error::OrRaise;
 use crate::runtime::block_on;
 
 /// A `<filepath@>` value for a file or folder already in `store` (default: the store marked
@@ -24,17 +24,7 @@ fn oas_filepath(path: &str, store: default!(Option<&str>, "NULL")) -> JsonB {
 }
 
 fn register(path: &str, store: Option<&str>) -> Result<serde_json::Value, OasError> {
-    // As DataJoint: with no store named, the store marked filepath_default, else the default.
-    let filepath_default = match store {
-        Some(_) => None,
-        None => crate::privilege::pinned(|| {
-            Spi::get_one::<String>(
-                "SELECT (SELECT s.name FROM oas.stores s WHERE s.is_filepath_default)",
-            )
-        })
-        .spi()?,
-    };
-    let store = catalog::store_to_write(store.or(filepath_default.as_deref()))?;
+    let store = catalog::filepath_store_to_write(store)?;
     let path = registrable_path(&store.spec, path)?;
     let (size, is_dir) = match block_on(stat(&store, &path))? {
         Some(Entry::File { size }) => (Some(size), false),

@@ -103,3 +103,29 @@ def test_datajoint_reads_what_sql_registered(conn, dj_connection, dj_schema, use
     dj_value, sql_value = (r[0] for r in conn.execute(f'SELECT raw FROM "{schema.database}"."rec" ORDER BY rec_id'))
     assert {k: v for k, v in dj_value.items() if k != "timestamp"} == \
         {k: v for k, v in sql_value.items() if k != "timestamp"}
+
+
+def test_with_no_store_named_the_filepath_default_store_is_used(store_dir, user_files):
+    # As DataJoint: stores.filepath_default, else stores.default. A database of its own, as the
+    # import marks stores.
+    from conftest import connect, new_database
+
+    name = unique("fpdb")
+    elsewhere = store_dir / unique("elsewhere")
+    elsewhere.mkdir()
+    chown_postgres(elsewhere)
+    new_database(name)
+    try:
+        with connect(name) as c:
+            c.execute("SELECT * FROM oas.oas_store_import(%s)", [json.dumps({"stores": {
+                "default": "objects", "filepath_default": "userfiles",
+                "objects": {"protocol": "file", "location": str(elsewhere)},
+                "userfiles": {"protocol": "file", "location": str(store_dir)}}})])
+            ref = c.execute("SELECT oas.oas_filepath(%s)", [f"{user_files}/a.bin"]).fetchone()[0]
+            assert (ref["store"], ref["size"]) == ("userfiles", 5)
+            c.execute("UPDATE oas.store SET is_filepath_default = false")
+            e = sql_error(c, "SELECT oas.oas_filepath(%s)", [f"{user_files}/a.bin"])
+            assert e.sqlstate == "58P01" and "objects" in e.diag.message_primary, e
+    finally:
+        with connect("postgres") as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
