@@ -129,3 +129,18 @@ def test_with_no_store_named_the_filepath_default_store_is_used(store_dir, user_
     finally:
         with connect("postgres") as c:
             c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_an_ordinary_role_cannot_probe_the_store_through_the_triggers_check(conn, db):
+    # oas._check_filepaths reads any store with the server's credentials (it answers whether a
+    # path exists): only the ledger's trigger, running as the extension's owner, may call it.
+    from conftest import connect
+
+    role = unique("prober")
+    conn.execute(f"CREATE ROLE {role} LOGIN")
+    try:
+        with connect(db, user=role) as c:
+            e = sql_error(c, "SELECT oas._check_filepaths(ARRAY['file'], ARRAY['etc/passwd'])")
+            assert e.sqlstate == "42501", e
+    finally:
+        conn.execute(f"DROP ROLE {role}")
