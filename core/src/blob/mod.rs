@@ -57,12 +57,14 @@
 
 mod decode;
 mod encode;
+mod head;
 mod json;
 mod numbers;
 mod value;
 
 pub use decode::unpack;
 pub use encode::{pack, pack_with};
+pub use head::{check_head, HEAD_LEN};
 pub use json::{from_json, from_json_str, to_json};
 pub use numbers::{array_doubles, array_value, Numbers};
 pub use value::{Array, BlobValue, DatetimeUnit};

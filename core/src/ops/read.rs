@@ -106,6 +106,35 @@ pub enum Entry {
     Folder,
 }
 
+/// The first `n` bytes of the object at `path` (all of it when shorter) and its size, in one
+/// request.
+pub async fn read_head(store: &Store, path: &str, n: u64) -> Result<(Bytes, u64), OasError> {
+    use object_store::{GetOptions, GetRange};
+    let key = store.key(path)?;
+    let opts = GetOptions {
+        range: Some(GetRange::Bounded(0..n)),
+        ..Default::default()
+    };
+    match store.client().get_opts(&key, opts).await {
+        Ok(got) => {
+            let size = got.meta.size;
+            let bytes = got.bytes().await.map_err(|e| store.error(e, "get", path))?;
+            Ok((bytes, size))
+        }
+        Err(e) => {
+            let err = store.error(e, "get", path);
+            if matches!(err, OasError::ObjectMissing { .. }) {
+                return Err(err);
+            }
+            // An empty object has no first byte to start a range at.
+            match object_size(store, path).await? {
+                0 => Ok((Bytes::new(), 0)),
+                _ => Err(err),
+            }
+        }
+    }
+}
+
 /// Read `range` of the object at `path` (clamped to the object's end).
 pub async fn read_range(
     store: &Store,

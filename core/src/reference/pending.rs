@@ -1,6 +1,8 @@
-//! What `oas_npy()`, `oas_object()` and `oas_object_folder()` return: a *pending* value, kept in
-//! the session until the row trigger stores its bytes and puts the real reference in the row.
-//! `{"oas_pending": id, "kind": "npy"|"file"|"folder", ...}` with the value's metadata.
+//! What `oas_npy()`, `oas_object()`, `oas_object_folder()`, `oas_blob()`, `oas_attach()` and
+//! `oas_encode()` return: a *pending* value, kept in the session until the row trigger stores its
+//! bytes and puts the real reference in the row. `{"oas_pending": id, "kind":
+//! "npy"|"file"|"folder"|"blob"|"attach", ...}` with the value's metadata, and `"codec"` when a
+//! custom codec made it (the value then goes only into that codec's columns).
 
 use serde::Serialize;
 use serde_json::Value;
@@ -11,15 +13,54 @@ pub struct Pending {
     pub oas_pending: String,
     #[serde(flatten)]
     pub value: PendingValue,
+    /// The custom codec that encoded the value, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub codec: Option<String>,
 }
 
 /// The metadata a pending value shows, by kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum PendingValue {
-    Npy { dtype: String, shape: Vec<u64> },
-    File { size: u64, ext: Option<String> },
-    Folder { size: u64, item_count: u64 },
+    Npy {
+        dtype: String,
+        shape: Vec<u64>,
+    },
+    File {
+        size: u64,
+        ext: Option<String>,
+    },
+    Folder {
+        size: u64,
+        item_count: u64,
+    },
+    /// DataJoint blob bytes for a `<blob@>` column.
+    Blob {
+        size: u64,
+    },
+    /// `filename\0contents` for an `<attach@>` column.
+    Attach {
+        filename: String,
+        size: u64,
+    },
+    /// Bytes for a `<hash@>` column.
+    Hash {
+        size: u64,
+    },
+}
+
+impl PendingValue {
+    /// The built-in codec whose columns take this value (a custom codec's column when that codec
+    /// chains to it).
+    pub fn codec(&self) -> &'static str {
+        match self {
+            PendingValue::Npy { .. } => "npy",
+            PendingValue::File { .. } | PendingValue::Folder { .. } => "object",
+            PendingValue::Blob { .. } => "blob",
+            PendingValue::Attach { .. } => "attach",
+            PendingValue::Hash { .. } => "hash",
+        }
+    }
 }
 
 impl Pending {
@@ -43,6 +84,7 @@ mod tests {
         let p = |value| Pending {
             oas_pending: "v-0-AAAA".into(),
             value,
+            codec: None,
         };
         let npy = p(PendingValue::Npy {
             dtype: "int16".into(),
@@ -74,6 +116,25 @@ mod tests {
             r#"{"item_count":2,"kind":"folder","oas_pending":"v-0-AAAA","size":3}"#
         );
         assert_eq!(Pending::id_of(&folder.to_json()), Some("v-0-AAAA"));
+        let blob = Pending {
+            codec: Some("graph".into()),
+            ..p(PendingValue::Blob { size: 30 })
+        };
+        assert_eq!(
+            blob.to_json().to_string(),
+            r#"{"codec":"graph","kind":"blob","oas_pending":"v-0-AAAA","size":30}"#
+        );
+        let attach = p(PendingValue::Attach {
+            filename: "a.txt".into(),
+            size: 3,
+        });
+        assert_eq!(
+            attach.to_json().to_string(),
+            r#"{"filename":"a.txt","kind":"attach","oas_pending":"v-0-AAAA","size":3}"#
+        );
+        assert_eq!(blob.value.codec(), "blob");
+        assert_eq!(attach.value.codec(), "attach");
+        assert_eq!(folder.value.codec(), "object");
         assert_eq!(Pending::id_of(&json!({"path": "x"})), None);
         assert_eq!(Pending::id_of(&json!({"oas_pending": 1})), None);
     }
