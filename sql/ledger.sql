@@ -39,9 +39,12 @@ REVOKE ALL ON oas.ref_log FROM PUBLIC;
 GRANT SELECT ON oas.ref_log, oas.ledger TO oas_admin;
 
 -- The statement trigger on tracked tables (INSERT, UPDATE, DELETE; transition tables new_refs and
--- old_refs). Arguments: triples of (column, store from the column's codec or '', managed 't'/'f').
--- It records each column's net change per object, then, for every object that gains a
--- reference, takes the object's stripe lock and makes sure a collector has not moved it away.
+-- old_refs). Arguments: triples of (column, store from the column's codec or '', kind): kind 't'
+-- for a managed column, 'b' for a managed column of DataJoint blobs (<blob@>, or a custom codec
+-- chained to <blob>: each new object must be a blob), 'f' for <filepath@> (user-managed files:
+-- each new path must be registrable). It records each column's net change per object, then, for
+-- every managed object that gains a reference, takes the object's stripe lock and makes sure a
+-- collector has not moved it away.
 CREATE FUNCTION oas._track_refs() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -50,8 +53,9 @@ DECLARE
     i int := 0;
     col text;
     col_store text;
-    managed boolean;
+    kind text;
     default_store text;
+    root_schema text;
     refs_of text;
     diff text;
     got_stores text[];
@@ -64,17 +68,17 @@ BEGIN
     WHILE i + 3 <= TG_NARGS LOOP
         col := TG_ARGV[i];
         col_store := coalesce(nullif(TG_ARGV[i + 1], ''), default_store);
-        managed := TG_ARGV[i + 2] = 't';
+        kind := TG_ARGV[i + 2];
         i := i + 3;
-        -- A value from oas_npy()/oas_object() that no row trigger stored (a column that is not
-        -- schema-addressed, or triggers bypassed) would lose its bytes: refuse it.
+        -- A pending value (oas_npy(), oas_blob(), ...) that no row trigger stored (a column
+        -- without one, or triggers bypassed) would lose its bytes: refuse it.
         IF TG_OP <> 'DELETE' THEN
             EXECUTE format('SELECT EXISTS (SELECT 1 FROM new_refs WHERE jsonb_typeof(%1$I) = ''object'' AND %1$I ? ''oas_pending'')', col)
                 INTO pending;
             IF pending THEN
                 RAISE EXCEPTION 'pg_oas: column "%" of "%.%" received a pending value that was never stored', col, TG_TABLE_SCHEMA, TG_TABLE_NAME
                     USING ERRCODE = 'invalid_parameter_value',
-                          HINT = 'oas_npy(), oas_object() and oas_object_folder() values go into <npy@> and <object@> columns, whose row trigger stores them';
+                          HINT = 'pending values go into columns of their codec (oas_npy() into <npy@>, oas_blob() into <blob@>, ...), whose row trigger stores them';
             END IF;
         END IF;
         -- (store, path) of each reference in a transition table (oas._reference, inlined).
@@ -100,7 +104,15 @@ BEGIN
                           FROM logged WHERE delta > 0$q$, diff)
             INTO got_stores, got_paths
             USING TG_OP, TG_RELID, TG_TABLE_SCHEMA::text, TG_TABLE_NAME::text, col;
-        IF managed THEN
+        IF kind = 'b' AND cardinality(got_paths) > 0 THEN
+            -- <blob@>: a new reference must name a DataJoint blob, or DataJoint reads None.
+            IF root_schema IS NULL THEN
+                SELECT n.nspname INTO root_schema FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.oid = coalesce(pg_partition_root(TG_RELID), TG_RELID);
+            END IF;
+            PERFORM oas._check_blobs(got_stores, got_paths, root_schema);
+        END IF;
+        IF kind <> 'f' THEN
             add_stores := add_stores || got_stores;
             add_paths := add_paths || got_paths;
         ELSIF cardinality(got_paths) > 0 THEN
@@ -211,15 +223,15 @@ BEGIN
 
     SELECT coalesce(array_agg(v.x ORDER BY cols.column_name, v.ord), '{}') INTO args
     FROM (SELECT t.column_name, coalesce(t.store, '') AS st,
-                 CASE WHEN t.addressing = 'filepath' THEN 'f' ELSE 't' END AS m
+                 CASE WHEN t.addressing = 'filepath' THEN 'f' WHEN t.chain_end = 'blob' THEN 'b' ELSE 't' END AS m
           FROM oas.tracked_columns t WHERE t.table_oid = rel) cols,
          LATERAL (VALUES (1, cols.column_name), (2, cols.st), (3, cols.m)) v(ord, x);
     SELECT coalesce(string_agg(convert_to(a, 'UTF8') || pg_catalog.decode('00', 'hex'), ''::bytea ORDER BY n), ''::bytea)
       INTO want FROM unnest(args) WITH ORDINALITY u(a, n);
-    -- Schema-addressed columns (<npy@>, <object@>) also get the row trigger that stores values
-    -- written with oas_npy()/oas_object() at the row's key-based path.
+    -- Columns that take pending values (<npy@>, <object@>, <blob@>, <attach@>, <hash@>, and
+    -- registered custom codecs chained to them) also get the row trigger that stores them.
     SELECT coalesce(array_agg(t.column_name ORDER BY t.column_name), '{}') INTO fill_args
-    FROM oas.tracked_columns t WHERE t.table_oid = rel AND t.addressing = 'schema';
+    FROM oas.tracked_columns t WHERE t.table_oid = rel AND t.addressing IN ('schema', 'hash');
     SELECT coalesce(string_agg(convert_to(a, 'UTF8') || pg_catalog.decode('00', 'hex'), ''::bytea ORDER BY n), ''::bytea)
       INTO fill_want FROM unnest(fill_args) WITH ORDINALITY u(a, n);
     SELECT tg.tgargs INTO fill_have FROM pg_trigger tg WHERE tg.tgrelid = rel AND tg.tgname = 'oas_fill_values';
@@ -302,6 +314,9 @@ CREATE EVENT TRIGGER oas_track_drop ON sql_drop
     EXECUTE FUNCTION oas._on_sql_drop();
 
 REVOKE ALL ON FUNCTION oas._sync_table(oid) FROM PUBLIC;
+-- Registering a codec re-derives the triggers of its columns (oas_codec_register).
+GRANT EXECUTE ON FUNCTION oas._sync_table(oid) TO oas_admin;
 REVOKE ALL ON FUNCTION oas._release(text, oid, text[], text[]) FROM PUBLIC;
--- It reads any store with the server's credentials: only the trigger (as the owner) calls it.
+-- They read any store with the server's credentials: only the trigger (as the owner) calls them.
 REVOKE ALL ON FUNCTION oas._check_filepaths(text[], text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION oas._check_blobs(text[], text[], text) FROM PUBLIC;

@@ -6,7 +6,15 @@
 --   * <filepath@>: oas_filepath registers a path; the ledger's trigger checks new references
 --     (oas._check_filepaths);
 --   * DataJoint blobs: oas_blob_pack (text, jsonb, anyarray), oas_blob_unpack, oas_blob_unpack_array,
---     oas_blob_put, oas_blob_get are new.
+--     oas_blob_put, oas_blob_get are new;
+--   * pending hash-addressed values: oas_blob (text, jsonb, anyarray), oas_attach, oas_hash are
+--     new; the row trigger oas._fill_values is now written in Rust (it reads the key from the row
+--     itself) and serves <blob@>, <attach@> and <hash@> columns too; oas._write_pending is gone;
+--   * <blob@> columns refuse references to bytes that are not a DataJoint blob (oas._check_blobs,
+--     kind 'b' in the ledger trigger's arguments);
+--   * custom codecs: oas.codec, oas_codec_register, oas_codec_drop, oas_encode, oas_decode,
+--     oas._codec_end, oas._codec_call, oas._decode, oas._pending_codec; oas.tracked_columns has
+--     chain_end and classifies columns by it; every tracked table's triggers are re-derived.
 
 -- Attachments (src/api/attach.rs): DataJoint's filename\0contents from a name and bytes, and back.
 CREATE  FUNCTION "oas_attach_pack"(
@@ -237,6 +245,621 @@ CREATE  FUNCTION "oas_blob_unpack_array"(
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'oas_blob_unpack_array_wrapper';
+
+-- Pending hash-addressed values, the Rust row trigger (src/api/write.rs), the blob check.
+DROP FUNCTION oas._write_pending(oid, text, jsonb, jsonb);
+CREATE OR REPLACE FUNCTION oas."_fill_values"() RETURNS trigger
+LANGUAGE c
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', '_fill_values_wrapper';
+CREATE  FUNCTION "oas_blob"(
+	"value" TEXT /* Option < & str > */
+) RETURNS jsonb /* Option < JsonB > */
+VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_blob_text_wrapper';
+CREATE  FUNCTION "oas_blob"(
+	"value" jsonb /* Option < JsonB > */
+) RETURNS jsonb /* Option < JsonB > */
+VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_blob_jsonb_wrapper';
+CREATE  FUNCTION "oas_blob"(
+	"values" anyarray /* Option < pgrx :: AnyArray > */
+) RETURNS jsonb /* Option < JsonB > */
+VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_blob_array_wrapper';
+CREATE  FUNCTION "oas_attach"(
+	"filename" TEXT, /* Option < & str > */
+	"contents" bytea /* Option < & [u8] > */
+) RETURNS jsonb /* Option < JsonB > */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_attach_wrapper';
+CREATE  FUNCTION "oas_hash"(
+	"data" bytea /* Option < & [u8] > */
+) RETURNS jsonb /* Option < JsonB > */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_hash_wrapper';
+CREATE  FUNCTION "_pending_codec"(
+	"pending" jsonb, /* JsonB */
+	"codec" TEXT /* & str */
+) RETURNS jsonb /* JsonB */
+STRICT VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pending_codec_wrapper';
+CREATE  FUNCTION "_check_blobs"(
+	"stores" TEXT[], /* Vec < Option < String > > */
+	"paths" TEXT[], /* Vec < Option < String > > */
+	"schema" TEXT /* & str */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'check_blobs_wrapper';
+
+-- Custom codecs (sql/codecs.sql).
+CREATE TABLE oas.codec (
+    name          text PRIMARY KEY
+                  CONSTRAINT codec_name_format CHECK (name ~ '^[A-Za-z_][A-Za-z0-9_]*$')
+                  CONSTRAINT codec_not_built_in
+                      CHECK (name <> ALL (ARRAY['blob', 'attach', 'hash', 'npy', 'object', 'filepath'])),
+    chains_to     text NOT NULL,
+    encode        regprocedure,
+    decode        regprocedure,
+    registered_by name NOT NULL DEFAULT current_user,
+    registered_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE oas.codec IS
+    'pg_oas: custom codecs registered in SQL (oas_codec_register): what each chains to, its encode and decode functions';
+SELECT pg_catalog.pg_extension_config_dump('oas.codec', '');
+REVOKE ALL ON oas.codec FROM PUBLIC;
+GRANT SELECT ON oas.codec TO PUBLIC;
+GRANT INSERT, DELETE ON oas.codec TO oas_admin;
+
+-- The built-in codec `codec`'s chain ends at: itself for a built-in codec, NULL for a codec this
+-- database does not know (a Python-only codec: tracked from its values' JSON alone).
+CREATE FUNCTION oas._codec_end(codec text) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    WITH RECURSIVE chain(name, depth) AS (
+        SELECT codec, 0
+        UNION ALL
+        SELECT c.chains_to, chain.depth OPERATOR(pg_catalog.+) 1
+        FROM oas.codec c JOIN chain ON c.name OPERATOR(pg_catalog.=) chain.name
+        WHERE chain.depth OPERATOR(pg_catalog.<) 32)
+    SELECT chain.name FROM chain
+    WHERE chain.name OPERATOR(pg_catalog.=) ANY (ARRAY['blob', 'attach', 'hash', 'npy', 'object', 'filepath'])
+    LIMIT 1
+$fn$;
+
+-- The SQL text that calls `fn` on `arg` (an expression), schema-qualified, with the argument cast
+-- to the function's own argument type so no other function of that name can be chosen.
+CREATE FUNCTION oas._codec_call(fn regprocedure, arg text) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT pg_catalog.format('%I.%I((%s)::%s)', n.nspname, p.proname, arg,
+                             pg_catalog.format_type(p.proargtypes[0], NULL))
+    FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
+    WHERE p.oid OPERATOR(pg_catalog.=) fn
+$fn$;
+
+-- Register a custom codec: `name` as DataJoint's column comments write it, `chains_to` a
+-- built-in codec ('blob', 'attach', 'hash', 'npy', 'object', 'filepath') or a registered one,
+-- `encode` a function of one argument whose result the chain's next codec takes, `decode` a
+-- function of one argument of what the next codec gives: for 'blob' jsonb (the unpacked value);
+-- for 'attach' and 'hash' bytea (the object's bytes); for 'npy', 'object' and 'filepath' jsonb
+-- (the reference); for a registered codec what its decode returns. Either may be NULL.
+CREATE FUNCTION oas.oas_codec_register(name text, chains_to text,
+                                       encode regprocedure DEFAULT NULL,
+                                       decode regprocedure DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    end_codec text;
+    next oas.codec;
+    fn regprocedure;
+    arg_type regtype;
+    ret_type regtype;
+    takes regtype;
+BEGIN
+    IF NOT pg_catalog.pg_has_role('oas_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'pg_oas: permission denied to register codec "%"', name
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'only members of oas_admin register codecs';
+    END IF;
+    IF name IS NULL OR chains_to IS NULL THEN
+        RAISE EXCEPTION 'pg_oas: a codec needs a name and what it chains to'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF EXISTS (SELECT 1 FROM oas.codec c WHERE c.name OPERATOR(pg_catalog.=) oas_codec_register.name) THEN
+        RAISE EXCEPTION 'pg_oas: codec "%" is already registered', name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = pg_catalog.format('drop it first with SELECT oas.oas_codec_drop(%L)', name);
+    END IF;
+    end_codec := oas._codec_end(oas_codec_register.chains_to);
+    IF end_codec IS NULL THEN
+        RAISE EXCEPTION 'pg_oas: codec "%" chains to "%", which is neither a built-in codec nor a registered one', name, chains_to
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'chain to blob, attach, hash, npy, object or filepath, or register the inner codec first';
+    END IF;
+    SELECT * INTO next FROM oas.codec c WHERE c.name OPERATOR(pg_catalog.=) oas_codec_register.chains_to;
+
+    FOREACH fn IN ARRAY ARRAY[encode, decode] LOOP
+        CONTINUE WHEN fn IS NULL;
+        IF (SELECT p.pronargs FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) fn) <> 1 THEN
+            RAISE EXCEPTION 'pg_oas: % must take exactly one argument', fn
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF NOT pg_catalog.pg_has_role((SELECT p.proowner FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) fn), 'MEMBER') THEN
+            RAISE EXCEPTION 'pg_oas: permission denied to register %: you do not own it', fn
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'every role that uses the codec runs its functions: register only functions you own';
+        END IF;
+    END LOOP;
+
+    IF encode IS NOT NULL THEN
+        SELECT p.prorettype INTO ret_type FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) encode;
+        IF next.name IS NOT NULL THEN
+            IF next.encode IS NULL THEN
+                RAISE EXCEPTION 'pg_oas: codec "%" has no encode function to chain "%" to', chains_to, name
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            SELECT p.proargtypes[0] INTO takes FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) next.encode;
+            IF ret_type <> takes THEN
+                RAISE EXCEPTION 'pg_oas: % returns %, and codec "%" encodes %', encode, ret_type, chains_to, takes
+                    USING ERRCODE = 'datatype_mismatch';
+            END IF;
+        ELSIF NOT (CASE end_codec
+                WHEN 'blob' THEN ret_type IN ('jsonb'::regtype, 'json'::regtype, 'text'::regtype)
+                                 OR (SELECT t.typcategory = 'A' FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) ret_type)
+                WHEN 'npy' THEN ret_type = 'bytea'::regtype
+                                 OR (SELECT t.typcategory = 'A' FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) ret_type)
+                WHEN 'filepath' THEN false
+                ELSE ret_type = 'bytea'::regtype END) THEN
+            RAISE EXCEPTION 'pg_oas: % returns %, which <%> does not take', encode, ret_type, end_codec
+                USING ERRCODE = 'datatype_mismatch',
+                      HINT = CASE end_codec
+                          WHEN 'blob' THEN 'an encode function chained to <blob> returns jsonb, json, text or an array (as oas_blob takes them)'
+                          WHEN 'npy' THEN 'an encode function chained to <npy> returns a .npy file (bytea) or an array'
+                          WHEN 'filepath' THEN '<filepath@> values are registered with oas_filepath(path, store): give such a codec no encode function'
+                          WHEN 'attach' THEN 'an encode function chained to <attach> returns filename\0contents (oas_attach_pack(name, bytes))'
+                          ELSE 'an encode function chained to <' || end_codec || '> returns bytea' END;
+        END IF;
+    END IF;
+
+    IF decode IS NOT NULL THEN
+        SELECT p.proargtypes[0] INTO arg_type FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) decode;
+        IF next.name IS NOT NULL THEN
+            IF next.decode IS NULL THEN
+                RAISE EXCEPTION 'pg_oas: codec "%" has no decode function to chain "%" to', chains_to, name
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            SELECT p.prorettype INTO takes FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) next.decode;
+        ELSE
+            takes := CASE WHEN end_codec IN ('attach', 'hash') THEN 'bytea' ELSE 'jsonb' END;
+        END IF;
+        IF arg_type <> takes THEN
+            RAISE EXCEPTION 'pg_oas: % takes %, and what it decodes is %', decode, arg_type, takes
+                USING ERRCODE = 'datatype_mismatch';
+        END IF;
+    END IF;
+
+    INSERT INTO oas.codec (name, chains_to, encode, decode)
+    VALUES (oas_codec_register.name, oas_codec_register.chains_to, oas_codec_register.encode,
+            oas_codec_register.decode);
+    -- Columns of this codec are now classified by their chain's end: give them their triggers.
+    PERFORM oas._sync_table(t.table_oid)
+    FROM (SELECT DISTINCT c.table_oid FROM oas.tracked_columns c
+          WHERE c.codec OPERATOR(pg_catalog.=) oas_codec_register.name) t;
+END
+$fn$;
+
+-- Drop a registered codec (refused while another codec chains to it). Its columns are tracked
+-- from their values' JSON again, as any codec this database does not know.
+CREATE FUNCTION oas.oas_codec_drop(name text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NOT pg_catalog.pg_has_role('oas_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'pg_oas: permission denied to drop codec "%"', name
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'only members of oas_admin drop codecs';
+    END IF;
+    IF EXISTS (SELECT 1 FROM oas.codec c WHERE c.chains_to OPERATOR(pg_catalog.=) oas_codec_drop.name) THEN
+        RAISE EXCEPTION 'pg_oas: codec "%" is in use: % chain to it', name,
+            (SELECT pg_catalog.string_agg(c.name, ', ' ORDER BY c.name) FROM oas.codec c
+             WHERE c.chains_to OPERATOR(pg_catalog.=) oas_codec_drop.name)
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = 'drop the codecs that chain to it first';
+    END IF;
+    DELETE FROM oas.codec c WHERE c.name OPERATOR(pg_catalog.=) oas_codec_drop.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pg_oas: codec "%" is not registered', name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    PERFORM oas._sync_table(t.table_oid)
+    FROM (SELECT DISTINCT c.table_oid FROM oas.tracked_columns c
+          WHERE c.codec OPERATOR(pg_catalog.=) oas_codec_drop.name) t;
+END
+$fn$;
+
+-- A value for a column of the registered codec `codec` (`<codec@store>`): its encode functions
+-- run, outermost first, as the calling role; the result goes to its chain's end as oas_blob(),
+-- oas_attach(), oas_hash(), oas_npy() or oas_object() take it; the row trigger stores it where
+-- DataJoint would. Use it in INSERT or UPDATE. A NULL value stays NULL.
+CREATE FUNCTION oas.oas_encode(codec text, value anyelement) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    expr text := '$1';
+    c text := codec;
+    k oas.codec;
+    end_codec text;
+    feeds regtype;
+    result jsonb;
+BEGIN
+    IF value IS NULL THEN
+        RETURN NULL;
+    END IF;
+    end_codec := oas._codec_end(codec);
+    IF end_codec IS NULL OR end_codec = codec THEN
+        RAISE EXCEPTION 'pg_oas: codec "%" is not a registered custom codec', codec
+            USING ERRCODE = 'undefined_object',
+                  HINT = CASE WHEN end_codec = codec
+                              THEN pg_catalog.format('make <%s@> values with oas_%s()', codec, codec)
+                              ELSE 'register it with SELECT oas.oas_codec_register(name, chains_to, encode, decode); SELECT * FROM oas.codec lists them' END;
+    END IF;
+    IF end_codec = 'filepath' THEN
+        RAISE EXCEPTION 'pg_oas: codec "%" chains to <filepath>: its values are registered, not encoded', codec
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'register the file with oas_filepath(path, store)';
+    END IF;
+    LOOP
+        SELECT * INTO k FROM oas.codec x WHERE x.name OPERATOR(pg_catalog.=) c;
+        EXIT WHEN NOT FOUND;
+        IF k.encode IS NULL THEN
+            RAISE EXCEPTION 'pg_oas: codec "%" has no encode function', c
+                USING ERRCODE = 'feature_not_supported';
+        END IF;
+        expr := oas._codec_call(k.encode, expr);
+        SELECT p.prorettype INTO feeds FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) k.encode;
+        c := k.chains_to;
+    END LOOP;
+    -- json keeps its keys in the order written (as Python's dicts do), so it goes to oas_blob as
+    -- text; jsonb puts them in its own order (the same value, other bytes, another hash).
+    IF feeds = 'json'::regtype THEN
+        expr := '(' || expr || ')::text';
+    END IF;
+    expr := CASE end_codec
+        WHEN 'attach' THEN pg_catalog.format(
+            '(SELECT oas.oas_attach(a.filename, a.contents) FROM oas.oas_attach_unpack(%s) a)', expr)
+        ELSE pg_catalog.format('oas.oas_%s(%s)', end_codec, expr) END;
+    EXECUTE pg_catalog.format('SELECT oas._pending_codec(%s, $2)', expr) INTO result USING value, codec;
+    RETURN result;
+END
+$fn$;
+
+-- The value of a column of the registered codec `codec` (`<codec@store>`): its chain's end is
+-- read (a <blob@> object unpacked, an <attach@>/<hash@> object's bytes, or the reference itself
+-- for <npy@>, <object@> and <filepath@>), then the decode functions run, innermost first, as the
+-- calling role. The result as jsonb.
+CREATE FUNCTION oas.oas_decode(codec text, stored jsonb) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    RETURN oas._decode(codec, stored, false);
+END
+$fn$;
+
+-- The value of an in-table column of the registered codec `codec` (`<codec>`, bytea): a chain
+-- ending at <blob> is unpacked, one ending at <attach> is given as its bytes, then the decode
+-- functions run, innermost first, as the calling role.
+CREATE FUNCTION oas.oas_decode(codec text, stored bytea) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    RETURN oas._decode(codec, stored, true);
+END
+$fn$;
+
+CREATE FUNCTION oas._decode(codec text, stored anyelement, in_table boolean) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    end_codec text := oas._codec_end(codec);
+    chain oas.codec[] := '{}';
+    k oas.codec;
+    c text := codec;
+    expr text;
+    result jsonb;
+    i int;
+BEGIN
+    IF stored IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF end_codec IS NULL OR end_codec = codec THEN
+        RAISE EXCEPTION 'pg_oas: codec "%" is not a registered custom codec', codec
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT * FROM oas.codec lists them; built-in values are read with oas_blob_get, oas_hash_get, oas_attach_get, oas_read';
+    END IF;
+    LOOP
+        SELECT * INTO k FROM oas.codec x WHERE x.name OPERATOR(pg_catalog.=) c;
+        EXIT WHEN NOT FOUND;
+        IF k.decode IS NULL THEN
+            RAISE EXCEPTION 'pg_oas: codec "%" has no decode function', c
+                USING ERRCODE = 'feature_not_supported';
+        END IF;
+        chain := chain || k;
+        c := k.chains_to;
+    END LOOP;
+    IF in_table THEN
+        expr := CASE end_codec WHEN 'blob' THEN 'oas.oas_blob_unpack($1)' WHEN 'attach' THEN '$1' END;
+        IF expr IS NULL THEN
+            RAISE EXCEPTION 'pg_oas: codec "%" chains to <%>, whose values are references (jsonb), not bytes', codec, end_codec
+                USING ERRCODE = 'datatype_mismatch';
+        END IF;
+    ELSE
+        expr := CASE end_codec WHEN 'blob' THEN 'oas.oas_blob_get($1)'
+                               WHEN 'attach' THEN 'oas.oas_hash_get($1)'
+                               WHEN 'hash' THEN 'oas.oas_hash_get($1)'
+                               ELSE '$1' END;
+    END IF;
+    FOR i IN REVERSE pg_catalog.cardinality(chain) .. 1 LOOP
+        expr := oas._codec_call((chain[i]).decode, expr);
+    END LOOP;
+    EXECUTE pg_catalog.format('SELECT pg_catalog.to_jsonb(%s)', expr) INTO result USING stored;
+    RETURN result;
+END
+$fn$;
+
+COMMENT ON FUNCTION oas.oas_codec_register(text, text, regprocedure, regprocedure) IS
+    'pg_oas: register a custom codec (oas_admin): its name, what it chains to (blob, attach, hash, npy, object, filepath or a registered codec), and its encode and decode functions (owned by you)';
+COMMENT ON FUNCTION oas.oas_codec_drop(text) IS
+    'pg_oas: drop a registered custom codec (oas_admin); refused while another codec chains to it';
+COMMENT ON FUNCTION oas.oas_encode(text, anyelement) IS
+    'pg_oas: a pending value for a column of a registered custom codec: its encode functions run as you, the row trigger stores the result where DataJoint would';
+COMMENT ON FUNCTION oas.oas_decode(text, jsonb) IS
+    'pg_oas: the value of a column of a registered custom codec: the end of its chain read, then its decode functions, as jsonb';
+COMMENT ON FUNCTION oas.oas_decode(text, bytea) IS
+    'pg_oas: the value of an in-table column of a registered custom codec (a <blob> or <attach> chain), decoded, as jsonb';
+
+-- Columns classified by the end of their codec's chain (sql/tracking.sql).
+CREATE OR REPLACE VIEW oas.tracked_columns AS
+SELECT n.nspname::text AS schema_name,
+       c.relname::text AS table_name,
+       a.attname::text AS column_name,
+       c.oid::regclass AS table_oid,
+       m.codec,
+       m.store,
+       coalesce(m.store, (SELECT s.name FROM oas.store s WHERE s.is_default)) AS resolved_store,
+       CASE e.chain_end WHEN 'blob' THEN 'hash' WHEN 'attach' THEN 'hash' WHEN 'hash' THEN 'hash'
+                        WHEN 'npy' THEN 'schema' WHEN 'object' THEN 'schema'
+                        WHEN 'filepath' THEN 'filepath' ELSE m.addressing END AS addressing,
+       pg_catalog.format_type(a.atttypid, a.atttypmod) AS data_type,
+       m.user_comment,
+       e.chain_end
+FROM pg_catalog.pg_description d
+JOIN pg_catalog.pg_class c ON d.classoid = 'pg_catalog.pg_class'::regclass AND d.objoid = c.oid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid
+CROSS JOIN LATERAL oas.oas_parse_marker(d.description) m
+CROSS JOIN LATERAL (SELECT oas._codec_end(m.codec) AS chain_end) e
+JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
+WHERE d.objsubid > 0
+  AND c.relkind IN ('r', 'p')
+  AND NOT a.attisdropped
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  -- References are jsonb (or a domain over it). Nothing else is ever evaluated as one: the
+  -- ledger's triggers run as the extension's owner, and a cast from another type is user code.
+  AND (a.atttypid = 'pg_catalog.jsonb'::pg_catalog.regtype
+       OR (ty.typtype = 'd' AND ty.typbasetype = 'pg_catalog.jsonb'::pg_catalog.regtype))
+  -- Other sessions' temporary tables cannot be read.
+  AND (c.relpersistence <> 't' OR c.relnamespace = pg_catalog.pg_my_temp_schema());
+
+-- The ledger's trigger checks blobs; _sync_table gives blob columns kind 'b' and every column
+-- that takes pending values the row trigger (sql/ledger.sql).
+CREATE OR REPLACE FUNCTION oas._track_refs() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    i int := 0;
+    col text;
+    col_store text;
+    kind text;
+    default_store text;
+    root_schema text;
+    refs_of text;
+    diff text;
+    got_stores text[];
+    got_paths text[];
+    add_stores text[] := '{}';
+    add_paths text[] := '{}';
+    pending boolean;
+BEGIN
+    SELECT st.name INTO default_store FROM oas.store st WHERE st.is_default;
+    WHILE i + 3 <= TG_NARGS LOOP
+        col := TG_ARGV[i];
+        col_store := coalesce(nullif(TG_ARGV[i + 1], ''), default_store);
+        kind := TG_ARGV[i + 2];
+        i := i + 3;
+        -- A pending value (oas_npy(), oas_blob(), ...) that no row trigger stored (a column
+        -- without one, or triggers bypassed) would lose its bytes: refuse it.
+        IF TG_OP <> 'DELETE' THEN
+            EXECUTE format('SELECT EXISTS (SELECT 1 FROM new_refs WHERE jsonb_typeof(%1$I) = ''object'' AND %1$I ? ''oas_pending'')', col)
+                INTO pending;
+            IF pending THEN
+                RAISE EXCEPTION 'pg_oas: column "%" of "%.%" received a pending value that was never stored', col, TG_TABLE_SCHEMA, TG_TABLE_NAME
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'pending values go into columns of their codec (oas_npy() into <npy@>, oas_blob() into <blob@>, ...), whose row trigger stores them';
+            END IF;
+        END IF;
+        -- (store, path) of each reference in a transition table (oas._reference, inlined).
+        refs_of := format($q$SELECT r.store, r.path FROM %%s AS oas_t
+                             CROSS JOIN LATERAL oas._reference(oas_t.%I::jsonb, %L) r
+                             WHERE r.path IS NOT NULL$q$,
+                          col, coalesce(col_store, ''));
+        diff := CASE TG_OP
+            WHEN 'INSERT' THEN format('SELECT store, path, count(*) AS n FROM (%s) x GROUP BY 1, 2',
+                                      format(refs_of, 'new_refs'))
+            WHEN 'DELETE' THEN format('SELECT store, path, -count(*) AS n FROM (%s) x GROUP BY 1, 2',
+                                      format(refs_of, 'old_refs'))
+            ELSE format('SELECT store, path, sum(d) AS n FROM (SELECT store, path, 1 AS d FROM (%s) a
+                           UNION ALL SELECT store, path, -1 FROM (%s) b) x GROUP BY 1, 2 HAVING sum(d) <> 0',
+                        format(refs_of, 'new_refs'), format(refs_of, 'old_refs'))
+        END;
+        EXECUTE format($q$WITH d AS (%s),
+                          logged AS (INSERT INTO oas.ref_log (op, table_oid, schema_name, table_name,
+                                                              column_name, store, path, delta)
+                                     SELECT $1, $2, $3, $4, $5, d.store, d.path, d.n FROM d
+                                     RETURNING store, path, delta)
+                          SELECT coalesce(array_agg(store), '{}'), coalesce(array_agg(path), '{}')
+                          FROM logged WHERE delta > 0$q$, diff)
+            INTO got_stores, got_paths
+            USING TG_OP, TG_RELID, TG_TABLE_SCHEMA::text, TG_TABLE_NAME::text, col;
+        IF kind = 'b' AND cardinality(got_paths) > 0 THEN
+            -- <blob@>: a new reference must name a DataJoint blob, or DataJoint reads None.
+            IF root_schema IS NULL THEN
+                SELECT n.nspname INTO root_schema FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.oid = coalesce(pg_partition_root(TG_RELID), TG_RELID);
+            END IF;
+            PERFORM oas._check_blobs(got_stores, got_paths, root_schema);
+        END IF;
+        IF kind <> 'f' THEN
+            add_stores := add_stores || got_stores;
+            add_paths := add_paths || got_paths;
+        ELSIF cardinality(got_paths) > 0 THEN
+            -- <filepath@>: a new reference must name a file or folder that may be registered.
+            PERFORM oas._check_filepaths(got_stores, got_paths);
+        END IF;
+    END LOOP;
+
+    IF cardinality(add_paths) > 0 THEN
+        -- Stripes in a fixed order; writers only ever take them shared, so no deadlock.
+        PERFORM oas._lock_stripes(ARRAY(SELECT DISTINCT oas.lock_stripe(u.p)
+                                        FROM unnest(add_paths) u(p) ORDER BY 1));
+        IF oas._gc_may_hide() THEN
+            PERFORM oas._gc_ensure_present(u.s, u.p)
+            FROM (SELECT DISTINCT v.s, v.p FROM unnest(add_stores, add_paths) v(s, p)) u(s, p);
+        ELSE
+            -- Recorded trash, and candidates (a run that moved objects and then aborted left no
+            -- trash record, but the candidates it read were committed before).
+            PERFORM oas._gc_ensure_present(t.s, t.p)
+            FROM (SELECT g.store AS s, g.ref_path AS p FROM oas.gc_trash g
+                  JOIN unnest(add_stores, add_paths) u(s, p) ON g.store = u.s AND g.ref_path = u.p
+                  UNION
+                  SELECT c.store, c.path FROM oas.gc_candidate c
+                  JOIN unnest(add_stores, add_paths) u(s, p) ON c.store = u.s AND c.path = u.p) t;
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+CREATE OR REPLACE FUNCTION oas._sync_table(rel oid) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    args text[];
+    want bytea;
+    -- No backslash in any literal of this body: it must compile the same under any
+    -- standard_conforming_strings (a hex bytea literal broke every CREATE TABLE when it was off).
+    have bytea;
+    fill_args text[];
+    fill_want bytea;
+    fill_have bytea;
+    tbl text;
+    sch text;
+    relname text;
+    c record;
+BEGIN
+    SELECT n.nspname, cl.relname, cl.oid::regclass::text INTO sch, relname, tbl
+    FROM pg_class cl JOIN pg_namespace n ON n.oid = cl.relnamespace
+    WHERE cl.oid = rel AND cl.relkind IN ('r', 'p');
+    IF tbl IS NULL OR sch IN ('oas', 'pg_catalog', 'information_schema') THEN
+        RETURN;
+    END IF;
+
+    -- Release columns the ledger has references for that are no longer tracked.
+    PERFORM oas._release('DETACH', rel, keep_columns => ARRAY(
+        SELECT t.column_name::text FROM oas.tracked_columns t WHERE t.table_oid = rel));
+
+    -- Record the references of tracked columns the ledger knows nothing of.
+    FOR c IN SELECT w.column_name, w.refs FROM oas._tracked_refs(only_table => rel) w
+             WHERE NOT EXISTS (SELECT 1 FROM oas.ref_log l WHERE l.table_oid = rel
+                               AND l.column_name = w.column_name
+                               GROUP BY l.store, l.path HAVING sum(l.delta) <> 0) LOOP
+        EXECUTE format($q$INSERT INTO oas.ref_log (op, table_oid, schema_name, table_name, column_name, store, path, delta)
+                          SELECT 'ATTACH', $1, $2, $3, $4, coalesce(q.store, ''), q.path, count(*)
+                          FROM (%s) q WHERE q.path IS NOT NULL
+                          GROUP BY 6, 7$q$, c.refs)
+            USING rel, sch, relname, c.column_name;
+    END LOOP;
+
+    SELECT coalesce(array_agg(v.x ORDER BY cols.column_name, v.ord), '{}') INTO args
+    FROM (SELECT t.column_name, coalesce(t.store, '') AS st,
+                 CASE WHEN t.addressing = 'filepath' THEN 'f' WHEN t.chain_end = 'blob' THEN 'b' ELSE 't' END AS m
+          FROM oas.tracked_columns t WHERE t.table_oid = rel) cols,
+         LATERAL (VALUES (1, cols.column_name), (2, cols.st), (3, cols.m)) v(ord, x);
+    SELECT coalesce(string_agg(convert_to(a, 'UTF8') || pg_catalog.decode('00', 'hex'), ''::bytea ORDER BY n), ''::bytea)
+      INTO want FROM unnest(args) WITH ORDINALITY u(a, n);
+    -- Columns that take pending values (<npy@>, <object@>, <blob@>, <attach@>, <hash@>, and
+    -- registered custom codecs chained to them) also get the row trigger that stores them.
+    SELECT coalesce(array_agg(t.column_name ORDER BY t.column_name), '{}') INTO fill_args
+    FROM oas.tracked_columns t WHERE t.table_oid = rel AND t.addressing IN ('schema', 'hash');
+    SELECT coalesce(string_agg(convert_to(a, 'UTF8') || pg_catalog.decode('00', 'hex'), ''::bytea ORDER BY n), ''::bytea)
+      INTO fill_want FROM unnest(fill_args) WITH ORDINALITY u(a, n);
+    SELECT tg.tgargs INTO fill_have FROM pg_trigger tg WHERE tg.tgrelid = rel AND tg.tgname = 'oas_fill_values';
+    IF fill_have IS DISTINCT FROM fill_want OR (fill_have IS NOT NULL AND cardinality(fill_args) = 0) THEN
+        IF fill_have IS NOT NULL THEN
+            EXECUTE format('DROP TRIGGER oas_fill_values ON %s', tbl);
+        END IF;
+        IF cardinality(fill_args) > 0 THEN
+            EXECUTE format('CREATE TRIGGER oas_fill_values BEFORE INSERT OR UPDATE ON %s
+                            FOR EACH ROW EXECUTE FUNCTION oas._fill_values(%s)', tbl,
+                           (SELECT string_agg(quote_literal(a), ', ' ORDER BY n) FROM unnest(fill_args) WITH ORDINALITY u(a, n)));
+        END IF;
+    END IF;
+
+    SELECT tg.tgargs INTO have FROM pg_trigger tg WHERE tg.tgrelid = rel AND tg.tgname = 'oas_track_insert';
+    IF have IS NOT DISTINCT FROM want AND cardinality(args) > 0 THEN
+        RETURN;
+    END IF;
+    FOR c IN SELECT tg.tgname FROM pg_trigger tg
+             WHERE tg.tgrelid = rel AND tg.tgname IN ('oas_track_insert', 'oas_track_update',
+                                                     'oas_track_delete', 'oas_track_truncate') LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', c.tgname, tbl);
+    END LOOP;
+    IF cardinality(args) = 0 THEN
+        RETURN;
+    END IF;
+    EXECUTE format('CREATE TRIGGER oas_track_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_refs
+                    FOR EACH STATEMENT EXECUTE FUNCTION oas._track_refs(%s)', tbl,
+                   (SELECT string_agg(quote_literal(a), ', ' ORDER BY n) FROM unnest(args) WITH ORDINALITY u(a, n)));
+    EXECUTE format('CREATE TRIGGER oas_track_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS old_refs NEW TABLE AS new_refs
+                    FOR EACH STATEMENT EXECUTE FUNCTION oas._track_refs(%s)', tbl,
+                   (SELECT string_agg(quote_literal(a), ', ' ORDER BY n) FROM unnest(args) WITH ORDINALITY u(a, n)));
+    EXECUTE format('CREATE TRIGGER oas_track_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_refs
+                    FOR EACH STATEMENT EXECUTE FUNCTION oas._track_refs(%s)', tbl,
+                   (SELECT string_agg(quote_literal(a), ', ' ORDER BY n) FROM unnest(args) WITH ORDINALITY u(a, n)));
+    EXECUTE format('CREATE TRIGGER oas_track_truncate BEFORE TRUNCATE ON %s
+                    FOR EACH STATEMENT EXECUTE FUNCTION oas._track_truncate()', tbl);
+END
+$fn$;
+GRANT EXECUTE ON FUNCTION oas._sync_table(oid) TO oas_admin;
+REVOKE ALL ON FUNCTION oas._check_blobs(text[], text[], text) FROM PUBLIC;
+SELECT oas._sync_table(t.table_oid) FROM (SELECT DISTINCT c.table_oid FROM oas.tracked_columns c) t;
 
 -- Last, as in a fresh install: every function made from Rust gets its doc comment.
 SELECT oas._comment_functions();

@@ -3,7 +3,9 @@
 
 -- Every column whose comment carries a DataJoint codec marker with a store. Derived from the
 -- comments themselves, so it is never out of date: a table DataJoint creates (CREATE TABLE,
--- then COMMENT ON COLUMN) is here as soon as the comment commits.
+-- then COMMENT ON COLUMN) is here as soon as the comment commits. `chain_end` is the built-in
+-- codec a custom codec registered in oas.codec chains to (NULL for one this database does not
+-- know); `addressing` follows it.
 CREATE VIEW oas.tracked_columns AS
 SELECT n.nspname::text AS schema_name,
        c.relname::text AS table_name,
@@ -12,14 +14,18 @@ SELECT n.nspname::text AS schema_name,
        m.codec,
        m.store,
        coalesce(m.store, (SELECT s.name FROM oas.store s WHERE s.is_default)) AS resolved_store,
-       m.addressing,
+       CASE e.chain_end WHEN 'blob' THEN 'hash' WHEN 'attach' THEN 'hash' WHEN 'hash' THEN 'hash'
+                        WHEN 'npy' THEN 'schema' WHEN 'object' THEN 'schema'
+                        WHEN 'filepath' THEN 'filepath' ELSE m.addressing END AS addressing,
        pg_catalog.format_type(a.atttypid, a.atttypmod) AS data_type,
-       m.user_comment
+       m.user_comment,
+       e.chain_end
 FROM pg_catalog.pg_description d
 JOIN pg_catalog.pg_class c ON d.classoid = 'pg_catalog.pg_class'::regclass AND d.objoid = c.oid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid
 CROSS JOIN LATERAL oas.oas_parse_marker(d.description) m
+CROSS JOIN LATERAL (SELECT oas._codec_end(m.codec) AS chain_end) e
 JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
 WHERE d.objsubid > 0
   AND c.relkind IN ('r', 'p')

@@ -24,3 +24,19 @@ fn npy_slice_array_text(reference: pgrx::JsonB, slice: &str) -> String {
         None => String::from("{}"),
     }
 }
+
+/// 0.1.0 to 0.3.0: their row trigger (in PL/pgSQL) stored each pending value through this, with
+/// the row as `to_jsonb(NEW)`.
+#[pg_extern(volatile, parallel_unsafe, sql = false)]
+fn write_pending(
+    table: pg_sys::Oid,
+    field: &str,
+    row: pgrx::JsonB,
+    pending: pgrx::JsonB,
+) -> pgrx::JsonB {
+    use crate::api::paths::KeySource;
+    use crate::error::OrRaise;
+    let reference =
+        crate::api::write::store_pending(table, field, &KeySource::Json(&row.0), &pending.0);
+    pgrx::JsonB(reference.or_raise())
+}

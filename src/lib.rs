@@ -32,11 +32,14 @@ pub mod runtime;
 
 // The catalog (tables, views, roles) comes first; the functions pgrx generates follow.
 pgrx::extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
+// Custom codecs registered in SQL (tracked_columns resolves chains through them).
+pgrx::extension_sql_file!("../sql/codecs.sql", name = "codecs");
 // Views and functions over tracked columns use generated functions.
 pgrx::extension_sql_file!(
     "../sql/tracking.sql",
     name = "tracking",
     requires = [
+        "codecs",
         api::tracking::oas_parse_marker,
         api::tracking::oas_check_reference,
         api::paths::oas_encode_pk_text
@@ -61,7 +64,8 @@ pgrx::extension_sql_file!(
         "collector",
         api::locks::lock_stripes,
         api::locks::lock_stripe,
-        api::filepath::check_filepaths
+        api::filepath::check_filepaths,
+        api::blob::check_blobs
     ]
 );
 // The write path's trigger and the grants of functions that read or list without a row.
@@ -69,7 +73,7 @@ pgrx::extension_sql_file!(
     "../sql/writes.sql",
     name = "writes",
     requires = [
-        api::write::write_pending,
+        api::write::oas_hash,
         api::presign::oas_presign_url,
         api::object::oas_object_list
     ]

@@ -5,24 +5,45 @@
 //! JSON given as text (or `json::text`) keeps its keys in the order written, so `oas_blob_pack(t)`
 //! is exactly `blob.pack(json.loads(t))`; a `jsonb` value has already put its keys in its own order.
 
+use std::cell::RefCell;
+use std::collections::HashSet;
+
 use oas_core::blob;
+use oas_core::OasError;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
+use crate::catalog;
 use crate::error::OrRaise;
+use crate::runtime::block_on;
 
 /// A `<blob>` value from JSON text: `null`, booleans, numbers (integers stay integers), strings,
 /// arrays (Python lists) and objects (dicts, keys in the order written), packed exactly as
 /// DataJoint's `blob.pack(json.loads(value))` packs them, compressed as DataJoint compresses.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn oas_blob_pack(value: &str) -> Vec<u8> {
-    blob::pack(&blob::from_json_str(value).or_raise()).or_raise()
+    pack_text(value).or_raise()
+}
+
+/// What `oas_blob_pack(text)` packs.
+pub(crate) fn pack_text(value: &str) -> Result<Vec<u8>, OasError> {
+    blob::pack(&blob::from_json_str(value)?)
+}
+
+/// What `oas_blob_pack(jsonb)` packs.
+pub(crate) fn pack_json(value: &serde_json::Value) -> Result<Vec<u8>, OasError> {
+    blob::pack(&blob::from_json(value)?)
+}
+
+/// What `oas_blob_pack(anyarray)` packs.
+pub(crate) fn pack_array(values: &pgrx::AnyArray) -> Result<Vec<u8>, OasError> {
+    blob::pack(&array_value(values)?)
 }
 
 /// A `<blob>` value from `jsonb` (dict keys in `jsonb`'s order: pass `json` to keep yours).
 #[pg_extern(immutable, strict, parallel_safe, name = "oas_blob_pack")]
 fn oas_blob_pack_jsonb(value: JsonB) -> Vec<u8> {
-    blob::pack(&blob::from_json(&value.0).or_raise()).or_raise()
+    pack_json(&value.0).or_raise()
 }
 
 /// A DataJoint blob as JSON: arrays as nested lists (row-major, as NumPy's `tolist()`), dicts as
@@ -41,7 +62,7 @@ fn oas_blob_put(
     store: default!(Option<&str>, "NULL"),
     schema: default!(Option<&str>, "NULL"),
 ) -> Option<JsonB> {
-    let packed = blob::pack(&blob::from_json_str(value?).or_raise()).or_raise();
+    let packed = pack_text(value?).or_raise();
     Some(JsonB(super::hash::put(&packed, store, schema).or_raise()))
 }
 
@@ -58,7 +79,7 @@ fn oas_blob_get(reference: JsonB) -> JsonB {
 /// dtype and shape, packed as DataJoint's `blob.pack` packs it. NULL elements are refused.
 #[pg_extern(immutable, strict, parallel_safe, name = "oas_blob_pack")]
 fn oas_blob_pack_array(values: pgrx::AnyArray) -> Vec<u8> {
-    blob::pack(&array_value(&values).or_raise()).or_raise()
+    pack_array(&values).or_raise()
 }
 
 /// The numeric array a DataJoint blob holds, as `double precision[]` with its dimensions
@@ -107,4 +128,87 @@ fn array_value(values: &pgrx::AnyArray) -> Result<blob::BlobValue, oas_core::Oas
             )),
         };
     blob::array_value(&shape, numbers)
+}
+
+thread_local! {
+    /// Objects this backend found to be blobs: hash-addressed objects never change, so once is
+    /// enough. Bounded; cleared when full.
+    static KNOWN_BLOBS: RefCell<HashSet<(String, String)>> = RefCell::new(HashSet::new());
+}
+const KNOWN_BLOBS_MAX: usize = 100_000;
+
+/// Called by the ledger's trigger for the new references of a `<blob@>` column (and of custom
+/// codecs chained to `<blob>`) of a table in `schema`: each object in that schema's part of the
+/// hash section must be a DataJoint blob (its header; a small object is unpacked whole), or
+/// DataJoint would read it as `None`. References elsewhere, and in stores this database does not
+/// know, are not read (a role may only probe its own schema's objects).
+#[pg_extern(volatile, parallel_unsafe, name = "_check_blobs")]
+fn check_blobs(stores: Vec<Option<String>>, paths: Vec<Option<String>>, schema: &str) {
+    check(&stores, &paths, schema).or_raise()
+}
+
+fn check(
+    stores: &[Option<String>],
+    paths: &[Option<String>],
+    schema: &str,
+) -> Result<(), OasError> {
+    use futures::StreamExt;
+    let mut todo = Vec::new();
+    for (store, path) in stores.iter().zip(paths) {
+        let (Some(store), Some(path)) = (store, path) else {
+            continue;
+        };
+        if KNOWN_BLOBS.with_borrow(|k| k.contains(&(store.clone(), path.clone()))) {
+            continue;
+        }
+        // A store this database does not know (one only DataJoint is configured for) cannot be
+        // read: its references are recorded, not checked.
+        let s = match catalog::store_unchecked(Some(store)) {
+            Err(OasError::StoreNotConfigured(_)) => continue,
+            s => s?,
+        };
+        let spec = &s.spec;
+        let own = oas_core::gc::section_of(&spec.hash_prefix, &spec.schema_prefix, path)
+            == oas_core::gc::Section::Hash
+            && oas_core::gc::owner_schema(&spec.hash_prefix, &spec.schema_prefix, path)
+                == Some(schema);
+        if own {
+            todo.push((s, path.clone()));
+        }
+    }
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let checked: Vec<Result<(String, String), OasError>> = block_on(async {
+        Ok(
+            futures::stream::iter(todo.into_iter().map(|(store, path)| async move {
+                let (head, size) =
+                    oas_core::ops::read_head(&store, &path, blob::HEAD_LEN as u64).await?;
+                blob::check_head(&head, size).map_err(|e| match e {
+                    OasError::InvalidArgument { message, hint } => OasError::InvalidArgument {
+                        message: format!(
+                            "object \"{path}\" of store \"{}\" is {message}",
+                            store.name
+                        ),
+                        hint,
+                    },
+                    e => e,
+                })?;
+                Ok((store.name.clone(), path))
+            }))
+            .buffer_unordered(8)
+            .collect()
+            .await,
+        )
+    })?;
+    for c in checked {
+        let known = c?;
+        KNOWN_BLOBS.with_borrow_mut(|k| {
+            if k.len() >= KNOWN_BLOBS_MAX {
+                k.clear();
+            }
+            k.insert(known);
+        });
+    }
+    Ok(())
 }

@@ -14,6 +14,7 @@ pub mod paths;
 pub mod presign;
 pub mod store;
 pub mod tracking;
+pub mod upload;
 pub mod write;
 
 /// The largest value a `bytea` can hold: PostgreSQL's MaxAllocSize less the 4-byte header.

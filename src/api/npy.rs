@@ -386,7 +386,7 @@ fn oas_npy_put(table: &str, field: &str, key: JsonB, npy: &[u8]) -> JsonB {
     .unwrap_or(pg_sys::InvalidOid);
     crate::privilege::require_table_write(rel, table).or_raise();
     let store = catalog::store_to_write(store_name.as_deref()).or_raise();
-    let key = super::paths::render_key(rel, &key.0).or_raise();
+    let key = super::paths::render_key(rel, &super::paths::KeySource::Json(&key.0)).or_raise();
     let path = super::write::schema_object_path(
         &store,
         &key.schema,

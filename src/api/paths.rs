@@ -119,6 +119,18 @@ fn keyed_table(table: Oid) -> Result<KeyedTable, OasError> {
     })
 }
 
+/// The schema of table `table` (DataJoint's schema of its objects).
+pub(crate) fn table_schema(table: Oid) -> Result<String, OasError> {
+    Spi::get_one_with_args::<String>(
+        "SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_class c
+         JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+         WHERE c.oid OPERATOR(pg_catalog.=) $1",
+        &[table.into()],
+    )
+    .map_err(|e| OasError::Internal(e.to_string()))?
+    .ok_or_else(|| OasError::Internal(format!("no table with oid {table:?}")))
+}
+
 /// `text::type`: the type's input function, then its length coercion for a typmod such as
 /// `varchar(20)` or `numeric(10,2)` (what an explicit cast of a text parameter does), and the
 /// value's text output as `format('%s', value)` gives it. Errors of the input function (an
@@ -164,9 +176,52 @@ pub(crate) struct RenderedKey {
     pub values: Vec<(String, String)>,
 }
 
-/// The table's schema and name, and its primary-key values from `key` (a JSON object: the row's
-/// `to_jsonb`, or the caller's key) rendered as DataJoint renders them, in key order.
-pub(crate) fn render_key(table: Oid, key: &Value) -> Result<RenderedKey, OasError> {
+/// Where a row's primary-key values come from.
+pub(crate) enum KeySource<'a> {
+    /// A key given as JSON (`oas_npy_put`, `oas_upload_begin`): each value is read as its
+    /// column's type, as a cast would.
+    Json(&'a Value),
+    /// The row itself (the row trigger's tuple): each value's own text, exactly.
+    Tuple {
+        tuple: pg_sys::HeapTuple,
+        desc: pg_sys::TupleDesc,
+    },
+}
+
+impl KeySource<'_> {
+    /// The text of `column`'s value (None when NULL or absent), under the settings
+    /// `render_key` sets.
+    fn text(&self, col: &KeyColumn) -> Result<Option<String>, OasError> {
+        match self {
+            KeySource::Json(key) => match key.get(&col.name) {
+                Some(Value::Null) | None => Ok(None),
+                Some(Value::String(s)) => canonical_text(col.ty, col.typmod, s).map(Some),
+                Some(v) => canonical_text(col.ty, col.typmod, &v.to_string()).map(Some),
+            },
+            KeySource::Tuple { tuple, desc } => {
+                let name = CString::new(col.name.as_str())
+                    .map_err(|_| OasError::invalid_argument("a column name with a NUL byte"))?;
+                // SAFETY: the trigger's tuple and its relation's descriptor, valid for the call;
+                // SPI_getvalue runs the column type's output function (palloc'd result or NULL).
+                unsafe {
+                    let attnum = pg_sys::SPI_fnumber(*desc, name.as_ptr());
+                    if attnum <= 0 {
+                        return Ok(None);
+                    }
+                    let out = pg_sys::SPI_getvalue(*tuple, *desc, attnum);
+                    Ok(
+                        (!out.is_null())
+                            .then(|| CStr::from_ptr(out).to_string_lossy().into_owned()),
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// The table's schema and name, and its primary-key values from `key` rendered as DataJoint
+/// renders them, in key order.
+pub(crate) fn render_key(table: Oid, key: &KeySource) -> Result<RenderedKey, OasError> {
     let t = keyed_table(table)?;
     // The settings of oas_encode_pk_value, for every column at once.
     let rendered = crate::guc::scoped(
@@ -175,17 +230,12 @@ pub(crate) fn render_key(table: Oid, key: &Value) -> Result<RenderedKey, OasErro
             t.columns
                 .iter()
                 .map(|col| {
-                    let value = match key.get(&col.name) {
-                        Some(Value::String(s)) => s.clone(),
-                        Some(Value::Null) | None => {
-                            return Err(OasError::invalid_argument_hint(
-                                format!("the key has no value for primary-key column \"{}\"", col.name),
-                                "give every primary-key column of the row, e.g. '{\"subject\": 1, \"session\": \"a\"}'",
-                            ));
-                        }
-                        Some(v) => v.to_string(),
+                    let Some(text) = key.text(col)? else {
+                        return Err(OasError::invalid_argument_hint(
+                            format!("the key has no value for primary-key column \"{}\"", col.name),
+                            "give every primary-key column of the row, e.g. '{\"subject\": 1, \"session\": \"a\"}'",
+                        ));
                     };
-                    let text = canonical_text(col.ty, col.typmod, &value)?;
                     let rendered = encode_pk_text(pk_type(col.ty)?, &text)?;
                     Ok((col.name.clone(), rendered))
                 })

@@ -6,12 +6,25 @@
 //! DataJoint's reference: it renders the path from the row's own primary key, uploads the bytes
 //! once, and the row stores only the reference. Pending values live until the transaction ends.
 //!
-//! Values over 1 GB (a `bytea`'s limit) are uploaded in parts: `oas_upload_begin(table, field,
-//! key)`, `oas_upload_part(id, bytes)` as often as needed, then `oas_upload_finish(id)` gives the
-//! reference to insert. Memory stays at a few 8 MiB parts.
+//! Values over 1 GB (a `bytea`'s limit) are uploaded in parts (`upload.rs`).
+
+//! Writing values from plain SQL into the columns that hold them: `<npy@>` and `<object@>`
+//! (schema-addressed), `<blob@>`, `<attach@>` and `<hash@>` (hash-addressed), and custom codecs'
+//! columns (`oas_encode`, `sql/codecs.sql`).
+//!
+//! `oas_npy(...)`, `oas_object(...)`, `oas_object_folder(...)`, `oas_blob(...)`, `oas_attach(...)`
+//! and `oas_hash(...)` validate a value and keep its bytes in this backend, returning a small
+//! *pending* JSON (`{"oas_pending": ...}`). The row trigger `oas._fill_values` on the table
+//! (attached with the ledger triggers) replaces it with DataJoint's reference: a schema-addressed
+//! value goes to the path rendered from the row's own primary key, a hash-addressed one to
+//! `_hash/{the table's schema}/{hash}` in the column's store, deduplicated; the row stores only the
+//! reference. Pending values live until the transaction ends.
+//!
+//! Values over 1 GB (a `bytea`'s limit) are uploaded in parts (`upload.rs`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ffi::CString;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -24,19 +37,33 @@ use oas_core::ops::put_new;
 use oas_core::path::validate_relative_path;
 use oas_core::reference::{NpyRef, ObjectKind, ObjectValueRef, Pending, PendingValue};
 use oas_core::OasError;
-use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgXactCallbackEvent};
 use serde_json::Value;
 
+use super::paths::KeySource;
 use crate::catalog;
-use crate::error::{raise, required, OrRaise};
+use crate::error::{raise, required, OrRaise, SpiOk};
 use crate::runtime::block_on;
 
 enum Payload {
-    Npy { data: Bytes, header: Header },
-    File { data: Bytes, ext: Option<String> },
-    Folder { files: Vec<(String, Bytes)> },
+    Npy {
+        data: Bytes,
+        header: Header,
+    },
+    File {
+        data: Bytes,
+        ext: Option<String>,
+    },
+    Folder {
+        files: Vec<(String, Bytes)>,
+    },
+    /// Hash-addressed bytes for a `<blob@>` (packed), `<attach@>` (`filename\0contents`) or
+    /// `<hash@>` column.
+    Hashed {
+        data: Vec<u8>,
+        value: PendingValue,
+    },
 }
 
 impl Payload {
@@ -55,18 +82,24 @@ impl Payload {
                 size: files.iter().map(|f| f.1.len() as u64).sum(),
                 item_count: files.len() as u64,
             },
+            Payload::Hashed { value, .. } => value.clone(),
         }
     }
 }
 
+/// A value waiting for its row: the bytes, and the custom codec that made it (if one did).
+struct Held {
+    payload: Payload,
+    codec: Option<String>,
+}
+
 thread_local! {
-    static PENDING: RefCell<HashMap<String, Payload>> = RefCell::new(HashMap::new());
-    static UPLOADS: RefCell<HashMap<String, Upload>> = RefCell::new(HashMap::new());
+    static PENDING: RefCell<HashMap<String, Held>> = RefCell::new(HashMap::new());
 }
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// Unguessable, so a pending value copied into another row can never name someone else's bytes.
-fn next_id(prefix: &str) -> String {
+pub(crate) fn next_id(prefix: &str) -> String {
     let token = random_token(16).or_raise();
     format!("{prefix}-{}-{token}", SEQ.fetch_add(1, Ordering::Relaxed))
 }
@@ -84,8 +117,17 @@ fn pend(payload: Payload) -> JsonB {
     let pending = Pending {
         oas_pending: id.clone(),
         value: payload.pending_value(),
+        codec: None,
     };
-    PENDING.with_borrow_mut(|p| p.insert(id, payload));
+    PENDING.with_borrow_mut(|p| {
+        p.insert(
+            id,
+            Held {
+                payload,
+                codec: None,
+            },
+        )
+    });
     JsonB(pending.to_json())
 }
 
@@ -122,7 +164,7 @@ fn oas_npy_array(values: pgrx::AnyArray) -> JsonB {
 }
 
 /// `tif` or `.tif` as `.tif`; none for NULL or empty. One path segment's tail, at most 32 bytes.
-fn extension(ext: Option<&str>) -> Option<String> {
+pub(crate) fn extension(ext: Option<&str>) -> Option<String> {
     ext.filter(|e| !e.is_empty()).map(|e| {
         let e = if e.starts_with('.') {
             e.to_string()
@@ -185,35 +227,165 @@ fn oas_object_folder(names: Vec<Option<String>>, contents: pgrx::Array<&[u8]>) -
     pend(Payload::Folder { files })
 }
 
-/// The column's store and codec, and the path a new value of it gets for the row `row` (its
-/// primary-key values, rendered as DataJoint renders them, a fresh token, and `ext`).
-fn new_object_path(
-    table: pg_sys::Oid,
-    field: &str,
-    row: &Value,
-    ext: Option<&str>,
-) -> (Arc<Store>, String, String) {
-    let (store_name, codec, root) = Spi::get_three_with_args::<String, String, pg_sys::Oid>(
-        "SELECT resolved_store, codec, table_oid FROM oas.tracked_columns
-         WHERE table_oid = coalesce(pg_catalog.pg_partition_root($1), $1) AND column_name = $2",
-        &[table.into(), field.into()],
-    )
-    .or_else(|e| match e {
-        pgrx::spi::SpiError::InvalidPosition => Ok((None, None, None)),
-        e => Err(e),
+fn pend_blob(packed: Vec<u8>) -> JsonB {
+    let value = PendingValue::Blob {
+        size: packed.len() as u64,
+    };
+    pend(Payload::Hashed {
+        data: packed,
+        value,
     })
-    .or_raise();
-    let Some(codec) = codec else {
-        raise(OasError::invalid_argument_hint(
+}
+
+/// A `<blob@>` value from JSON text (as `oas_blob_pack(text)` packs it): the row trigger stores
+/// it as DataJoint does, packed and hash-addressed in the column's store for the table's schema,
+/// deduplicated. A NULL value stays NULL.
+#[pg_extern(volatile, parallel_unsafe, name = "oas_blob")]
+fn oas_blob_text(value: Option<&str>) -> Option<JsonB> {
+    Some(pend_blob(super::blob::pack_text(value?).or_raise()))
+}
+
+/// A `<blob@>` value from `jsonb` (as `oas_blob_pack(jsonb)` packs it), stored by the row trigger.
+#[pg_extern(volatile, parallel_unsafe, name = "oas_blob")]
+fn oas_blob_jsonb(value: Option<JsonB>) -> Option<JsonB> {
+    Some(pend_blob(super::blob::pack_json(&value?.0).or_raise()))
+}
+
+/// A `<blob@>` value from a PostgreSQL array (a NumPy array of its type and shape, as
+/// `oas_blob_pack(anyarray)` packs it), stored by the row trigger.
+#[pg_extern(volatile, parallel_unsafe, name = "oas_blob")]
+fn oas_blob_array(values: Option<pgrx::AnyArray>) -> Option<JsonB> {
+    Some(pend_blob(super::blob::pack_array(&values?).or_raise()))
+}
+
+/// An `<attach@>` value: the file `filename` (a plain name) with `contents`, stored by the row
+/// trigger as DataJoint stores attachments (`filename\0contents`, hash-addressed, deduplicated).
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_attach(filename: Option<&str>, contents: Option<&[u8]>) -> Option<JsonB> {
+    let contents = contents?;
+    let filename = required(filename, "filename");
+    let data = oas_core::attach::pack(filename, contents).or_raise();
+    Some(pend(Payload::Hashed {
+        data,
+        value: PendingValue::Attach {
+            filename: filename.to_string(),
+            size: contents.len() as u64,
+        },
+    }))
+}
+
+/// A `<hash@>` value: `data` stored by the row trigger hash-addressed in the column's store for
+/// the table's schema (what `oas_hash_put(data, store, schema)` does with both named).
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_hash(data: Option<&[u8]>) -> Option<JsonB> {
+    let data = data?.to_vec();
+    let value = PendingValue::Hash {
+        size: data.len() as u64,
+    };
+    Some(pend(Payload::Hashed { data, value }))
+}
+
+/// The built-in codec a registered custom codec's chain ends at (`oas._codec_end`).
+fn chain_end(codec: &str) -> Result<String, OasError> {
+    Spi::get_one_with_args::<String>("SELECT oas._codec_end($1)", &[codec.into()])
+        .spi()?
+        .ok_or_else(|| {
+            OasError::invalid_argument_hint(
+                format!("codec \"{codec}\" is not registered in this database"),
+                "register it with SELECT oas.oas_codec_register(name, chains_to, encode, decode); SELECT * FROM oas.codec lists them",
+            )
+        })
+}
+
+/// Mark the pending value `pending` as made by the custom codec `codec` (by `oas_encode`, after
+/// the codec's encode functions ran): it then goes only into that codec's columns.
+#[pg_extern(volatile, strict, parallel_unsafe, name = "_pending_codec")]
+fn pending_codec(pending: JsonB, codec: &str) -> JsonB {
+    let end = chain_end(codec).or_raise();
+    let id = Pending::id_of(&pending.0).unwrap_or_default().to_string();
+    let value = PENDING
+        .with_borrow_mut(|p| {
+            let held = p.get_mut(&id)?;
+            let value = held.payload.pending_value();
+            (value.codec() == end).then(|| {
+                held.codec = Some(codec.to_string());
+                value
+            })
+        })
+        .unwrap_or_else(|| {
+            raise(OasError::invalid_argument(format!(
+                "codec \"{codec}\" chains to <{end}>, and \"{id}\" is not a pending <{end}> value of this session"
+            )))
+        });
+    JsonB(
+        Pending {
+            oas_pending: id,
+            value,
+            codec: Some(codec.to_string()),
+        }
+        .to_json(),
+    )
+}
+
+/// A column that holds references: its codec, the built-in codec its chain ends at (`None` for
+/// a codec this database does not know), its store, and the table it is declared on (a
+/// partition's root).
+pub(crate) struct Column {
+    pub codec: String,
+    pub end: Option<String>,
+    pub store: Option<String>,
+    pub root: pg_sys::Oid,
+}
+
+/// The object-store column `field` of `table` (or of its partition root).
+pub(crate) fn column_of(table: pg_sys::Oid, field: &str) -> Result<Column, OasError> {
+    let row = Spi::connect(|c| {
+        let rows = c.select(
+            "SELECT codec, chain_end, resolved_store, table_oid::pg_catalog.oid FROM oas.tracked_columns
+             WHERE table_oid OPERATOR(pg_catalog.=) coalesce(pg_catalog.pg_partition_root($1), $1)
+               AND column_name OPERATOR(pg_catalog.=) $2",
+            Some(1),
+            &[table.into(), field.into()],
+        )?;
+        match rows.into_iter().next() {
+            None => Ok(None),
+            Some(r) => Ok::<_, pgrx::spi::SpiError>(Some((
+                r.get::<String>(1)?,
+                r.get::<String>(2)?,
+                r.get::<String>(3)?,
+                r.get::<pg_sys::Oid>(4)?,
+            ))),
+        }
+    })
+    .spi()?;
+    let Some((Some(codec), end, store, root)) = row else {
+        return Err(OasError::invalid_argument_hint(
             format!("column \"{field}\" is not an object-store column"),
-            "declare it with SELECT oas.oas_declare_column(table, column, 'npy@store') or 'object@store'",
+            "declare it with SELECT oas.oas_declare_column(table, column, 'npy@store'), or give it DataJoint's codec comment",
         ));
     };
-    let store = catalog::store_to_write(store_name.as_deref()).or_raise();
-    let root = root.unwrap_or(table);
-    let key = super::paths::render_key(root, row).or_raise();
+    Ok(Column {
+        codec,
+        end,
+        store,
+        root: root.unwrap_or(table),
+    })
+}
+
+/// The column's store and codec, and the path a new value of it gets for the row whose key
+/// `key` gives (its primary-key values, rendered as DataJoint renders them, a fresh token, and
+/// `ext`).
+pub(crate) fn new_object_path(
+    table: pg_sys::Oid,
+    field: &str,
+    key: &KeySource,
+    ext: Option<&str>,
+) -> Result<(Arc<Store>, String, Column), OasError> {
+    let column = column_of(table, field)?;
+    let store = catalog::store_to_write(column.store.as_deref())?;
+    let key = super::paths::render_key(column.root, key)?;
     let path = schema_object_path(&store, &key.schema, &key.table, field, ext, &key.values);
-    (store, path, codec)
+    Ok((store, path, column))
 }
 
 /// The path DataJoint builds for a schema-addressed object of `schema.table`'s `field` at the
@@ -252,16 +424,43 @@ pub(crate) fn schema_object_path(
     path
 }
 
-fn require_codec(field: &str, codec: &str, want: &str, kind: &str) {
-    if codec != want {
-        raise(OasError::invalid_argument_hint(
-            format!("column \"{field}\" is an <{codec}@> column; a {kind} value needs an <{want}@> column"),
-            match want {
-                "npy" => "make the value with oas_object() for <object@> columns",
-                _ => "make the value with oas_npy() for <npy@> columns",
-            },
-        ));
+/// A pending value goes only into a column of the codec that made it: DataJoint decodes a
+/// column by its codec, so a value of another codec would read back wrong, or as `None`.
+fn require_codec(field: &str, column: &Column, held: &Held) -> Result<(), OasError> {
+    let made_by = held
+        .codec
+        .as_deref()
+        .unwrap_or(held.payload.pending_value().codec());
+    if column.codec == made_by {
+        return Ok(());
     }
+    let hint = match (
+        column.end.as_deref(),
+        column.codec == column.end.as_deref().unwrap_or(""),
+    ) {
+        (Some("npy"), true) => "make <npy@> values with oas_npy()".to_string(),
+        (Some("object"), true) => {
+            "make <object@> values with oas_object() or oas_object_folder()".to_string()
+        }
+        (Some("blob"), true) => "make <blob@> values with oas_blob()".to_string(),
+        (Some("attach"), true) => "make <attach@> values with oas_attach()".to_string(),
+        (Some("hash"), true) => "make <hash@> values with oas_hash()".to_string(),
+        (Some(_), false) => format!(
+            "make <{}@> values with oas.oas_encode('{}', value)",
+            column.codec, column.codec
+        ),
+        _ => format!(
+            "codec <{}> is not registered in this database (see oas_codec_register)",
+            column.codec
+        ),
+    };
+    Err(OasError::invalid_argument_hint(
+        format!(
+            "column \"{field}\" is a <{}@> column; this value was made for <{made_by}@> columns",
+            column.codec
+        ),
+        hint,
+    ))
 }
 
 /// ISO 8601 UTC with microseconds and `+00:00`, as DataJoint's timestamps.
@@ -273,33 +472,42 @@ pub(crate) fn utc_now() -> String {
     .unwrap_or_default()
 }
 
-/// Called by the row trigger: store the pending value `pending` of column `field` for the row
-/// `row` (the new row as JSON) and return DataJoint's reference for it.
-#[pg_extern(volatile, parallel_unsafe, name = "_write_pending")]
-fn write_pending(table: pg_sys::Oid, field: &str, row: JsonB, pending: JsonB) -> JsonB {
-    let id = Pending::id_of(&pending.0).unwrap_or_default().to_string();
-    let Some(payload) = PENDING.with_borrow_mut(|p| p.remove(&id)) else {
-        raise(OasError::invalid_argument_hint(
+/// Store the pending value `pending` of column `field` of `table` for the row whose key `key`
+/// gives, and return DataJoint's reference for it.
+pub(crate) fn store_pending(
+    table: pg_sys::Oid,
+    field: &str,
+    key: &KeySource,
+    pending: &Value,
+) -> Result<Value, OasError> {
+    let id = Pending::id_of(pending).unwrap_or_default().to_string();
+    let Some(held) = PENDING.with_borrow_mut(|p| p.remove(&id)) else {
+        return Err(OasError::invalid_argument_hint(
             format!("pending value \"{id}\" of column \"{field}\" is not known to this session"),
-            "values made by oas_npy(), oas_object() and oas_object_folder() are used once, in the transaction that made them",
+            "values made by oas_npy(), oas_object(), oas_blob() and the like are used once, in the transaction that made them",
         ));
     };
-    let ext = match &payload {
+    if let Payload::Hashed { data, .. } = &held.payload {
+        let column = column_of(table, field)?;
+        require_codec(field, &column, &held)?;
+        let schema = super::paths::table_schema(column.root)?;
+        return super::hash::put(data, column.store.as_deref(), Some(&schema));
+    }
+    let ext = match &held.payload {
         Payload::Npy { .. } => Some(".npy".to_string()),
         Payload::File { ext, .. } => ext.clone(),
-        Payload::Folder { .. } => None,
+        _ => None,
     };
-    let (store, path, codec) = new_object_path(table, field, &row.0, ext.as_deref());
-    JsonB(match payload {
+    let (store, path, column) = new_object_path(table, field, key, ext.as_deref())?;
+    require_codec(field, &column, &held)?;
+    Ok(match held.payload {
         Payload::Npy { data, header } => {
-            require_codec(field, &codec, "npy", "NumPy");
-            block_on(put_new(&store, &path, data)).or_raise();
+            block_on(put_new(&store, &path, data))?;
             NpyRef::new(path, &store.name, &header).to_json()
         }
         Payload::File { data, ext } => {
-            require_codec(field, &codec, "object", "file");
             let size = data.len();
-            block_on(put_new(&store, &path, data)).or_raise();
+            block_on(put_new(&store, &path, data))?;
             ObjectValueRef::new(
                 path,
                 &store.name,
@@ -310,7 +518,6 @@ fn write_pending(table: pg_sys::Oid, field: &str, row: JsonB, pending: JsonB) ->
             .to_json()
         }
         Payload::Folder { files } => {
-            require_codec(field, &codec, "object", "folder");
             let manifest = Manifest::new(
                 files
                     .iter()
@@ -340,8 +547,7 @@ fn write_pending(table: pg_sys::Oid, field: &str, row: JsonB, pending: JsonB) ->
                 results.into_iter().collect::<Result<Vec<()>, _>>()?;
                 // The manifest last: a folder with a manifest is complete.
                 put_new(&store2, &format!("{base}.manifest.json"), manifest_bytes).await
-            })
-            .or_raise();
+            })?;
             ObjectValueRef::new(
                 path,
                 &store.name,
@@ -353,208 +559,99 @@ fn write_pending(table: pg_sys::Oid, field: &str, row: JsonB, pending: JsonB) ->
             )
             .to_json()
         }
+        Payload::Hashed { .. } => unreachable!("stored above"),
     })
 }
 
-// ---------------------------------------------------------------------------------------------
-// Uploads in parts
-
-/// Size of each part sent to the store.
-const PART: usize = 8 << 20;
-/// Parts in flight (and so buffered) at most.
-const IN_FLIGHT: usize = 4;
-
-struct Upload {
-    store: Arc<Store>,
-    path: String,
-    codec: String,
-    ext: Option<String>,
-    writer: WriteMultipart,
-    size: u64,
-    /// The first bytes, for the `.npy` header.
-    head: Vec<u8>,
+/// The row trigger `oas_fill_values` (BEFORE INSERT OR UPDATE, FOR EACH ROW; arguments: the
+/// table's columns that can take pending values). Each pending value in them is stored, and the
+/// row gets DataJoint's reference instead. The key is read from the row itself, each value as
+/// its type writes it, so nothing is lost on the way (`-0`, `1.50`).
+#[pg_trigger(sql = r#"
+CREATE FUNCTION oas."_fill_values"() RETURNS trigger
+LANGUAGE c
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', '_fill_values_wrapper';
+"#)]
+fn _fill_values<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
+    Ok(fill_values(trigger).or_raise())
 }
 
-/// Start an upload of a value of `field` for the row of `table` whose primary key is `key`,
-/// written straight to its final path. Returns the upload's id for `oas_upload_part`.
-#[pg_extern(volatile, parallel_unsafe)]
-fn oas_upload_begin(
-    table: Option<&str>,
-    field: Option<&str>,
-    key: Option<JsonB>,
-    ext: default!(Option<&str>, "NULL"),
-) -> String {
-    let (table, field, key) = (
-        required(table, "table"),
-        required(field, "field"),
-        required(key, "key"),
+fn fill_values<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, OasError> {
+    let internal = |e: pgrx::PgTriggerError| OasError::Internal(e.to_string());
+    let data = trigger.trigger_data();
+    let update = matches!(
+        trigger.op().map_err(internal)?,
+        pgrx::PgTriggerOperation::Update
     );
-    let rel = Spi::get_one_with_args::<pg_sys::Oid>("SELECT $1::regclass::oid", &[table.into()])
-        .or_raise()
-        .unwrap_or(pg_sys::InvalidOid);
-    let codec_of = Spi::get_one_with_args::<String>(
-        "SELECT codec FROM oas.tracked_columns WHERE table_oid = $1 AND column_name = $2",
-        &[rel.into(), field.into()],
-    )
-    .or_else(|e| match e {
-        pgrx::spi::SpiError::InvalidPosition => Ok(None),
-        e => Err(e),
-    })
-    .or_raise()
-    .unwrap_or_default();
-    let ext = match codec_of.as_str() {
-        "npy" => Some(".npy".to_string()),
-        _ => extension(ext),
-    };
-    crate::privilege::require_table_write(rel, table).or_raise();
-    let (store, path, codec) = new_object_path(rel, field, &key.0, ext.as_deref());
-    if codec != "npy" && codec != "object" {
-        raise(OasError::invalid_argument(format!(
-            "column \"{field}\" is an <{codec}@> column; uploads in parts are for <npy@> and <object@> columns"
-        )));
-    }
-    let key_path = store.key(&path).or_raise();
-    let client: Arc<dyn ObjectStore> = store.client().clone();
-    let upload = block_on(async {
-        client
-            .put_multipart(&key_path)
-            .await
-            .map_err(|e| store.error(e, "start upload", &path))
-    })
-    .or_raise();
-    let id = next_id("u");
-    UPLOADS.with_borrow_mut(|u| {
-        u.insert(
-            id.clone(),
-            Upload {
-                store,
-                path,
-                codec,
-                ext,
-                writer: WriteMultipart::new_with_chunk_size(upload, PART),
-                size: 0,
-                head: Vec::new(),
-            },
-        )
-    });
-    id
-}
-
-fn take_upload(id: &str) -> Upload {
-    UPLOADS
-        .with_borrow_mut(|u| u.remove(id))
-        .unwrap_or_else(|| {
-            raise(OasError::invalid_argument_hint(
-                format!("no upload \"{id}\" in this session"),
-                "start one with oas_upload_begin(table, field, key); uploads belong to the session that started them",
-            ))
-        })
-}
-
-/// Append `data` to an upload. Returns the bytes written so far.
-#[pg_extern(volatile, parallel_unsafe)]
-fn oas_upload_part(id: &str, data: &[u8]) -> i64 {
-    let mut up = take_upload(id);
-    if up.head.len() < 65_536 {
-        let n = (65_536 - up.head.len()).min(data.len());
-        up.head.extend_from_slice(&data[..n]);
-    }
-    let store = up.store.clone();
-    let path = up.path.clone();
-    // PART at a time, waiting for room before each: at most IN_FLIGHT parts buffered, however
-    // large `data` is.
-    let result = block_on(async {
-        for piece in data.chunks(PART) {
-            up.writer
-                .wait_for_capacity(IN_FLIGHT)
-                .await
-                .map_err(|e| store.error(e, "upload part", &path))?;
-            up.writer.write(piece);
-        }
-        up.writer
-            .wait_for_capacity(IN_FLIGHT)
-            .await
-            .map_err(|e| store.error(e, "upload part", &path))
-    });
-    if let Err(e) = result {
-        // The upload is over; what the store has of it is abandoned.
-        let _ = block_on(async {
-            let _ = up.writer.abort().await;
-            Ok(())
-        });
-        raise(e);
-    }
-    up.size += data.len() as u64;
-    let size = up.size as i64;
-    UPLOADS.with_borrow_mut(|u| u.insert(id.to_string(), up));
-    size
-}
-
-/// Finish an upload and return DataJoint's reference for it, to insert into the row it was
-/// started for. An `<npy@>` upload must be a complete `.npy` file.
-#[pg_extern(volatile, parallel_unsafe)]
-fn oas_upload_finish(id: &str) -> JsonB {
-    let up = take_upload(id);
-    let header = if up.codec == "npy" {
-        match parse_header(&up.head) {
-            Ok(h) if h.data_offset + h.nbytes == up.size => Some(h),
-            Ok(h) => {
-                let _ = block_on(async {
-                    let _ = up.writer.abort().await;
-                    Ok(())
-                });
-                raise(OasError::invalid_argument(format!(
-                    "the upload has {} bytes, the .npy header describes {}",
-                    up.size,
-                    h.data_offset + h.nbytes
-                )));
-            }
-            Err(e) => {
-                let _ = block_on(async {
-                    let _ = up.writer.abort().await;
-                    Ok(())
-                });
-                raise(e);
-            }
-        }
+    let tuple = if update {
+        data.tg_newtuple
     } else {
-        None
+        data.tg_trigtuple
     };
-    let store = up.store.clone();
-    let path = up.path.clone();
-    block_on(async {
-        up.writer
-            .finish()
-            .await
-            .map(|_| ())
-            .map_err(|e| store.error(e, "finish upload", &path))
-    })
-    .or_raise();
-    JsonB(match header {
-        Some(h) => NpyRef::new(up.path, &up.store.name, &h).to_json(),
-        None => ObjectValueRef::new(
-            up.path,
-            &up.store.name,
-            up.size,
-            ObjectKind::File { ext: up.ext },
-            utc_now(),
-        )
-        .to_json(),
-    })
-}
-
-/// Abandon an upload (what the store holds of it is deleted where the store allows).
-#[pg_extern(volatile, parallel_unsafe)]
-fn oas_upload_abort(id: &str) -> bool {
-    let up = take_upload(id);
-    let store = up.store.clone();
-    let path = up.path.clone();
-    block_on(async {
-        up.writer
-            .abort()
-            .await
-            .map_err(|e| store.error(e, "abort upload", &path))
-    })
-    .or_raise();
-    true
+    let table = trigger.relid().map_err(internal)?;
+    // SAFETY: the trigger's relation, open for the call.
+    let desc = unsafe { (*data.tg_relation).rd_att };
+    let key = KeySource::Tuple { tuple, desc };
+    let mut attnums = Vec::new();
+    let mut values = Vec::new();
+    for field in trigger.extra_args().map_err(internal)? {
+        let name = CString::new(field.as_str()).expect("column names have no NUL byte");
+        // SAFETY: the trigger's tuple and descriptor; the column is jsonb or a domain over it
+        // (oas.tracked_columns admits no other type), so its datum is a jsonb.
+        let value = unsafe {
+            let attnum = pg_sys::SPI_fnumber(desc, name.as_ptr());
+            if attnum <= 0 {
+                continue;
+            }
+            let mut isnull = false;
+            let datum = pg_sys::SPI_getbinval(tuple, desc, attnum, &mut isnull);
+            match JsonB::from_polymorphic_datum(datum, isnull, pg_sys::JSONBOID) {
+                Some(v) => (attnum, v.0),
+                None => continue,
+            }
+        };
+        if Pending::id_of(&value.1).is_none() {
+            continue;
+        }
+        let reference = store_pending(table, &field, &key, &value.1)?;
+        let datum = JsonB(reference).into_datum().expect("jsonb is never NULL");
+        // SAFETY: the column's type from the descriptor; a domain's constraints are checked as
+        // an assignment would check them.
+        unsafe {
+            let att = *(*desc).attrs.as_ptr().add(value.0 as usize - 1);
+            if att.atttypid != pg_sys::JSONBOID {
+                pg_sys::domain_check(
+                    datum,
+                    false,
+                    att.atttypid,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                );
+            }
+        }
+        attnums.push(value.0);
+        values.push(datum);
+    }
+    if attnums.is_empty() {
+        return Ok(trigger.new());
+    }
+    let nulls = vec![false; attnums.len()];
+    // SAFETY: a new tuple of the same descriptor with these columns replaced, palloc'd in the
+    // trigger's memory context, which PostgreSQL then stores.
+    Ok(Some(unsafe {
+        let modified = pg_sys::heap_modify_tuple_by_cols(
+            tuple,
+            desc,
+            attnums.len() as i32,
+            attnums.as_mut_ptr(),
+            values.as_mut_ptr(),
+            nulls.as_ptr().cast_mut(),
+        );
+        PgHeapTuple::from_heap_tuple(pgrx::PgTupleDesc::from_pg_unchecked(desc), modified)
+    }))
 }

@@ -62,7 +62,7 @@ def make_table(conn, store: str, schema: str | None = None, table: str = "t") ->
     schema = schema or unique("gcs")
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     conn.execute(f"CREATE TABLE {schema}.{table} (id int PRIMARY KEY, payload jsonb)")
-    conn.execute("SELECT oas.oas_declare_column(%s, 'payload', %s)", [f"{schema}.{table}", f"blob@{store}"])
+    conn.execute("SELECT oas.oas_declare_column(%s, 'payload', %s)", [f"{schema}.{table}", f"hash@{store}"])
     return f"{schema}.{table}"
 
 

@@ -885,6 +885,20 @@ FUNCTION_MATRIX = {
     "oas_blob_unpack(bytea)": ("SELECT oas.oas_blob_unpack(oas.oas_blob_pack('[1, 2]'))", "none"),
     "oas_blob_put(text, text, text)": ("SELECT oas.oas_blob_put('[1, 2]', %(s)s, 'public')", "write"),
     # The object read is no blob: past the checks, an allowed caller gets 22023.
+    "oas_blob(text)": ("INSERT INTO {w} (id, b) VALUES (%(id)s, oas.oas_blob('[1, 2]'::text))", "write"),
+    "oas_blob(jsonb)": ("INSERT INTO {w} (id, b) VALUES (%(id)s, oas.oas_blob('[1, 2]'::jsonb))", "write"),
+    "oas_blob(anyarray)": ("INSERT INTO {w} (id, b) VALUES (%(id)s, oas.oas_blob(ARRAY[1, 2]))", "write"),
+    "oas_attach(text, bytea)": (
+        "INSERT INTO {w} (id, a) VALUES (%(id)s, oas.oas_attach('a.txt', 'x'::bytea))", "write"),
+    "oas_hash(bytea)": ("INSERT INTO {w} (id, h) VALUES (%(id)s, oas.oas_hash('x'::bytea))", "write"),
+    # Registering needs oas_admin; past that check, dropping a codec nobody registered is 42704.
+    "oas_codec_register(text, text, regprocedure, regprocedure)": (
+        "SELECT oas.oas_codec_register(%(new)s, 'blob')", "oas_admin"),
+    "oas_codec_drop(text)": ("SELECT oas.oas_codec_drop(%(new)s)", "oas_admin", "42704"),
+    # A codec's functions run as the caller: anyone may call these (here with no codec: 42704).
+    "oas_encode(text, anyelement)": ("SELECT oas.oas_encode(%(new)s, 1)", "none", "42704"),
+    "oas_decode(text, jsonb)": ("SELECT oas.oas_decode(%(new)s, '{{}}'::jsonb)", "none", "42704"),
+    "oas_decode(text, bytea)": ("SELECT oas.oas_decode(%(new)s, 'x'::bytea)", "none", "42704"),
     "oas_blob_get(jsonb)": ("SELECT oas.oas_blob_get(%(ref)s::jsonb)", "read", "22023"),
     "oas_check_reference(jsonb, boolean)": (_check_reference_call, "read"),
     "oas_content_hash(bytea)": ("SELECT oas.oas_content_hash('x'::bytea)", "none"),
@@ -1002,8 +1016,10 @@ def matrix_env(su, locked_store, new_store, servers):
     schema = crew.name
     su.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {crew.name}")
     w = f"{schema}.w"
-    su.execute(f"CREATE TABLE {w} (id int PRIMARY KEY, n jsonb, o jsonb, d jsonb)")
+    su.execute(f"CREATE TABLE {w} (id int PRIMARY KEY, n jsonb, o jsonb, d jsonb, b jsonb, a jsonb, h jsonb)")
     su.execute(f"COMMENT ON COLUMN {w}.n IS {sql.quote(f':<npy@{name}>:')}")
+    for col, codec in (("b", "blob"), ("a", "attach"), ("h", "hash")):
+        su.execute(f"COMMENT ON COLUMN {w}.{col} IS {sql.quote(f':<{codec}@{name}>:')}")
     su.execute(f"COMMENT ON COLUMN {w}.o IS {sql.quote(f':<object@{name}>:')}")
     su.execute(f"ALTER TABLE {w} OWNER TO {crew.name}")
     su.execute(f"INSERT INTO {w} (id, n, o) VALUES (0, oas.oas_npy(ARRAY[[1.5, 2.5], [3.5, 4.5]]::float8[]),"

@@ -5,7 +5,7 @@ CREATE SCHEMA lab;
 -- As DataJoint declares a table: CREATE TABLE, then COMMENT ON COLUMN with codec markers.
 CREATE TABLE lab.recording (subject int, session text, trace jsonb, image jsonb, note text, n int,
                             PRIMARY KEY (subject, session));
-COMMENT ON COLUMN lab.recording.trace IS ':<blob@track>:raw trace';
+COMMENT ON COLUMN lab.recording.trace IS ':<hash@track>:raw trace';
 COMMENT ON COLUMN lab.recording.image IS ':<object@>:';
 COMMENT ON COLUMN lab.recording.note IS ':varchar(64):in-table';
 COMMENT ON COLUMN lab.recording.n IS ':int32:';

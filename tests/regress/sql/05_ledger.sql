@@ -6,7 +6,7 @@ CREATE SCHEMA ledger;
 CREATE TABLE ledger.t (id int PRIMARY KEY, payload jsonb, other jsonb);
 -- No trigger until a column carries a codec marker; then one per event, made by the event trigger.
 SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ledger.t'::regclass;
-COMMENT ON COLUMN ledger.t.payload IS ':<blob@books>:';
+COMMENT ON COLUMN ledger.t.payload IS ':<hash@books>:';
 SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'ledger.t'::regclass ORDER BY 1;
 
 INSERT INTO ledger.t VALUES (1, oas.oas_hash_put('one'::bytea, 'books', 'ledger')),
@@ -28,7 +28,7 @@ ROLLBACK;
 SELECT * FROM ledger.books;
 -- A second tracked column: its existing references are recorded when it becomes tracked.
 UPDATE ledger.t SET other = payload;
-SELECT oas.oas_declare_column('ledger.t', 'other', 'blob@books');
+SELECT oas.oas_declare_column('ledger.t', 'other', 'hash@books');
 SELECT column_name, sum(refs) FROM oas.ledger WHERE store = 'books' GROUP BY 1 ORDER BY 1;
 SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'ledger.t'::regclass AND tgname = 'oas_track_insert';
 -- Renaming a column moves its books; dropping it releases them.
@@ -65,12 +65,12 @@ ROLLBACK;
 -- Only jsonb columns hold references: a marker on another type tracks nothing (its values
 -- would be converted by user code, and the ledger's triggers run as the extension's owner).
 CREATE TABLE ledger.other (id int PRIMARY KEY, payload text);
-COMMENT ON COLUMN ledger.other.payload IS ':<blob@books>:';
+COMMENT ON COLUMN ledger.other.payload IS ':<hash@books>:';
 SELECT count(*) FROM oas.tracked_columns WHERE table_name = 'other';
 SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ledger.other'::regclass;
 -- A value from oas_npy() in a column that would not store it is refused, not silently lost.
 CREATE TABLE ledger.h (id int PRIMARY KEY, payload jsonb);
-COMMENT ON COLUMN ledger.h.payload IS ':<blob@books>:';
+COMMENT ON COLUMN ledger.h.payload IS ':<hash@books>:';
 SELECT try($$INSERT INTO ledger.h VALUES (1, oas.oas_npy(ARRAY[1]))$$);
 DROP SCHEMA ledger CASCADE;
 SELECT count(*) FROM oas.ledger WHERE store = 'books';

@@ -1,0 +1,227 @@
+//! Uploads in parts: values over 1 GB (a `bytea`'s limit) for `<npy@>` and `<object@>` columns.
+//! `oas_upload_begin(table, field, key)` picks the path from the row's key (as the row trigger
+//! would), `oas_upload_part(id, bytes)` streams as often as needed with at most a few 8 MiB parts
+//! buffered, and `oas_upload_finish(id)` gives the reference to insert.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use oas_core::backend::Store;
+use oas_core::npy::parse_header;
+use oas_core::reference::{NpyRef, ObjectKind, ObjectValueRef};
+use oas_core::OasError;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+use super::paths::KeySource;
+use super::write::{extension, new_object_path, next_id, utc_now};
+use crate::error::{raise, required, OrRaise};
+use crate::runtime::block_on;
+
+thread_local! {
+    static UPLOADS: RefCell<HashMap<String, Upload>> = RefCell::new(HashMap::new());
+}
+
+/// Size of each part sent to the store.
+const PART: usize = 8 << 20;
+/// Parts in flight (and so buffered) at most.
+const IN_FLIGHT: usize = 4;
+
+struct Upload {
+    store: Arc<Store>,
+    path: String,
+    codec: String,
+    ext: Option<String>,
+    writer: WriteMultipart,
+    size: u64,
+    /// The first bytes, for the `.npy` header.
+    head: Vec<u8>,
+}
+
+/// Start an upload of a value of `field` for the row of `table` whose primary key is `key`,
+/// written straight to its final path. Returns the upload's id for `oas_upload_part`.
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_upload_begin(
+    table: Option<&str>,
+    field: Option<&str>,
+    key: Option<JsonB>,
+    ext: default!(Option<&str>, "NULL"),
+) -> String {
+    let (table, field, key) = (
+        required(table, "table"),
+        required(field, "field"),
+        required(key, "key"),
+    );
+    let rel = Spi::get_one_with_args::<pg_sys::Oid>("SELECT $1::regclass::oid", &[table.into()])
+        .or_raise()
+        .unwrap_or(pg_sys::InvalidOid);
+    let codec_of = Spi::get_one_with_args::<String>(
+        "SELECT codec FROM oas.tracked_columns WHERE table_oid = $1 AND column_name = $2",
+        &[rel.into(), field.into()],
+    )
+    .or_else(|e| match e {
+        pgrx::spi::SpiError::InvalidPosition => Ok(None),
+        e => Err(e),
+    })
+    .or_raise()
+    .unwrap_or_default();
+    let ext = match codec_of.as_str() {
+        "npy" => Some(".npy".to_string()),
+        _ => extension(ext),
+    };
+    crate::privilege::require_table_write(rel, table).or_raise();
+    let (store, path, column) =
+        new_object_path(rel, field, &KeySource::Json(&key.0), ext.as_deref()).or_raise();
+    let codec = column.codec;
+    if codec != "npy" && codec != "object" {
+        raise(OasError::invalid_argument(format!(
+            "column \"{field}\" is an <{codec}@> column; uploads in parts are for <npy@> and <object@> columns"
+        )));
+    }
+    let key_path = store.key(&path).or_raise();
+    let client: Arc<dyn ObjectStore> = store.client().clone();
+    let upload = block_on(async {
+        client
+            .put_multipart(&key_path)
+            .await
+            .map_err(|e| store.error(e, "start upload", &path))
+    })
+    .or_raise();
+    let id = next_id("u");
+    UPLOADS.with_borrow_mut(|u| {
+        u.insert(
+            id.clone(),
+            Upload {
+                store,
+                path,
+                codec,
+                ext,
+                writer: WriteMultipart::new_with_chunk_size(upload, PART),
+                size: 0,
+                head: Vec::new(),
+            },
+        )
+    });
+    id
+}
+
+fn take_upload(id: &str) -> Upload {
+    UPLOADS
+        .with_borrow_mut(|u| u.remove(id))
+        .unwrap_or_else(|| {
+            raise(OasError::invalid_argument_hint(
+                format!("no upload \"{id}\" in this session"),
+                "start one with oas_upload_begin(table, field, key); uploads belong to the session that started them",
+            ))
+        })
+}
+
+/// Append `data` to an upload. Returns the bytes written so far.
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_upload_part(id: &str, data: &[u8]) -> i64 {
+    let mut up = take_upload(id);
+    if up.head.len() < 65_536 {
+        let n = (65_536 - up.head.len()).min(data.len());
+        up.head.extend_from_slice(&data[..n]);
+    }
+    let store = up.store.clone();
+    let path = up.path.clone();
+    // PART at a time, waiting for room before each: at most IN_FLIGHT parts buffered, however
+    // large `data` is.
+    let result = block_on(async {
+        for piece in data.chunks(PART) {
+            up.writer
+                .wait_for_capacity(IN_FLIGHT)
+                .await
+                .map_err(|e| store.error(e, "upload part", &path))?;
+            up.writer.write(piece);
+        }
+        up.writer
+            .wait_for_capacity(IN_FLIGHT)
+            .await
+            .map_err(|e| store.error(e, "upload part", &path))
+    });
+    if let Err(e) = result {
+        // The upload is over; what the store has of it is abandoned.
+        let _ = block_on(async {
+            let _ = up.writer.abort().await;
+            Ok(())
+        });
+        raise(e);
+    }
+    up.size += data.len() as u64;
+    let size = up.size as i64;
+    UPLOADS.with_borrow_mut(|u| u.insert(id.to_string(), up));
+    size
+}
+
+/// Finish an upload and return DataJoint's reference for it, to insert into the row it was
+/// started for. An `<npy@>` upload must be a complete `.npy` file.
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_upload_finish(id: &str) -> JsonB {
+    let up = take_upload(id);
+    let header = if up.codec == "npy" {
+        match parse_header(&up.head) {
+            Ok(h) if h.data_offset + h.nbytes == up.size => Some(h),
+            Ok(h) => {
+                let _ = block_on(async {
+                    let _ = up.writer.abort().await;
+                    Ok(())
+                });
+                raise(OasError::invalid_argument(format!(
+                    "the upload has {} bytes, the .npy header describes {}",
+                    up.size,
+                    h.data_offset + h.nbytes
+                )));
+            }
+            Err(e) => {
+                let _ = block_on(async {
+                    let _ = up.writer.abort().await;
+                    Ok(())
+                });
+                raise(e);
+            }
+        }
+    } else {
+        None
+    };
+    let store = up.store.clone();
+    let path = up.path.clone();
+    block_on(async {
+        up.writer
+            .finish()
+            .await
+            .map(|_| ())
+            .map_err(|e| store.error(e, "finish upload", &path))
+    })
+    .or_raise();
+    JsonB(match header {
+        Some(h) => NpyRef::new(up.path, &up.store.name, &h).to_json(),
+        None => ObjectValueRef::new(
+            up.path,
+            &up.store.name,
+            up.size,
+            ObjectKind::File { ext: up.ext },
+            utc_now(),
+        )
+        .to_json(),
+    })
+}
+
+/// Abandon an upload (what the store holds of it is deleted where the store allows).
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_upload_abort(id: &str) -> bool {
+    let up = take_upload(id);
+    let store = up.store.clone();
+    let path = up.path.clone();
+    block_on(async {
+        up.writer
+            .abort()
+            .await
+            .map_err(|e| store.error(e, "abort upload", &path))
+    })
+    .or_raise();
+    true
+}
