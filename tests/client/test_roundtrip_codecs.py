@@ -259,46 +259,62 @@ def rt(dj_rt, dj_schema, store, conn, tmp_path):
              "movie": (".bin", b"just bytes"), "results": {"one.txt": b"1", "d/two.txt": b"22"},
              "acq": f"{userdir}/b.bin", "net": G3},
     }
-    insert_sql_rows(conn, table, schema.database, store.name, sql_rows)
+    # The custom codec in SQL too, for row 12 (DataJoint's `graph`: encode to a dict of lists, kept
+    # as json so its keys stay in Python's order and the bytes, so the hash, are DataJoint's).
+    conn.execute(f"""
+        CREATE FUNCTION "{schema.database}".graph_encode(g jsonb) RETURNS json LANGUAGE sql IMMUTABLE
+            AS $$ SELECT json_build_object('nodes', g->'nodes', 'edges', g->'edges') $$;
+        CREATE FUNCTION "{schema.database}".graph_decode(g jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE
+            AS $$ SELECT g $$""")
+    conn.execute("SELECT oas.oas_codec_register('graph', 'blob', %s::regprocedure, %s::regprocedure)",
+                 [f'"{schema.database}".graph_encode(jsonb)', f'"{schema.database}".graph_decode(jsonb)'])
+    try:
+        insert_sql_rows(conn, table, schema.database, store.name, sql_rows)
+        yield Roundtrip(Table, table, schema.database, store, dj_rows, sql_rows)
+    finally:
+        conn.execute("SELECT oas.oas_codec_drop('graph')")
 
-    # ---------------------------------------------------------------------------------------------
-    # STILL TO COME (issue 11, the lead's part), rows 21 and up:
-    #  * a <blob@> value written with oas.oas_blob(value), the pending value the row trigger stores
-    #    (packed, hash-addressed, deduplicated: SHARED_BLOB written so must reuse row 1's object);
-    #  * a <graph@> value written through a custom codec registered in SQL (its encoder in a PL).
-    # Insert them here and add them to `sql_rows` with what DataJoint must fetch: the tests below
-    # then check them like rows 11 and 12 (the collector test also needs them in `deleted`/`kept`
-    # and its count of collected objects).
-    # ---------------------------------------------------------------------------------------------
-    return Roundtrip(Table, table, schema.database, store, dj_rows, sql_rows)
 
 
 def insert_sql_rows(conn, table: str, schema: str, store: str, rows: dict) -> None:
-    """Every codec written from SQL, with the functions a SQL user has today."""
+    """Every codec written from SQL: row 11 with the functions that take the store and schema,
+    row 12 with the pending values the row trigger stores (oas_blob, oas_attach, oas_hash) and
+    the custom codec registered in SQL (oas_encode)."""
     small_sql = {11: "oas.oas_blob_pack(ARRAY[[1, 2, 3], [4, 5, 6]]::int2[])",
                  12: "oas.oas_blob_pack(%(small)s::text)"}
+    hashed_sql = {
+        11: (" oas.oas_blob_put(%(big)s::text, %(store)s, %(schema)s),"
+             " oas.oas_attach_pack(%(doc_name)s, %(doc)s),"
+             " oas.oas_attach_put(%(scan_name)s, %(scan)s, %(store)s, %(schema)s),"
+             " oas.oas_hash_put(%(raw)s, %(store)s, %(schema)s),"),
+        12: (" oas.oas_blob(%(big)s::text),"
+             " oas.oas_attach_pack(%(doc_name)s, %(doc)s),"
+             " oas.oas_attach(%(scan_name)s, %(scan)s),"
+             " oas.oas_hash(%(raw)s),"),
+    }
+    # <graph@>: the chain ends in <blob@>; row 11 writes the encoded value as a <blob@> value,
+    # row 12 through the codec registered in SQL.
+    net_sql = {11: "oas.oas_blob_put(%(net)s::text, %(store)s, %(schema)s)",
+               12: "oas.oas_encode('graph', %(net_value)s::jsonb)"}
     trace_sql = {11: "oas.oas_npy(ARRAY[[1.5, 2.5], [3.5, 4.5]])",  # numeric: float64, as the README shows
                  12: "oas.oas_npy(ARRAY[1, 2, 3]::int8[])"}
     for rec_id, row in rows.items():
         conn.execute(
             f"INSERT INTO {table} (rec_id, small, big, doc, scan, raw, trace, movie, results, acq, net) VALUES ("
             f" %(rec_id)s, {small_sql[rec_id]},"
-            " oas.oas_blob_put(%(big)s::text, %(store)s, %(schema)s),"
-            " oas.oas_attach_pack(%(doc_name)s, %(doc)s),"
-            " oas.oas_attach_put(%(scan_name)s, %(scan)s, %(store)s, %(schema)s),"
-            " oas.oas_hash_put(%(raw)s, %(store)s, %(schema)s),"
+            f"{hashed_sql[rec_id]}"
             f" {trace_sql[rec_id]},"
             " oas.oas_object(%(movie)s, %(movie_ext)s),"
             " oas.oas_object_folder(%(names)s, %(contents)s),"
             " oas.oas_filepath(%(acq)s, %(store)s),"
-            # <graph@>: the chain ends in <blob@>, so the encoded value is written as a <blob@> value.
-            " oas.oas_blob_put(%(net)s::text, %(store)s, %(schema)s))",
+            f" {net_sql[rec_id]})",
             {"rec_id": rec_id, "store": store, "schema": schema,
              "small": json.dumps(json_plain(row["small"])), "big": json.dumps(row["big"]),
              "doc_name": row["doc"][0], "doc": row["doc"][1], "scan_name": row["scan"][0], "scan": row["scan"][1],
              "raw": row["raw"], "movie_ext": row["movie"][0], "movie": row["movie"][1],
              "names": list(row["results"]), "contents": list(row["results"].values()),
-             "acq": row["acq"], "net": json.dumps(encoded(row["net"]))})
+             "acq": row["acq"], "net": json.dumps(encoded(row["net"])),
+             "net_value": json.dumps({"nodes": list(row["net"].nodes), "edges": [list(e) for e in row["net"].edges]})})
 
 
 def json_plain(v):
@@ -410,13 +426,13 @@ def gc(conn, store: str) -> dict:
 
 def test_collector_removes_exactly_what_only_deleted_rows_referenced(conn, rt):
     store = rt.store
-    # Every reference column is tracked; the custom codec, unknown to the database, by the shape of
-    # its values (its chain ends in <blob@>, a hash object).
+    # Every reference column is tracked; the custom codec (registered in SQL for this test) by the
+    # end of its chain, <blob@>: hash-addressed.
     tracked = conn.execute("SELECT column_name, codec, store, addressing FROM oas.tracked_columns"
                            " WHERE schema_name = %s ORDER BY 1", [rt.schema]).fetchall()
     assert tracked == [(c, codec, store.name, how) for c, codec, how in [
         ("acq", "filepath", "filepath"), ("big", "blob", "hash"), ("movie", "object", "schema"),
-        ("net", "graph", "custom"), ("raw", "hash", "hash"), ("results", "object", "schema"),
+        ("net", "graph", "hash"), ("raw", "hash", "hash"), ("results", "object", "schema"),
         ("scan", "attach", "hash"), ("trace", "npy", "schema")]]
     refs = {rec_id: dict(zip(REF_COLUMNS, rest)) for rec_id, *rest in conn.execute(
         f"SELECT rec_id, {', '.join(REF_COLUMNS)} FROM {rt.table}").fetchall()}
