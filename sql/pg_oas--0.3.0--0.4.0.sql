@@ -7,8 +7,9 @@
 --     (oas._check_filepaths);
 --   * DataJoint blobs: oas_blob_pack (text, jsonb, anyarray), oas_blob_unpack, oas_blob_unpack_array,
 --     oas_blob_put, oas_blob_get are new;
---   * pending hash-addressed values: oas_blob (text, jsonb, anyarray), oas_attach, oas_hash are
---     new; the row trigger oas._fill_values is now written in Rust (it reads the key from the row
+--   * oas_blob_pack(bytea) and oas_blob_pack(anynonarray) (as its to_jsonb) are new;
+--   * pending hash-addressed values: oas_blob (text, jsonb, anyarray, bytea, anynonarray),
+--     oas_attach, oas_hash are new; the row trigger oas._fill_values is now written in Rust (it reads the key from the row
 --     itself) and serves <blob@>, <attach@> and <hash@> columns too; oas._write_pending is gone;
 --   * <blob@> columns refuse references to bytes that are not a DataJoint blob (oas._check_blobs,
 --     kind 'b' in the ledger trigger's arguments);
@@ -298,6 +299,36 @@ CREATE  FUNCTION "_check_blobs"(
 STRICT VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'check_blobs_wrapper';
+
+CREATE  FUNCTION "oas_blob_pack"(
+	"value" bytea /* & [u8] */
+) RETURNS bytea /* Vec < u8 > */
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_blob_pack_bytes_wrapper';
+CREATE  FUNCTION "oas_blob"(
+	"value" bytea /* Option < & [u8] > */
+) RETURNS jsonb /* Option < JsonB > */
+VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_blob_bytes_wrapper';
+
+-- A value of any other type (numbers, booleans, dates, a row) packed as its to_jsonb: integers stay
+-- ints, other numbers become floats, a row becomes a dict. (Text, jsonb, bytea and arrays have
+-- their own forms.)
+CREATE FUNCTION oas.oas_blob_pack(value anynonarray) RETURNS bytea
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$ SELECT oas.oas_blob_pack(pg_catalog.to_jsonb(value)) $fn$;
+COMMENT ON FUNCTION oas.oas_blob_pack(anynonarray) IS
+    'pg_oas: a <blob> value from a number, boolean, date, row or any other non-array value, packed as its to_jsonb is';
+
+CREATE FUNCTION oas.oas_blob(value anynonarray) RETURNS jsonb
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$ SELECT oas.oas_blob(pg_catalog.to_jsonb(value)) $fn$;
+COMMENT ON FUNCTION oas.oas_blob(anynonarray) IS
+    'pg_oas: a <blob@> value (pending, stored by the row trigger) from a number, boolean, date, row or any other non-array value, packed as its to_jsonb is';
 
 -- Custom codecs (sql/codecs.sql).
 CREATE TABLE oas.codec (

@@ -68,12 +68,14 @@ pgrx::extension_sql_file!(
         api::blob::check_blobs
     ]
 );
-// The write path's trigger and the grants of functions that read or list without a row.
+// Blob values of other types, and the grants of functions that read or list without a row.
 pgrx::extension_sql_file!(
     "../sql/writes.sql",
     name = "writes",
     requires = [
         api::write::oas_hash,
+        api::write::oas_blob_jsonb,
+        api::blob::oas_blob_pack_jsonb,
         api::presign::oas_presign_url,
         api::object::oas_object_list
     ]

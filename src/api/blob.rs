@@ -46,6 +46,17 @@ fn oas_blob_pack_jsonb(value: JsonB) -> Vec<u8> {
     pack_json(&value.0).or_raise()
 }
 
+/// A `<blob>` value from bytes: Python `bytes`, packed as `blob.pack(b"...")` packs them.
+#[pg_extern(immutable, strict, parallel_safe, name = "oas_blob_pack")]
+fn oas_blob_pack_bytes(value: &[u8]) -> Vec<u8> {
+    pack_bytes(value).or_raise()
+}
+
+/// What `oas_blob_pack(bytea)` packs.
+pub(crate) fn pack_bytes(value: &[u8]) -> Result<Vec<u8>, OasError> {
+    blob::pack(&blob::BlobValue::Bytes(value.to_vec()))
+}
+
 /// A DataJoint blob as JSON: arrays as nested lists (row-major, as NumPy's `tolist()`), dicts as
 /// objects, bytes as `{"bytes": base64}`, NaN and infinities as strings, dates in ISO form (see
 /// README "DataJoint blobs"). Refuses bytes that are not a DataJoint blob.

@@ -258,6 +258,13 @@ fn oas_blob_array(values: Option<pgrx::AnyArray>) -> Option<JsonB> {
     Some(pend_blob(super::blob::pack_array(&values?).or_raise()))
 }
 
+/// A `<blob@>` value from bytes (Python `bytes`, as `oas_blob_pack(bytea)` packs them), stored by
+/// the row trigger.
+#[pg_extern(volatile, parallel_unsafe, name = "oas_blob")]
+fn oas_blob_bytes(value: Option<&[u8]>) -> Option<JsonB> {
+    Some(pend_blob(super::blob::pack_bytes(value?).or_raise()))
+}
+
 /// An `<attach@>` value: the file `filename` (a plain name) with `contents`, stored by the row
 /// trigger as DataJoint stores attachments (`filename\0contents`, hash-addressed, deduplicated).
 #[pg_extern(volatile, parallel_unsafe)]

@@ -113,3 +113,14 @@ def test_unpack_array_gives_doubles_with_dimensions(conn):
         assert e.sqlstate == "22023", (bad, e)
     e = sql_error(conn, "SELECT oas.oas_blob_pack(ARRAY[1, NULL])")
     assert e.sqlstate == "22023", e
+
+
+@pytest.mark.parametrize("sql, value", [
+    ("42", 42), ("-7::int2", -7), ("9007199254740993::int8", 2**53 + 1), ("1.5", 1.5), ("0.25::float4", 0.25),
+    ("true", True), ("'\\x00ff'::bytea", b"\x00\xff"), ("'2024-01-15'::date", "2024-01-15"),
+])
+def test_pack_of_a_scalar_is_datajoints_pack_of_the_python_value(conn, sql, value):
+    """Numbers, booleans and bytes have their own Python types; other values pack as their
+    to_jsonb (a date as its ISO text)."""
+    got = conn.execute(f"SELECT oas.oas_blob_pack({sql})").fetchone()[0]
+    assert bytes(got) == djblob.pack(value), sql

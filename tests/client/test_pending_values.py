@@ -46,10 +46,13 @@ def test_blob_from_sql_is_datajoints_object_and_reads_back(conn, lab, tmp_path):
     assert conn.execute("SELECT oas.oas_blob_get(%s)", [json.dumps(ours)]).fetchone()[0] == value
     # An array and jsonb: DataJoint fetches what was packed.
     conn.execute(f"INSERT INTO {table} (rec_id, data) VALUES (3, oas.oas_blob(ARRAY[[1, 2], [3, 4]]::int2[])),"
-                 f" (4, oas.oas_blob('{{\"k\": [1, 2]}}'::jsonb)), (5, oas.oas_blob(NULL::jsonb))")
+                 f" (4, oas.oas_blob('{{\"k\": [1, 2]}}'::jsonb)), (5, oas.oas_blob(NULL::jsonb)),"
+                 f" (6, oas.oas_blob(2.5)), (7, oas.oas_blob('\\x0102'::bytea))")
     assert np.array_equal((Rec & {"rec_id": 3}).fetch1("data"), np.array([[1, 2], [3, 4]], dtype=np.int16))
     assert (Rec & {"rec_id": 4}).fetch1("data") == {"k": [1, 2]}
     assert (Rec & {"rec_id": 5}).fetch1("data") is None
+    assert (Rec & {"rec_id": 6}).fetch1("data") == 2.5
+    assert (Rec & {"rec_id": 7}).fetch1("data") == b"\x01\x02"
     assert (Rec & {"rec_id": 2}).fetch1("data") == value
     # An UPDATE stores too.
     conn.execute(f"UPDATE {table} SET data = oas.oas_blob('[7]'::text) WHERE rec_id = 5")

@@ -881,6 +881,8 @@ FUNCTION_MATRIX = {
     "oas_blob_pack(text)": ("SELECT oas.oas_blob_pack('[1, 2]')", "none"),
     "oas_blob_pack(jsonb)": ("SELECT oas.oas_blob_pack('[1, 2]'::jsonb)", "none"),
     "oas_blob_pack(anyarray)": ("SELECT oas.oas_blob_pack(ARRAY[1, 2])", "none"),
+    "oas_blob_pack(bytea)": ("SELECT oas.oas_blob_pack('x'::bytea)", "none"),
+    "oas_blob_pack(anynonarray)": ("SELECT oas.oas_blob_pack(42)", "none"),
     "oas_blob_unpack_array(bytea)": ("SELECT oas.oas_blob_unpack_array(oas.oas_blob_pack(ARRAY[1, 2]))", "none"),
     "oas_blob_unpack(bytea)": ("SELECT oas.oas_blob_unpack(oas.oas_blob_pack('[1, 2]'))", "none"),
     "oas_blob_put(text, text, text)": ("SELECT oas.oas_blob_put('[1, 2]', %(s)s, 'public')", "write"),
@@ -888,6 +890,8 @@ FUNCTION_MATRIX = {
     "oas_blob(text)": ("INSERT INTO {w} (id, b) VALUES (%(id)s, oas.oas_blob('[1, 2]'::text))", "write"),
     "oas_blob(jsonb)": ("INSERT INTO {w} (id, b) VALUES (%(id)s, oas.oas_blob('[1, 2]'::jsonb))", "write"),
     "oas_blob(anyarray)": ("INSERT INTO {w} (id, b) VALUES (%(id)s, oas.oas_blob(ARRAY[1, 2]))", "write"),
+    "oas_blob(bytea)": ("INSERT INTO {w} (id, b) VALUES (%(id)s, oas.oas_blob('x'::bytea))", "write"),
+    "oas_blob(anynonarray)": ("INSERT INTO {w} (id, b) VALUES (%(id)s, oas.oas_blob(42))", "write"),
     "oas_attach(text, bytea)": (
         "INSERT INTO {w} (id, a) VALUES (%(id)s, oas.oas_attach('a.txt', 'x'::bytea))", "write"),
     "oas_hash(bytea)": ("INSERT INTO {w} (id, h) VALUES (%(id)s, oas.oas_hash('x'::bytea))", "write"),
