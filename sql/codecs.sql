@@ -8,7 +8,9 @@
 --
 -- The codec's functions run as the role that calls oas_encode/oas_decode, never with raised
 -- privileges. Only members of oas_admin register codecs, and only with functions whose owner
--- they are (or are a member of), so nobody can plant code that others run by naming a codec.
+-- they are (or are a member of) and that an administrator owns; a function runs only while an
+-- administrator owns it (oas._codec_call). So nobody else can plant code that others run by
+-- naming a codec, or replace a registered function's body.
 
 CREATE TABLE oas.codec (
     name          text PRIMARY KEY
@@ -46,15 +48,36 @@ AS $fn$
 $fn$;
 
 -- The SQL text that calls `fn` on `arg` (an expression), schema-qualified, with the argument cast
--- to the function's own argument type so no other function of that name can be chosen.
+-- to the function's own argument type so no other function of that name can be chosen. Every
+-- role that uses a codec runs its functions, so a function runs only while an administrator (a
+-- member of oas_admin) owns it: one given away since it was registered (ALTER FUNCTION ... OWNER
+-- TO, REASSIGN OWNED), or whose owner left oas_admin, is refused, as is one that was dropped.
 CREATE FUNCTION oas._codec_call(fn regprocedure, arg text) RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+DECLARE
+    call text;
+    owner oid;
+BEGIN
     SELECT pg_catalog.format('%I.%I((%s)::%s)', n.nspname, p.proname, arg,
-                             pg_catalog.format_type(p.proargtypes[0], NULL))
+                             pg_catalog.format_type(p.proargtypes[0], NULL)),
+           p.proowner
+      INTO call, owner
     FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
-    WHERE p.oid OPERATOR(pg_catalog.=) fn
+    WHERE p.oid OPERATOR(pg_catalog.=) fn;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pg_oas: function % of a registered codec no longer exists', fn
+            USING ERRCODE = 'undefined_function',
+                  HINT = 'SELECT * FROM oas.codec shows the codec; drop it and register it again';
+    END IF;
+    IF NOT pg_catalog.pg_has_role(owner, 'oas_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'pg_oas: function % of a registered codec is owned by %, who is not a member of oas_admin: it is not run', fn, owner::regrole
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'every role that uses a codec runs its functions: an administrator gives the function back to an administrator (ALTER FUNCTION ... OWNER TO) or registers the codec again';
+    END IF;
+    RETURN call;
+END
 $fn$;
 
 -- Register a custom codec: `name` as DataJoint's column comments write it, `chains_to` a
@@ -74,6 +97,7 @@ DECLARE
     end_codec text;
     next oas.codec;
     fn regprocedure;
+    proc pg_catalog.pg_proc;
     arg_type regtype;
     ret_type regtype;
     takes regtype;
@@ -102,14 +126,31 @@ BEGIN
 
     FOREACH fn IN ARRAY ARRAY[encode, decode] LOOP
         CONTINUE WHEN fn IS NULL;
-        IF (SELECT p.pronargs FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) fn) <> 1 THEN
+        SELECT * INTO proc FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) fn;
+        IF NOT FOUND OR proc.prokind <> 'f' THEN
+            RAISE EXCEPTION 'pg_oas: % is not a function', fn
+                USING ERRCODE = CASE WHEN FOUND THEN 'wrong_object_type' ELSE 'undefined_function' END;
+        END IF;
+        IF proc.pronargs <> 1 THEN
             RAISE EXCEPTION 'pg_oas: % must take exactly one argument', fn
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
-        IF NOT pg_catalog.pg_has_role((SELECT p.proowner FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) fn), 'MEMBER') THEN
+        IF proc.pronamespace = pg_catalog.pg_my_temp_schema() OR pg_catalog.pg_is_other_temp_schema(proc.pronamespace) THEN
+            RAISE EXCEPTION 'pg_oas: % is a temporary function: it goes with its session', fn
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        -- A superuser is a member of every role, so the first check alone would let one register
+        -- a function an ordinary role owns (and can replace later): the owner must be an
+        -- administrator too (checked again at every call, oas._codec_call).
+        IF NOT pg_catalog.pg_has_role(proc.proowner, 'MEMBER') THEN
             RAISE EXCEPTION 'pg_oas: permission denied to register %: you do not own it', fn
                 USING ERRCODE = 'insufficient_privilege',
                       HINT = 'every role that uses the codec runs its functions: register only functions you own';
+        END IF;
+        IF NOT pg_catalog.pg_has_role(proc.proowner, 'oas_admin', 'MEMBER') THEN
+            RAISE EXCEPTION 'pg_oas: permission denied to register %: its owner % is not a member of oas_admin', fn, proc.proowner::regrole
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'every role that uses the codec runs its functions, and their owner can replace them: register only functions an administrator owns';
         END IF;
     END LOOP;
 

@@ -187,6 +187,53 @@ def test_only_administrators_register_and_only_their_own_functions(conn, codec_s
         conn.execute(f"DROP OWNED BY {mallory}, {admin} CASCADE; DROP ROLE {mallory}; DROP ROLE {admin}")
 
 
+def test_a_codec_runs_only_functions_an_administrator_owns(conn, codec_schema):
+    """A superuser is a member of every role, so "you own it" alone let one register an ordinary
+    role's function, which that role could then replace: its code would run as everyone calling
+    oas_encode/oas_decode, superusers included. The owner must be an administrator, when the codec
+    is registered and whenever its functions run (a function given away later, dropped, or not a
+    plain function, is refused)."""
+    s = codec_schema
+    mallory = unique("mal")
+    conn.execute(f"CREATE ROLE {mallory} LOGIN")
+    try:
+        conn.execute(f"GRANT USAGE, CREATE ON SCHEMA {s} TO {mallory}")
+        with connect(user=mallory) as m:
+            m.execute(f"CREATE FUNCTION {s}.mine(g jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT g $$")
+        e = sql_error(conn, f"SELECT oas.oas_codec_register('mine', 'blob', NULL, '{s}.mine(jsonb)')")
+        assert e.sqlstate == "42501" and "oas_admin" in str(e), e
+
+        conn.execute(f"SELECT oas.oas_codec_register('given', 'blob', '{s}.graph_encode(jsonb)', '{s}.graph_decode(jsonb)')")
+        stored = conn.execute("SELECT oas.oas_blob_pack('{\"nodes\": []}'::text)").fetchone()[0]
+        assert conn.execute("SELECT oas.oas_decode('given', %s::bytea)", [stored]).fetchone()[0] == {
+            "nodes": [], "decoded": True}
+        # Given away after registration (ALTER FUNCTION ... OWNER TO, REASSIGN OWNED): the new
+        # owner replaces the body, and nobody runs it.
+        conn.execute(f"ALTER FUNCTION {s}.graph_decode(jsonb) OWNER TO {mallory}")
+        with connect(user=mallory) as m:
+            m.execute(f"CREATE OR REPLACE FUNCTION {s}.graph_decode(g jsonb) RETURNS jsonb LANGUAGE sql "
+                      "AS $$ SELECT jsonb_build_object('ran_as', current_user::text) $$")
+        e = sql_error(conn, "SELECT oas.oas_decode('given', %s::bytea)", [stored])
+        assert e.sqlstate == "42501" and mallory in str(e), e
+        conn.execute(f"ALTER FUNCTION {s}.graph_encode(jsonb) OWNER TO {mallory}")
+        e = sql_error(conn, "SELECT oas.oas_encode('given', '{}'::jsonb)")
+        assert e.sqlstate == "42501", e
+        # Dropped (a schema's owner may drop any function in it): refused, not a broken query.
+        conn.execute(f"DROP FUNCTION {s}.graph_encode(jsonb)")
+        e = sql_error(conn, "SELECT oas.oas_encode('given', '{}'::jsonb)")
+        assert e.sqlstate == "42883" and "no longer exists" in str(e), e
+
+        conn.execute(f"CREATE PROCEDURE {s}.proc(g jsonb) LANGUAGE sql AS $$ SELECT 1 $$")
+        conn.execute("CREATE FUNCTION pg_temp.tmp(g jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT g $$")
+        fresh = conn.execute("SELECT max(oid::int8) + 1000000 FROM pg_proc").fetchone()[0]
+        for fn, state in [(f"'{s}.proc(jsonb)'", "42809"), ("'pg_temp.tmp(jsonb)'", "22023"),
+                          (f"{fresh}::oid::regprocedure", "42883")]:
+            e = sql_error(conn, f"SELECT oas.oas_codec_register('odd', 'blob', NULL, {fn})")
+            assert e.sqlstate == state, (fn, e)
+    finally:
+        conn.execute(f"DROP OWNED BY {mallory} CASCADE; DROP ROLE {mallory}")
+
+
 def test_a_codec_the_database_does_not_know_stays_tracked(conn, dj_connection, dj_schema):
     """A Python-only codec's column (not registered in SQL) is tracked from its JSON: the ledger
     records its objects (and so the collector keeps them)."""
