@@ -235,7 +235,10 @@ BEGIN
     SELECT coalesce(string_agg(convert_to(a, 'UTF8') || pg_catalog.decode('00', 'hex'), ''::bytea ORDER BY n), ''::bytea)
       INTO fill_want FROM unnest(fill_args) WITH ORDINALITY u(a, n);
     SELECT tg.tgargs INTO fill_have FROM pg_trigger tg WHERE tg.tgrelid = rel AND tg.tgname = 'oas_fill_values';
-    IF fill_have IS DISTINCT FROM fill_want OR (fill_have IS NOT NULL AND cardinality(fill_args) = 0) THEN
+    -- A partition has its root's row trigger (cloned by PostgreSQL, dropped only with the root's).
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger tg WHERE tg.tgrelid = rel AND tg.tgname = 'oas_fill_values'
+                   AND tg.tgparentid <> 0)
+       AND (fill_have IS DISTINCT FROM fill_want OR (fill_have IS NOT NULL AND cardinality(fill_args) = 0)) THEN
         IF fill_have IS NOT NULL THEN
             EXECUTE format('DROP TRIGGER oas_fill_values ON %s', tbl);
         END IF;

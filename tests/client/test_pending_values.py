@@ -92,6 +92,29 @@ def test_a_pending_value_goes_only_into_its_codecs_column(conn, lab):
     assert conn.execute(f"SELECT count(*) FROM {table} WHERE rec_id = 9").fetchone()[0] == 0
 
 
+def test_partitions_get_their_roots_row_trigger(conn):
+    """A partition made or attached after its root's column took pending values gets the root's
+    row trigger (CREATE TABLE ... PARTITION OF used to fail, trying to drop the clone): values
+    written through the root, straight into a partition, or moved to another partition by an
+    UPDATE are stored under the root's schema."""
+    s = unique("pvpart")
+    conn.execute(f"CREATE SCHEMA {s}")
+    try:
+        conn.execute(f"CREATE TABLE {s}.t (id int PRIMARY KEY, b jsonb) PARTITION BY RANGE (id)")
+        conn.execute(f"COMMENT ON COLUMN {s}.t.b IS ':<blob@file>:'")
+        conn.execute(f"CREATE TABLE {s}.p1 PARTITION OF {s}.t FOR VALUES FROM (0) TO (100)")
+        conn.execute(f"CREATE TABLE {s}.p2 (id int PRIMARY KEY, b jsonb)")
+        conn.execute(f"ALTER TABLE {s}.t ATTACH PARTITION {s}.p2 FOR VALUES FROM (100) TO (200)")
+        conn.execute(f"INSERT INTO {s}.t VALUES (1, oas.oas_blob('[1]'::text)), (2, oas.oas_blob('[2]'::text))")
+        conn.execute(f"INSERT INTO {s}.p2 VALUES (101, oas.oas_blob('[101]'::text))")
+        conn.execute(f"UPDATE {s}.t SET id = 150, b = oas.oas_blob('[150]'::text) WHERE id = 1")
+        rows = conn.execute(f"SELECT id, b->>'path', oas.oas_blob_get(b) FROM {s}.t ORDER BY id").fetchall()
+        assert [(r[0], r[2]) for r in rows] == [(2, [2]), (101, [101]), (150, [150])], rows
+        assert all(r[1].startswith(f"_hash/{s}/") for r in rows), rows
+    finally:
+        conn.execute(f"DROP SCHEMA {s} CASCADE")
+
+
 @pytest.mark.parametrize("lab", ["file", "s3"], indirect=True)
 def test_blob_column_refuses_references_to_other_bytes(conn, lab):
     Rec, table, schema, store = lab
