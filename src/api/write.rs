@@ -1,13 +1,3 @@
-//! Writing schema-addressed values (`<npy@>`, `<object@>`) from plain SQL.
-//!
-//! `oas_npy(...)`, `oas_object(...)` and `oas_object_folder(...)` validate a value and keep its
-//! bytes in this backend, returning a small *pending* JSON (`{"oas_pending": ...}`). The row
-//! trigger `oas_fill_values` on the table (attached with the ledger triggers) replaces it with
-//! DataJoint's reference: it renders the path from the row's own primary key, uploads the bytes
-//! once, and the row stores only the reference. Pending values live until the transaction ends.
-//!
-//! Values over 1 GB (a `bytea`'s limit) are uploaded in parts (`upload.rs`).
-
 //! Writing values from plain SQL into the columns that hold them: `<npy@>` and `<object@>`
 //! (schema-addressed), `<blob@>`, `<attach@>` and `<hash@>` (hash-addressed), and custom codecs'
 //! columns (`oas_encode`, `sql/codecs.sql`).
@@ -480,7 +470,9 @@ pub(crate) fn utc_now() -> String {
 }
 
 /// Store the pending value `pending` of column `field` of `table` for the row whose key `key`
-/// gives, and return DataJoint's reference for it.
+/// gives, and return DataJoint's reference for it. A value is used once; one that could not be
+/// stored (the wrong column, a store error) stays usable, in another column or after `ROLLBACK
+/// TO SAVEPOINT`.
 pub(crate) fn store_pending(
     table: pg_sys::Oid,
     field: &str,
@@ -494,9 +486,23 @@ pub(crate) fn store_pending(
             "values made by oas_npy(), oas_object(), oas_blob() and the like are used once, in the transaction that made them",
         ));
     };
+    let stored = store_held(table, field, key, &held);
+    if stored.is_err() {
+        PENDING.with_borrow_mut(|p| p.insert(id, held));
+    }
+    stored
+}
+
+/// Store `held` as the value of column `field` of `table` for the row whose key `key` gives.
+fn store_held(
+    table: pg_sys::Oid,
+    field: &str,
+    key: &KeySource,
+    held: &Held,
+) -> Result<Value, OasError> {
     if let Payload::Hashed { data, .. } = &held.payload {
         let column = column_of(table, field)?;
-        require_codec(field, &column, &held)?;
+        require_codec(field, &column, held)?;
         let schema = super::paths::table_schema(column.root)?;
         return super::hash::put(data, column.store.as_deref(), Some(&schema));
     }
@@ -506,20 +512,20 @@ pub(crate) fn store_pending(
         _ => None,
     };
     let (store, path, column) = new_object_path(table, field, key, ext.as_deref())?;
-    require_codec(field, &column, &held)?;
-    Ok(match held.payload {
+    require_codec(field, &column, held)?;
+    Ok(match &held.payload {
         Payload::Npy { data, header } => {
-            block_on(put_new(&store, &path, data))?;
-            NpyRef::new(path, &store.name, &header).to_json()
+            block_on(put_new(&store, &path, data.clone()))?;
+            NpyRef::new(path, &store.name, header).to_json()
         }
         Payload::File { data, ext } => {
             let size = data.len();
-            block_on(put_new(&store, &path, data))?;
+            block_on(put_new(&store, &path, data.clone()))?;
             ObjectValueRef::new(
                 path,
                 &store.name,
                 size as u64,
-                ObjectKind::File { ext },
+                ObjectKind::File { ext: ext.clone() },
                 utc_now(),
             )
             .to_json()
@@ -540,6 +546,7 @@ pub(crate) fn store_pending(
             let manifest_bytes = Bytes::from(manifest.to_bytes());
             let store2 = store.clone();
             let base = path.clone();
+            let files = files.clone();
             block_on(async move {
                 use futures::StreamExt;
                 let results: Vec<Result<(), OasError>> =

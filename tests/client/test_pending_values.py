@@ -8,6 +8,7 @@ import json
 import os
 
 import numpy as np
+import psycopg
 import pytest
 
 from conftest import dj_manual, sql_error, unique
@@ -90,6 +91,21 @@ def test_a_pending_value_goes_only_into_its_codecs_column(conn, lab):
     e = sql_error(conn, f"INSERT INTO {schema}.{other} VALUES (1, oas.oas_blob('[1]'::text))")
     assert e.sqlstate == "22023" and "never stored" in str(e), e
     assert conn.execute(f"SELECT count(*) FROM {table} WHERE rec_id = 9").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("lab", ["file"], indirect=True)
+def test_a_pending_value_that_was_not_stored_stays_usable(conn, lab):
+    """Refused by a column of another codec, a pending value is not used up: after ROLLBACK TO
+    SAVEPOINT it still goes into the right column."""
+    Rec, table, schema, store = lab
+    with conn.transaction():
+        pending = conn.execute("SELECT oas.oas_blob('[1]'::text)").fetchone()[0]
+        for col in ("raw", "doc"):
+            with pytest.raises(psycopg.Error) as info, conn.transaction():
+                conn.execute(f"INSERT INTO {table} (rec_id, {col}) VALUES (1, %s)", [json.dumps(pending)])
+            assert info.value.sqlstate == "22023", info.value
+        conn.execute(f"INSERT INTO {table} (rec_id, data) VALUES (1, %s)", [json.dumps(pending)])
+    assert (Rec & {"rec_id": 1}).fetch1("data") == [1]
 
 
 def test_partitions_get_their_roots_row_trigger(conn):
