@@ -369,8 +369,10 @@ $fn$;
 -- The SQL text that calls `fn` on `arg` (an expression), schema-qualified, with the argument cast
 -- to the function's own argument type so no other function of that name can be chosen. Every
 -- role that uses a codec runs its functions, so a function runs only while an administrator (a
--- member of oas_admin) owns it: one given away since it was registered (ALTER FUNCTION ... OWNER
--- TO, REASSIGN OWNED), or whose owner left oas_admin, is refused, as is one that was dropped.
+-- member of oas_admin) owns it and every type it takes and returns (and the types those are made
+-- of: a type's owner can add casts, which the call and to_jsonb run): one given away since it
+-- was registered (ALTER ... OWNER TO, REASSIGN OWNED), or whose owner left oas_admin, is refused,
+-- as is one that was dropped. oas_codec_register checks a function the same way.
 CREATE FUNCTION oas._codec_call(fn regprocedure, arg text) RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -378,22 +380,49 @@ AS $fn$
 DECLARE
     call text;
     owner oid;
+    types oid[];
+    bad_type regtype;
+    bad_owner regrole;
 BEGIN
     SELECT pg_catalog.format('%I.%I((%s)::%s)', n.nspname, p.proname, arg,
                              pg_catalog.format_type(p.proargtypes[0], NULL)),
-           p.proowner
-      INTO call, owner
+           p.proowner, ARRAY[p.proargtypes[0], p.prorettype]
+      INTO call, owner, types
     FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
     WHERE p.oid OPERATOR(pg_catalog.=) fn;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'pg_oas: function % of a registered codec no longer exists', fn
+        RAISE EXCEPTION 'pg_oas: codec function % no longer exists', fn
             USING ERRCODE = 'undefined_function',
                   HINT = 'SELECT * FROM oas.codec shows the codec; drop it and register it again';
     END IF;
     IF NOT pg_catalog.pg_has_role(owner, 'oas_admin', 'MEMBER') THEN
-        RAISE EXCEPTION 'pg_oas: function % of a registered codec is owned by %, who is not a member of oas_admin: it is not run', fn, owner::regrole
+        RAISE EXCEPTION 'pg_oas: codec function % is owned by %, who is not a member of oas_admin: it is not run', fn, owner::regrole
             USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'every role that uses a codec runs its functions: an administrator gives the function back to an administrator (ALTER FUNCTION ... OWNER TO) or registers the codec again';
+                  HINT = 'every role that uses a codec runs its functions: only functions an administrator owns run';
+    END IF;
+    -- The types, and what they are made of: a domain's base type, an array's element type, a
+    -- composite type's attributes, a range's subtype.
+    WITH RECURSIVE used(t) AS (
+        SELECT u.t FROM pg_catalog.unnest(types) u(t)
+        UNION
+        SELECT x.t FROM used JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) used.t
+        CROSS JOIN LATERAL (
+            SELECT ty.typbasetype
+            UNION ALL SELECT ty.typelem
+            UNION ALL SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid OPERATOR(pg_catalog.=) ty.typrelid AND a.attnum OPERATOR(pg_catalog.>) 0
+            UNION ALL SELECT r.rngsubtype FROM pg_catalog.pg_range r
+                      WHERE r.rngtypid OPERATOR(pg_catalog.=) ty.oid OR r.rngmultitypid OPERATOR(pg_catalog.=) ty.oid
+        ) x(t)
+        WHERE x.t OPERATOR(pg_catalog.<>) 0)
+    SELECT ty.oid, ty.typowner INTO bad_type, bad_owner
+    FROM used JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) used.t
+    WHERE NOT pg_catalog.pg_has_role(ty.typowner, 'oas_admin', 'MEMBER')
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'pg_oas: codec function % uses type %, owned by %, who is not a member of oas_admin: it is not run', fn, bad_type, bad_owner
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'a type''s owner can add casts that run wherever its values are converted: codec functions take and return built-in types or types an administrator owns';
     END IF;
     RETURN call;
 END
@@ -458,19 +487,15 @@ BEGIN
             RAISE EXCEPTION 'pg_oas: % is a temporary function: it goes with its session', fn
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
-        -- A superuser is a member of every role, so the first check alone would let one register
-        -- a function an ordinary role owns (and can replace later): the owner must be an
-        -- administrator too (checked again at every call, oas._codec_call).
+        -- A superuser is a member of every role, so this check alone would let one register a
+        -- function an ordinary role owns (and can replace later): oas._codec_call refuses it.
         IF NOT pg_catalog.pg_has_role(proc.proowner, 'MEMBER') THEN
             RAISE EXCEPTION 'pg_oas: permission denied to register %: you do not own it', fn
                 USING ERRCODE = 'insufficient_privilege',
                       HINT = 'every role that uses the codec runs its functions: register only functions you own';
         END IF;
-        IF NOT pg_catalog.pg_has_role(proc.proowner, 'oas_admin', 'MEMBER') THEN
-            RAISE EXCEPTION 'pg_oas: permission denied to register %: its owner % is not a member of oas_admin', fn, proc.proowner::regrole
-                USING ERRCODE = 'insufficient_privilege',
-                      HINT = 'every role that uses the codec runs its functions, and their owner can replace them: register only functions an administrator owns';
-        END IF;
+        -- What every call checks: an administrator owns it and the types it uses.
+        PERFORM oas._codec_call(fn, '$1');
     END LOOP;
 
     IF encode IS NOT NULL THEN

@@ -192,7 +192,8 @@ def test_a_codec_runs_only_functions_an_administrator_owns(conn, codec_schema):
     role's function, which that role could then replace: its code would run as everyone calling
     oas_encode/oas_decode, superusers included. The owner must be an administrator, when the codec
     is registered and whenever its functions run (a function given away later, dropped, or not a
-    plain function, is refused)."""
+    plain function, is refused). So must the types they take and return, and the types those are
+    made of: a type's owner can add a cast to json, which to_jsonb of a decoded value runs."""
     s = codec_schema
     mallory = unique("mal")
     conn.execute(f"CREATE ROLE {mallory} LOGIN")
@@ -222,6 +223,26 @@ def test_a_codec_runs_only_functions_an_administrator_owns(conn, codec_schema):
         conn.execute(f"DROP FUNCTION {s}.graph_encode(jsonb)")
         e = sql_error(conn, "SELECT oas.oas_encode('given', '{}'::jsonb)")
         assert e.sqlstate == "42883" and "no longer exists" in str(e), e
+
+        # A type an ordinary role owns, directly or inside a composite type of an administrator's.
+        with connect(user=mallory) as m:
+            m.execute(f"CREATE TYPE {s}.mood AS ENUM ('ok')")
+            m.execute(f"CREATE FUNCTION {s}.mood_json(v {s}.mood) RETURNS json LANGUAGE sql "
+                      "AS $$ SELECT json_build_object('ran_as', current_user::text) $$")
+            m.execute(f"CREATE CAST ({s}.mood AS json) WITH FUNCTION {s}.mood_json({s}.mood)")
+        conn.execute(f"CREATE TYPE {s}.rec AS (m {s}.mood)")
+        conn.execute(f"CREATE TYPE {s}.plain AS (n int)")
+        for ret, body in [(f"{s}.mood", "'ok'"), (f"{s}.rec", "ROW('ok')"), (f"{s}.plain", "ROW(1)")]:
+            name = ret.split(".")[1]
+            conn.execute(f"CREATE FUNCTION {s}.to_{name}(g jsonb) RETURNS {ret} LANGUAGE sql AS $$ SELECT {body}::{ret} $$")
+        for name in ("mood", "rec"):
+            e = sql_error(conn, f"SELECT oas.oas_codec_register('typed', 'blob', NULL, '{s}.to_{name}(jsonb)')")
+            assert e.sqlstate == "42501" and f"{s}.mood" in str(e), e
+        conn.execute(f"SELECT oas.oas_codec_register('typed', 'blob', NULL, '{s}.to_plain(jsonb)')")
+        assert conn.execute("SELECT oas.oas_decode('typed', %s::bytea)", [stored]).fetchone()[0] == {"n": 1}
+        conn.execute(f"ALTER TYPE {s}.plain OWNER TO {mallory}")
+        e = sql_error(conn, "SELECT oas.oas_decode('typed', %s::bytea)", [stored])
+        assert e.sqlstate == "42501" and f"{s}.plain" in str(e), e
 
         conn.execute(f"CREATE PROCEDURE {s}.proc(g jsonb) LANGUAGE sql AS $$ SELECT 1 $$")
         conn.execute("CREATE FUNCTION pg_temp.tmp(g jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT g $$")
