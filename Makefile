@@ -1,4 +1,4 @@
-.PHONY: run test bench bench-npy bench-gc fuzz
+.PHONY: run test bench bench-npy bench-gc bench-blob fuzz
 run:
 	bash scripts/run.sh
 test:
@@ -9,5 +9,7 @@ bench-npy:
 	bash scripts/bench_npy.sh $(BENCH_ARGS)
 bench-gc:
 	bash scripts/bench_gc.sh $(BENCH_ARGS)
+bench-blob:
+	bash scripts/bench_blob.sh $(BENCH_ARGS)
 fuzz:
 	bash scripts/fuzz.sh $(FUZZ_ARGS)

@@ -80,6 +80,14 @@ def datajoint_for(dsn, stores):
     return dj
 
 
+def git_rev():
+    """The checkout's commit (short), with "+changes" when tracked files differ from it."""
+    root = Path(__file__).resolve().parent.parent
+    git = lambda *a: subprocess.run(["git", "-C", str(root), *a], capture_output=True, text=True).stdout.strip()  # noqa: E731
+    rev = git("rev-parse", "--short", "HEAD") or "?"
+    return rev + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def weed_version():
     """The SeaweedFS build the S3 store runs, as `weed version` prints it."""
     weed = os.environ.get("OAS_WEED") or str(Path(sys.executable).parent / "weed")
