@@ -76,11 +76,9 @@ ARRAY_VALUES = 131072  # 1 MiB of float64
 SMALL_VALUES = 10_000
 INSERTS = ("dj", "dj+oas", "sql")  # part 2's insert methods
 # How SQL stores one row (psycopg named parameters k, arr (a float64 NumPy array, sent as a binary
-# float8[]), store, schema, table). Once oas.oas_blob(value) returns a pending value that the row
-# trigger stores, this becomes
-#   "INSERT INTO {table} (k, arr) VALUES (%(k)s, oas.oas_blob(%(arr)b))"
-SQL_INSERT = ("INSERT INTO {table} (k, arr) VALUES "
-              "(%(k)s, oas.oas_hash_put(oas.oas_blob_pack(%(arr)b), %(store)s, %(schema)s))")
+# float8[]), store, schema, table): oas.oas_blob's pending value, which the row trigger stores in
+# the column's store under the table's schema.
+SQL_INSERT = "INSERT INTO {table} (k, arr) VALUES (%(k)s, oas.oas_blob(%(arr)b))"
 
 
 # ------------------------------------------------------------------ float8[] to and from NumPy

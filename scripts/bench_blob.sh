@@ -4,20 +4,20 @@
 # DataJoint on a database with pg_oas (its triggers on), and from SQL.
 #   scripts/bench_blob.sh [bench_blob.py options]   e.g. --quick, --record, --stores file,s3, --rows 1000
 #   OAS_BENCH_INSTALL=1 scripts/bench_blob.sh       first build and install the release extension
-# Starts SeaweedFS (S3) if it is not running, a fresh cluster `bench` on 127.0.0.1:$OAS_BENCH_PORT
-# (25434), autovacuum off, with two databases: oas_blob (the extension and two stores: `file`
+# Starts SeaweedFS (S3) if it is not running, a fresh cluster `blobbench` on 127.0.0.1:$OAS_BENCH_BLOB_PORT
+# (25437), autovacuum off, with two databases: oas_blob (the extension and two stores: `file`
 # (.run/bench-blob-store) and `s3` (SeaweedFS, bucket oas-test, location "bench-blob")) and
 # dj_plain (no pg_oas: DataJoint alone, writing to the same stores). Stops the cluster at the end,
 # and SeaweedFS too if this script started it. See bench/README.md.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
-BENCH_PORT="${OAS_BENCH_PORT:-25434}"
+BENCH_PORT="${OAS_BENCH_BLOB_PORT:-25437}"
 DB=oas_blob
 PLAIN_DB=dj_plain
 STORE="$RUN_DIR/bench-blob-store"
 
 source "$ROOT/scripts/bench_common.sh"
-bench_cluster bench "$BENCH_PORT"
+bench_cluster blobbench "$BENCH_PORT"
 # DataJoint (this user) and pg_oas (postgres) both write into the file store: owned by postgres,
 # group-writable, and the Python side runs with umask 002 so the folders it makes stay so.
 rm -rf "$STORE"
