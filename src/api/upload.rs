@@ -57,16 +57,10 @@ fn oas_upload_begin(
     let rel = Spi::get_one_with_args::<pg_sys::Oid>("SELECT $1::regclass::oid", &[table.into()])
         .or_raise()
         .unwrap_or(pg_sys::InvalidOid);
-    let codec_of = Spi::get_one_with_args::<String>(
-        "SELECT codec FROM oas.tracked_columns WHERE table_oid = $1 AND column_name = $2",
-        &[rel.into(), field.into()],
-    )
-    .or_else(|e| match e {
-        pgrx::spi::SpiError::InvalidPosition => Ok(None),
-        e => Err(e),
-    })
-    .or_raise()
-    .unwrap_or_default();
+    // The column's codec picks the extension; an unknown column is refused below.
+    let codec_of = super::write::column_of(rel, field)
+        .map(|c| c.codec)
+        .unwrap_or_default();
     let ext = match codec_of.as_str() {
         "npy" => Some(".npy".to_string()),
         _ => extension(ext),
