@@ -4,6 +4,7 @@
 
 pub mod attach;
 pub mod blob;
+pub mod bytea;
 pub mod filepath;
 pub mod gc;
 pub mod hash;
