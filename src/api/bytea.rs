@@ -3,7 +3,6 @@
 
 use std::ops::{Deref, DerefMut};
 
-use pgrx::prelude::*;
 use pgrx::{pg_sys, IntoDatum};
 
 use super::MAX_BYTEA;
@@ -62,18 +61,4 @@ impl IntoDatum for Bytea {
     }
 }
 
-// SAFETY: returns the varlena made above, as pgrx returns a Vec<u8>.
-unsafe impl pgrx::callconv::BoxRet for Bytea {
-    unsafe fn box_into<'fcx>(
-        self,
-        fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
-    ) -> pgrx::datum::Datum<'fcx> {
-        match self.into_datum() {
-            // SAFETY: a datum of the function's declared return type.
-            Some(datum) => unsafe { fcinfo.return_raw_datum(datum) },
-            None => fcinfo.return_null(),
-        }
-    }
-}
-
-impl_sql_translatable!(Bytea, "bytea");
+super::returned_as!(Bytea, "bytea");
