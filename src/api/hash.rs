@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use oas_core::hash::content_hash;
-use oas_core::ops::{get_hash, put_prepared};
+use oas_core::ops::{open_hash, put_prepared};
 use oas_core::path::hash_path;
 use oas_core::reference::HashRef;
 use oas_core::stage::{prepare, Body, Prepared, STAGE_MIN};
@@ -14,6 +14,7 @@ use pgrx::JsonB;
 use crate::catalog;
 use oas_core::OasError;
 
+use super::bytea::Bytea;
 use super::MAX_BYTEA;
 use crate::error::{OrRaise, SpiOk};
 use crate::runtime::{block_on, run_cancellable};
@@ -32,7 +33,7 @@ fn oas_hash_put(
 
 /// Read the bytes a reference points to, checking size and (with `oas.verify_reads`) MD5.
 #[pg_extern(volatile, parallel_unsafe)]
-fn oas_hash_get(reference: JsonB) -> Vec<u8> {
+fn oas_hash_get(reference: JsonB) -> Bytea {
     get(&reference.0).or_raise()
 }
 
@@ -76,8 +77,9 @@ pub(crate) fn put(
     Ok(reference.to_json())
 }
 
-/// The bytes of a hash-addressed reference, size and (with `oas.verify_reads`) MD5 checked.
-pub(crate) fn get(reference: &serde_json::Value) -> Result<Vec<u8>, OasError> {
+/// The bytes of a hash-addressed reference, size and (with `oas.verify_reads`) MD5 checked, read
+/// straight into the `bytea` that is returned.
+pub(crate) fn get(reference: &serde_json::Value) -> Result<Bytea, OasError> {
     let r = HashRef::from_json(reference)?;
     if r.size > MAX_BYTEA {
         return Err(OasError::TooLarge {
@@ -93,7 +95,11 @@ pub(crate) fn get(reference: &serde_json::Value) -> Result<Vec<u8>, OasError> {
     }
     let (_, store) = catalog::store_to_read(r.store_name(), &r.path)?;
     let verify = crate::guc::verify_reads();
-    block_on(get_hash(&store, &r, verify))
+    let get = block_on(open_hash(&store, &r))?;
+    // The size is the object's (checked) and at most MAX_BYTEA.
+    let mut out = Bytea::zeroed(get.size() as usize);
+    block_on(get.read_into(&mut out, verify))?;
+    Ok(out)
 }
 
 /// DataJoint's content hash of `data`: MD5, base32, lowercase, unpadded (26 characters).

@@ -2,8 +2,31 @@
 //! `oas_core` (through [`crate::runtime::block_on`] when it talks to a store) and raises errors
 //! with [`crate::error::OrRaise`].
 
+/// A type a `#[pg_extern]` returns through its own [`pgrx::IntoDatum`], as SQL type `$sql`.
+macro_rules! returned_as {
+    ($ty:ty, $sql:literal) => {
+        // SAFETY: returns the datum `into_datum` made, of the declared SQL type.
+        unsafe impl pgrx::callconv::BoxRet for $ty {
+            unsafe fn box_into<'fcx>(
+                self,
+                fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
+            ) -> pgrx::datum::Datum<'fcx> {
+                match pgrx::IntoDatum::into_datum(self) {
+                    // SAFETY: a datum of the function's declared return type.
+                    Some(datum) => unsafe { fcinfo.return_raw_datum(datum) },
+                    None => fcinfo.return_null(),
+                }
+            }
+        }
+
+        pgrx::impl_sql_translatable!($ty, $sql);
+    };
+}
+pub(crate) use returned_as;
+
 pub mod attach;
 pub mod blob;
+pub mod bytea;
 pub mod filepath;
 pub mod gc;
 pub mod hash;

@@ -223,21 +223,7 @@ impl IntoDatum for Float8Array {
     }
 }
 
-// SAFETY: returns the datum made above, as pgrx returns a Vec<f64>.
-unsafe impl pgrx::callconv::BoxRet for Float8Array {
-    unsafe fn box_into<'fcx>(
-        self,
-        fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
-    ) -> pgrx::datum::Datum<'fcx> {
-        match self.into_datum() {
-            // SAFETY: a datum of the function's declared return type.
-            Some(datum) => unsafe { fcinfo.return_raw_datum(datum) },
-            None => fcinfo.return_null(),
-        }
-    }
-}
-
-impl_sql_translatable!(Float8Array, "double precision[]");
+super::returned_as!(Float8Array, "double precision[]");
 
 /// What reading a slice costs, without reading it: bytes of data it needs, bytes it would fetch,
 /// how many ranges, the header's size, and the result's shape.

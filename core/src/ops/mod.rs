@@ -13,8 +13,8 @@ mod verify;
 
 pub use put::{content_hash_yielding, put_hash, put_new, put_prepared, PutOutcome};
 pub use read::{
-    get_hash, object_size, read_head, read_npy_header, read_range, read_ranges, stat, Entry,
-    RANGE_PART,
+    get_hash, object_size, open_hash, read_head, read_npy_header, read_range, read_ranges, stat,
+    Entry, HashGet, RANGE_PART,
 };
 pub use verify::{check_reference, verify_store, ProbeStep};
 

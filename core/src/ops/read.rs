@@ -10,67 +10,169 @@ use crate::error::OasError;
 use crate::hash::ContentHasher;
 use crate::reference::HashRef;
 
-use super::{content_hash_yielding, existing_size};
+use super::existing_size;
 
 /// Read a hash-addressed object and check it against its reference: size always (before any
-/// byte is read, from the object's metadata, and again at the end), MD5 when `verify`. Network
-/// streams are hashed chunk by chunk as they arrive, so hashing overlaps the transfer.
+/// byte is read, from the object's metadata, and again at the end), MD5 when `verify`. See
+/// [`open_hash`] to read straight into a buffer of the caller's.
 pub async fn get_hash(store: &Store, r: &HashRef, verify: bool) -> Result<Vec<u8>, OasError> {
+    let get = open_hash(store, r).await?;
+    let size = usize::try_from(r.size).map_err(|_| size_mismatch(store, r, r.size))?;
+    let mut data = vec![0; size];
+    get.read_into(&mut data, verify).await?;
+    Ok(data)
+}
+
+/// Bytes of a local file read at a time: the next part is read (on tokio's blocking pool) while
+/// this one is copied and hashed.
+const FILE_PART: usize = 4 << 20;
+
+/// A hash-addressed object opened for reading, its size already checked against the reference:
+/// the caller can allocate the result at that size before any byte is read.
+pub struct HashGet<'a> {
+    store: &'a Store,
+    r: &'a HashRef,
+    payload: GetResultPayload,
+}
+
+/// Open a hash-addressed object and check its size against the reference (from the object's
+/// metadata, before any byte is read); [`HashGet::read_into`] reads and checks the rest.
+pub async fn open_hash<'a>(store: &'a Store, r: &'a HashRef) -> Result<HashGet<'a>, OasError> {
     let key = store.key(&r.path)?;
-    let err = |e| store.error(e, "get", &r.path);
-    let mismatch = |reason: String| OasError::IntegrityMismatch {
+    let result = store
+        .client()
+        .get(&key)
+        .await
+        .map_err(|e| store.error(e, "get", &r.path))?;
+    if result.meta.size != r.size {
+        return Err(size_mismatch(store, r, result.meta.size));
+    }
+    Ok(HashGet {
+        store,
+        r,
+        payload: result.payload,
+    })
+}
+
+fn mismatch(store: &Store, r: &HashRef, reason: String) -> OasError {
+    OasError::IntegrityMismatch {
         store: store.name.clone(),
         path: r.path.clone(),
         reason,
-    };
-    let size_mismatch = |size: u64| {
-        mismatch(format!(
-            "size is {size} bytes, the reference records {}",
-            r.size
-        ))
-    };
+    }
+}
 
-    let result = store.client().get(&key).await.map_err(err)?;
-    if result.meta.size != r.size {
-        return Err(size_mismatch(result.meta.size));
+fn size_mismatch(store: &Store, r: &HashRef, size: u64) -> OasError {
+    let reason = format!("size is {size} bytes, the reference records {}", r.size);
+    mismatch(store, r, reason)
+}
+
+impl HashGet<'_> {
+    /// The object's size: the reference's, checked against the store's metadata.
+    pub fn size(&self) -> u64 {
+        self.r.size
     }
-    let capacity = usize::try_from(r.size).map_err(|_| size_mismatch(r.size))?;
-    let (data, actual) = if matches!(result.payload, GetResultPayload::File(..)) {
-        // A local file: one read (object_store does it off the runtime thread), then the hash.
-        let data = Vec::from(result.bytes().await.map_err(err)?);
-        let actual = if verify {
-            Some(content_hash_yielding(&data).await)
-        } else {
-            None
-        };
-        (data, actual)
-    } else {
-        let mut data = Vec::with_capacity(capacity);
+
+    /// Read the whole object into `out`, which must be exactly the reference's size, and check
+    /// it: size again at the end, MD5 when `verify`. Each part is hashed as it arrives, so
+    /// hashing overlaps the transfer (network streams) or the read of the next part (local files).
+    pub async fn read_into(self, out: &mut [u8], verify: bool) -> Result<(), OasError> {
+        let (store, r) = (self.store, self.r);
+        if out.len() as u64 != r.size {
+            return Err(size_mismatch(store, r, out.len() as u64));
+        }
+        let err = |e| store.error(e, "get", &r.path);
         let mut hasher = verify.then(ContentHasher::new);
-        let mut stream = result.into_stream();
-        while let Some(chunk) = stream.try_next().await.map_err(err)? {
-            if data.len() + chunk.len() > capacity {
-                return Err(size_mismatch((data.len() + chunk.len()) as u64));
+        let filled = match self.payload {
+            GetResultPayload::File(file, path) => read_file_into(file, out, hasher.as_mut())
+                .await
+                .map_err(|e| err(io_error(&path, e)))?,
+            GetResultPayload::Stream(mut stream) => {
+                let mut filled = 0;
+                while let Some(chunk) = stream.try_next().await.map_err(err)? {
+                    let end = filled + chunk.len();
+                    let to = out
+                        .get_mut(filled..end)
+                        .ok_or_else(|| size_mismatch(store, r, end as u64))?;
+                    to.copy_from_slice(&chunk);
+                    if let Some(h) = hasher.as_mut() {
+                        h.update(&chunk);
+                    }
+                    filled = end;
+                }
+                filled
             }
-            if let Some(h) = hasher.as_mut() {
-                h.update(&chunk);
-            }
-            data.extend_from_slice(&chunk);
+        };
+        if filled != out.len() {
+            return Err(size_mismatch(store, r, filled as u64));
         }
-        (data, hasher.map(ContentHasher::finish))
+        if let Some(actual) = hasher.map(ContentHasher::finish) {
+            if actual != r.hash {
+                return Err(mismatch(
+                    store,
+                    r,
+                    format!("content hash is {actual}, the reference records {}", r.hash),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fill `out` from the start of `file` (up to its end, if shorter), hashing each part: parts of
+/// [`FILE_PART`] bytes read with positional reads on the blocking pool, one part ahead. The bytes
+/// read into `out`.
+async fn read_file_into(
+    file: std::fs::File,
+    out: &mut [u8],
+    mut hasher: Option<&mut ContentHasher>,
+) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let file = std::sync::Arc::new(file);
+    // Read up to `len` bytes at `offset` into `buf` on the blocking pool; `buf` comes back.
+    let read = |mut buf: Vec<u8>, offset: usize, len: usize| {
+        let file = file.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut n = 0;
+            while n < len {
+                match file.read_at(&mut buf[n..len], (offset + n) as u64) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok((buf, n))
+        })
     };
-    if data.len() as u64 != r.size {
-        return Err(size_mismatch(data.len() as u64));
-    }
-    if let Some(actual) = actual {
-        if actual != r.hash {
-            return Err(mismatch(format!(
-                "content hash is {actual}, the reference records {}",
-                r.hash
-            )));
+    let part = out.len().clamp(1, FILE_PART);
+    let mut spare = (out.len() > part).then(|| vec![0u8; part]);
+    let mut pending = (!out.is_empty()).then(|| read(vec![0u8; part], 0, part));
+    let mut filled = 0;
+    while let Some(task) = pending.take() {
+        let asked = part.min(out.len() - filled);
+        let (buf, n) = task.await.map_err(std::io::Error::other)??;
+        let next = filled + n;
+        if n == asked && next < out.len() {
+            let buf = spare.take().expect("two buffers take turns");
+            pending = Some(read(buf, next, part.min(out.len() - next)));
         }
+        out[filled..next].copy_from_slice(&buf[..n]);
+        if let Some(h) = hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
+        filled = next;
+        spare = Some(buf);
     }
-    Ok(data)
+    Ok(filled)
+}
+
+/// An I/O error reading a local file, as object_store reports one.
+fn io_error(path: &std::path::Path, e: std::io::Error) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "LocalFileSystem",
+        source: format!("cannot read {}: {e}", path.display()).into(),
+    }
 }
 
 /// Size of the object at `path`.
@@ -279,6 +381,34 @@ mod tests {
         std::fs::remove_file(&file).unwrap();
         let e = get_hash(&store, &r, true).await.unwrap_err();
         assert!(matches!(e, OasError::ObjectMissing { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn local_files_longer_than_a_part_are_read_whole_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local_store(dir.path(), json!({}));
+        let data: Vec<u8> = (0..2 * FILE_PART + 3).map(|i| (i % 251) as u8).collect();
+        let (r, _) = put_hash(&store, "lab", Bytes::from(data.clone()))
+            .await
+            .unwrap();
+        assert_eq!(get_hash(&store, &r, true).await.unwrap(), data);
+        // Read into a buffer of the caller's; one of the wrong size is refused.
+        let mut out = vec![0; data.len()];
+        let get = open_hash(&store, &r).await.unwrap();
+        assert_eq!(get.size(), data.len() as u64);
+        get.read_into(&mut out, true).await.unwrap();
+        assert_eq!(out, data);
+        let get = open_hash(&store, &r).await.unwrap();
+        assert!(matches!(
+            get.read_into(&mut out[1..], true).await.unwrap_err(),
+            OasError::IntegrityMismatch { .. }
+        ));
+        // A change in the last part is seen.
+        let mut bad = data.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        std::fs::write(dir.path().join(&r.path), &bad).unwrap();
+        let e = get_hash(&store, &r, true).await.unwrap_err();
+        assert!(e.to_string().contains("content hash"), "{e}");
     }
 
     #[tokio::test]
