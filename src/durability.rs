@@ -9,7 +9,7 @@
 use std::cell::RefCell;
 
 use oas_core::backend::Store;
-use oas_core::ops::{sync_written, Written};
+use oas_core::ops::{sync_written, SyncedDirs, Written};
 use oas_core::OasError;
 use pgrx::{register_xact_callback, PgXactCallbackEvent};
 
@@ -18,6 +18,8 @@ use crate::error::OrRaise;
 #[derive(Default)]
 struct Pending {
     written: Written,
+    /// Directories this backend has synced (kept across transactions: a directory on disk stays).
+    synced: SyncedDirs,
     /// The transaction callbacks are registered (pgrx forgets them at commit and abort).
     hooked: bool,
 }
@@ -31,7 +33,7 @@ thread_local! {
 /// hit) is recorded too: it may be another transaction's, not yet synced.
 pub fn written(store: &Store, rel: &str) -> Result<(), OasError> {
     let hook = PENDING.with_borrow_mut(|p| {
-        p.written.add(store, rel)?;
+        p.written.add(store, rel, &p.synced)?;
         Ok::<_, OasError>(!std::mem::replace(&mut p.hooked, true))
     })?;
     if hook {
@@ -63,7 +65,10 @@ fn take() -> Written {
 fn sync_pending() {
     let written = take();
     if !written.is_empty() {
-        crate::runtime::block_on(sync_written(written)).or_raise();
+        let mut synced = PENDING.with_borrow_mut(|p| std::mem::take(&mut p.synced));
+        let done = crate::runtime::block_on(sync_written(written, &mut synced));
+        PENDING.with_borrow_mut(|p| p.synced = synced);
+        done.or_raise();
     }
 }
 

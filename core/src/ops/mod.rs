@@ -18,7 +18,7 @@ pub use read::{
     get_hash, object_size, read_head, read_npy_header, read_range, read_ranges, stat, Entry,
     RANGE_PART,
 };
-pub use sync::{sync_written, Written};
+pub use sync::{sync_written, SyncedDirs, Written};
 pub use verify::{check_reference, verify_store, ProbeStep};
 
 use object_store::path::Path as ObjectPath;

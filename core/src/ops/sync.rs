@@ -3,8 +3,10 @@
 //! store's location) is synced together, on several threads, before the transaction commits:
 //! one round of parallel fsyncs per transaction instead of two sequential ones per object.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use crate::backend::Store;
 use crate::error::OasError;
@@ -41,10 +43,11 @@ pub struct Written {
 }
 
 impl Written {
-    /// Record the object at `rel` of the `file` store `store`, and the directories from its
-    /// parent up to the store's location (a directory created by an earlier put that never
-    /// synced, say one whose transaction aborted, must reach the disk as well).
-    pub fn add(&mut self, store: &Store, rel: &str) -> Result<(), OasError> {
+    /// Record the object at `rel` of the `file` store `store`: the file, its directory (which
+    /// names it), and the directories above up to the store's location that `synced` does not
+    /// know as synced already (a directory made by a put that never synced, say one whose
+    /// transaction aborted, must reach the disk as well).
+    pub fn add(&mut self, store: &Store, rel: &str, synced: &SyncedDirs) -> Result<(), OasError> {
         validate_relative_path(rel)?;
         let entry = |rel: &str| Entry {
             store: store.name.clone(),
@@ -55,11 +58,14 @@ impl Written {
             return Ok(());
         }
         let mut dir = Path::new(rel).parent();
+        let mut parent = true;
         while let Some(d) = dir {
-            let known = !self.dirs.insert(entry(d.to_str().unwrap_or_default()));
-            if known {
+            let e = entry(d.to_str().unwrap_or_default());
+            if self.dirs.contains(&e) || (!parent && synced.holds(&e.path())) {
                 break;
             }
+            self.dirs.insert(e);
+            parent = false;
             dir = d.parent();
         }
         Ok(())
@@ -79,36 +85,84 @@ impl Written {
     }
 }
 
-/// fsync every file and directory in `written`, on up to [`SYNC_THREADS`] threads. The first
-/// failure is the error (a transaction that gets it must not commit).
-pub async fn sync_written(written: Written) -> Result<(), OasError> {
-    let entries: Vec<Entry> = written.files.into_iter().chain(written.dirs).collect();
+/// Directories known to be on disk with every entry that leads to them: synced by this process
+/// (with each one above), and still the same directory (device, inode and birth time), so one
+/// removed and made again is synced again.
+#[derive(Debug, Default)]
+pub struct SyncedDirs(HashMap<PathBuf, DirId>);
+
+type DirId = (u64, u64, SystemTime);
+
+fn dir_id(meta: &std::fs::Metadata) -> Option<DirId> {
+    Some((meta.dev(), meta.ino(), meta.created().ok()?))
+}
+
+impl SyncedDirs {
+    /// Was `dir` synced by this process, and is it still the directory that was?
+    pub fn holds(&self, dir: &Path) -> bool {
+        self.0.get(dir).is_some_and(|id| {
+            std::fs::symlink_metadata(dir)
+                .ok()
+                .and_then(|m| dir_id(&m))
+                .as_ref()
+                == Some(id)
+        })
+    }
+
+    fn insert(&mut self, synced: Vec<(PathBuf, DirId)>) {
+        self.0.extend(synced);
+    }
+}
+
+/// fsync every file and directory in `written`, on up to [`SYNC_THREADS`] threads, and remember
+/// the directories synced in `synced`. The first failure is the error (a transaction that gets
+/// it must not commit).
+pub async fn sync_written(written: Written, synced: &mut SyncedDirs) -> Result<(), OasError> {
+    let entries: Vec<(Entry, bool)> = (written.files.into_iter().map(|e| (e, false)))
+        .chain(written.dirs.into_iter().map(|e| (e, true)))
+        .collect();
     if entries.is_empty() {
         return Ok(());
     }
     let threads = entries.len().min(SYNC_THREADS);
-    let mut shares: Vec<Vec<Entry>> = vec![Vec::new(); threads];
+    let mut shares: Vec<Vec<(Entry, bool)>> = vec![Vec::new(); threads];
     for (i, e) in entries.into_iter().enumerate() {
         shares[i % threads].push(e);
     }
-    let tasks = shares
-        .into_iter()
-        .map(|share| tokio::task::spawn_blocking(move || share.iter().try_for_each(sync_one)));
+    let tasks = shares.into_iter().map(|share| {
+        tokio::task::spawn_blocking(move || {
+            let mut dirs = Vec::new();
+            for (e, is_dir) in &share {
+                let id = sync_one(e)?;
+                if let (true, Some(id)) = (is_dir, id) {
+                    dirs.push((e.path(), id));
+                }
+            }
+            Ok::<_, OasError>(dirs)
+        })
+    });
+    let mut dirs = Vec::new();
     for done in futures::future::join_all(tasks).await {
-        done.map_err(|e| OasError::Internal(format!("fsync thread: {e}")))??;
+        dirs.extend(done.map_err(|e| OasError::Internal(format!("fsync thread: {e}")))??);
     }
+    synced.insert(dirs);
     Ok(())
 }
 
-fn sync_one(e: &Entry) -> Result<(), OasError> {
-    std::fs::File::open(e.path())
-        .and_then(|f| f.sync_all())
-        .map_err(|err| OasError::Store {
-            store: e.store.clone(),
-            op: "fsync",
-            path: e.rel.clone(),
-            detail: err.to_string(),
-        })
+/// fsync one file or directory; the identity of what was synced.
+fn sync_one(e: &Entry) -> Result<Option<DirId>, OasError> {
+    let sync = || {
+        let f = std::fs::File::open(e.path())?;
+        let id = dir_id(&f.metadata()?);
+        f.sync_all()?;
+        Ok::<_, std::io::Error>(id)
+    };
+    sync().map_err(|err| OasError::Store {
+        store: e.store.clone(),
+        op: "fsync",
+        path: e.rel.clone(),
+        detail: err.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -126,12 +180,13 @@ mod tests {
         let twin = store.deferring().expect("a file store that fsyncs defers");
         assert!(twin.deferring().is_none() && twin.unsynced().is_none());
         let mut w = Written::default();
+        let mut synced = SyncedDirs::default();
         assert!(w.is_empty());
         for data in [&b"one"[..], b"two", b"one"] {
             let (r, _) = put_hash(twin, "lab", Bytes::copy_from_slice(data))
                 .await
                 .unwrap();
-            w.add(&store, &r.path).unwrap();
+            w.add(&store, &r.path, &synced).unwrap();
         }
         let root = dir.path();
         let mut paths = w.paths();
@@ -152,15 +207,25 @@ mod tests {
         want.sort();
         want.dedup();
         assert_eq!(paths, want);
-        sync_written(w).await.unwrap();
-        assert!(w_is_readable(root, &one));
+        sync_written(w, &mut synced).await.unwrap();
         // Nothing written: nothing to do.
-        sync_written(Written::default()).await.unwrap();
-    }
-
-    fn w_is_readable(root: &Path, hash: &str) -> bool {
-        root.join(format!("_hash/lab/{}/{hash}", &hash[..2]))
-            .is_file()
+        sync_written(Written::default(), &mut synced).await.unwrap();
+        // Synced once, the directories above an object's own are not synced again ...
+        let mut w = Written::default();
+        let (r, _) = put_hash(twin, "lab", Bytes::from_static(b"three"))
+            .await
+            .unwrap();
+        w.add(&store, &r.path, &synced).unwrap();
+        let parent = root.join(&r.path).parent().unwrap().to_path_buf();
+        let (mut got, mut want) = (w.paths(), vec![root.join(&r.path), parent.clone()]);
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        // ... unless one was removed and made again.
+        std::fs::remove_dir_all(root.join("_hash")).unwrap();
+        std::fs::create_dir_all(&parent).unwrap();
+        assert!(!synced.holds(&root.join("_hash/lab")));
+        assert!(synced.holds(root));
     }
 
     #[tokio::test]
@@ -172,14 +237,17 @@ mod tests {
             .unwrap();
         assert_eq!(o, PutOutcome::Uploaded);
         let mut w = Written::default();
-        w.add(&store, &r.path).unwrap();
-        w.add(&store, "_hash/lab/gone").unwrap();
-        let e = sync_written(w).await.unwrap_err();
+        let mut synced = SyncedDirs::default();
+        w.add(&store, &r.path, &synced).unwrap();
+        w.add(&store, "_hash/lab/gone", &synced).unwrap();
+        let e = sync_written(w, &mut synced).await.unwrap_err();
         assert!(
             matches!(&e, OasError::Store { op: "fsync", path, .. } if path == "_hash/lab/gone"),
             "{e:?}"
         );
-        assert!(Written::default().add(&store, "../escape").is_err());
+        assert!(Written::default()
+            .add(&store, "../escape", &synced)
+            .is_err());
     }
 
     #[test]
