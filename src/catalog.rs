@@ -6,6 +6,7 @@
 //! rebuilt on its next use, in every backend, as soon as the change commits.
 
 use std::cell::RefCell;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -93,20 +94,20 @@ fn read_row(name: Option<&str>, access: Option<Access>) -> Result<(StoreRow, boo
     let row = crate::privilege::pinned(|| {
         Spi::connect(|c| {
             let rows = PLANS.with_borrow_mut(|plans| {
-                if !plans.contains_key(&shape) {
-                    let stmt = c
-                        .prepare(
+                let stmt = match plans.entry(shape) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(v) => v.insert(
+                        c.prepare(
                             &query,
                             &[
                                 PgOid::BuiltIn(PgBuiltInOids::TEXTOID),
                                 PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID),
                             ],
                         )?
-                        .keep();
-                    plans.insert(shape, stmt);
-                }
-                let stmt = plans.get(&shape).expect("prepared above");
-                c.select(stmt, Some(1), &[name.into(), wanted.into()])
+                        .keep(),
+                    ),
+                };
+                c.select(&*stmt, Some(1), &[name.into(), wanted.into()])
             })?;
             let Some(r) = rows.into_iter().next() else {
                 return Ok(None);
