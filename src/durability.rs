@@ -44,17 +44,6 @@ pub fn written(store: &Store, rel: &str) -> Result<(), OasError> {
     Ok(())
 }
 
-/// Paths this transaction has written and not yet synced (for tests).
-pub fn pending_paths() -> Vec<String> {
-    PENDING.with_borrow(|p| {
-        p.written
-            .paths()
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect()
-    })
-}
-
 fn take() -> Written {
     PENDING.with_borrow_mut(|p| {
         p.hooked = false;
