@@ -6,6 +6,7 @@
 //! rebuilt on its next use, in every backend, as soon as the change commits.
 
 use std::cell::RefCell;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -13,7 +14,8 @@ use oas_core::backend::{ClientSettings, Store};
 use oas_core::spec::{merge_secrets, StoreSpec};
 use oas_core::OasError;
 use pgrx::prelude::*;
-use pgrx::JsonB;
+use pgrx::spi::OwnedPreparedStatement;
+use pgrx::{JsonB, PgBuiltInOids, PgOid};
 
 use crate::error::{OrRaise, SpiOk};
 
@@ -83,9 +85,30 @@ fn read_row(name: Option<&str>, access: Option<Access>) -> Result<(StoreRow, boo
             "s.is_default AND $1::pg_catalog.text IS NULL"
         }
     );
+    // Every put and read looks its store up: the plan is prepared once per backend and shape.
+    thread_local! {
+        static PLANS: RefCell<HashMap<(bool, bool), OwnedPreparedStatement>> =
+            RefCell::new(HashMap::new());
+    }
+    let shape = (access.is_some(), name.is_some());
     let row = crate::privilege::pinned(|| {
         Spi::connect(|c| {
-            let rows = c.select(&query, Some(1), &[name.into(), wanted.into()])?;
+            let rows = PLANS.with_borrow_mut(|plans| {
+                let stmt = match plans.entry(shape) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(v) => v.insert(
+                        c.prepare(
+                            &query,
+                            &[
+                                PgOid::BuiltIn(PgBuiltInOids::TEXTOID),
+                                PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID),
+                            ],
+                        )?
+                        .keep(),
+                    ),
+                };
+                c.select(&*stmt, Some(1), &[name.into(), wanted.into()])
+            })?;
             let Some(r) = rows.into_iter().next() else {
                 return Ok(None);
             };

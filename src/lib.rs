@@ -23,6 +23,7 @@ pub mod capability;
 pub mod catalog;
 pub mod comments;
 pub mod compat;
+pub mod durability;
 pub mod error;
 pub mod guc;
 pub mod privilege;

@@ -54,9 +54,13 @@ pub(crate) fn put(
     crate::privilege::require_schema_usage(&schema)?;
     // Large payloads are hashed and staged (or copied) on two threads, straight from
     // PostgreSQL's copy of the parameter; small ones are not worth the threads.
+    // A file store that fsyncs is written without, and synced when the transaction commits
+    // (`crate::durability`).
+    let deferring = store.deferring().cloned();
+    let target = deferring.as_ref().unwrap_or(&store);
     let prepared = if data.len() >= STAGE_MIN {
-        let fsync = crate::guc::file_fsync();
-        run_cancellable(|cancelled| prepare(&store, data, fsync, cancelled))?
+        let fsync = crate::guc::file_fsync() && deferring.is_none();
+        run_cancellable(|cancelled| prepare(target, data, fsync, cancelled))?
     } else {
         Prepared {
             hash: content_hash(data),
@@ -73,7 +77,10 @@ pub(crate) fn put(
         store.spec.subfolding.as_deref(),
     )?;
     super::locks::lock_for_reference(&path)?;
-    let (reference, _outcome) = block_on(put_prepared(&store, &schema, prepared))?;
+    let (reference, _outcome) = block_on(put_prepared(target, &schema, prepared))?;
+    if deferring.is_some() {
+        crate::durability::written(&store, &reference.path)?;
+    }
     Ok(reference.to_json())
 }
 

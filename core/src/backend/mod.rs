@@ -86,6 +86,9 @@ pub struct Store {
     /// renames use it and then fsync each directory they touched once, instead of two directory
     /// fsyncs per rename (see [`crate::gc::move_objects`]).
     unsynced: Option<Arc<NoFollow>>,
+    /// `file` stores that fsync: this store writing through `unsynced`, for puts whose objects
+    /// are made durable together before their transaction commits (see [`Store::deferring`]).
+    deferring: Option<Arc<Store>>,
     masker: Masker,
 }
 
@@ -114,6 +117,7 @@ impl Store {
             client,
             signer,
             unsynced: None,
+            deferring: None,
             masker,
         })
     }
@@ -125,14 +129,33 @@ impl Store {
         unsynced: Option<Arc<NoFollow>>,
         masker: Masker,
     ) -> Self {
+        let deferring = unsynced.clone().map(|raw| {
+            Arc::new(Store {
+                name: name.to_string(),
+                spec: spec.clone(),
+                client: raw,
+                signer: None,
+                unsynced: None,
+                deferring: None,
+                masker: masker.clone(),
+            })
+        });
         Store {
             name: name.to_string(),
             spec,
             client,
             signer: None,
             unsynced,
+            deferring,
             masker,
         }
+    }
+
+    /// For `file` stores that fsync: the same store writing without fsync. Whoever puts through
+    /// it must sync what it wrote ([`crate::ops::sync_written`]) before relying on it; the
+    /// extension does so before the transaction commits. `None` for every other store.
+    pub fn deferring(&self) -> Option<&Arc<Store>> {
+        self.deferring.as_ref()
     }
 
     /// For `file` stores that fsync: a client for the same directory that does not. Whoever

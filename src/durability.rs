@@ -1,0 +1,66 @@
+//! Durability at commit for `file` stores (README "Durability"): a put writes its object without
+//! fsync ([`oas_core::backend::Store::deferring`]) and records it here; before the transaction
+//! commits (or is prepared for two-phase commit) every object it wrote, and each directory that
+//! names one, is synced together ([`oas_core::ops::sync_written`]). A failed sync aborts the
+//! transaction. The list outlives `ROLLBACK TO SAVEPOINT`: an object written in a rolled-back
+//! subtransaction may be found again by a later put of the same content, whose reference commits.
+//! An aborted transaction syncs nothing; what it wrote is the collector's.
+
+use std::cell::RefCell;
+
+use oas_core::backend::Store;
+use oas_core::ops::{sync_written, SyncedDirs, Written};
+use oas_core::OasError;
+use pgrx::{register_xact_callback, PgXactCallbackEvent};
+
+use crate::error::OrRaise;
+
+#[derive(Default)]
+struct Pending {
+    written: Written,
+    /// Directories this backend has synced (kept across transactions: a directory on disk stays).
+    synced: SyncedDirs,
+    /// The transaction callbacks are registered (pgrx forgets them at commit and abort).
+    hooked: bool,
+}
+
+thread_local! {
+    static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
+}
+
+/// The object at `rel` of `store` (a `file` store that fsyncs) was written or found by this
+/// transaction without a sync: sync it before the transaction commits. A copy found (a dedup
+/// hit) is recorded too: it may be another transaction's, not yet synced.
+pub fn written(store: &Store, rel: &str) -> Result<(), OasError> {
+    let hook = PENDING.with_borrow_mut(|p| {
+        p.written.add(store, rel, &p.synced)?;
+        Ok::<_, OasError>(!std::mem::replace(&mut p.hooked, true))
+    })?;
+    if hook {
+        register_xact_callback(PgXactCallbackEvent::PreCommit, sync_pending);
+        register_xact_callback(PgXactCallbackEvent::PrePrepare, sync_pending);
+        register_xact_callback(PgXactCallbackEvent::Abort, forget_pending);
+    }
+    Ok(())
+}
+
+fn take() -> Written {
+    PENDING.with_borrow_mut(|p| {
+        p.hooked = false;
+        std::mem::take(&mut p.written)
+    })
+}
+
+fn sync_pending() {
+    let written = take();
+    if !written.is_empty() {
+        let mut synced = PENDING.with_borrow_mut(|p| std::mem::take(&mut p.synced));
+        let done = crate::runtime::block_on(sync_written(written, &mut synced));
+        PENDING.with_borrow_mut(|p| p.synced = synced);
+        done.or_raise();
+    }
+}
+
+fn forget_pending() {
+    take();
+}

@@ -1,0 +1,154 @@
+"""Durability at commit on file stores (#12): objects a transaction writes are synced together
+before it commits. The sync is seen from outside by removing an object before COMMIT: a commit
+that syncs it fails naming it (and rolls back); one that does not sync it succeeds. A crash
+right after COMMIT returns leaves every committed reference intact."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import psycopg
+import pytest
+
+from conftest import RUN_DIR, ROOT, chown_postgres, free_port, unique
+
+
+def _put(conn, schema, data, store="file"):
+    return conn.execute(f"INSERT INTO {schema}.t VALUES (%s, oas.oas_hash_put(%s, %s, %s)) RETURNING v",
+                        [os.urandom(4).hex(), data, store, schema]).fetchone()[0]
+
+
+@pytest.fixture
+def table(conn, store_dir):
+    """A table in a schema of its own; the test runs in a transaction (the connection autocommits)."""
+    schema = unique("dur")
+    conn.execute(f"CREATE SCHEMA {schema}")
+    conn.execute(f"CREATE TABLE {schema}.t (k text PRIMARY KEY, v jsonb)")
+    conn.execute("BEGIN")
+    yield schema
+    conn.execute("ROLLBACK")
+    conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def commit(conn):
+    conn.execute("COMMIT")
+    conn.execute("BEGIN")
+
+
+def failed_commit(conn):
+    with pytest.raises(psycopg.errors.IoError) as e:
+        conn.execute("COMMIT")
+    conn.execute("BEGIN")
+    return str(e.value)
+
+
+def test_commit_syncs_every_object_the_transaction_wrote(conn, table, store_dir):
+    refs = [_put(conn, table, os.urandom(4096)) for _ in range(3)]
+    (store_dir / refs[1]["path"]).unlink()
+    message = failed_commit(conn)
+    assert refs[1]["path"] in message and "fsync" in message
+    # The transaction rolled back: no row names the objects.
+    assert conn.execute(f"SELECT count(*) FROM {table}.t").fetchone()[0] == 0
+
+
+def test_rollback_to_savepoint_keeps_the_list(conn, table, store_dir):
+    data = os.urandom(4096)
+    conn.execute("SAVEPOINT a")
+    ref = _put(conn, table, data)
+    conn.execute("ROLLBACK TO SAVEPOINT a")
+    # The same content again: found, and its reference commits; it must be synced all the same.
+    assert _put(conn, table, data) == ref
+    (store_dir / ref["path"]).unlink()
+    failed_commit(conn)
+
+
+def test_released_savepoint_and_dedup_hits_are_synced(conn, table, store_dir):
+    data = os.urandom(4096)
+    _put(conn, table, data)
+    commit(conn)
+    conn.execute("SAVEPOINT a")
+    ref = _put(conn, table, data)  # a dedup hit
+    conn.execute("RELEASE SAVEPOINT a")
+    (store_dir / ref["path"]).unlink()
+    failed_commit(conn)
+
+
+def test_aborted_transactions_and_fsync_off_sync_nothing(conn, table, store_dir):
+    ref = _put(conn, table, os.urandom(4096))
+    (store_dir / ref["path"]).unlink()
+    conn.execute("ROLLBACK")  # no error: an aborted transaction syncs nothing
+    conn.execute("BEGIN")
+    # The next transaction starts with an empty list.
+    _put(conn, table, os.urandom(4096))
+    commit(conn)
+    conn.execute("SET oas.file_fsync = off")
+    ref = _put(conn, table, os.urandom(4096))
+    (store_dir / ref["path"]).unlink()
+    commit(conn)  # nothing to sync with oas.file_fsync = off
+    conn.execute("RESET oas.file_fsync")
+    commit(conn)
+
+
+def test_object_stores_are_not_deferred(conn, table, servers):
+    _put(conn, table, os.urandom(4096), store="s3")
+    commit(conn)
+
+
+def _pg(*args, **kw):
+    pgbin = subprocess.run([os.environ.get("OAS_PG_CONFIG", "/usr/lib/postgresql/15/bin/pg_config"),
+                            "--bindir"], check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(["sudo", "-u", "postgres", f"{pgbin}/{args[0]}", *args[1:]], **kw)
+
+
+@pytest.fixture
+def crash_cluster(servers):
+    """A cluster of its own (killed with SIGKILL here), with two-phase commit enabled."""
+    name, port = unique("crash"), free_port()
+    cluster = ROOT / "scripts" / "cluster.sh"
+    env = dict(os.environ, OAS_RUN_DIR=str(RUN_DIR))
+    subprocess.run([cluster, "start", name, str(port)], check=True, env=env)
+    data = RUN_DIR / name / "data"
+    with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres", autocommit=True) as c:
+        c.execute("ALTER SYSTEM SET max_prepared_transactions = 4")
+    _pg("pg_ctl", "-D", str(data), "-w", "-m", "fast", "restart", "-l", str(RUN_DIR / name / "server.log"),
+        check=True, capture_output=True)
+    store = RUN_DIR / f"{name}-store"
+    store.mkdir()
+    chown_postgres(store)
+    with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres", autocommit=True) as c:
+        c.execute("CREATE EXTENSION pg_oas")
+        c.execute("SELECT oas.oas_store_create('file', %s, true)",
+                  [json.dumps({"protocol": "file", "location": str(store)})])
+    yield port, data
+    subprocess.run([cluster, "destroy", name], check=False, env=env)
+    shutil.rmtree(store, ignore_errors=True)
+
+
+def test_committed_references_survive_a_crash(crash_cluster, store_dir):
+    port, data = crash_cluster
+    dsn = dict(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
+    with psycopg.connect(**dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE public.t (k int PRIMARY KEY, v jsonb)")
+        c.execute("SELECT oas.oas_declare_column('public.t', 'v', 'hash@file')")
+        for i in range(50):  # autocommit: each statement durable when it returns
+            c.execute("INSERT INTO public.t VALUES (%s, oas.oas_hash_put(%s, 'file', 'public'))",
+                      [i, os.urandom(4096)])
+        with c.transaction():  # one transaction, many objects
+            for i in range(50, 100):
+                c.execute("INSERT INTO public.t VALUES (%s, oas.oas_hash_put(%s, 'file', 'public'))",
+                          [i, os.urandom(4096)])
+        # Two-phase commit: synced at PREPARE TRANSACTION.
+        c.execute("BEGIN")
+        c.execute("INSERT INTO public.t VALUES (100, oas.oas_hash_put(%s, 'file', 'public'))", [os.urandom(4096)])
+        c.execute("PREPARE TRANSACTION 'dur'")
+        # A crash right after COMMIT returned: no shutdown checkpoint, recovery from the WAL.
+    _pg("pg_ctl", "-D", str(data), "-w", "-m", "immediate", "stop", check=True, capture_output=True)
+    _pg("pg_ctl", "-D", str(data), "-w", "-l", str(data.parent / "server.log"), "start",
+        check=True, capture_output=True)
+    with psycopg.connect(**dsn, autocommit=True) as c:
+        c.execute("COMMIT PREPARED 'dur'")
+        assert c.execute("SELECT count(*) FROM public.t").fetchone()[0] == 101
+        assert c.execute("SELECT * FROM oas.oas_verify()").fetchall() == []
