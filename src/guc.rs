@@ -51,7 +51,7 @@ pub fn init() {
     );
     GucRegistry::define_bool_guc(
         c"oas.file_fsync",
-        c"fsync objects written to file stores: hash-addressed ones before their transaction commits, others before the call returns.",
+        c"fsync objects written to file stores: puts and pending values before their transaction commits, uploads in parts before the call returns.",
         c"Off trades durability of new objects after a crash of the machine for speed.",
         &FILE_FSYNC,
         GucContext::Suset,
@@ -124,8 +124,8 @@ pub fn max_retries() -> usize {
     MAX_RETRIES.get().max(0) as usize
 }
 
-/// `oas.file_fsync`: fsync objects written to file stores (hash-addressed ones before their
-/// transaction commits, see [`crate::durability`]; others before the call returns).
+/// `oas.file_fsync`: fsync objects written to file stores (puts and pending values before their
+/// transaction commits, see [`crate::durability`]; uploads in parts before the call returns).
 pub fn file_fsync() -> bool {
     FILE_FSYNC.get()
 }

@@ -382,6 +382,13 @@ fn oas_npy_put(table: &str, field: &str, key: JsonB, npy: &[u8]) -> JsonB {
         &key.values,
     );
     let payload = bytes::Bytes::copy_from_slice(npy);
-    block_on(oas_core::ops::put_new(&store, &path, payload)).or_raise();
+    // A file store that fsyncs is synced when the transaction commits (`crate::durability`).
+    match store.deferring() {
+        Some(deferring) => {
+            block_on(oas_core::ops::put_new(deferring, &path, payload)).or_raise();
+            crate::durability::written(&store, &path).or_raise();
+        }
+        None => block_on(oas_core::ops::put_new(&store, &path, payload)).or_raise(),
+    }
     JsonB(NpyRef::new(path, &store.name, &header).to_json())
 }

@@ -513,14 +513,28 @@ fn store_held(
     };
     let (store, path, column) = new_object_path(table, field, key, ext.as_deref())?;
     require_codec(field, &column, held)?;
+    // A file store that fsyncs is written without, and every file is synced when the
+    // transaction commits (`crate::durability`), as hash-addressed puts are.
+    let deferring = store.deferring().cloned();
+    let target = deferring.clone().unwrap_or_else(|| store.clone());
+    let written = |paths: &[String]| -> Result<(), OasError> {
+        if deferring.is_some() {
+            for p in paths {
+                crate::durability::written(&store, p)?;
+            }
+        }
+        Ok(())
+    };
     Ok(match &held.payload {
         Payload::Npy { data, header } => {
-            block_on(put_new(&store, &path, data.clone()))?;
+            block_on(put_new(&target, &path, data.clone()))?;
+            written(std::slice::from_ref(&path))?;
             NpyRef::new(path, &store.name, header).to_json()
         }
         Payload::File { data, ext } => {
             let size = data.len();
-            block_on(put_new(&store, &path, data.clone()))?;
+            block_on(put_new(&target, &path, data.clone()))?;
+            written(std::slice::from_ref(&path))?;
             ObjectValueRef::new(
                 path,
                 &store.name,
@@ -544,8 +558,10 @@ fn store_held(
             let count = files.len();
             let total = manifest.total_size;
             let manifest_bytes = Bytes::from(manifest.to_bytes());
-            let store2 = store.clone();
+            let store2 = target.clone();
             let base = path.clone();
+            let mut paths: Vec<String> = files.iter().map(|(n, _)| format!("{base}/{n}")).collect();
+            paths.push(format!("{base}.manifest.json"));
             let files = files.clone();
             block_on(async move {
                 use futures::StreamExt;
@@ -562,6 +578,7 @@ fn store_held(
                 // The manifest last: a folder with a manifest is complete.
                 put_new(&store2, &format!("{base}.manifest.json"), manifest_bytes).await
             })?;
+            written(&paths)?;
             ObjectValueRef::new(
                 path,
                 &store.name,

@@ -54,6 +54,34 @@ def test_commit_syncs_every_object_the_transaction_wrote(conn, table, store_dir)
     assert conn.execute(f"SELECT count(*) FROM {table}.t").fetchone()[0] == 0
 
 
+def test_commit_syncs_schema_addressed_values_too(conn, table, store_dir):
+    """<npy@> values, <object@> files and every file of a folder (its manifest too), written by
+    the row trigger, and oas_npy_put's objects are synced at commit like hash-addressed ones."""
+    conn.execute(f"CREATE TABLE {table}.s (k int PRIMARY KEY, n jsonb, o jsonb)")
+    conn.execute(f"SELECT oas.oas_declare_column('{table}.s', 'n', 'npy@file')")
+    conn.execute(f"SELECT oas.oas_declare_column('{table}.s', 'o', 'object@file')")
+    commit(conn)
+    cases = [
+        ("n", "oas.oas_npy(ARRAY[1.5, 2.5]::float8[])", ""),
+        ("o", "oas.oas_object('x'::bytea, '.bin')", ""),
+        ("o", "oas.oas_object_folder(ARRAY['a.bin', 'sub/b.bin'], ARRAY['a'::bytea, 'b'::bytea])", "/sub/b.bin"),
+        ("o", "oas.oas_object_folder(ARRAY['a.bin'], ARRAY['a'::bytea])", ".manifest.json"),
+    ]
+    for i, (col, value, suffix) in enumerate(cases):
+        ref = conn.execute(f"INSERT INTO {table}.s (k, {col}) VALUES (%s, {value}) RETURNING {col}", [i]).fetchone()[0]
+        (store_dir / (ref["path"] + suffix)).unlink()
+        message = failed_commit(conn)
+        assert ref["path"] + suffix in message, (value, message)
+    ref = conn.execute(f"SELECT oas.oas_npy_put('{table}.s', 'n', '{{\"k\": 8}}', "
+                       "oas.oas_npy_from_array(ARRAY[1]::int4[]))").fetchone()[0]
+    (store_dir / ref["path"]).unlink()
+    assert ref["path"] in failed_commit(conn)
+    # Nothing removed: the commit syncs and succeeds.
+    conn.execute(f"INSERT INTO {table}.s (k, n) VALUES (9, oas.oas_npy(ARRAY[1]::int4[]))")
+    commit(conn)
+    assert conn.execute(f"SELECT count(*) FROM {table}.s").fetchone()[0] == 1
+
+
 def test_rollback_to_savepoint_keeps_the_list(conn, table, store_dir):
     data = os.urandom(4096)
     conn.execute("SAVEPOINT a")
