@@ -7,6 +7,7 @@
 //! An aborted transaction syncs nothing; what it wrote is the collector's.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use oas_core::backend::Store;
 use oas_core::ops::{sync_written, SyncedDirs, Written};
@@ -28,10 +29,21 @@ thread_local! {
     static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
 }
 
-/// The object at `rel` of `store` (a `file` store that fsyncs) was written or found by this
-/// transaction without a sync: sync it before the transaction commits. A copy found (a dedup
-/// hit) is recorded too: it may be another transaction's, not yet synced.
+/// The store to write `store`'s new objects through: for a `file` store that fsyncs, the same
+/// store without fsync ([`Store::deferring`]), whose objects [`written`] then records; any
+/// other store itself.
+pub fn target(store: &Arc<Store>) -> Arc<Store> {
+    store.deferring().unwrap_or(store).clone()
+}
+
+/// The object at `rel` of `store` was written (through [`target`]) or found by this transaction:
+/// on a `file` store that fsyncs, sync it before the transaction commits; elsewhere nothing to
+/// do. A copy found (a dedup hit) is recorded too: it may be another transaction's, not yet
+/// synced.
 pub fn written(store: &Store, rel: &str) -> Result<(), OasError> {
+    if store.deferring().is_none() {
+        return Ok(());
+    }
     let hook = PENDING.with_borrow_mut(|p| {
         p.written.add(store, rel, &p.synced)?;
         Ok::<_, OasError>(!std::mem::replace(&mut p.hooked, true))

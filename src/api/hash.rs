@@ -56,11 +56,10 @@ pub(crate) fn put(
     // PostgreSQL's copy of the parameter; small ones are not worth the threads.
     // A file store that fsyncs is written without, and synced when the transaction commits
     // (`crate::durability`).
-    let deferring = store.deferring().cloned();
-    let target = deferring.as_ref().unwrap_or(&store);
+    let target = crate::durability::target(&store);
     let prepared = if data.len() >= STAGE_MIN {
-        let fsync = crate::guc::file_fsync() && deferring.is_none();
-        run_cancellable(|cancelled| prepare(target, data, fsync, cancelled))?
+        let fsync = crate::guc::file_fsync() && store.deferring().is_none();
+        run_cancellable(|cancelled| prepare(&target, data, fsync, cancelled))?
     } else {
         Prepared {
             hash: content_hash(data),
@@ -77,10 +76,8 @@ pub(crate) fn put(
         store.spec.subfolding.as_deref(),
     )?;
     super::locks::lock_for_reference(&path)?;
-    let (reference, _outcome) = block_on(put_prepared(target, &schema, prepared))?;
-    if deferring.is_some() {
-        crate::durability::written(&store, &reference.path)?;
-    }
+    let (reference, _outcome) = block_on(put_prepared(&target, &schema, prepared))?;
+    crate::durability::written(&store, &reference.path)?;
     Ok(reference.to_json())
 }
 

@@ -383,12 +383,8 @@ fn oas_npy_put(table: &str, field: &str, key: JsonB, npy: &[u8]) -> JsonB {
     );
     let payload = bytes::Bytes::copy_from_slice(npy);
     // A file store that fsyncs is synced when the transaction commits (`crate::durability`).
-    match store.deferring() {
-        Some(deferring) => {
-            block_on(oas_core::ops::put_new(deferring, &path, payload)).or_raise();
-            crate::durability::written(&store, &path).or_raise();
-        }
-        None => block_on(oas_core::ops::put_new(&store, &path, payload)).or_raise(),
-    }
+    let target = crate::durability::target(&store);
+    block_on(oas_core::ops::put_new(&target, &path, payload)).or_raise();
+    crate::durability::written(&store, &path).or_raise();
     JsonB(NpyRef::new(path, &store.name, &header).to_json())
 }

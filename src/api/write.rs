@@ -515,15 +515,11 @@ fn store_held(
     require_codec(field, &column, held)?;
     // A file store that fsyncs is written without, and every file is synced when the
     // transaction commits (`crate::durability`), as hash-addressed puts are.
-    let deferring = store.deferring().cloned();
-    let target = deferring.clone().unwrap_or_else(|| store.clone());
+    let target = crate::durability::target(&store);
     let written = |paths: &[String]| -> Result<(), OasError> {
-        if deferring.is_some() {
-            for p in paths {
-                crate::durability::written(&store, p)?;
-            }
-        }
-        Ok(())
+        paths
+            .iter()
+            .try_for_each(|p| crate::durability::written(&store, p))
     };
     Ok(match &held.payload {
         Payload::Npy { data, header } => {
