@@ -191,6 +191,20 @@ pub fn store_unchecked(name: Option<&str>) -> Result<Arc<Store>, OasError> {
     store_for(&store_row_unchecked(name)?)
 }
 
+/// [`store_unchecked`] for a call that looks up the stores of many references (the triggers'
+/// checks): each store is looked up once per call.
+pub fn stores_unchecked() -> impl FnMut(&str) -> Result<Arc<Store>, OasError> {
+    let mut found: HashMap<String, Arc<Store>> = HashMap::new();
+    move |name| {
+        if let Some(s) = found.get(name) {
+            return Ok(s.clone());
+        }
+        let s = store_unchecked(Some(name))?;
+        found.insert(name.to_string(), s.clone());
+        Ok(s)
+    }
+}
+
 /// The client for a store the current user may write objects to.
 pub fn store_to_write(name: Option<&str>) -> Result<Arc<Store>, OasError> {
     store_for(&store_row_to(Access::Write, name)?)

@@ -165,6 +165,7 @@ fn check(
 ) -> Result<(), OasError> {
     use futures::StreamExt;
     let mut todo = Vec::new();
+    let mut store_named = catalog::stores_unchecked();
     for (store, path) in stores.iter().zip(paths) {
         let (Some(store), Some(path)) = (store, path) else {
             continue;
@@ -174,7 +175,7 @@ fn check(
         }
         // A store this database does not know (one only DataJoint is configured for) cannot be
         // read: its references are recorded, not checked.
-        let s = match catalog::store_unchecked(Some(store)) {
+        let s = match store_named(store) {
             Err(OasError::StoreNotConfigured(_)) => continue,
             s => s?,
         };

@@ -50,11 +50,12 @@ fn check_filepaths(stores: Vec<Option<String>>, paths: Vec<Option<String>>) {
 }
 
 fn check(stores: &[Option<String>], paths: &[Option<String>]) -> Result<(), OasError> {
+    let mut store_named = catalog::stores_unchecked();
     for (store, path) in stores.iter().zip(paths) {
         let (Some(store), Some(path)) = (store, path) else {
             continue;
         };
-        let s = catalog::store_unchecked(Some(store))?;
+        let s = store_named(store)?;
         let canonical = registrable_path(&s.spec, path)?;
         if &canonical != path {
             return Err(OasError::invalid_argument_hint(
