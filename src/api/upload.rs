@@ -138,17 +138,22 @@ fn oas_upload_part(id: &str, data: &[u8]) -> i64 {
             .map_err(|e| store.error(e, "upload part", &path))
     });
     if let Err(e) = result {
-        // The upload is over; what the store has of it is abandoned.
-        let _ = block_on(async {
-            let _ = up.writer.abort().await;
-            Ok(())
-        });
-        raise(e);
+        abandon(up, e);
     }
     up.size += data.len() as u64;
     let size = up.size as i64;
     UPLOADS.with_borrow_mut(|u| u.insert(id.to_string(), up));
     size
+}
+
+/// The upload is over: abort it (what the store has of it is abandoned, as far as the store
+/// allows) and raise `e`.
+fn abandon(up: Upload, e: OasError) -> ! {
+    let _ = block_on(async {
+        let _ = up.writer.abort().await;
+        Ok(())
+    });
+    raise(e)
 }
 
 /// Finish an upload and return DataJoint's reference for it, to insert into the row it was
@@ -160,23 +165,14 @@ fn oas_upload_finish(id: &str) -> JsonB {
         match parse_header(&up.head) {
             Ok(h) if h.data_offset + h.nbytes == up.size => Some(h),
             Ok(h) => {
-                let _ = block_on(async {
-                    let _ = up.writer.abort().await;
-                    Ok(())
-                });
-                raise(OasError::invalid_argument(format!(
+                let e = OasError::invalid_argument(format!(
                     "the upload has {} bytes, the .npy header describes {}",
                     up.size,
                     h.data_offset + h.nbytes
-                )));
+                ));
+                abandon(up, e)
             }
-            Err(e) => {
-                let _ = block_on(async {
-                    let _ = up.writer.abort().await;
-                    Ok(())
-                });
-                raise(e);
-            }
+            Err(e) => abandon(up, e),
         }
     } else {
         None
