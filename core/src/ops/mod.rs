@@ -13,7 +13,10 @@ mod read;
 mod sync;
 mod verify;
 
-pub use put::{content_hash_yielding, put_hash, put_new, put_prepared, PutOutcome};
+pub use put::{
+    content_hash_yielding, discard, publish, put_hash, put_new, put_prepared, reference_for,
+    PutOutcome,
+};
 pub use read::{
     get_hash, object_size, open_hash, read_head, read_npy_header, read_range, read_ranges, stat,
     Entry, HashGet, RANGE_PART,

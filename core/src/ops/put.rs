@@ -44,59 +44,84 @@ pub async fn put_hash(
     .await
 }
 
+/// The reference a payload with this hash and size has in `store` for `schema`, its path checked
+/// (a path the collector could not read back is refused). Known before anything is sent, so
+/// a caller may hand the upload on ([`publish`]) and use the reference at once.
+pub fn reference_for(
+    store: &Store,
+    schema: &str,
+    hash: &str,
+    size: u64,
+) -> Result<HashRef, OasError> {
+    let path = hash_path(
+        &store.spec.hash_prefix,
+        schema,
+        hash,
+        store.spec.subfolding.as_deref(),
+    )?;
+    crate::gc::require_read_back(
+        &store.spec.hash_prefix,
+        &store.spec.schema_prefix,
+        crate::gc::Section::Hash,
+        schema,
+        &path,
+    )?;
+    store.key(&path)?;
+    Ok(HashRef {
+        hash: hash.to_string(),
+        path,
+        schema: schema.to_string(),
+        store: Some(store.name.clone()),
+        size,
+    })
+}
+
 /// Publish a payload whose hash is known (see [`crate::stage::prepare`]).
+pub async fn put_prepared(
+    store: &Store,
+    schema: &str,
+    p: Prepared,
+) -> Result<(HashRef, PutOutcome), OasError> {
+    match reference_for(store, schema, &p.hash, p.size) {
+        Ok(reference) => {
+            let outcome = publish(store, &reference, p.body).await?;
+            Ok((reference, outcome))
+        }
+        Err(e) => {
+            discard(store, &p.body).await;
+            Err(e)
+        }
+    }
+}
+
+/// Drop a body that will not be published: a staged copy goes now rather than at the
+/// collector's sweep.
+pub async fn discard(store: &Store, body: &Body) {
+    if let Body::Staged(staging) = body {
+        if let Ok(k) = store.key(staging) {
+            let _ = store.client().delete(&k).await;
+        }
+    }
+}
+
+/// Write `body` as the object `reference` names ([`reference_for`]).
 ///
 /// An owned body is written with a conditional create where the backend has it, after a `head`
 /// that skips the upload when the object is already there; a staged body (file stores) is moved
 /// into place with an atomic rename-if-absent. Either way a concurrent writer of the same content
 /// never sees a partial object, no write replaces a good copy, and a copy of the wrong size (a
 /// damaged object) is replaced.
-pub async fn put_prepared(
+pub async fn publish(
     store: &Store,
-    schema: &str,
-    p: Prepared,
-) -> Result<(HashRef, PutOutcome), OasError> {
-    let checked = hash_path(
-        &store.spec.hash_prefix,
-        schema,
-        &p.hash,
-        store.spec.subfolding.as_deref(),
-    )
-    .and_then(|path| {
-        crate::gc::require_read_back(
-            &store.spec.hash_prefix,
-            &store.spec.schema_prefix,
-            crate::gc::Section::Hash,
-            schema,
-            &path,
-        )?;
-        let key = store.key(&path)?;
-        Ok((path, key))
-    });
-    let (path, key) = match checked {
-        Ok(v) => v,
-        Err(e) => {
-            // Not published: the staged copy goes now rather than at the collector's sweep.
-            if let Body::Staged(staging) = &p.body {
-                if let Ok(k) = store.key(staging) {
-                    let _ = store.client().delete(&k).await;
-                }
-            }
-            return Err(e);
-        }
-    };
-    let reference = HashRef {
-        hash: p.hash,
-        path: path.clone(),
-        schema: schema.to_string(),
-        store: Some(store.name.clone()),
-        size: p.size,
-    };
-    let outcome = match p.body {
-        Body::Owned(data) => put_owned(store, &key, &path, p.size, data).await?,
-        Body::Staged(staging) => publish_staged(store, &key, &path, p.size, &staging).await?,
-    };
-    Ok((reference, outcome))
+    reference: &HashRef,
+    body: Body,
+) -> Result<PutOutcome, OasError> {
+    let path = &reference.path;
+    let key = store.key(path)?;
+    match body {
+        Body::Owned(data) => put_owned(store, &key, path, reference.size, data).await,
+        Body::Staged(staging) => publish_staged(store, &key, path, reference.size, &staging).await,
+    }
 }
 
 async fn put_owned(
