@@ -229,6 +229,8 @@ pub fn filepath_store_to_write(name: Option<&str>) -> Result<Arc<Store>, OasErro
 /// read: `read` on the store, and a row it may SELECT that references the object
 /// ([`crate::capability`]).
 pub fn store_to_read(name: Option<&str>, path: &str) -> Result<(StoreRow, Arc<Store>), OasError> {
+    // This backend's uploads in flight first: a statement reads what it wrote.
+    crate::write_behind::flush()?;
     let row = store_row_to(Access::Read, name)?;
     let store = store_for(&row)?;
     crate::capability::require_referenced(&row, &store, path)?;

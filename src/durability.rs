@@ -1,10 +1,13 @@
+//! What a transaction does before it commits (or is prepared for two-phase commit): wait for
+//! the uploads still in flight ([`crate::write_behind`]), then make durable what it wrote.
+//!
 //! Durability at commit for `file` stores (README "Durability"): a put writes its object without
 //! fsync ([`oas_core::backend::Store::deferring`]) and records it here; before the transaction
-//! commits (or is prepared for two-phase commit) every object it wrote, and each directory that
-//! names one, is synced together ([`oas_core::ops::sync_written`]). A failed sync aborts the
-//! transaction. The list outlives `ROLLBACK TO SAVEPOINT`: an object written in a rolled-back
-//! subtransaction may be found again by a later put of the same content, whose reference commits.
-//! An aborted transaction syncs nothing; what it wrote is the collector's.
+//! commits every object it wrote, and each directory that names one, is synced together
+//! ([`oas_core::ops::sync_written`]). A failed upload or sync aborts the transaction. The list
+//! outlives `ROLLBACK TO SAVEPOINT`: an object written in a rolled-back subtransaction may be
+//! found again by a later put of the same content, whose reference commits. An aborted
+//! transaction syncs nothing and cancels its uploads; what it wrote is the collector's.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -44,16 +47,18 @@ pub fn written(store: &Store, rel: &str) -> Result<(), OasError> {
     if store.deferring().is_none() {
         return Ok(());
     }
-    let hook = PENDING.with_borrow_mut(|p| {
-        p.written.add(store, rel, &p.synced)?;
-        Ok::<_, OasError>(!std::mem::replace(&mut p.hooked, true))
-    })?;
-    if hook {
-        register_xact_callback(PgXactCallbackEvent::PreCommit, sync_pending);
-        register_xact_callback(PgXactCallbackEvent::PrePrepare, sync_pending);
-        register_xact_callback(PgXactCallbackEvent::Abort, forget_pending);
-    }
+    PENDING.with_borrow_mut(|p| p.written.add(store, rel, &p.synced))?;
+    hook();
     Ok(())
+}
+
+/// Register this transaction's callbacks, once.
+pub fn hook() {
+    if !PENDING.with_borrow_mut(|p| std::mem::replace(&mut p.hooked, true)) {
+        register_xact_callback(PgXactCallbackEvent::PreCommit, before_commit);
+        register_xact_callback(PgXactCallbackEvent::PrePrepare, before_commit);
+        register_xact_callback(PgXactCallbackEvent::Abort, at_abort);
+    }
 }
 
 fn take() -> Written {
@@ -63,7 +68,9 @@ fn take() -> Written {
     })
 }
 
-fn sync_pending() {
+fn before_commit() {
+    crate::write_behind::flush().or_raise();
+    crate::write_behind::end_transaction();
     let written = take();
     if !written.is_empty() {
         let mut synced = PENDING.with_borrow_mut(|p| std::mem::take(&mut p.synced));
@@ -73,6 +80,7 @@ fn sync_pending() {
     }
 }
 
-fn forget_pending() {
+fn at_abort() {
+    crate::write_behind::end_transaction();
     take();
 }

@@ -17,6 +17,8 @@ static NPY_MERGE_GAP: GucSetting<i32> = GucSetting::<i32>::new(0);
 static GC_GRACE_S: GucSetting<i32> = GucSetting::<i32>::new(86_400);
 static GC_TRASH_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 86_400);
 static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
+static UPLOADS_IN_FLIGHT: GucSetting<i32> = GucSetting::<i32>::new(16);
+static UPLOAD_MEMORY_KB: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -105,8 +107,38 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::UNIT_MS,
     );
+    GucRegistry::define_int_guc(
+        c"oas.uploads_in_flight",
+        c"Most uploads one statement keeps in flight at once.",
+        c"A statement that stores many objects (INSERT ... SELECT oas_hash_put(...), multi-row VALUES, COPY of pending values) uploads them concurrently and waits for all before it ends. 1 uploads each object before the function returns.",
+        &UPLOADS_IN_FLIGHT,
+        1,
+        1024,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"oas.upload_memory",
+        c"Most bytes of uploads in flight one backend holds in memory.",
+        c"A put waits while the uploads in flight hold this much; one larger object is uploaded alone.",
+        &UPLOAD_MEMORY_KB,
+        1024,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_KB,
+    );
     // Typos such as `SET oas.request_timout` become errors instead of silent placeholders.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"oas".as_ptr()) };
+}
+
+/// `oas.uploads_in_flight`: most uploads one statement keeps in flight (1: none behind).
+pub fn uploads_in_flight() -> usize {
+    UPLOADS_IN_FLIGHT.get().max(1) as usize
+}
+
+/// `oas.upload_memory` in bytes: most bytes the uploads in flight hold.
+pub fn upload_memory() -> usize {
+    UPLOAD_MEMORY_KB.get().max(1024) as usize * 1024
 }
 
 /// `oas.request_timeout`: longest time one object-store request may take.

@@ -8,6 +8,8 @@
 //! |---|---|
 //! | [`guc`] | the `oas.*` settings |
 //! | [`runtime`] | the per-backend tokio runtime and the cancellable `block_on` |
+//! | [`write_behind`] | uploads a statement keeps in flight, and the statement ends that wait for them |
+//! | [`durability`] | what a transaction does before it commits: wait for uploads, sync files |
 //! | [`error`] | `OasError` → SQLSTATE, message and hint |
 //! | [`catalog`] | reading stores from `oas.store`, the client cache |
 //! | [`capability`] | a reference is not a capability: may the caller read this object |
@@ -28,6 +30,7 @@ pub mod error;
 pub mod guc;
 pub mod privilege;
 pub mod runtime;
+pub mod write_behind;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -88,11 +91,13 @@ pgrx::extension_sql!(
     finalize
 );
 
-/// Called once when the library is loaded into a backend. Registers settings only: the runtime
-/// and store clients are created on first use, never here (this may run in the postmaster).
+/// Called once when the library is loaded into a backend. Registers settings and the
+/// statement-end hooks only: the runtime and store clients are created on first use, never here
+/// (this may run in the postmaster).
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     guc::init();
+    write_behind::install_hooks();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -40,6 +40,12 @@ fn runtime() -> &'static Runtime {
     })
 }
 
+/// The runtime's handle, to start tasks that run while this backend waits on any store
+/// ([`crate::write_behind`]).
+pub fn handle() -> tokio::runtime::Handle {
+    runtime().handle().clone()
+}
+
 fn block_all_signals() {
     // SAFETY: plain libc calls on a zeroed, then filled, signal set for the current thread only.
     unsafe {

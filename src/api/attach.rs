@@ -36,7 +36,9 @@ fn oas_attach_put(
     let contents = contents?;
     let filename = crate::error::required(filename, "filename");
     let packed = oas_core::attach::pack(filename, contents).or_raise();
-    Some(JsonB(super::hash::put(&packed, store, schema).or_raise()))
+    Some(JsonB(
+        super::hash::put(&packed, store, schema, None).or_raise(),
+    ))
 }
 
 /// The file name and bytes of an `<attach@>` reference (one row): the object is read with its

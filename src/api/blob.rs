@@ -74,7 +74,9 @@ fn oas_blob_put(
     schema: default!(Option<&str>, "NULL"),
 ) -> Option<JsonB> {
     let packed = pack_text(value?).or_raise();
-    Some(JsonB(super::hash::put(&packed, store, schema).or_raise()))
+    Some(JsonB(
+        super::hash::put(&packed, store, schema, None).or_raise(),
+    ))
 }
 
 /// A `<blob@>` reference read (size and MD5 checked, as `oas_hash_get` reads) and unpacked to
@@ -191,6 +193,8 @@ fn check(
     if todo.is_empty() {
         return Ok(());
     }
+    // Values this statement stored may still be on their way (`write_behind`).
+    crate::write_behind::flush()?;
     let checked: Vec<Result<(String, String), OasError>> = block_on(async {
         Ok(
             futures::stream::iter(todo.into_iter().map(|(store, path)| async move {

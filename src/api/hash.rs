@@ -4,8 +4,7 @@
 
 use bytes::Bytes;
 use oas_core::hash::content_hash;
-use oas_core::ops::{open_hash, put_prepared};
-use oas_core::path::hash_path;
+use oas_core::ops::{discard, open_hash, publish, reference_for};
 use oas_core::reference::HashRef;
 use oas_core::stage::{prepare, Body, Prepared, STAGE_MIN};
 use pgrx::prelude::*;
@@ -18,6 +17,7 @@ use super::bytea::Bytea;
 use super::MAX_BYTEA;
 use crate::error::{OrRaise, SpiOk};
 use crate::runtime::{block_on, run_cancellable};
+use crate::write_behind::{submit, Upload};
 
 /// Store `data` and return its DataJoint reference. `store` defaults to the default store,
 /// `schema` to the current schema (DataJoint's schema is the database schema of the table).
@@ -28,7 +28,7 @@ fn oas_hash_put(
     store: default!(Option<&str>, "NULL"),
     schema: default!(Option<&str>, "NULL"),
 ) -> Option<JsonB> {
-    Some(JsonB(put(data?, store, schema).or_raise()))
+    Some(JsonB(put(data?, store, schema, None).or_raise()))
 }
 
 /// Read the bytes a reference points to, checking size and (with `oas.verify_reads`) MD5.
@@ -38,11 +38,14 @@ fn oas_hash_get(reference: JsonB) -> Bytea {
 }
 
 /// Store `data` hash-addressed in `store` (default: the default store) for `schema` (default:
-/// the current schema); the reference. What `oas_hash_put` and `oas_attach_put` do.
+/// the current schema); the reference. What `oas_hash_put` and `oas_attach_put` do. The upload
+/// may still be in flight when this returns ([`crate::write_behind`]); `restore` is called if
+/// it fails or is rolled back.
 pub(crate) fn put(
     data: &[u8],
     store: Option<&str>,
     schema: Option<&str>,
+    restore: Option<Box<dyn FnOnce()>>,
 ) -> Result<serde_json::Value, OasError> {
     let store = catalog::store_to_write(store)?;
     let schema = match schema {
@@ -67,18 +70,35 @@ pub(crate) fn put(
             body: Body::Owned(Bytes::copy_from_slice(data)),
         }
     };
+    let reference = match reference_for(&store, &schema, &prepared.hash, prepared.size) {
+        Ok(r) => r,
+        Err(e) => {
+            block_on(async {
+                discard(&target, &prepared.body).await;
+                Ok(())
+            })?;
+            return Err(e);
+        }
+    };
     // Before looking for an existing copy: from here to the end of the transaction no collector
     // moves this object, so a dedup hit cannot end in a dangling reference.
-    let path = hash_path(
-        &store.spec.hash_prefix,
-        &schema,
-        &prepared.hash,
-        store.spec.subfolding.as_deref(),
-    )?;
-    super::locks::lock_for_reference(&path)?;
-    let (reference, _outcome) = block_on(put_prepared(&target, &schema, prepared))?;
-    crate::durability::written(&store, &reference.path)?;
-    Ok(reference.to_json())
+    super::locks::lock_for_reference(&reference.path)?;
+    let json = reference.to_json();
+    let bytes = match &prepared.body {
+        Body::Owned(data) => data.len(),
+        Body::Staged(_) => 0,
+    };
+    // The reference is known now; the upload may finish with the statement (`write_behind`).
+    let upload = Upload {
+        store,
+        paths: vec![reference.path.clone()],
+        bytes,
+        restore,
+    };
+    submit(upload, async move {
+        publish(&target, &reference, prepared.body).await.map(drop)
+    })?;
+    Ok(json)
 }
 
 /// The bytes of a hash-addressed reference, size and (with `oas.verify_reads`) MD5 checked, read

@@ -382,9 +382,19 @@ fn oas_npy_put(table: &str, field: &str, key: JsonB, npy: &[u8]) -> JsonB {
         &key.values,
     );
     let payload = bytes::Bytes::copy_from_slice(npy);
-    // A file store that fsyncs is synced when the transaction commits (`crate::durability`).
+    // The upload may finish with the statement (`crate::write_behind`); a file store that
+    // fsyncs is synced when the transaction commits (`crate::durability`).
     let target = crate::durability::target(&store);
-    block_on(oas_core::ops::put_new(&target, &path, payload)).or_raise();
-    crate::durability::written(&store, &path).or_raise();
-    JsonB(NpyRef::new(path, &store.name, &header).to_json())
+    let reference = NpyRef::new(path.clone(), &store.name, &header).to_json();
+    let upload = crate::write_behind::Upload {
+        store,
+        paths: vec![path.clone()],
+        bytes: payload.len(),
+        restore: None,
+    };
+    crate::write_behind::submit(upload, async move {
+        oas_core::ops::put_new(&target, &path, payload).await
+    })
+    .or_raise();
+    JsonB(reference)
 }

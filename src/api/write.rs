@@ -34,8 +34,9 @@ use serde_json::Value;
 use super::paths::KeySource;
 use crate::catalog;
 use crate::error::{raise, required, OrRaise, SpiOk};
-use crate::runtime::block_on;
+use crate::write_behind::{submit, Upload};
 
+#[derive(Clone)]
 enum Payload {
     Npy {
         data: Bytes,
@@ -78,6 +79,7 @@ impl Payload {
 }
 
 /// A value waiting for its row: the bytes, and the custom codec that made it (if one did).
+#[derive(Clone)]
 struct Held {
     payload: Payload,
     codec: Option<String>,
@@ -486,25 +488,34 @@ pub(crate) fn store_pending(
             "values made by oas_npy(), oas_object(), oas_blob() and the like are used once, in the transaction that made them",
         ));
     };
-    let stored = store_held(table, field, key, &held);
+    // An upload that fails or is rolled back later (`write_behind`) gives the value back too.
+    let restore: Box<dyn FnOnce()> = {
+        let (id, held) = (id.clone(), held.clone());
+        Box::new(move || {
+            PENDING.with_borrow_mut(|p| p.insert(id, held));
+        })
+    };
+    let stored = store_held(table, field, key, &held, restore);
     if stored.is_err() {
         PENDING.with_borrow_mut(|p| p.insert(id, held));
     }
     stored
 }
 
-/// Store `held` as the value of column `field` of `table` for the row whose key `key` gives.
+/// Store `held` as the value of column `field` of `table` for the row whose key `key` gives;
+/// `restore` is called if its upload fails or is rolled back after this returned.
 fn store_held(
     table: pg_sys::Oid,
     field: &str,
     key: &KeySource,
     held: &Held,
+    restore: Box<dyn FnOnce()>,
 ) -> Result<Value, OasError> {
     if let Payload::Hashed { data, .. } = &held.payload {
         let column = column_of(table, field)?;
         require_codec(field, &column, held)?;
         let schema = super::paths::table_schema(column.root)?;
-        return super::hash::put(data, column.store.as_deref(), Some(&schema));
+        return super::hash::put(data, column.store.as_deref(), Some(&schema), Some(restore));
     }
     let ext = match &held.payload {
         Payload::Npy { .. } => Some(".npy".to_string()),
@@ -513,24 +524,30 @@ fn store_held(
     };
     let (store, path, column) = new_object_path(table, field, key, ext.as_deref())?;
     require_codec(field, &column, held)?;
-    // A file store that fsyncs is written without, and every file is synced when the
-    // transaction commits (`crate::durability`), as hash-addressed puts are.
+    // The upload may finish with the statement (`write_behind`); a file store that fsyncs is
+    // written without, and every file is synced when the transaction commits
+    // (`crate::durability`), as hash-addressed puts are.
     let target = crate::durability::target(&store);
-    let written = |paths: &[String]| -> Result<(), OasError> {
-        paths
-            .iter()
-            .try_for_each(|p| crate::durability::written(&store, p))
+    let upload = |paths: Vec<String>, bytes: usize| Upload {
+        store: store.clone(),
+        paths,
+        bytes,
+        restore: Some(restore),
     };
     Ok(match &held.payload {
         Payload::Npy { data, header } => {
-            block_on(put_new(&target, &path, data.clone()))?;
-            written(std::slice::from_ref(&path))?;
+            let (p, data) = (path.clone(), data.clone());
+            submit(upload(vec![path.clone()], data.len()), async move {
+                put_new(&target, &p, data).await
+            })?;
             NpyRef::new(path, &store.name, header).to_json()
         }
         Payload::File { data, ext } => {
             let size = data.len();
-            block_on(put_new(&target, &path, data.clone()))?;
-            written(std::slice::from_ref(&path))?;
+            let (p, data) = (path.clone(), data.clone());
+            submit(upload(vec![path.clone()], size), async move {
+                put_new(&target, &p, data).await
+            })?;
             ObjectValueRef::new(
                 path,
                 &store.name,
@@ -554,16 +571,17 @@ fn store_held(
             let count = files.len();
             let total = manifest.total_size;
             let manifest_bytes = Bytes::from(manifest.to_bytes());
-            let store2 = target.clone();
             let base = path.clone();
-            let mut paths: Vec<String> = files.iter().map(|(n, _)| format!("{base}/{n}")).collect();
-            paths.push(format!("{base}.manifest.json"));
+            // The manifest first in the list (it names the upload), last on the wire.
+            let mut paths = vec![format!("{base}.manifest.json")];
+            paths.extend(files.iter().map(|(n, _)| format!("{base}/{n}")));
             let files = files.clone();
-            block_on(async move {
+            let bytes = files.iter().map(|(_, d)| d.len()).sum();
+            submit(upload(paths, bytes), async move {
                 use futures::StreamExt;
                 let results: Vec<Result<(), OasError>> =
                     futures::stream::iter(files.into_iter().map(|(name, data)| {
-                        let store = store2.clone();
+                        let store = target.clone();
                         let p = format!("{base}/{name}");
                         async move { put_new(&store, &p, data).await }
                     }))
@@ -572,9 +590,8 @@ fn store_held(
                     .await;
                 results.into_iter().collect::<Result<Vec<()>, _>>()?;
                 // The manifest last: a folder with a manifest is complete.
-                put_new(&store2, &format!("{base}.manifest.json"), manifest_bytes).await
+                put_new(&target, &format!("{base}.manifest.json"), manifest_bytes).await
             })?;
-            written(&paths)?;
             ObjectValueRef::new(
                 path,
                 &store.name,

@@ -168,6 +168,9 @@ def test_committed_references_survive_a_crash(crash_cluster, store_dir):
             for i in range(50, 100):
                 c.execute("INSERT INTO public.t VALUES (%s, oas.oas_hash_put(%s, 'file', 'public'))",
                           [i, os.urandom(4096)])
+        # Many objects in one statement, their uploads in flight together (write_behind).
+        c.execute("INSERT INTO public.t SELECT i, oas.oas_hash_put(decode(repeat(md5(%s || i), 256), 'hex'),"
+                  " 'file', 'public') FROM generate_series(101, 400) i", [os.urandom(8).hex()])
         # Two-phase commit: synced at PREPARE TRANSACTION.
         c.execute("BEGIN")
         c.execute("INSERT INTO public.t VALUES (100, oas.oas_hash_put(%s, 'file', 'public'))", [os.urandom(4096)])
@@ -178,5 +181,5 @@ def test_committed_references_survive_a_crash(crash_cluster, store_dir):
         check=True, capture_output=True)
     with psycopg.connect(**dsn, autocommit=True) as c:
         c.execute("COMMIT PREPARED 'dur'")
-        assert c.execute("SELECT count(*) FROM public.t").fetchone()[0] == 101
+        assert c.execute("SELECT count(*) FROM public.t").fetchone()[0] == 401
         assert c.execute("SELECT * FROM oas.oas_verify()").fetchall() == []
