@@ -15,7 +15,8 @@
 --     kind 'b' in the ledger trigger's arguments);
 --   * custom codecs: oas.codec, oas_codec_register, oas_codec_drop, oas_encode, oas_decode,
 --     oas._codec_end, oas._codec_call, oas._decode, oas._pending_codec; oas.tracked_columns has
---     chain_end and classifies columns by it; every tracked table's triggers are re-derived.
+--     chain_end and classifies columns by it; every tracked table's triggers are re-derived;
+--   * oas_hash_get_many reads many hash-addressed references, several at once.
 
 -- Attachments (src/api/attach.rs): DataJoint's filename\0contents from a name and bytes, and back.
 CREATE  FUNCTION "oas_attach_pack"(
@@ -958,6 +959,17 @@ $fn$;
 GRANT EXECUTE ON FUNCTION oas._sync_table(oid) TO oas_admin;
 REVOKE ALL ON FUNCTION oas._check_blobs(text[], text[], text) FROM PUBLIC;
 SELECT oas._sync_table(t.table_oid) FROM (SELECT DISTINCT c.table_oid FROM oas.tracked_columns c) t;
+
+-- Many hash-addressed references read at once, in order (src/api/hash.rs).
+CREATE  FUNCTION "oas_hash_get_many"(
+	"refs" jsonb[] /* Vec < Option < JsonB > > */
+) RETURNS TABLE (
+	"ordinality" bigint,  /* i64 */
+	"data" bytea  /* Option < Vec < u8 > > */
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_hash_get_many_wrapper';
 
 -- Last, as in a fresh install: every function made from Rust gets its doc comment.
 SELECT oas._comment_functions();

@@ -19,6 +19,7 @@ static GC_TRASH_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 86_400
 static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 static UPLOADS_IN_FLIGHT: GucSetting<i32> = GucSetting::<i32>::new(16);
 static UPLOAD_MEMORY_KB: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
+static READS_IN_FLIGHT: GucSetting<i32> = GucSetting::<i32>::new(8);
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -127,6 +128,16 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::UNIT_KB,
     );
+    GucRegistry::define_int_guc(
+        c"oas.reads_in_flight",
+        c"Most objects oas_hash_get_many fetches at once, ahead of the row it returns.",
+        c"Each fetched object is held in memory until its row is returned.",
+        &READS_IN_FLIGHT,
+        1,
+        1024,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     // Typos such as `SET oas.request_timout` become errors instead of silent placeholders.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"oas".as_ptr()) };
 }
@@ -139,6 +150,11 @@ pub fn uploads_in_flight() -> usize {
 /// `oas.upload_memory` in bytes: most bytes the uploads in flight hold.
 pub fn upload_memory() -> usize {
     UPLOAD_MEMORY_KB.get().max(1024) as usize * 1024
+}
+
+/// `oas.reads_in_flight`: most objects one `oas_hash_get_many` fetches at once.
+pub fn reads_in_flight() -> usize {
+    READS_IN_FLIGHT.get().max(1) as usize
 }
 
 /// `oas.request_timeout`: longest time one object-store request may take.

@@ -126,6 +126,55 @@ pub(crate) fn get(reference: &serde_json::Value) -> Result<Bytea, OasError> {
     Ok(out)
 }
 
+/// The bytes of many hash-addressed references, in their order (`ordinality` counts from 1; a
+/// NULL reference gives a NULL row), size and (with `oas.verify_reads`) MD5 checked. Up to
+/// `oas.reads_in_flight` objects are fetched at once, ahead of the row being returned:
+/// `SELECT * FROM oas_hash_get_many(ARRAY(SELECT raw FROM lab.recording ORDER BY id))`.
+#[pg_extern(volatile, parallel_unsafe)]
+fn oas_hash_get_many(
+    refs: Vec<Option<JsonB>>,
+) -> TableIterator<'static, (name!(ordinality, i64), name!(data, Option<Vec<u8>>))> {
+    let stream = get_many(refs).or_raise();
+    let mut stream = Box::pin(stream);
+    TableIterator::new(
+        std::iter::from_fn(move || {
+            block_on(async { Ok(futures::StreamExt::next(&mut stream).await) }).or_raise()
+        })
+        .enumerate()
+        .map(|(i, data)| (i as i64 + 1, data.or_raise())),
+    )
+}
+
+/// Every reference's store and read privilege are checked before anything is fetched; the
+/// fetches then run `oas.reads_in_flight` at a time, in order.
+fn get_many(
+    references: Vec<Option<JsonB>>,
+) -> Result<impl futures::Stream<Item = Result<Option<Vec<u8>>, OasError>>, OasError> {
+    use futures::StreamExt;
+    let mut reads = Vec::with_capacity(references.len());
+    for reference in references {
+        let Some(JsonB(json)) = reference else {
+            reads.push(None);
+            continue;
+        };
+        let r = HashRef::from_json(&json)?;
+        let (_, store) = catalog::store_to_read(r.store_name(), &r.path)?;
+        reads.push(Some((store, r)));
+    }
+    let verify = crate::guc::verify_reads();
+    Ok(futures::stream::iter(reads)
+        .map(move |read| async move {
+            let Some((store, r)) = read else {
+                return Ok(None);
+            };
+            let get = open_hash(&store, &r).await?;
+            let mut out = vec![0; get.size() as usize];
+            get.read_into(&mut out, verify).await?;
+            Ok(Some(out))
+        })
+        .buffered(crate::guc::reads_in_flight()))
+}
+
 /// DataJoint's content hash of `data`: MD5, base32, lowercase, unpadded (26 characters).
 #[pg_extern(immutable, strict, parallel_safe)]
 fn oas_content_hash(data: &[u8]) -> String {

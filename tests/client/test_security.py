@@ -749,6 +749,7 @@ def victim_object(su, new_store):
 
 READS = {
     "oas_hash_get": "SELECT oas.oas_hash_get(%s::jsonb)",
+    "oas_hash_get_many": "SELECT data FROM oas.oas_hash_get_many(ARRAY[NULL, %s::jsonb])",
     "oas_read": "SELECT oas.oas_read(%s::jsonb, 0, 3)",
     "oas_object_size": "SELECT oas.oas_object_size(%s::jsonb)",
 }
@@ -918,6 +919,7 @@ FUNCTION_MATRIX = {
     # Past the privilege check a run with nothing in trash is refused as an invalid argument.
     "oas_gc_restore(bigint, text)": ("SELECT * FROM oas.oas_gc_restore(run_id => 0)", "collector", "22023"),
     "oas_hash_get(jsonb)": ("SELECT oas.oas_hash_get(%(ref)s::jsonb)", "read"),
+    "oas_hash_get_many(jsonb[])": ("SELECT data FROM oas.oas_hash_get_many(ARRAY[%(ref)s::jsonb])", "read"),
     "oas_hash_put(bytea, text, text)": ("SELECT oas.oas_hash_put('new'::bytea, %(s)s, 'public')", "write"),
     "oas_npy(anyarray)": ("INSERT INTO {w} (id, n) VALUES (%(id)s, oas.oas_npy(ARRAY[1.5, 2.5]::float8[]))", "write"),
     "oas_npy(bytea)": (
@@ -1187,6 +1189,7 @@ def hostile_paths(m: str, h: str) -> list[tuple[str, str, str]]:
 
 REFERENCE_ENTRY_POINTS = {
     "oas_hash_get": "SELECT oas.oas_hash_get(%s::jsonb)",
+    "oas_hash_get_many": "SELECT * FROM oas.oas_hash_get_many(ARRAY[%s::jsonb])",
     "oas_read": "SELECT oas.oas_read(%s::jsonb, 0, 5)",
     "oas_object_size": "SELECT oas.oas_object_size(%s::jsonb)",
     "oas_check_reference": "SELECT oas.oas_check_reference(%s::jsonb)",

@@ -220,3 +220,23 @@ def test_a_cursor_uploads_what_each_fetch_returned(conn, schema, store_dir):
                      f" FROM generate_series(1, 30) i", [run, schema])
         refs = [r for (r,) in conn.execute("FETCH 10 FROM c").fetchall()]
         assert all((store_dir / r["path"]).exists() for r in refs)
+
+
+@pytest.mark.parametrize("store", ["file", "s3"])
+def test_many_references_read_at_once_in_order(conn, schema, store):
+    run = unique("r")
+    insert_many(conn, schema, 120, store, run)
+    conn.execute("SET oas.reads_in_flight = 16")
+    data = DATA % {"run": "%s"}
+    got = conn.execute(
+        f"SELECT i, data = {data} FROM oas.oas_hash_get_many(ARRAY(SELECT v FROM {schema}.t ORDER BY k))"
+        f" AS g(i, data)", [run]).fetchall()
+    assert got == [(i, True) for i in range(1, 121)]
+    # NULL references give NULL rows in their places; a damaged object fails the call.
+    rows = conn.execute("SELECT ordinality, data FROM oas.oas_hash_get_many(ARRAY[NULL, %s::jsonb, NULL])",
+                        [json.dumps(conn.execute(f"SELECT v FROM {schema}.t WHERE k = 1").fetchone()[0])]).fetchall()
+    assert [r[0] for r in rows] == [1, 2, 3] and rows[0][1] is None and rows[2][1] is None and rows[1][1]
+    ref = conn.execute(f"SELECT v FROM {schema}.t WHERE k = 2").fetchone()[0]
+    ref["size"] += 1
+    err = sql_error(conn, "SELECT count(*) FROM oas.oas_hash_get_many(ARRAY[NULL, %s::jsonb])", [json.dumps(ref)])
+    assert err.sqlstate == "XX001", err
