@@ -24,7 +24,7 @@
 //! progress while this backend waits on any store, and in the kernel's socket buffers meanwhile.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -52,6 +52,24 @@ struct Entry {
     upload: Upload,
     subxact: pg_sys::SubTransactionId,
     task: AbortHandle,
+    /// The `restore` of later puts of the same object, made while this one was in flight.
+    joined: Vec<Box<dyn FnOnce()>>,
+}
+
+impl Upload {
+    /// The upload failed or was cancelled: give its caller's value back.
+    fn undo(self) {
+        if let Some(restore) = self.restore {
+            restore();
+        }
+    }
+}
+
+impl Entry {
+    fn undo(self) {
+        self.upload.undo();
+        self.joined.into_iter().for_each(|restore| restore());
+    }
 }
 
 #[derive(Default)]
@@ -59,8 +77,8 @@ struct Queue {
     tasks: JoinSet<Result<(), OasError>>,
     entries: HashMap<Id, Entry>,
     /// `(store, path)` of every upload in flight: a second put of the same content waits for
-    /// nothing and sends nothing.
-    paths: HashSet<(String, String)>,
+    /// nothing and sends nothing (its `restore` joins the first's).
+    paths: HashMap<(String, String), Id>,
     bytes: usize,
     /// The subtransaction callback is registered (pgrx forgets it when the transaction ends).
     hooked: bool,
@@ -82,18 +100,23 @@ pub fn submit(
         return match block_on(work) {
             Ok(()) => finished(upload),
             Err(e) => {
-                if let Some(restore) = upload.restore {
-                    restore();
-                }
+                upload.undo();
                 Err(e)
             }
         };
     }
     let key = (upload.store.name.clone(), upload.paths[0].clone());
-    if QUEUE.with_borrow(|q| q.paths.contains(&key)) {
-        // The same object is on its way already; this put's reference names it too.
+    let mut upload = Some(upload);
+    QUEUE.with_borrow_mut(|q| {
+        if let Some(entry) = q.paths.get(&key).and_then(|id| q.entries.get_mut(id)) {
+            // The same object is on its way already; this put's reference names it too.
+            let restore = upload.take().and_then(|u| u.restore);
+            entry.joined.extend(restore);
+        }
+    });
+    let Some(upload) = upload else {
         return Ok(());
-    }
+    };
     let memory = crate::guc::upload_memory();
     loop {
         let full = QUEUE.with_borrow(|q| {
@@ -111,13 +134,14 @@ pub fn submit(
     QUEUE.with_borrow_mut(|q| {
         let task = q.tasks.spawn_on(work, &handle);
         q.bytes += upload.bytes;
-        q.paths.insert(key);
+        q.paths.insert(key, task.id());
         q.entries.insert(
             task.id(),
             Entry {
                 upload,
                 subxact,
                 task,
+                joined: Vec::new(),
             },
         );
     });
@@ -153,9 +177,7 @@ fn wait_for_one() -> Result<(), OasError> {
     match result {
         Ok(()) => finished(entry.upload),
         Err(e) => {
-            if let Some(restore) = entry.upload.restore {
-                restore();
-            }
+            entry.undo();
             Err(e)
         }
     }
@@ -207,9 +229,7 @@ fn hook() {
     if !QUEUE.with_borrow_mut(|q| std::mem::replace(&mut q.hooked, true)) {
         register_subxact_callback(PgSubXactCallbackEvent::AbortSub, |subid, _parent| {
             let cancelled = QUEUE.with_borrow_mut(|q| q.cancel_since(subid));
-            for restore in cancelled.into_iter().filter_map(|e| e.upload.restore) {
-                restore();
-            }
+            cancelled.into_iter().for_each(Entry::undo);
         });
     }
 }

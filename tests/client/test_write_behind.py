@@ -182,16 +182,16 @@ def test_pending_values_of_many_rows_and_copy(conn, lab):
 
 
 def test_pending_values_of_a_failed_statement_stay_usable(conn, lab):
-    """Row 2's duplicate key fails the statement after both rows' uploads started: after
-    ROLLBACK TO SAVEPOINT both pending values go in."""
+    """Row 3's duplicate key fails the statement after every row's upload started (rows 1 and 2
+    share one object): after ROLLBACK TO SAVEPOINT all three pending values go in."""
     Rec, table = lab
     with conn.transaction():
-        a, b = conn.execute("SELECT oas.oas_blob('[1]'::text), oas.oas_blob('[2]'::text)").fetchone()
+        values = [json.dumps(v) for v in conn.execute(
+            "SELECT oas.oas_blob('[1]'::text), oas.oas_blob('[1]'::text), oas.oas_blob('[2]'::text)").fetchone()]
         with pytest.raises(psycopg.errors.UniqueViolation), conn.transaction():
-            conn.execute(f"INSERT INTO {table} (rec_id, data) VALUES (1, %s), (1, %s)",
-                         [json.dumps(a), json.dumps(b)])
-        conn.execute(f"INSERT INTO {table} (rec_id, data) VALUES (1, %s), (2, %s)", [json.dumps(a), json.dumps(b)])
-    assert (Rec & {"rec_id": 1}).fetch1("data") == [1] and (Rec & {"rec_id": 2}).fetch1("data") == [2]
+            conn.execute(f"INSERT INTO {table} (rec_id, data) VALUES (1, %s), (2, %s), (1, %s)", values)
+        conn.execute(f"INSERT INTO {table} (rec_id, data) VALUES (1, %s), (2, %s), (3, %s)", values)
+    assert [(Rec & {"rec_id": i}).fetch1("data") for i in (1, 2, 3)] == [[1], [1], [2]]
 
 
 def test_cancel_while_a_statement_waits_for_its_uploads(db, servers, black_hole):
