@@ -134,6 +134,46 @@ def record(path, section, text):
     log(f"recorded in {path}")
 
 
+class Sampler:
+    """Private memory of a process (`RssAnon`: its anonymous pages, so neither shared buffers nor
+    other shared memory, even pages of them only this process has touched), sampled from /proc
+    every `every` seconds between `__enter__` and `__exit__`: `start_anon` is the first reading,
+    `peak_anon` the highest (MiB; 0 when /proc has no such process, e.g. a remote server)."""
+
+    def __init__(self, pid, every=0.02):
+        import threading
+
+        self.pid, self.every, self.peak_anon, self.start_anon = pid, every, 0.0, None
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _read(self):
+        try:
+            for ln in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if ln.startswith("RssAnon:"):
+                    anon = int(ln.split()[1]) / 1024
+                    self.peak_anon = max(self.peak_anon, anon)
+                    if self.start_anon is None:
+                        self.start_anon = anon
+        except OSError:
+            pass
+
+    def _run(self):
+        while not self._stop.is_set():
+            self._read()
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self._read()
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+        self._read()
+
+
 class Timer:
     """Times blocks: `with timer: ...` appends one duration (seconds) to timer.samples."""
 
