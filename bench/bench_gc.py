@@ -59,7 +59,7 @@ from pathlib import Path
 import psycopg
 
 from gc_stores import LocalStore, S3Store
-from common import add_output_args, print_and_record, MiB, datajoint_for, shared_buffers_mib, weed_version, extension_build, log, machine_line, now_line, num, table
+from common import Sampler, add_output_args, print_and_record, MiB, datajoint_for, shared_buffers_mib, weed_version, extension_build, log, machine_line, now_line, num, table
 
 SECTION = "## Garbage collection: pg_oas vs DataJoint dj.gc"
 TABLE = "obj"
@@ -243,37 +243,6 @@ def run_dj(args, stores, schema, store, dry_run, paths=None):
 
 
 # ------------------------------------------------------------------------ pg_oas (measured)
-class Sampler:
-    """Peak private memory (RssAnon) of a process, sampled from /proc every `every` seconds."""
-
-    def __init__(self, pid, every=0.02):
-        self.pid, self.every, self.peak_anon = pid, every, 0.0
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def _read(self):
-        try:
-            for ln in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if ln.startswith("RssAnon:"):
-                    self.peak_anon = max(self.peak_anon, int(ln.split()[1]) / 1024)
-        except OSError:
-            pass
-
-    def _run(self):
-        while not self._stop.is_set():
-            self._read()
-            self._stop.wait(self.every)
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
-        self._read()
-
-
 def proc_status_mib(pid, key):
     try:
         for ln in Path(f"/proc/{pid}/status").read_text().splitlines():

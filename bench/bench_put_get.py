@@ -20,18 +20,21 @@ and the backend's peak RSS (VmHWM, a fresh connection per cell; includes shared 
 Physical limits of the same run: sequential write speed of the store's filesystem (4 MiB writes,
 fsync at the end) and single-core MD5 speed; ratios relate pg_oas puts to them and to the others.
 
+Then the batch cases of bench_batch.py (many objects in one statement against one round trip per
+row; `--batch` runs only them, `--no-batch` skips them), and last one line per target of issue #12,
+met or not met, judged from the cells of this run (targets.py).
+
 Run it through scripts/bench.sh (or `make bench`), which prepares a fresh cluster and the stores:
-  scripts/bench.sh [--quick] [--sizes 4K,1M,64M] [--methods oas-file,bytea] [--record]
---record writes the results, with the machine's description, into BENCHMARKS.md (replacing this
-benchmark's section if there is one). Progress goes to stderr, the tables to stdout.
+  scripts/bench.sh [--quick] [--sizes 4K,1M,64M] [--methods oas-file,bytea] [--batch | --no-batch]
+                   [--uploads-in-flight N] [--record]
+--record writes the results, with the machine's description, into BENCHMARKS.md (replacing each
+of this benchmark's sections that ran, if there is one). Progress goes to stderr, the tables to stdout.
 """
 
 import argparse
 import hashlib
-import importlib.util
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -41,12 +44,14 @@ import warnings
 
 import psycopg
 
+import bench_batch
 import common
-from common import add_output_args, print_and_record, MiB, backend_peak_rss_mib, extension_build, log, machine_line, now_line, num, table
+import targets
+from common import (HAVE_S3FS, add_output_args, print_and_record, MiB, backend_peak_rss_mib, extension_build, log, machine_line,
+                    now_line, num, remove_hash_folder, store_specs, table)
 
 SCHEMA = "bench"  # the DataJoint schema, i.e. the folder under _hash/ in each store
 SECTION = "## Put/get: pg_oas, bytea, large objects, DataJoint"
-HAVE_S3FS = importlib.util.find_spec("s3fs") is not None  # DataJoint's S3 client
 ALL_METHODS = ["oas-file", "oas-file-nofsync", "oas-s3", "bytea", "lo", "dj-file", "dj-s3"]
 
 
@@ -96,15 +101,6 @@ class DataJointMethod:
 
     def get(self, conn, key):
         return self.hr.get_hash(self.meta[key], config=self.cfg)
-
-
-def store_specs(admin):
-    """The pg_oas stores' full specs (secrets included), to give DataJoint the very same stores."""
-    rows = admin.execute(
-        "SELECT s.name, s.spec || coalesce(sec.secrets, '{}') FROM oas.store s"
-        " LEFT JOIN oas.store_secret sec ON sec.store = s.name"
-    ).fetchall()
-    return dict(rows)
 
 
 def datajoint_config(specs):
@@ -163,18 +159,9 @@ def clear_objects(admin, specs, args):
     admin.execute("SELECT lo_unlink(loid) FROM bench_lo")
     admin.execute("TRUNCATE bench_ref, bench_bytea, bench_lo")
     admin.execute("VACUUM pg_largeobject")
-    from datajoint.storage import StorageBackend
-
     for name in (args.file_store, args.s3_store):
-        spec = specs.get(name)
-        if spec is None or (spec["protocol"] == "s3" and not HAVE_S3FS):
-            continue
-        backend = StorageBackend(spec)
-        path = backend._full_path(f"{spec.get('hash_prefix', '_hash')}/{SCHEMA}")
-        if spec["protocol"] == "file":
-            shutil.rmtree(path, ignore_errors=True)
-        elif backend.fs.exists(path):
-            backend.fs.rm(path, recursive=True)
+        if name in specs:
+            remove_hash_folder(specs[name], SCHEMA)
 
 
 # ---------------------------------------------------------------------------------- measuring
@@ -314,33 +301,11 @@ def parse_size(s):
     return int(s.rstrip("KMG")) * mult
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dsn", default="host=127.0.0.1 port=25434 user=postgres dbname=oas_bench")
-    p.add_argument("--sizes", default="4K,1M,64M")
-    p.add_argument("--methods", default=",".join(ALL_METHODS), help=", ".join(ALL_METHODS))
-    p.add_argument("--quick", action="store_true", help="~0.5 s per cell instead of ~3 s")
-    p.add_argument("--seconds", type=float, help="target time per cell")
-    p.add_argument("--min-iters", type=int, default=3)
-    p.add_argument("--max-iters", type=int, default=5000)
-    p.add_argument("--max-bytes", type=parse_size, default=None, help="cap on bytes per cell (default 1G, quick 256M)")
-    p.add_argument("--file-store", default="file")
-    p.add_argument("--s3-store", default="s3")
-    p.add_argument("--bytea-storage", default="EXTENDED", type=str.upper, choices=["EXTENDED", "EXTERNAL"])
-    add_output_args(p)
-    args = p.parse_args()
-    args.seconds = args.seconds or (0.5 if args.quick else 3.0)
-    args.max_bytes = args.max_bytes or (256 * MiB if args.quick else 1 << 30)
+def run_put_get(args, admin, specs, store_dir):
+    """The put and get cells and the physical limits: (puts, gets, section text)."""
     sizes = [parse_size(s) for s in args.sizes.split(",")]
-    t_start = time.perf_counter()
-    admin = psycopg.connect(args.dsn, autocommit=True)
-    specs = store_specs(admin)
-    if args.file_store not in specs or specs[args.file_store]["protocol"] != "file":
-        raise SystemExit(f"no file store {args.file_store!r} in oas.store")
-    store_dir = specs[args.file_store]["location"]
     setup_tables(admin, args)
     methods = make_methods(args, specs)
-
     log("physical limits")
     lim = limits(store_dir, 1 if args.quick else 3)
     ids = iter(range(1, 1 << 31))
@@ -355,9 +320,45 @@ def main():
             log(f"{human_size(size):>7} {key:<17} put {put['mbps']:8.1f} MB/s"
                 + (f"  get {get['mbps']:8.1f} MB/s" if get else "") + f"  ({time.perf_counter() - t0:.1f} s)")
     clear_objects(admin, specs, args)
+    return puts, gets, f"{SECTION}\n\n{machine_info(admin, store_dir, args)}\n\n{report(puts, gets, lim, sizes)}"
 
-    text = f"{SECTION}\n\n{machine_info(admin, store_dir, args)}\n\n{report(puts, gets, lim, sizes)}"
-    print_and_record(args, SECTION, text)
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dsn", default="host=127.0.0.1 port=25434 user=postgres dbname=oas_bench")
+    p.add_argument("--sizes", default="4K,1M,64M")
+    p.add_argument("--methods", default=",".join(ALL_METHODS), help=", ".join(ALL_METHODS))
+    p.add_argument("--quick", action="store_true", help="~0.5 s per cell instead of ~3 s, smaller batches")
+    p.add_argument("--seconds", type=float, help="target time per cell")
+    p.add_argument("--min-iters", type=int, default=3)
+    p.add_argument("--max-iters", type=int, default=5000)
+    p.add_argument("--max-bytes", type=parse_size, default=None, help="cap on bytes per cell (default 1G, quick 256M)")
+    p.add_argument("--file-store", default="file")
+    p.add_argument("--s3-store", default="s3")
+    p.add_argument("--bytea-storage", default="EXTENDED", type=str.upper, choices=["EXTENDED", "EXTERNAL"])
+    bench_batch.add_arguments(p)
+    add_output_args(p)
+    args = p.parse_args()
+    args.seconds = args.seconds or (0.5 if args.quick else 3.0)
+    args.max_bytes = args.max_bytes or (256 * MiB if args.quick else 1 << 30)
+    t_start = time.perf_counter()
+    admin = psycopg.connect(args.dsn, autocommit=True)
+    specs = store_specs(admin)
+    if args.file_store not in specs or specs[args.file_store]["protocol"] != "file":
+        raise SystemExit(f"no file store {args.file_store!r} in oas.store")
+    store_dir = specs[args.file_store]["location"]
+
+    puts, gets, batches = [], [], []
+    if not args.batch:
+        puts, gets, text = run_put_get(args, admin, specs, store_dir)
+        print_and_record(args, SECTION, text)
+    if not args.no_batch:
+        batches, gen, in_flight = bench_batch.run(args, admin, specs)
+        print_and_record(args, bench_batch.SECTION, bench_batch.report(args, admin, batches, gen, in_flight),
+                         after=SECTION)
+    build = extension_build(admin, args.pg_config)[1]
+    header = f"- {now_line()}; {build}\n- command: bench_put_get.py {' '.join(sys.argv[1:])}"
+    print_and_record(args, targets.SECTION, targets.report(puts, gets, batches, header), after=bench_batch.SECTION)
     log(f"total {time.perf_counter() - t_start:.0f} s")
 
 

@@ -4,13 +4,16 @@ BENCHMARKS.md (each harness owns one `## ` section and replaces only that one)."
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 MiB = 1 << 20
+HAVE_S3FS = importlib.util.find_spec("s3fs") is not None  # DataJoint's S3 client
 
 
 def log(msg):
@@ -80,6 +83,30 @@ def datajoint_for(dsn, stores):
     return dj
 
 
+def store_specs(admin):
+    """The pg_oas stores' full specs (secrets included), to give DataJoint the very same stores."""
+    rows = admin.execute(
+        "SELECT s.name, s.spec || coalesce(sec.secrets, '{}') FROM oas.store s"
+        " LEFT JOIN oas.store_secret sec ON sec.store = s.name"
+    ).fetchall()
+    return dict(rows)
+
+
+def remove_hash_folder(spec, schema):
+    """Delete the objects of `schema` in the hash section of the store `spec` (between cells, not
+    timed). S3 needs s3fs (DataJoint's client); without it nothing is removed."""
+    if spec["protocol"] == "s3" and not HAVE_S3FS:
+        return
+    from datajoint.storage import StorageBackend
+
+    backend = StorageBackend(spec)
+    path = backend._full_path(f"{spec.get('hash_prefix', '_hash')}/{schema}")
+    if spec["protocol"] == "file":
+        shutil.rmtree(path, ignore_errors=True)
+    elif backend.fs.exists(path):
+        backend.fs.rm(path, recursive=True)
+
+
 def git_rev():
     """The checkout's commit (short), with "+changes" when tracked files differ from it."""
     root = Path(__file__).resolve().parent.parent
@@ -114,24 +141,68 @@ def add_output_args(p):
                    default=Path(__file__).resolve().parent.parent / "BENCHMARKS.md")
 
 
-def print_and_record(args, section, text):
+def print_and_record(args, section, text, after=None):
     """Print a benchmark's section and, with --record, put it into BENCHMARKS.md."""
     print(text)
     if args.record:
-        record(args.record_file, section, text)
+        record(args.record_file, section, text, after)
 
 
-def record(path, section, text):
-    """Put `text` (which starts with the `section` heading) in place of that section."""
+def record(path, section, text, after=None):
+    """Put `text` (which starts with the `section` heading) in place of that section. A new
+    section goes right after the section `after` when there is one, else at the end."""
     old = path.read_text() if path.exists() else "# Benchmarks\n"
     start = old.find(section)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
+    if start < 0 and after and (at := old.find(after)) >= 0:
+        start = end = old.find("\n## ", at + len(after)) + 1 or len(old)
+    elif start >= 0:
+        end = old.find("\n## ", start + len(section)) + 1 or len(old)
     else:
-        end = old.find("\n## ", start + len(section))
-        new = old[:start] + text.rstrip("\n") + "\n" + ("\n" + old[end + 1:] if end >= 0 else "")
+        start = end = len(old)
+    head, tail = old[:start].rstrip("\n"), old[end:]
+    new = (head + "\n\n" if head else "") + text.rstrip("\n") + "\n" + ("\n" + tail if tail else "")
     path.write_text(new)
     log(f"recorded in {path}")
+
+
+class Sampler:
+    """Private memory of a process (`RssAnon`: its anonymous pages, so neither shared buffers nor
+    other shared memory, even pages of them only this process has touched), sampled from /proc
+    every `every` seconds between `__enter__` and `__exit__`: `start_anon` is the first reading,
+    `peak_anon` the highest (MiB; 0 when /proc has no such process, e.g. a remote server)."""
+
+    def __init__(self, pid, every=0.02):
+        import threading
+
+        self.pid, self.every, self.peak_anon, self.start_anon = pid, every, 0.0, None
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _read(self):
+        try:
+            for ln in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if ln.startswith("RssAnon:"):
+                    anon = int(ln.split()[1]) / 1024
+                    self.peak_anon = max(self.peak_anon, anon)
+                    if self.start_anon is None:
+                        self.start_anon = anon
+        except OSError:
+            pass
+
+    def _run(self):
+        while not self._stop.is_set():
+            self._read()
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self._read()
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+        self._read()
 
 
 class Timer:

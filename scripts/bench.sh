@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Put/get benchmark of pg_oas against bytea, large objects and DataJoint's own client.
-#   scripts/bench.sh [bench_put_get.py options]     e.g. --quick, --record, --sizes 4K,1M
+# Put/get benchmark of pg_oas against bytea, large objects and DataJoint's own client, then the
+# batch cases (many objects in one statement) and a met/not-met line per target of issue #12.
+#   scripts/bench.sh [bench_put_get.py options]     e.g. --quick, --record, --sizes 4K,1M,
+#                                                   --batch (only the batch cases), --no-batch,
+#                                                   --uploads-in-flight N
 #   OAS_BENCH_INSTALL=1 scripts/bench.sh            first build and install the release extension
 # Starts SeaweedFS (S3) if it is not running, a fresh cluster `bench` on 127.0.0.1:$OAS_BENCH_PORT
 # (25434) with database oas_bench, the extension and two stores: `file` (.run/bench-store) and `s3`
