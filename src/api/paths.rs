@@ -119,18 +119,6 @@ fn keyed_table(table: Oid) -> Result<KeyedTable, OasError> {
     })
 }
 
-/// The schema of table `table` (DataJoint's schema of its objects).
-pub(crate) fn table_schema(table: Oid) -> Result<String, OasError> {
-    Spi::get_one_with_args::<String>(
-        "SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_class c
-         JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-         WHERE c.oid OPERATOR(pg_catalog.=) $1",
-        &[table.into()],
-    )
-    .map_err(|e| OasError::Internal(e.to_string()))?
-    .ok_or_else(|| OasError::Internal(format!("no table with oid {table:?}")))
-}
-
 /// `text::type`: the type's input function, then its length coercion for a typmod such as
 /// `varchar(20)` or `numeric(10,2)` (what an explicit cast of a text parameter does), and the
 /// value's text output as `format('%s', value)` gives it. Errors of the input function (an

@@ -329,20 +329,60 @@ fn pending_codec(pending: JsonB, codec: &str) -> JsonB {
 /// A column that holds references: its codec, the built-in codec its chain ends at (`None` for
 /// a codec this database does not know), its store, and the table it is declared on (a
 /// partition's root).
+#[derive(Clone)]
 pub(crate) struct Column {
     pub codec: String,
     pub end: Option<String>,
     pub store: Option<String>,
     pub root: pg_sys::Oid,
+    /// The schema of `root` (DataJoint's schema of the column's objects).
+    pub schema: String,
 }
 
-/// The object-store column `field` of `table` (or of its partition root).
+/// The object-store column `field` of `table` (or of its partition root). Looked up once per
+/// command: the row trigger asks for every row of a statement.
 pub(crate) fn column_of(table: pg_sys::Oid, field: &str) -> Result<Column, OasError> {
+    // SAFETY: reads this backend's own transaction and command counters.
+    let now = unsafe { ((*pg_sys::MyProc).lxid, pg_sys::GetCurrentCommandId(false)) };
+    let key = (table, field.to_string());
+    let hit = COLUMNS.with_borrow(|c| {
+        c.as_ref()
+            .filter(|(at, _)| *at == now)
+            .and_then(|(_, m)| m.get(&key).cloned())
+    });
+    if let Some(column) = hit {
+        return Ok(column);
+    }
+    let column = look_up_column(table, field)?;
+    COLUMNS.with_borrow_mut(|c| {
+        let (at, memo) = c.get_or_insert_with(|| (now, HashMap::new()));
+        if *at != now {
+            *at = now;
+            memo.clear();
+        }
+        memo.insert(key, column.clone());
+    });
+    Ok(column)
+}
+
+type ColumnMemo = (
+    (pg_sys::LocalTransactionId, pg_sys::CommandId),
+    HashMap<(pg_sys::Oid, String), Column>,
+);
+
+thread_local! {
+    static COLUMNS: RefCell<Option<ColumnMemo>> = const { RefCell::new(None) };
+}
+
+fn look_up_column(table: pg_sys::Oid, field: &str) -> Result<Column, OasError> {
     let row = Spi::connect(|c| {
         let rows = c.select(
-            "SELECT codec, chain_end, resolved_store, table_oid::pg_catalog.oid FROM oas.tracked_columns
-             WHERE table_oid OPERATOR(pg_catalog.=) coalesce(pg_catalog.pg_partition_root($1), $1)
-               AND column_name OPERATOR(pg_catalog.=) $2",
+            "SELECT t.codec, t.chain_end, t.resolved_store, t.table_oid::pg_catalog.oid, n.nspname::pg_catalog.text
+             FROM oas.tracked_columns t
+             JOIN pg_catalog.pg_class r ON r.oid OPERATOR(pg_catalog.=) t.table_oid
+             JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) r.relnamespace
+             WHERE t.table_oid OPERATOR(pg_catalog.=) coalesce(pg_catalog.pg_partition_root($1), $1)
+               AND t.column_name OPERATOR(pg_catalog.=) $2",
             Some(1),
             &[table.into(), field.into()],
         )?;
@@ -353,11 +393,12 @@ pub(crate) fn column_of(table: pg_sys::Oid, field: &str) -> Result<Column, OasEr
                 r.get::<String>(2)?,
                 r.get::<String>(3)?,
                 r.get::<pg_sys::Oid>(4)?,
+                r.get::<String>(5)?,
             ))),
         }
     })
     .spi()?;
-    let Some((Some(codec), end, store, root)) = row else {
+    let Some((Some(codec), end, store, Some(root), Some(schema))) = row else {
         return Err(OasError::invalid_argument_hint(
             format!("column \"{field}\" is not an object-store column"),
             "declare it with SELECT oas.oas_declare_column(table, column, 'npy@store'), or give it DataJoint's codec comment",
@@ -367,7 +408,8 @@ pub(crate) fn column_of(table: pg_sys::Oid, field: &str) -> Result<Column, OasEr
         codec,
         end,
         store,
-        root: root.unwrap_or(table),
+        root,
+        schema,
     })
 }
 
@@ -514,8 +556,12 @@ fn store_held(
     if let Payload::Hashed { data, .. } = &held.payload {
         let column = column_of(table, field)?;
         require_codec(field, &column, held)?;
-        let schema = super::paths::table_schema(column.root)?;
-        return super::hash::put(data, column.store.as_deref(), Some(&schema), Some(restore));
+        return super::hash::put(
+            data,
+            column.store.as_deref(),
+            Some(&column.schema),
+            Some(restore),
+        );
     }
     let ext = match &held.payload {
         Payload::Npy { .. } => Some(".npy".to_string()),

@@ -181,3 +181,17 @@ def test_an_ordinary_role_cannot_probe_objects_through_the_blob_check(conn, db):
             assert e.sqlstate == "42501", e
     finally:
         conn.execute(f"DROP ROLE {role}")
+
+
+@pytest.mark.parametrize("lab", ["file"], indirect=True)
+def test_a_column_changed_in_the_transaction_is_seen_by_its_next_statement(conn, lab):
+    """The row trigger looks a column up once per statement, not once per transaction: a codec
+    changed by COMMENT ON COLUMN holds for the next statement of the same transaction."""
+    Rec, table, schema, store = lab
+    with conn.transaction(force_rollback=True):
+        conn.execute(f"INSERT INTO {table} (rec_id, raw) VALUES (1, oas.oas_hash('x'::bytea)), (2, oas.oas_hash('y'::bytea))")
+        conn.execute(f"COMMENT ON COLUMN {table}.raw IS ':<blob@{store}>:'")
+        with pytest.raises(psycopg.Error) as info, conn.transaction():
+            conn.execute(f"INSERT INTO {table} (rec_id, raw) VALUES (3, oas.oas_hash('z'::bytea))")
+        assert info.value.sqlstate == "22023" and "oas_blob()" in (info.value.diag.message_hint or ""), info.value
+        conn.execute(f"INSERT INTO {table} (rec_id, raw) VALUES (3, oas.oas_blob('[3]'::text))")
