@@ -29,14 +29,16 @@ mod tests {
         assert_eq!(r.0["path"], "_hash/lab/lvauakv4jmvhnolrtwiraf6fsi");
         assert_eq!(r.0["store"], "t");
         assert_eq!(r.0["size"], 5);
-        assert_eq!(
-            std::fs::read(dir.join("_hash/lab/lvauakv4jmvhnolrtwiraf6fsi")).unwrap(),
-            b"hello"
-        );
+        // Still inside one statement (this test's), the upload may be in flight; a read waits
+        // for it (`write_behind`).
         let back = Spi::get_one_with_args::<Vec<u8>>("SELECT oas.oas_hash_get($1)", &[r.into()])
             .unwrap()
             .unwrap();
         assert_eq!(back, b"hello");
+        assert_eq!(
+            std::fs::read(dir.join("_hash/lab/lvauakv4jmvhnolrtwiraf6fsi")).unwrap(),
+            b"hello"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
