@@ -959,5 +959,26 @@ GRANT EXECUTE ON FUNCTION oas._sync_table(oid) TO oas_admin;
 REVOKE ALL ON FUNCTION oas._check_blobs(text[], text[], text) FROM PUBLIC;
 SELECT oas._sync_table(t.table_oid) FROM (SELECT DISTINCT c.table_oid FROM oas.tracked_columns c) t;
 
+-- Slices by a cost model (#12): oas_npy_slice_stats also tells the requests, the plan of the
+-- fetch, the gap read through and the time the store's cost model expects.
+DROP FUNCTION oas.oas_npy_slice_stats(jsonb, text);
+CREATE  FUNCTION "oas_npy_slice_stats"(
+	"reference" jsonb, /* JsonB */
+	"slice" TEXT DEFAULT '' /* & str */
+) RETURNS TABLE (
+	"bytes_needed" bigint,  /* i64 */
+	"bytes_fetched" bigint,  /* i64 */
+	"ranges" bigint,  /* i64 */
+	"header_bytes" bigint,  /* i64 */
+	"shape" bigint[],  /* Vec < i64 > */
+	"requests" bigint,  /* i64 */
+	"plan" TEXT,  /* String */
+	"merge_gap" bigint,  /* i64 */
+	"estimated_ms" double precision  /* f64 */
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_npy_slice_stats_wrapper';
+
 -- Last, as in a fresh install: every function made from Rust gets its doc comment.
 SELECT oas._comment_functions();
