@@ -56,7 +56,7 @@ impl Cost {
     /// and of the server's work even with many in flight.
     pub const HTTP: Cost = Cost {
         request_s: 1e-3,
-        bytes_per_s: 250e6,
+        bytes_per_s: 500e6,
     };
 
     /// Where a store of `protocol` starts: [`Cost::FILE`] or [`Cost::HTTP`].
