@@ -23,12 +23,15 @@ Every result (both ways, every run) is checked to equal the NumPy slice of the o
 (pg_oas's with np.load). Besides the payload bytes, the bytes each client actually received from
 the S3 server (HTTP headers included) are read from the kernel's TCP counters (`ss -ti`,
 bytes_received of the process's sockets to the S3 port; a lower bound if a connection closes
-during a read). Ratios: DataJoint latency / pg_oas latency per slice (target >= 100x for the
-row) and bytes fetched / bytes needed (target <= 1.1x, plus the header on a cold read).
+during a read). Ratios: DataJoint latency / pg_oas latency per slice (#12: at least 1x for
+every slice, 1,000x for the row) and bytes fetched / bytes needed (older target <= 1.1x, plus the
+header on a cold read). Memory: how far a new backend's memory rises at its peak while it builds
+one slice without sending it (common.PeakGrowth; #12: under 64 MiB beyond the result).
 
 Run it through scripts/bench_npy.sh (or `make bench-npy`), which prepares a fresh cluster and
 the store:
-  scripts/bench_npy.sh [--size-mib 64] [--runs 20] [--dj-runs 3] [--record]
+  scripts/bench_npy.sh [--size-mib 64] [--runs 20] [--dj-runs 3] [--record] [--keep | --reuse]
+or directly against a database with pg_oas and the store (`--store file` for a file store).
 --record writes the results, with the machine's description, into BENCHMARKS.md (replacing this
 benchmark's section if there is one). Progress goes to stderr, the tables to stdout.
 """
