@@ -288,42 +288,36 @@ mod tests {
     #[test]
     fn rows_blocks_and_empty_slices_read_only_their_bytes() {
         let h = header_of("<f4", false, &[65536, 4096]);
-        for cost in [Cost::FILE, Cost::HTTP] {
-            let row = choose(
-                &plan(&h, &sel("1234", &h.shape), 1).unwrap(),
-                &cost,
-                None,
+        let fetch = |expr: &str, cost: &Cost, gap: Option<u64>| {
+            choose(
+                &plan(&h, &sel(expr, &h.shape), 1 << 20).unwrap(),
+                cost,
+                gap,
                 PART,
-            );
+            )
+        };
+        for cost in [Cost::FILE, Cost::HTTP] {
+            let row = fetch("1234", &cost, None);
             assert_eq!(
                 (row.kind, row.requests, row.bytes),
                 (FetchKind::Exact, 1, 16384)
             );
-            let p = plan(&h, &sel("16384:22937", &h.shape), 1).unwrap();
-            let block = choose(&p, &cost, None, PART);
-            assert_eq!((block.kind, block.bytes), (FetchKind::Exact, p.nbytes));
-            assert_eq!(block.requests, p.nbytes.div_ceil(PART));
-            let empty = choose(
-                &plan(&h, &sel("5:5", &h.shape), 1).unwrap(),
-                &cost,
-                None,
-                PART,
-            );
+            let block = fetch("16384:22937", &cost, None);
+            let nbytes = 6553 * 16384;
+            assert_eq!((block.kind, block.bytes), (FetchKind::Exact, nbytes));
+            assert_eq!(block.requests, nbytes.div_ceil(PART));
+            let empty = fetch("5:5", &cost, None);
             assert_eq!(
                 (empty.kind, empty.requests, empty.bytes),
                 (FetchKind::Nothing, 0, 0)
             );
         }
         // Two columns of each row: the gap between them is read, not a request per element.
-        let p = plan(&h, &sel(":, 17:4000:3982", &h.shape), 1 << 20).unwrap();
-        assert_eq!(
-            choose(&p, &Cost::HTTP, None, PART).kind,
-            FetchKind::Sequential
-        );
-        let p = plan(&h, &sel("::2, 1", &h.shape), 1 << 20).unwrap();
-        let f = choose(&p, &Cost::FILE, Some(40000), PART);
+        let f = fetch(":, 17:4000:3982", &Cost::HTTP, None);
+        assert_eq!(f.kind, FetchKind::Sequential);
+        let f = fetch("::2, 1", &Cost::FILE, Some(40000));
         assert_eq!((f.kind, f.ranges.len()), (FetchKind::Sequential, 1));
-        let f = choose(&p, &Cost::FILE, Some(20000), PART);
+        let f = fetch("::2, 1", &Cost::FILE, Some(20000));
         assert_eq!((f.kind, f.ranges.len()), (FetchKind::Exact, 32768));
     }
 
