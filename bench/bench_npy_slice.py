@@ -23,12 +23,15 @@ Every result (both ways, every run) is checked to equal the NumPy slice of the o
 (pg_oas's with np.load). Besides the payload bytes, the bytes each client actually received from
 the S3 server (HTTP headers included) are read from the kernel's TCP counters (`ss -ti`,
 bytes_received of the process's sockets to the S3 port; a lower bound if a connection closes
-during a read). Ratios: DataJoint latency / pg_oas latency per slice (target >= 100x for the
-row) and bytes fetched / bytes needed (target <= 1.1x, plus the header on a cold read).
+during a read). Ratios: DataJoint latency / pg_oas latency per slice (#12: at least 1x for
+every slice, 1,000x for the row) and bytes fetched / bytes needed (older target <= 1.1x, plus the
+header on a cold read). Memory: how far a new backend's memory rises at its peak while it builds
+one slice without sending it (common.PeakGrowth; #12: under 64 MiB beyond the result).
 
 Run it through scripts/bench_npy.sh (or `make bench-npy`), which prepares a fresh cluster and
 the store:
-  scripts/bench_npy.sh [--size-mib 64] [--runs 20] [--dj-runs 3] [--record]
+  scripts/bench_npy.sh [--size-mib 64] [--runs 20] [--dj-runs 3] [--record] [--keep | --reuse]
+or directly against a database with pg_oas and the store (`--store file` for a file store).
 --record writes the results, with the machine's description, into BENCHMARKS.md (replacing this
 benchmark's section if there is one). Progress goes to stderr, the tables to stdout.
 """
@@ -46,9 +49,10 @@ import time
 
 import numpy as np
 import psycopg
+import psycopg.sql
 
 import common
-from common import add_output_args, print_and_record, MiB, datajoint_for, shared_buffers_mib, weed_version, backend_peak_rss_mib, extension_build, log, machine_line, now_line, num, table
+from common import add_output_args, print_and_record, MiB, datajoint_for, shared_buffers_mib, weed_version, backend_peak_rss_mib, extension_build, log, machine_line, now_line, num, table, PeakGrowth
 
 SCHEMA = "npybench"  # the DataJoint schema (a PostgreSQL schema; also the folder under _schema/)
 SECTION = "## NumPy slices: pg_oas vs DataJoint NpyRef"
@@ -78,7 +82,7 @@ class WireCounter:
 
     def __init__(self, port):
         self.port = port
-        self.ok = subprocess.run(["ss", "-V"], capture_output=True).returncode == 0
+        self.ok = port is not None and subprocess.run(["ss", "-V"], capture_output=True).returncode == 0
 
     def snapshot(self, pid):
         if not self.ok:
@@ -148,6 +152,14 @@ def make_table(dj, conn, store):
     return schema, NpyBench
 
 
+def kept_array(admin):
+    """What the table an earlier run kept holds (its comment), or None."""
+    row = admin.execute("SELECT obj_description(c.oid, 'pg_class') FROM pg_class c JOIN pg_namespace n"
+                        " ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = 'npy_bench'",
+                        (SCHEMA,)).fetchone()
+    return row and row[0]
+
+
 def make_array(rows, cols, seed):
     """Random float32 values, filled in blocks of rows so no float64 temporary of the whole size exists."""
     a = np.empty((rows, cols), dtype=DTYPE)
@@ -206,11 +218,26 @@ def measure_oas(args, table, name, expr, expected, wire):
                       " oas.oas_npy_slice_stats(t.arr, %s) s WHERE t.array_id = 1", (expr,)).fetchone()
     rss = backend_peak_rss_mib(conn)
     conn.close()
+    growth = slice_memory(args, table, expr)
     wire_warm = [w for w in wire_warm if w is not None]
     return {"cold": cold.samples[0], "warm": statistics.median(warm.samples) if warm.samples else None,
             "n": len(warm.samples), "needed": st[0], "fetched": st[1], "ranges": st[2], "header": st[3],
-            "shape": tuple(st[4]), "result_bytes": result_bytes, "rss": rss, "wire_cold": wire_cold,
+            "shape": tuple(st[4]), "result_bytes": result_bytes, "rss": rss, "growth": growth, "wire_cold": wire_cold,
             "wire_warm": statistics.median(wire_warm) if wire_warm else None}
+
+
+def slice_memory(args, table, expr):
+    """The slice's own memory: how far a new backend's memory rises at its peak (PeakGrowth)
+    during `SELECT octet_length(oas_npy_slice(...))`, which builds the whole result but does not
+    send it (sending a bytea makes PostgreSQL's own copy of it). MiB, or None."""
+    conn = psycopg.connect(args.dsn, autocommit=True)
+    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    where = f"FROM {table} WHERE array_id = 1"
+    conn.execute(f"SELECT oas.oas_npy_ndim(arr) {where}")  # load the library: no store I/O
+    with PeakGrowth(pid) as g:
+        conn.execute(f"SELECT octet_length(oas.oas_npy_slice(arr, %s)) {where}", (expr,)).fetchone()
+    conn.close()
+    return g.mib
 
 
 def measure_dj(args, Table, name, index, expected, downloaded, wire):
@@ -273,33 +300,50 @@ def report(results, meta):
                    "yes" if o["fetched"] <= 1.1 * o["needed"] else "**no**",
                    human_bytes(o["wire_warm"]), human_bytes(o["wire_cold"]),
                    human_bytes(d["downloaded"]), human_bytes(d["wire"]),
-                   num(ratio(d["downloaded"], o["needed"]), "×"), num(o["rss"])])
+                   num(ratio(d["downloaded"], o["needed"]), "×"), num(o["rss"]), num(o["growth"]),
+                   num(None if o["growth"] is None else o["growth"] - o["result_bytes"] / MiB)])
     parts += ["\n**Bytes** (needed = the slice's data; fetched = the ranges pg_oas reads, from "
               "`oas_npy_slice_stats`; target fetched ≤ 1.1 × needed, plus the header on a cold read; "
-              "received = TCP payload from the S3 server, HTTP headers included, from `ss -ti`)\n", table(
+              "received = TCP payload from the S3 server, HTTP headers included, from `ss -ti`; backend peak "
+              "RSS = VmHWM after the timed runs, shared buffers included; slice memory = how far a new "
+              "backend's memory rose at its peak during `SELECT octet_length(oas_npy_slice(…))`, "
+              "which builds the result without sending it; beyond the result = that minus the "
+              "result's size, target < 64 MiB)\n", table(
         ["slice", "needed", "pg_oas fetched", "ranges", "fetched / needed", "≤ 1.1×", "pg_oas received, warm",
          "pg_oas received, cold", "DataJoint downloaded", "DataJoint received", "DataJoint / needed",
-         "backend peak RSS MiB"], by, text_cols=1)]
+         "backend peak RSS MiB", "slice memory MiB", "beyond the result MiB"], by, text_cols=1)]
     row = next((r for r in results if r["name"] == "row"), None)
     notes = [f"- array: {meta['shape_txt']} float32, C order, random values; .npy object "
              f"{human_bytes(meta['object_size'])} ({meta['object_size']:,} bytes, header "
              f"{results[0]['oas']['header']} bytes); the cold read also fetches a "
              f"{human_bytes(meta['probe'])} header probe after a HEAD request",
              f"- DataJoint insert1 of the row (np.save + upload): {meta['insert_s']:.1f} s "
-             f"({meta['object_size'] / meta['insert_s'] / 1e6:.0f} MB/s)"]
+             f"({meta['object_size'] / meta['insert_s'] / 1e6:.0f} MB/s)" if meta["insert_s"] else
+             "- the array was inserted by an earlier run (--reuse)"]
     retried = [r["name"] for r in results if r["oas"].get("attempts", 1) > 1]
     if retried:
         notes.append(f"- measured again after the backend failed (pg_oas.so replaced during the run?): "
                      f"{', '.join(retried)}")
+    met = lambda ok: "met" if ok else "**not met**"  # noqa: E731
     if row:
         x = ratio(row["dj"]["median"], row["oas"]["warm"])
-        notes.append(f"- one-row slice, DataJoint / pg_oas (warm): {num(x, '×')} — target ≥ 100×: "
-                     f"{'met' if x is not None and x >= 100 else '**not met**'}")
+        notes.append(f"- one-row slice, DataJoint / pg_oas (warm): {num(x, '×')} — target ≥ 1,000×: "
+                     f"{met(x is not None and x >= 1000)}")
+    for r in results:
+        w, c = ratio(r["dj"]["median"], r["oas"]["warm"]), ratio(r["dj"]["first"], r["oas"]["cold"])
+        notes.append(f"- {r['name']} slice, DataJoint / pg_oas: {num(w, '×')} warm, {num(c, '×')} cold — "
+                     f"target ≥ 1.0×: {met(w is not None and c is not None and min(w, c) >= 1.0)}")
+    beyond = [(r["name"], r["oas"]["growth"] - r["oas"]["result_bytes"] / MiB) for r in results
+              if r["oas"]["growth"] is not None]
+    if beyond:
+        worst = max(beyond, key=lambda b: b[1])
+        notes.append(f"- memory beyond the result, largest: {worst[1]:.1f} MiB ({worst[0]}) — target < 64 MiB: "
+                     f"{met(worst[1] < 64)}")
     notes.append(f"- Python client peak RSS: {meta['rss_gen']:.0f} MiB after making the array, "
                  f"{meta['rss_insert']:.0f} MiB after DataJoint's insert, {meta['rss_oas']:.0f} MiB after "
                  f"the pg_oas reads, {meta['rss_dj']:.0f} MiB after DataJoint's reads")
     notes.append(f"- wall time: {meta['total_s']:.0f} s (array {meta['gen_s']:.1f} s, insert "
-                 f"{meta['insert_s']:.1f} s, pg_oas reads {meta['oas_s']:.1f} s, DataJoint reads {meta['dj_s']:.1f} s)")
+                 f"{meta['insert_s'] or 0:.1f} s, pg_oas reads {meta['oas_s']:.1f} s, DataJoint reads {meta['dj_s']:.1f} s)")
     parts += ["\n" + "\n".join(notes)]
     return "\n".join(parts) + "\n"
 
@@ -311,7 +355,8 @@ def machine_info(admin, args, load_start):
     return "\n".join([
         f"- {now_line()}",
         f"- {machine_line()}; load average (1 min) {load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end",
-        f"- store: SeaweedFS ({weed_version()}) S3 on {args.s3_port_host}, same machine",
+        f"- store: SeaweedFS ({weed_version()}) S3 on {args.s3_port_host}, same machine" if args.protocol != "file"
+        else f"- store: file store at {args.s3_port_host}",
         f"- {pg} (shared_buffers {shared_buffers_mib(admin)} MiB); {build}",
         f"- clients: psycopg {psycopg.__version__} (binary results), DataJoint {datajoint.__version__} "
         f"(NpyRef over s3fs), NumPy {np.__version__}, Python {platform.python_version()}",
@@ -332,6 +377,9 @@ def main():
     p.add_argument("--dj-seconds", type=float, default=60.0, help="time budget of those runs per slice")
     p.add_argument("--seed", type=int, default=20261124)
     p.add_argument("--keep", action="store_true", help="leave the table and the object in place at the end")
+    p.add_argument("--reuse", action="store_true",
+                   help="use the table and object a --keep run left when they hold the same array "
+                        "(same size, columns, seed and store), instead of inserting it again; implies --keep")
     add_output_args(p)
     args = p.parse_args()
 
@@ -352,15 +400,19 @@ def main():
     if spec is None:
         raise SystemExit(f"no store {args.store!r} in oas.store")
     spec = spec[0]
-    args.s3_port_host = spec.get("endpoint", "?")
+    args.protocol = spec.get("protocol")
+    args.s3_port_host = spec.get("endpoint") or spec.get("location", "?")
     port = int(spec.get("endpoint", "x:443").rsplit(":", 1)[1]) if ":" in spec.get("endpoint", "") else 443
-    wire = WireCounter(port)
+    wire = WireCounter(port if args.protocol != "file" else None)
 
     dj = datajoint_setup(args, spec)
     conn = dj.conn(reset=True)
     admin.execute("SET client_min_messages = warning")
-    admin.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE')  # leftovers of an earlier run
-    remove_objects(dj, spec)
+    label = f"bench array {rows}x{args.cols} seed {args.seed} store {args.store}"
+    reuse = args.reuse and kept_array(admin) == label
+    if not reuse:
+        admin.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE')  # leftovers of an earlier run
+        remove_objects(dj, spec)
     schema, Table = make_table(dj, conn, args.store)
     table_sql = Table.full_table_name
     meta = {"shape_txt": f"({rows:,}, {args.cols:,})", "probe": 4096}
@@ -370,12 +422,18 @@ def main():
     arr = make_array(rows, args.cols, args.seed)
     meta["gen_s"], meta["rss_gen"] = time.perf_counter() - t0, peak_rss_mib()
 
-    log("DataJoint insert1")
-    t0 = time.perf_counter()
-    Table.insert1({"array_id": 1, "arr": arr})
-    meta["insert_s"], meta["rss_insert"] = time.perf_counter() - t0, peak_rss_mib()
+    if reuse:
+        log("reusing the array a --keep run inserted")
+        meta["insert_s"], meta["rss_insert"] = None, peak_rss_mib()
+    else:
+        log("DataJoint insert1")
+        t0 = time.perf_counter()
+        Table.insert1({"array_id": 1, "arr": arr})
+        meta["insert_s"], meta["rss_insert"] = time.perf_counter() - t0, peak_rss_mib()
+        # What --reuse looks for (COMMENT takes no parameters: the label is quoted as a literal).
+        admin.execute(psycopg.sql.SQL(f"COMMENT ON TABLE {table_sql} IS {{}}").format(psycopg.sql.Literal(label)))
     meta["object_size"] = admin.execute(f"SELECT oas.oas_object_size(arr) FROM {table_sql} WHERE array_id = 1").fetchone()[0]
-    log(f"  {meta['insert_s']:.1f} s, object {meta['object_size']:,} bytes, peak RSS {meta['rss_insert']:.0f} MiB")
+    log(f"  object {meta['object_size']:,} bytes, peak RSS {meta['rss_insert']:.0f} MiB")
 
     results = []
     t0 = time.perf_counter()
@@ -410,14 +468,15 @@ def main():
     meta["dj_s"], meta["rss_dj"] = time.perf_counter() - t0, peak_rss_mib()
 
     del arr
-    if not args.keep:
+    if not args.keep and not args.reuse:
         schema.drop(prompt=False)
         remove_objects(dj, spec)
     meta["total_s"] = time.perf_counter() - t_start
 
     admin = psycopg.connect(args.dsn, autocommit=True)  # the first one may have gone with a crashed server
-    text = f"{SECTION}\n\n{machine_info(admin, args, load_start)}\n\n{report(results, meta)}"
-    print_and_record(args, SECTION, text)
+    section = SECTION + (" (file store)" if args.protocol == "file" else "")
+    text = f"{section}\n\n{machine_info(admin, args, load_start)}\n\n{report(results, meta)}"
+    print_and_record(args, section, text)
     log(f"total {meta['total_s']:.0f} s, client peak RSS {peak_rss_mib():.0f} MiB")
 
 

@@ -30,6 +30,39 @@ def backend_peak_rss_mib(conn):
     return next((int(ln.split()[1]) / 1024 for ln in status if ln.startswith("VmHWM:")), None)
 
 
+class PeakGrowth:
+    """How far a process's resident memory rose above where it stood, at its peak, during a
+    block: `with PeakGrowth(pid) as g: ...`, then g.mib. The kernel's high-water mark (VmHWM) is
+    reset first (`/proc/PID/clear_refs`, "5"), so g.mib = VmHWM after − VmRSS before. Pages the
+    process had already mapped (for a backend, the shared buffers it touched before) do not count
+    again, so it is the growth of its private memory, at its peak and not sampled. None when the
+    mark cannot be reset (another user's process, or no /proc)."""
+
+    def __init__(self, pid):
+        self.pid, self.mib, self._before = pid, None, None
+
+    def _status(self, key):
+        for ln in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if ln.startswith(key + ":"):
+                return int(ln.split()[1]) / 1024
+        return None
+
+    def __enter__(self):
+        try:
+            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+            self._before = self._status("VmRSS")
+        except OSError:
+            self._before = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._before is not None:
+            try:
+                self.mib = self._status("VmHWM") - self._before
+            except (OSError, TypeError):
+                self.mib = None
+
+
 def num(x, unit=""):
     if x is None:
         return "—"

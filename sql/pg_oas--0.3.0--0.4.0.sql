@@ -16,7 +16,8 @@
 --   * custom codecs: oas.codec, oas_codec_register, oas_codec_drop, oas_encode, oas_decode,
 --     oas._codec_end, oas._codec_call, oas._decode, oas._pending_codec; oas.tracked_columns has
 --     chain_end and classifies columns by it; every tracked table's triggers are re-derived;
---   * oas_hash_get_many reads many hash-addressed references, several at once.
+--   * oas_hash_get_many reads many hash-addressed references, several at once;
+--   * oas_npy_slice_stats also returns requests, plan, merge_gap and estimated_ms.
 
 -- Attachments (src/api/attach.rs): DataJoint's filename\0contents from a name and bytes, and back.
 CREATE  FUNCTION "oas_attach_pack"(
@@ -970,6 +971,27 @@ CREATE  FUNCTION "oas_hash_get_many"(
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'oas_hash_get_many_wrapper';
+
+-- Slices by a cost model (#12): oas_npy_slice_stats also tells the requests, the plan of the
+-- fetch, the gap read through and the time the store's cost model expects.
+DROP FUNCTION oas.oas_npy_slice_stats(jsonb, text);
+CREATE  FUNCTION "oas_npy_slice_stats"(
+	"reference" jsonb, /* JsonB */
+	"slice" TEXT DEFAULT '' /* & str */
+) RETURNS TABLE (
+	"bytes_needed" bigint,  /* i64 */
+	"bytes_fetched" bigint,  /* i64 */
+	"ranges" bigint,  /* i64 */
+	"header_bytes" bigint,  /* i64 */
+	"shape" bigint[],  /* Vec < i64 > */
+	"requests" bigint,  /* i64 */
+	"plan" TEXT,  /* String */
+	"merge_gap" bigint,  /* i64 */
+	"estimated_ms" double precision  /* f64 */
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_npy_slice_stats_wrapper';
 
 -- Last, as in a fresh install: every function made from Rust gets its doc comment.
 SELECT oas._comment_functions();

@@ -13,7 +13,7 @@ static CONNECT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5_000);
 static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(3);
 static FILE_FSYNC: GucSetting<bool> = GucSetting::<bool>::new(true);
 static VERIFY_READS: GucSetting<bool> = GucSetting::<bool>::new(true);
-static NPY_MERGE_GAP: GucSetting<i32> = GucSetting::<i32>::new(0);
+static NPY_MERGE_GAP: GucSetting<i32> = GucSetting::<i32>::new(-1);
 static GC_GRACE_S: GucSetting<i32> = GucSetting::<i32>::new(86_400);
 static GC_TRASH_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 86_400);
 static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
@@ -71,9 +71,9 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"oas.npy_merge_gap",
         c"Ranges of an array slice at most this far apart are fetched as one request.",
-        c"0 fetches exactly the bytes a slice needs. Raising it trades bytes for fewer requests: a column of a C-order array is one small range per row.",
+        c"-1 (the default) lets the store's cost model choose the gap for each slice; 0 fetches exactly the bytes a slice needs; a larger value reads through gaps up to that size, trading bytes for fewer requests.",
         &NPY_MERGE_GAP,
-        0,
+        -1,
         i32::MAX,
         GucContext::Userset,
         GucFlags::UNIT_BYTE,
@@ -183,9 +183,10 @@ pub fn verify_reads() -> bool {
     VERIFY_READS.get()
 }
 
-/// `oas.npy_merge_gap`: ranges of a slice at most this many bytes apart are fetched as one.
-pub fn npy_merge_gap() -> u64 {
-    NPY_MERGE_GAP.get().max(0) as u64
+/// `oas.npy_merge_gap`: ranges of a slice at most this many bytes apart are fetched as one;
+/// `None` (-1, the default): the store's cost model chooses.
+pub fn npy_merge_gap() -> Option<u64> {
+    u64::try_from(NPY_MERGE_GAP.get()).ok()
 }
 
 /// `oas.gc_grace` in seconds: how long an object stays unreferenced before it is collected.

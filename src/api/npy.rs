@@ -3,20 +3,27 @@
 //!
 //! Shape, dtype, ndim, size and nbytes come from the reference JSON, with no store I/O. A slice
 //! reads the array's header once per backend (objects under DataJoint's random-token paths never
-//! change) and then only the byte ranges the slice needs.
+//! change), then the byte ranges the cost model of the store chooses (`oas_core::npy::choose`),
+//! streamed into the result. What each read took teaches this backend's model of the store.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
 
+use oas_core::backend::Store;
 use oas_core::codec::ObjectRef;
-use oas_core::npy::{dtype_itemsize, parse_selection, plan, Header, Plan};
-use oas_core::ops::{read_npy_header, read_ranges, RANGE_PART};
+use oas_core::npy::{
+    choose, dtype_itemsize, parse_selection, plan, Cost, Fetch, Header, Observed, Plan,
+};
+use oas_core::ops::{read_npy_header, read_spans, RANGE_PART};
 use oas_core::reference::NpyRef;
 use oas_core::OasError;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::Value;
 
+use super::bytea::Bytea;
 use super::MAX_BYTEA;
 use crate::catalog;
 use crate::error::{raise, OrRaise};
@@ -28,8 +35,13 @@ const MAX_RUNS: usize = 1 << 20;
 /// Headers kept per backend.
 const HEADER_CACHE_ENTRIES: usize = 4096;
 
+/// A store as this backend knows it: name and catalog version.
+type StoreKey = (String, i64);
+
 thread_local! {
     static HEADERS: RefCell<HashMap<(String, i64, String), Header>> = RefCell::new(HashMap::new());
+    /// What reads from each store cost, learned from this backend's slices.
+    static COSTS: RefCell<HashMap<StoreKey, Cost>> = RefCell::new(HashMap::new());
 }
 
 fn shape_of(reference: &Value) -> Option<Vec<i64>> {
@@ -76,79 +88,109 @@ fn oas_npy_nbytes(reference: JsonB) -> Option<i64> {
     Some(size.saturating_mul(item))
 }
 
-/// Resolve a reference to its store and (cached) `.npy` header.
-fn open_array(reference: &Value) -> (std::sync::Arc<oas_core::backend::Store>, ObjectRef, Header) {
-    let r = ObjectRef::from_json(reference).or_raise();
-    let (row, store) = catalog::store_to_read(r.store.as_deref(), &r.path).or_raise();
-    let key = (row.name, row.version, r.path.clone());
-    let cached = HEADERS.with_borrow(|h| h.get(&key).cloned());
-    let header = match cached {
-        Some(h) => h,
-        None => {
-            let h = block_on(read_npy_header(&store, &r.path)).or_raise();
-            HEADERS.with_borrow_mut(|c| {
-                if c.len() >= HEADER_CACHE_ENTRIES {
-                    c.clear();
-                }
-                c.insert(key, h.clone());
-            });
-            h
-        }
-    };
-    (store, r, header)
+/// A slice planned: where the array is, which bytes form the result, and how to fetch them.
+struct Slice {
+    store: Arc<Store>,
+    store_key: StoreKey,
+    path: String,
+    header: Header,
+    plan: Plan,
+    fetch: Fetch,
 }
 
-/// `oas.npy_merge_gap`: ranges of a slice at most this many bytes apart are fetched as one.
-fn merge_gap() -> u64 {
-    crate::guc::npy_merge_gap()
-}
-
-fn plan_slice(header: &Header, slice: &str) -> Plan {
-    let sel = parse_selection(slice, &header.shape).or_raise();
-    let p = plan(header, &sel, MAX_RUNS).or_raise();
-    if p.nbytes > MAX_BYTEA {
-        raise(OasError::TooLarge {
+/// Resolve a reference to its store and (cached) `.npy` header, plan `slice` and choose its
+/// fetch. A slice whose `.npy` would not fit in a `bytea` is refused.
+fn plan_slice(reference: &Value, slice: &str) -> Result<Slice, OasError> {
+    let r = ObjectRef::from_json(reference)?;
+    let (row, store) = catalog::store_to_read(r.store.as_deref(), &r.path)?;
+    let store_key = (row.name, row.version);
+    let header = cached_header(&store, &store_key, &r.path)?;
+    let sel = parse_selection(slice, &header.shape)?;
+    let plan = plan(&header, &sel, MAX_RUNS)?;
+    if plan.nbytes + plan.npy_header().len() as u64 > MAX_BYTEA {
+        return Err(OasError::TooLarge {
             message: format!(
                 "the slice has {} bytes, more than a bytea value can hold (1 GB)",
-                p.nbytes
+                plan.nbytes
             ),
             hint: Some("select a smaller part of the array".into()),
         });
     }
-    p
+    let cost = COSTS
+        .with_borrow(|c| c.get(&store_key).copied())
+        .unwrap_or_else(|| Cost::for_protocol(store.spec.protocol));
+    let fetch = choose(&plan, &cost, crate::guc::npy_merge_gap(), RANGE_PART);
+    Ok(Slice {
+        store,
+        store_key,
+        path: r.path,
+        header,
+        plan,
+        fetch,
+    })
 }
 
-/// Read the bytes a slice needs and assemble them (in the array's own order). `max_elements`
-/// refuses slices too large for the caller's result before anything is fetched.
-fn read_slice(reference: &JsonB, slice: &str, max_elements: Option<u64>) -> (Plan, Vec<u8>) {
-    let (store, r, header) = open_array(&reference.0);
-    let p = plan_slice(&header, slice);
-    let elements: u64 = p.shape.iter().product();
-    if let Some(max) = max_elements.filter(|&m| elements > m) {
-        raise(OasError::TooLarge {
-            message: format!(
-                "a slice of {elements} elements is too large for a PostgreSQL array here (at most {max})"
-            ),
-            hint: Some("take smaller slices, or read the .npy bytes with oas_npy_slice".into()),
-        });
+/// The `.npy` header of the object at `path`, read once per backend.
+fn cached_header(store: &Store, store_key: &StoreKey, path: &str) -> Result<Header, OasError> {
+    let key = (store_key.0.clone(), store_key.1, path.to_string());
+    if let Some(h) = HEADERS.with_borrow(|h| h.get(&key).cloned()) {
+        return Ok(h);
     }
-    let ranges = p.fetch_ranges(merge_gap());
-    let fetched = block_on(read_ranges(&store, &r.path, &ranges, RANGE_PART)).or_raise();
-    let pairs: Vec<_> = ranges
-        .iter()
-        .cloned()
-        .zip(fetched.iter().map(|b| b.as_ref()))
-        .collect();
-    let data = p.assemble(&pairs).or_raise();
-    (p, data)
+    let h = block_on(read_npy_header(store, path))?;
+    HEADERS.with_borrow_mut(|c| {
+        if c.len() >= HEADER_CACHE_ENTRIES {
+            c.clear();
+        }
+        c.insert(key, h.clone());
+    });
+    Ok(h)
+}
+
+impl Slice {
+    /// Fetch the slice's data into `out` (exactly its size), each chunk placed as it arrives,
+    /// and teach the store's cost model what the read took.
+    fn fetch_into(&self, out: &mut [u8]) -> Result<(), OasError> {
+        let mut scatter = self.plan.scatter();
+        let f = &self.fetch;
+        let started = Instant::now();
+        let requests = block_on(read_spans(
+            &self.store,
+            &self.path,
+            &f.ranges,
+            f.part,
+            f.in_flight(),
+            &mut |at, bytes| scatter.place(out, at, bytes),
+        ))?;
+        scatter.finish()?;
+        let seen = Observed {
+            requests,
+            bytes: f.bytes,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        let protocol = self.store.spec.protocol;
+        COSTS.with_borrow_mut(|c| {
+            c.entry(self.store_key.clone())
+                .or_insert_with(|| Cost::for_protocol(protocol))
+                .learn(&seen)
+        });
+        Ok(())
+    }
 }
 
 /// A slice of an `.npy` array, in NumPy's basic slice syntax (`'10:20, ::2, -1'`, `'...'`,
-/// `''` for all), as `.npy` bytes. Reads only the byte ranges the slice needs.
+/// `''` for all), as `.npy` bytes. Reads the byte ranges the slice needs, or through the gaps
+/// between them where the store's cost model says that is faster (`oas_npy_slice_stats` tells
+/// which; `oas.npy_merge_gap` fixes the choice).
 #[pg_extern(volatile, parallel_unsafe)]
-fn oas_npy_slice(reference: JsonB, slice: default!(&str, "''")) -> Vec<u8> {
-    let (p, data) = read_slice(&reference, slice, None);
-    p.to_npy(&data)
+fn oas_npy_slice(reference: JsonB, slice: default!(&str, "''")) -> Bytea {
+    let s = plan_slice(&reference.0, slice).or_raise();
+    let header = s.plan.npy_header();
+    // Within MAX_BYTEA (plan_slice).
+    let mut out = Bytea::zeroed(header.len() + s.plan.nbytes as usize);
+    let (head, data) = out.split_at_mut(header.len());
+    head.copy_from_slice(&header);
+    s.fetch_into(data).or_raise();
+    out
 }
 
 /// A slice of an `<npy@>` array as a PostgreSQL `double precision[]` with the slice's dimensions
@@ -156,8 +198,21 @@ fn oas_npy_slice(reference: JsonB, slice: default!(&str, "''")) -> Vec<u8> {
 /// is a one-element array, an empty slice the empty array.
 #[pg_extern(volatile, parallel_unsafe)]
 pub(crate) fn oas_npy_slice_array(reference: JsonB, slice: default!(&str, "''")) -> Float8Array {
+    let s = plan_slice(&reference.0, slice).or_raise();
+    let p = &s.plan;
     // The limit of the text form this array once went through; kept, so the same slices pass.
-    let (p, data) = read_slice(&reference, slice, Some(30_000_000));
+    const MAX_ELEMENTS: u64 = 30_000_000;
+    let elements: u64 = p.shape.iter().product();
+    if elements > MAX_ELEMENTS {
+        raise(OasError::TooLarge {
+            message: format!(
+                "a slice of {elements} elements is too large for a PostgreSQL array here (at most {MAX_ELEMENTS})"
+            ),
+            hint: Some("take smaller slices, or read the .npy bytes with oas_npy_slice".into()),
+        });
+    }
+    let mut data = vec![0; p.nbytes as usize];
+    s.fetch_into(&mut data).or_raise();
     let values =
         oas_core::npy::to_f64_c_order(&p.dtype, p.fortran_order, &p.shape, &data).or_raise();
     Float8Array::new(values, &p.shape)
@@ -225,9 +280,14 @@ impl IntoDatum for Float8Array {
 
 super::returned_as!(Float8Array, "double precision[]");
 
-/// What reading a slice costs, without reading it: bytes of data it needs, bytes it would fetch,
-/// how many ranges, the header's size, and the result's shape.
+/// What reading a slice costs, without reading it (the same choice `oas_npy_slice` makes next in
+/// this session): bytes of data it needs, bytes it would fetch, in how many ranges and requests,
+/// the header's size, the result's shape, the plan of the fetch (`exact`: only the bytes needed,
+/// `coalesced`: some gaps read through, `sequential`: one range from the first byte to the last,
+/// `nothing`: an empty slice), the largest gap read through and the time the store's cost model
+/// expects.
 #[pg_extern(volatile, parallel_unsafe)]
+#[allow(clippy::type_complexity)] // pgrx needs the row type spelled out here
 fn oas_npy_slice_stats(
     reference: JsonB,
     slice: default!(&str, "''"),
@@ -239,18 +299,24 @@ fn oas_npy_slice_stats(
         name!(ranges, i64),
         name!(header_bytes, i64),
         name!(shape, Vec<i64>),
+        name!(requests, i64),
+        name!(plan, String),
+        name!(merge_gap, i64),
+        name!(estimated_ms, f64),
     ),
 > {
-    let (_, _, header) = open_array(&reference.0);
-    let p = plan_slice(&header, slice);
-    let ranges = p.fetch_ranges(merge_gap());
-    let fetched: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+    let s = plan_slice(&reference.0, slice).or_raise();
+    let (p, f) = (&s.plan, &s.fetch);
     TableIterator::once((
         p.nbytes as i64,
-        fetched as i64,
-        ranges.len() as i64,
-        header.data_offset as i64,
+        f.bytes as i64,
+        f.ranges.len() as i64,
+        s.header.data_offset as i64,
         p.shape.iter().map(|&d| d as i64).collect(),
+        f.requests as i64,
+        f.kind.as_str().to_string(),
+        i64::try_from(f.gap).unwrap_or(i64::MAX),
+        f.seconds * 1000.0,
     ))
 }
 

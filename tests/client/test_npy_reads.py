@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import dj_manual, sql_error, unique
+from conftest import connect, dj_manual, sql_error, unique
 
 dj = pytest.importorskip("datajoint")
 
@@ -80,17 +80,114 @@ def test_a_slice_fetches_only_its_bytes(conn, npy_table):
     ref = json.dumps(conn.execute(f"SELECT arr FROM {npy_table} WHERE array_id = 1").fetchone()[0])
     stats = lambda expr: conn.execute("SELECT bytes_needed, bytes_fetched, ranges, shape FROM oas.oas_npy_slice_stats(%s, %s)",
                                       [ref, expr]).fetchone()
+    plan = lambda expr: conn.execute("SELECT plan, requests, merge_gap FROM oas.oas_npy_slice_stats(%s, %s)",
+                                     [ref, expr]).fetchone()
+    # 0: exactly the bytes needed, whatever the cost model would choose.
+    conn.execute("SET oas.npy_merge_gap = 0")
     assert stats("7") == (2000, 2000, 1, [500])              # one row: one range, its own bytes
     assert stats("100:300") == (400_000, 400_000, 1, [200, 500])
     assert stats(":, 3") == (8000, 8000, 2000, [2000])      # a column: one 4-byte range per row
     assert stats("") == (4_000_000, 4_000_000, 1, [2000, 500])
+    assert plan(":, 3") == ("exact", 2000, 0)
     # Trading bytes for requests: rows are 2,000 bytes apart, so a 4 KiB gap fetches the column
     # as one range from its first element to its last.
     conn.execute("SET oas.npy_merge_gap = 4096")
     assert stats(":, 3") == (8000, 1999 * 2000 + 4, 1, [2000])
+    assert plan(":, 3") == ("sequential", 1, 4096)
     got = load(conn.execute("SELECT oas.oas_npy_slice(%s, ':, 3')", [ref], binary=True).fetchone()[0])
     assert np.array_equal(got, ARRAYS[1][:, 3])
     conn.execute("RESET oas.npy_merge_gap")
+    # By default the cost model chooses: over HTTP, 2,000 requests of 4 bytes cost far more than
+    # reading the 4 MB between them; rows and blocks are one range of their own bytes either way.
+    assert conn.execute("SHOW oas.npy_merge_gap").fetchone()[0] == "-1"
+    assert stats(":, 3") == (8000, 1999 * 2000 + 4, 1, [2000])
+    assert plan(":, 3")[0] == "sequential"
+    assert stats("7") == (2000, 2000, 1, [500])
+    assert stats("100:300") == (400_000, 400_000, 1, [200, 500])
+    assert plan("1:1") == ("nothing", 0, plan("7")[2])
+
+
+# Arrays for the fetch plans: C order, large enough that whole ranges are read in several parts
+# (8 MiB) and a column is hundreds of small ranges; and a Fortran-order one.
+PLAN_ARRAYS = {
+    1: np.arange(300 * 200 * 100, dtype="<f4").reshape(300, 200, 100),
+    2: np.asfortranarray(np.arange(40 * 30 * 20, dtype=">i2").reshape(40, 30, 20)),
+}
+PLAN_SLICES = [":, 5, 7", "::70, ::-30, 1::9", "4, 5, 6", "3:3", "::30, ..., 50", "", "1:299", "::-1, 0", "2, ::8, ::2"]
+
+
+@pytest.mark.parametrize("store", ["file", "s3"])
+def test_slices_are_the_same_bytes_whichever_fetch_plan(conn, dj_connection, dj_schema, store):
+    """Exact ranges, coalesced ranges, one sequential read in parts, and the cost model's own
+    choice: every slice comes back byte for byte the same and equal to NumPy's."""
+    schema = dj_schema("djnpyplan", dj_connection)
+    table = dj_manual(schema, "Arrays", f"""
+        array_id : int32
+        ---
+        arr : <npy@{store}>
+        """)
+    table.insert([{"array_id": k, "arr": v} for k, v in PLAN_ARRAYS.items()])
+    kinds = set()
+    for array_id, a in PLAN_ARRAYS.items():
+        ref = json.dumps(conn.execute(f'SELECT arr FROM "{schema.database}".arrays WHERE array_id = %s',
+                                      [array_id]).fetchone()[0])
+        for expr in PLAN_SLICES:
+            try:
+                # (a NumPy scalar of one element comes in native byte order: back to the array's)
+                expected = np.asarray(a[eval(f"np.s_[{expr}]")] if expr else a[...], dtype=a.dtype)
+            except IndexError:
+                assert sql_error(conn, "SELECT oas.oas_npy_slice(%s, %s)", [ref, expr]).sqlstate == "22023"
+                continue
+            results = {}
+            for gap in ["-1", "0", "100", "5000", "1000000000"]:
+                conn.execute(f"SET oas.npy_merge_gap = {gap}")
+                needed, fetched, ranges, requests, kind, merge_gap = conn.execute(
+                    "SELECT bytes_needed, bytes_fetched, ranges, requests, plan, merge_gap"
+                    " FROM oas.oas_npy_slice_stats(%s, %s)", [ref, expr]).fetchone()
+                kinds.add(kind)
+                assert needed == expected.nbytes, (array_id, expr, gap)
+                assert requests >= ranges and (ranges == 0) == (needed == 0), (array_id, expr, gap)
+                if gap != "-1":
+                    assert merge_gap == int(gap)
+                if gap == "0":
+                    assert (kind, fetched) == ("exact" if needed else "nothing", needed), (array_id, expr)
+                if gap == "1000000000" and needed:
+                    assert ranges == 1 and kind in ("exact", "sequential"), (array_id, expr)
+                data = conn.execute("SELECT oas.oas_npy_slice(%s, %s)", [ref, expr], binary=True).fetchone()[0]
+                got = load(data)
+                assert got.dtype == expected.dtype and got.shape == expected.shape, (array_id, expr, gap)
+                assert np.array_equal(got, expected), (array_id, expr, gap)
+                results[gap] = bytes(data)
+                if expected.dtype.kind in "iuf" and 0 < expected.size <= 100_000:
+                    arr = conn.execute("SELECT oas.oas_npy_slice_array(%s, %s)", [ref, expr]).fetchone()[0]
+                    assert np.array_equal(np.array(arr, dtype=float).reshape(expected.shape or (1,)),
+                                          expected.astype(float).reshape(expected.shape or (1,))), (array_id, expr, gap)
+            assert len(set(results.values())) == 1, (array_id, expr)
+    conn.execute("RESET oas.npy_merge_gap")
+    assert kinds == {"exact", "coalesced", "sequential", "nothing"}, kinds
+
+
+@pytest.mark.parametrize("store", ["file", "s3"])
+def test_the_cost_model_starts_per_kind_of_store_and_learns(conn, dj_connection, dj_schema, store):
+    schema = dj_schema("djnpycost", dj_connection)
+    table = dj_manual(schema, "Arrays", f"""
+        array_id : int32
+        ---
+        arr : <npy@{store}>
+        """)
+    table.insert1({"array_id": 1, "arr": PLAN_ARRAYS[1]})
+    ref = json.dumps(conn.execute(f'SELECT arr FROM "{schema.database}".arrays').fetchone()[0])
+    gap = lambda: conn.execute("SELECT merge_gap FROM oas.oas_npy_slice_stats(%s, ':, 5, 7')", [ref]).fetchone()[0]
+    # A new session starts from the defaults of its kind of store: a file read costs a system
+    # call, an HTTP request far more, so the break-even gap is much larger over HTTP.
+    start = gap()
+    assert start == {"file": 10_000, "s3": 500_000}[store]
+    for expr in [":, 5, 7", "1:299", "::70, ::-30, 1::9", ":, 5, 7"]:
+        conn.execute("SELECT oas.oas_npy_slice(%s, %s)", [ref, expr]).fetchone()
+    # What the reads took moved the estimates (this session's only).
+    assert gap() != start
+    with connect() as other:
+        assert other.execute("SELECT merge_gap FROM oas.oas_npy_slice_stats(%s, '')", [ref]).fetchone()[0] == start
 
 
 @pytest.mark.parametrize("npy_table", ["file"], indirect=True)

@@ -151,6 +151,14 @@ impl Store {
         }
     }
 
+    /// A store of `spec`'s protocol whose requests go to `client` (tests: an in-memory object
+    /// store standing in for a server).
+    #[cfg(test)]
+    pub(crate) fn with_client(name: &str, spec: StoreSpec, client: Arc<dyn ObjectStore>) -> Self {
+        let masker = Masker::new(spec.secret_values());
+        Self::from_parts(name, spec, client, None, masker)
+    }
+
     /// For `file` stores that fsync: the same store writing without fsync. Whoever puts through
     /// it must sync what it wrote ([`crate::ops::sync_written`]) before relying on it; the
     /// extension does so before the transaction commits. `None` for every other store.

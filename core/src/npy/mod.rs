@@ -2,8 +2,9 @@
 //!
 //! This is the pure half of ranged array reads: given the first bytes of a file (the header) and a
 //! slice such as `"10:20, ::2, -1"`, [`plan()`] says exactly which byte ranges of the file hold the
-//! selected elements and in what order they form the result, so a reader fetches only those
-//! ranges and [`Plan::assemble`] builds the result. [`write_header`] writes headers byte-identical
+//! selected elements and in what order they form the result; [`choose`] decides, by a cost model
+//! of the store, which ranges a reader fetches (those alone, or the gaps between them too), and
+//! [`Plan::scatter`] places the fetched bytes into the result as they arrive. [`write_header`] writes headers byte-identical
 //! to `np.save` (NumPy 2.x).
 //!
 //! Format: `\x93NUMPY`, major, minor, header length (u16 LE in 1.0, u32 LE in 2.0 and 3.0), then a
@@ -12,14 +13,16 @@
 
 mod convert;
 mod dtype;
+mod fetch;
 mod header;
 mod plan;
 mod selection;
 
 pub use convert::{numeric_to_f64, to_f64_c_order};
 pub use dtype::{dtype_itemsize, numpy_dtype_name, ByteOrder, Dtype};
+pub use fetch::{choose, Cost, Fetch, FetchKind, Observed};
 pub use header::{header_len, parse_header, write_header, Header, HEADER_PROBE, MAGIC};
-pub use plan::{plan, Plan, Run};
+pub use plan::{plan, Plan, Run, Scatter};
 pub use selection::{parse_selection, Sel};
 
 use crate::error::OasError;

@@ -159,32 +159,106 @@ impl Plan {
         out
     }
 
-    /// Build the result's data from fetched ranges (each `(range, bytes)`), in result order.
+    /// Build the result's data from fetched ranges (each `(range, bytes)`, sorted and disjoint),
+    /// in result order. The one-buffer form of [`Plan::scatter`].
     pub fn assemble(&self, fetched: &[(std::ops::Range<u64>, &[u8])]) -> Result<Vec<u8>, OasError> {
         // Room for what came back at most: a plan's size alone may be anything the header says.
-        let fetched_bytes: usize = fetched.iter().map(|(_, b)| b.len()).sum();
-        let nbytes = usize::try_from(self.nbytes).map_err(|_| bad("result too large"))?;
-        let mut out = Vec::with_capacity(nbytes.min(fetched_bytes));
-        for run in &self.runs {
-            let i = fetched.partition_point(|(r, _)| r.end <= run.offset);
-            let (r, bytes) = fetched
-                .get(i)
-                .filter(|(r, _)| r.start <= run.offset && run.offset + run.len <= r.end)
-                .ok_or_else(|| bad("fetched ranges do not cover the slice"))?;
-            let from = (run.offset - r.start) as usize;
-            let part = bytes
-                .get(from..from + run.len as usize)
-                .ok_or_else(|| bad("a fetched range came back short"))?;
-            out.extend_from_slice(part);
+        let fetched_bytes: u64 = fetched.iter().map(|(_, b)| b.len() as u64).sum();
+        if fetched_bytes < self.nbytes {
+            return Err(bad("fetched ranges do not cover the slice"));
         }
+        let mut out = vec![0; usize::try_from(self.nbytes).map_err(|_| bad("result too large"))?];
+        let mut scatter = self.scatter();
+        let mut end = 0;
+        for (r, bytes) in fetched {
+            if r.start < end {
+                return Err(bad("fetched ranges overlap"));
+            }
+            if bytes.len() as u64 != r.end - r.start {
+                return Err(bad("a fetched range came back short"));
+            }
+            scatter.place(&mut out, r.start, bytes)?;
+            end = r.end;
+        }
+        scatter.finish()?;
         Ok(out)
+    }
+
+    /// Where fetched bytes go in the result: see [`Scatter`].
+    pub fn scatter(&self) -> Scatter {
+        let mut runs = Vec::with_capacity(self.runs.len());
+        let mut dest = 0;
+        for r in &self.runs {
+            runs.push((*r, dest));
+            dest += r.len;
+        }
+        if !runs.is_sorted_by_key(|(r, _)| r.offset) {
+            runs.sort_unstable_by_key(|(r, _)| r.offset);
+        }
+        Scatter {
+            runs,
+            placed: 0,
+            nbytes: self.nbytes,
+        }
+    }
+
+    /// The `.npy` header of the result.
+    pub fn npy_header(&self) -> Vec<u8> {
+        write_header(&self.dtype.descr, self.fortran_order, &self.shape)
     }
 
     /// The result as a complete `.npy` file.
     pub fn to_npy(&self, data: &[u8]) -> Vec<u8> {
-        let mut out = write_header(&self.dtype.descr, self.fortran_order, &self.shape);
+        let mut out = self.npy_header();
         out.extend_from_slice(data);
         out
+    }
+}
+
+/// Places bytes of the file into the result's data as they arrive, in any order: each chunk
+/// (its file offset and bytes) is copied to where the runs it overlaps belong, the bytes between
+/// runs are dropped. The readers hand over each byte of the file at most once; [`Scatter::finish`]
+/// then checks that every byte of the result came.
+#[derive(Debug, Clone)]
+pub struct Scatter {
+    /// The plan's runs sorted by file offset, each with its offset in the result.
+    runs: Vec<(Run, u64)>,
+    placed: u64,
+    nbytes: u64,
+}
+
+impl Scatter {
+    /// Copy what `bytes`, found at file offset `offset`, holds of the slice into `out` (the
+    /// result's data, `nbytes` long).
+    pub fn place(&mut self, out: &mut [u8], offset: u64, bytes: &[u8]) -> Result<(), OasError> {
+        let end = offset + bytes.len() as u64;
+        let first = self
+            .runs
+            .partition_point(|(r, _)| r.offset + r.len <= offset);
+        for &(run, dest) in self.runs[first..]
+            .iter()
+            .take_while(|(r, _)| r.offset < end)
+        {
+            let from = run.offset.max(offset);
+            let to = (run.offset + run.len).min(end);
+            let at = (dest + from - run.offset) as usize;
+            let n = (to - from) as usize;
+            let src = &bytes[(from - offset) as usize..][..n];
+            out.get_mut(at..at + n)
+                .ok_or_else(|| bad("the result buffer is shorter than the slice"))?
+                .copy_from_slice(src);
+            self.placed += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Every byte of the result was placed.
+    pub fn finish(&self) -> Result<(), OasError> {
+        if self.placed == self.nbytes {
+            Ok(())
+        } else {
+            Err(bad("fetched ranges do not cover the slice"))
+        }
     }
 }
 
@@ -319,6 +393,74 @@ mod tests {
         assert_eq!(back.shape, [2, 2]);
         assert_eq!(&npy[back.data_offset as usize..], &[10, 11, 4, 5]);
         assert!(p.assemble(&fetched[..0]).is_err());
+    }
+
+    #[test]
+    fn chunks_placed_in_any_order_give_the_assembled_result() {
+        let shape = [6u64, 5, 4];
+        for fortran in [false, true] {
+            let h = header_of("<i2", fortran, &shape);
+            let file: Vec<u8> = write_header("<i2", fortran, &shape)
+                .into_iter()
+                .chain((0..240u32).map(|i| (i * 7 % 256) as u8))
+                .collect();
+            for expr in [
+                "",
+                ":, 2",
+                "::-2, 1:4, 3",
+                "4, ::-1",
+                "..., 0",
+                "1:1",
+                "3, 2, 1",
+            ] {
+                let p = plan(&h, &sel(expr, &shape), 1 << 20).unwrap();
+                let want: Vec<u8> = p
+                    .runs
+                    .iter()
+                    .flat_map(|r| file[r.offset as usize..(r.offset + r.len) as usize].to_vec())
+                    .collect();
+                for gap in [0, 3, 10, 1000] {
+                    // Every fetched range cut into chunks of 1, 2, 3, ... bytes, placed last first.
+                    let mut chunks = Vec::new();
+                    for r in p.fetch_ranges(gap) {
+                        let (mut at, mut n) = (r.start, 1);
+                        while at < r.end {
+                            let end = (at + n).min(r.end);
+                            chunks.push(at..end);
+                            (at, n) = (end, n + 1);
+                        }
+                    }
+                    chunks.reverse();
+                    let mut out = vec![0; p.nbytes as usize];
+                    let mut s = p.scatter();
+                    for c in &chunks {
+                        s.place(&mut out, c.start, &file[c.start as usize..c.end as usize])
+                            .unwrap();
+                    }
+                    s.finish().unwrap();
+                    assert_eq!(out, want, "fortran={fortran} [{expr}] gap {gap}");
+                    // One chunk missing: not covered.
+                    if chunks.len() > 1 {
+                        let mut s = p.scatter();
+                        let mut out = vec![0; p.nbytes as usize];
+                        for c in &chunks[1..] {
+                            s.place(&mut out, c.start, &file[c.start as usize..c.end as usize])
+                                .unwrap();
+                        }
+                        if p.nbytes > 0 && gap == 0 {
+                            assert!(s.finish().is_err());
+                        }
+                    }
+                }
+                // Too small a buffer is an error, not a panic.
+                if p.nbytes > 0 {
+                    let r = p.fetch_ranges(0)[0].clone();
+                    let mut s = p.scatter();
+                    let bytes = &file[r.start as usize..r.end as usize];
+                    assert!(s.place(&mut [], r.start, bytes).is_err());
+                }
+            }
+        }
     }
 
     /// `npy_slice` input `"<f4 C 955160140"` (the whole array, then assembled from nothing):

@@ -5,11 +5,13 @@
 //! |---|---|
 //! | `put.rs` | hash-addressed puts (dedup, repair, staged publish) and new schema-addressed objects |
 //! | `read.rs` | verified reads of hash-addressed objects, sizes, ranged reads, `.npy` headers |
+//! | `spans.rs` | many ranges of one object, streamed to the caller chunk by chunk |
 //! | `verify.rs` | checking a reference's object, and the store probe of `oas_verify_store` |
 //! | `sync.rs` | durability at commit for `file` stores: what a transaction wrote, synced together |
 
 mod put;
 mod read;
+mod spans;
 mod sync;
 mod verify;
 
@@ -18,9 +20,9 @@ pub use put::{
     PutOutcome,
 };
 pub use read::{
-    get_hash, object_size, open_hash, read_head, read_npy_header, read_range, read_ranges, stat,
-    Entry, HashGet, RANGE_PART,
+    get_hash, object_size, open_hash, read_head, read_npy_header, read_range, stat, Entry, HashGet,
 };
+pub use spans::{read_spans, RANGE_PART};
 pub use sync::{sync_written, SyncedDirs, Written};
 pub use verify::{check_reference, verify_store, ProbeStep};
 

@@ -168,7 +168,7 @@ async fn read_file_into(
 }
 
 /// An I/O error reading a local file, as object_store reports one.
-fn io_error(path: &std::path::Path, e: std::io::Error) -> object_store::Error {
+pub(super) fn io_error(path: &std::path::Path, e: std::io::Error) -> object_store::Error {
     object_store::Error::Generic {
         store: "LocalFileSystem",
         source: format!("cannot read {}: {e}", path.display()).into(),
@@ -252,61 +252,6 @@ pub async fn read_range(
         .get_range(&key, range)
         .await
         .map_err(|e| store.error(e, "get_range", path))
-}
-
-/// Requests in flight at once when reading many ranges of one object.
-const RANGE_CONCURRENCY: usize = 32;
-
-/// Ranges longer than this are fetched as several parts at once.
-pub const RANGE_PART: u64 = 8 << 20;
-
-/// Read `ranges` of one object exactly as given (no merging: the caller decided the ranges),
-/// several requests at a time, returning one buffer per range in the given order. A range longer
-/// than `part` is fetched as parts of `part` bytes in parallel and joined.
-pub async fn read_ranges(
-    store: &Store,
-    path: &str,
-    ranges: &[std::ops::Range<u64>],
-    part: u64,
-) -> Result<Vec<Bytes>, OasError> {
-    use futures::StreamExt;
-    let key = store.key(path)?;
-    let key = &key;
-    let part = part.max(1);
-    // (index of the range it belongs to, sub-range)
-    let pieces: Vec<(usize, std::ops::Range<u64>)> = ranges
-        .iter()
-        .enumerate()
-        .flat_map(|(i, r)| {
-            let starts = (r.start..r.end).step_by(part as usize);
-            starts.map(move |s| (i, s..(s + part).min(r.end)))
-        })
-        .collect();
-    let fetched: Vec<Bytes> = futures::stream::iter(pieces.iter().map(|(_, r)| r.clone()))
-        .map(|r| async move {
-            store
-                .client()
-                .get_range(key, r)
-                .await
-                .map_err(|e| store.error(e, "get_range", path))
-        })
-        .buffered(RANGE_CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()?;
-    let mut out: Vec<Vec<Bytes>> = vec![Vec::new(); ranges.len()];
-    for ((i, _), bytes) in pieces.into_iter().zip(fetched) {
-        out[i].push(bytes);
-    }
-    Ok(out
-        .into_iter()
-        .map(|mut parts| match parts.len() {
-            0 => Bytes::new(),
-            1 => parts.pop().expect("one part"),
-            _ => Bytes::from(parts.concat()),
-        })
-        .collect())
 }
 
 /// Read and parse the header of the `.npy` object at `path`, checking that the object is as long
@@ -409,18 +354,5 @@ mod tests {
         std::fs::write(dir.path().join(&r.path), &bad).unwrap();
         let e = get_hash(&store, &r, true).await.unwrap_err();
         assert!(e.to_string().contains("content hash"), "{e}");
-    }
-
-    #[tokio::test]
-    async fn long_ranges_are_read_in_parts_and_joined() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = local_store(dir.path(), json!({}));
-        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-        std::fs::write(dir.path().join("blob"), &data).unwrap();
-        let ranges = [10..20, 100..5_100, 9_990..10_000, 0..0];
-        let got = read_ranges(&store, "blob", &ranges, 1_000).await.unwrap();
-        for (r, b) in ranges.iter().zip(&got) {
-            assert_eq!(&b[..], &data[r.start as usize..r.end as usize], "{r:?}");
-        }
     }
 }
