@@ -3,8 +3,9 @@
 //! `{hash_prefix}/{schema}/{hash}`, one copy per schema however many rows use it.
 
 use bytes::Bytes;
+use oas_core::backend::Store;
 use oas_core::hash::content_hash;
-use oas_core::ops::{open_hash, put_prepared};
+use oas_core::ops::{content_hash_yielding, open_hash, put_hash_in_parts, put_prepared, PartPlan};
 use oas_core::path::hash_path;
 use oas_core::reference::HashRef;
 use oas_core::stage::{prepare, Body, Prepared, STAGE_MIN};
@@ -17,7 +18,7 @@ use oas_core::OasError;
 use super::bytea::Bytea;
 use super::MAX_BYTEA;
 use crate::error::{OrRaise, SpiOk};
-use crate::runtime::{block_on, run_cancellable};
+use crate::runtime::{block_on, block_on_watching, run_cancellable};
 
 /// Store `data` and return its DataJoint reference. `store` defaults to the default store,
 /// `schema` to the current schema (DataJoint's schema is the database schema of the table).
@@ -52,11 +53,15 @@ pub(crate) fn put(
             .unwrap_or_else(|| "public".into()),
     };
     crate::privilege::require_schema_usage(&schema)?;
-    // Large payloads are hashed and staged (or copied) on two threads, straight from
-    // PostgreSQL's copy of the parameter; small ones are not worth the threads.
     // A file store that fsyncs is written without, and synced when the transaction commits
     // (`crate::durability`).
     let target = crate::durability::target(&store);
+    let plan = crate::guc::part_plan();
+    if plan.splits(&target, data.len()) {
+        return put_in_parts(&store, &target, &schema, data, plan);
+    }
+    // Large payloads are hashed and staged (or copied) on two threads, straight from
+    // PostgreSQL's copy of the parameter; small ones are not worth the threads.
     let prepared = if data.len() >= STAGE_MIN {
         let fsync = crate::guc::file_fsync() && store.deferring().is_none();
         run_cancellable(|cancelled| prepare(&target, data, fsync, cancelled))?
@@ -67,18 +72,40 @@ pub(crate) fn put(
             body: Body::Owned(Bytes::copy_from_slice(data)),
         }
     };
-    // Before looking for an existing copy: from here to the end of the transaction no collector
-    // moves this object, so a dedup hit cannot end in a dangling reference.
-    let path = hash_path(
-        &store.spec.hash_prefix,
-        &schema,
-        &prepared.hash,
-        store.spec.subfolding.as_deref(),
-    )?;
-    super::locks::lock_for_reference(&path)?;
+    lock_for_reference(&store, &schema, &prepared.hash)?;
     let (reference, _outcome) = block_on(put_prepared(&target, &schema, prepared))?;
     crate::durability::written(&store, &reference.path)?;
     Ok(reference.to_json())
+}
+
+/// A payload of several parts to a cloud store: hashed on this thread (the hash is the path),
+/// then sent straight from PostgreSQL's copy of the parameter, a few parts in flight and only
+/// those buffered. A cancel aborts the upload before the query ends.
+fn put_in_parts(
+    store: &Store,
+    target: &Store,
+    schema: &str,
+    data: &[u8],
+    plan: PartPlan,
+) -> Result<serde_json::Value, OasError> {
+    let hash = block_on(async { Ok(content_hash_yielding(data).await) })?;
+    lock_for_reference(store, schema, &hash)?;
+    let (reference, _outcome) =
+        block_on_watching(|cancel| put_hash_in_parts(target, schema, hash, data, plan, cancel))?;
+    crate::durability::written(store, &reference.path)?;
+    Ok(reference.to_json())
+}
+
+/// Before looking for an existing copy: from here to the end of the transaction no collector
+/// moves the object `hash` of `schema`, so a dedup hit cannot end in a dangling reference.
+fn lock_for_reference(store: &Store, schema: &str, hash: &str) -> Result<(), OasError> {
+    let path = hash_path(
+        &store.spec.hash_prefix,
+        schema,
+        hash,
+        store.spec.subfolding.as_deref(),
+    )?;
+    super::locks::lock_for_reference(&path)
 }
 
 /// The bytes of a hash-addressed reference, size and (with `oas.verify_reads`) MD5 checked, read

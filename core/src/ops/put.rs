@@ -56,24 +56,7 @@ pub async fn put_prepared(
     schema: &str,
     p: Prepared,
 ) -> Result<(HashRef, PutOutcome), OasError> {
-    let checked = hash_path(
-        &store.spec.hash_prefix,
-        schema,
-        &p.hash,
-        store.spec.subfolding.as_deref(),
-    )
-    .and_then(|path| {
-        crate::gc::require_read_back(
-            &store.spec.hash_prefix,
-            &store.spec.schema_prefix,
-            crate::gc::Section::Hash,
-            schema,
-            &path,
-        )?;
-        let key = store.key(&path)?;
-        Ok((path, key))
-    });
-    let (path, key) = match checked {
+    let (path, key) = match hash_target(store, schema, &p.hash) {
         Ok(v) => v,
         Err(e) => {
             // Not published: the staged copy goes now rather than at the collector's sweep.
@@ -97,6 +80,30 @@ pub async fn put_prepared(
         Body::Staged(staging) => publish_staged(store, &key, &path, p.size, &staging).await?,
     };
     Ok((reference, outcome))
+}
+
+/// The path and key of the hash-addressed object `hash` of `schema`, refused where the collector
+/// would not read it back as that schema's (see [`crate::gc::require_read_back`]).
+pub(super) fn hash_target(
+    store: &Store,
+    schema: &str,
+    hash: &str,
+) -> Result<(String, ObjectPath), OasError> {
+    let path = hash_path(
+        &store.spec.hash_prefix,
+        schema,
+        hash,
+        store.spec.subfolding.as_deref(),
+    )?;
+    crate::gc::require_read_back(
+        &store.spec.hash_prefix,
+        &store.spec.schema_prefix,
+        crate::gc::Section::Hash,
+        schema,
+        &path,
+    )?;
+    let key = store.key(&path)?;
+    Ok((path, key))
 }
 
 async fn put_owned(
