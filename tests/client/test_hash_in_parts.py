@@ -136,6 +136,22 @@ def test_parts_store_the_object_and_reference_of_a_single_put(parts, s3fs_client
     assert pending_uploads(s3fs_client, servers, in_parts["path"]) == []
 
 
+def test_parts_to_azure_store_the_object_and_reference_of_a_single_put(parts):
+    """Azure (Azurite) goes through the same code: blocks, then the block list."""
+    conn = parts
+    data = os.urandom(2 * PART + 99)
+    schema = unique("azparts")
+    ref = put(conn, data, "az", schema)
+    assert ref == {"hash": dj_hash(data), "path": f"_hash/{schema}/{dj_hash(data)}", "schema": schema,
+                   "store": "az", "size": len(data)}
+    assert get(conn, ref) == data
+    assert put(conn, data, "az", schema) == ref
+    conn.execute("SET oas.upload_part_size = '1GB'")
+    single_schema = unique("azsingle")
+    assert put(conn, data, "az", single_schema) == dict(ref, schema=single_schema,
+                                                          path=f"_hash/{single_schema}/{dj_hash(data)}")
+
+
 def test_parts_deduplicate_and_repair(parts, s3fs_client, servers):
     conn = parts
     data = os.urandom(2 * PART + 1)

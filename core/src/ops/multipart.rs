@@ -111,11 +111,6 @@ impl PartUpload {
         })
     }
 
-    /// The store's path the upload writes to.
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-
     /// Append `data`. Each part is sent as soon as it is full, after waiting until fewer than
     /// `in_flight` parts are on their way; what does not fill a part waits for the next write.
     pub async fn write(&mut self, mut data: &[u8]) -> Result<(), OasError> {
@@ -275,6 +270,8 @@ pub async fn put_hash_in_parts(
     if looked == Some(size) {
         return Ok((reference, PutOutcome::Deduplicated));
     }
+    // A cancel while the upload is being created leaves it to the store's lifecycle rules: its
+    // id never arrived, and it has no parts.
     let mut up = unless_cancelled(cancel.as_mut(), PartUpload::start(store, &path, plan)).await?;
     // Ok(true): published; Ok(false): an intact copy arrived meanwhile, the upload is abandoned.
     let published = async {
