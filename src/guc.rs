@@ -5,6 +5,7 @@ use std::ffi::{CStr, CString};
 use std::time::Duration;
 
 use oas_core::backend::ClientSettings;
+use oas_core::ops::PartPlan;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
 // Private: code reads a setting through its typed getter below, which clamps and converts.
@@ -20,6 +21,9 @@ static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 static UPLOADS_IN_FLIGHT: GucSetting<i32> = GucSetting::<i32>::new(16);
 static UPLOAD_MEMORY_KB: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
 static READS_IN_FLIGHT: GucSetting<i32> = GucSetting::<i32>::new(8);
+static UPLOAD_PART_SIZE: GucSetting<i32> = GucSetting::<i32>::new(PartPlan::DEFAULT.size as i32);
+static UPLOAD_PARTS_IN_FLIGHT: GucSetting<i32> =
+    GucSetting::<i32>::new(PartPlan::DEFAULT.in_flight as i32);
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -138,6 +142,26 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"oas.upload_part_size",
+        c"Size of each part of an upload in parts to a cloud store.",
+        c"Hash-addressed values larger than one part go to S3, Azure and GCS in parts, and so do oas_upload_part's. Each part in flight holds a buffer of this size in the backend.",
+        &UPLOAD_PART_SIZE,
+        PartPlan::MIN_SIZE as i32,
+        1 << 30,
+        GucContext::Userset,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"oas.upload_parts_in_flight",
+        c"Parts of an upload in parts sent at the same time, at most.",
+        c"Memory held by an upload is about (this + 1) times oas.upload_part_size.",
+        &UPLOAD_PARTS_IN_FLIGHT,
+        1,
+        64,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     // Typos such as `SET oas.request_timout` become errors instead of silent placeholders.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"oas".as_ptr()) };
 }
@@ -202,6 +226,14 @@ pub fn gc_trash_retention_s() -> f64 {
 /// `oas.lock_timeout` in milliseconds (0: wait forever).
 pub fn lock_timeout_ms() -> i32 {
     LOCK_TIMEOUT_MS.get().max(0)
+}
+
+/// `oas.upload_part_size` and `oas.upload_parts_in_flight`: how uploads in parts are cut and paced.
+pub fn part_plan() -> PartPlan {
+    PartPlan::new(
+        usize::try_from(UPLOAD_PART_SIZE.get()).unwrap_or(0),
+        usize::try_from(UPLOAD_PARTS_IN_FLIGHT.get()).unwrap_or(0),
+    )
 }
 
 fn millis(ms: i32) -> Duration {

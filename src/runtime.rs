@@ -10,6 +10,7 @@
 //! shows `wait_event_type = 'Extension'` in `pg_stat_activity`.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -86,6 +87,19 @@ pub fn block_on<T>(fut: impl Future<Output = Result<T, OasError>>) -> Result<T, 
             }
         })
     })
+}
+
+/// Run the future `make` builds from a future that completes when the query is cancelled: for
+/// work that must clean up before it gives up (abort an upload in parts). The work watches the
+/// cancel itself and returns [`OasError::Cancelled`] when it has cleaned up; PostgreSQL then raises
+/// its error as for [`block_on`].
+pub fn block_on_watching<T, F>(
+    make: impl FnOnce(Pin<Box<dyn Future<Output = ()>>>) -> F,
+) -> Result<T, OasError>
+where
+    F: Future<Output = Result<T, OasError>>,
+{
+    run_cancellable(|_| runtime().block_on(make(Box::pin(until_cancelled()))))
 }
 
 /// Run blocking work that polls `cancel_requested` itself (such as [`oas_core::stage::prepare`]),

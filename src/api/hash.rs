@@ -3,8 +3,11 @@
 //! `{hash_prefix}/{schema}/{hash}`, one copy per schema however many rows use it.
 
 use bytes::Bytes;
+use oas_core::backend::Store;
 use oas_core::hash::content_hash;
-use oas_core::ops::{discard, open_hash, publish, reference_for};
+use oas_core::ops::{
+    content_hash_yielding, discard, open_hash, publish, put_hash_in_parts, reference_for, PartPlan,
+};
 use oas_core::reference::HashRef;
 use oas_core::stage::{prepare, Body, Prepared, STAGE_MIN};
 use pgrx::prelude::*;
@@ -16,7 +19,7 @@ use oas_core::OasError;
 use super::bytea::Bytea;
 use super::MAX_BYTEA;
 use crate::error::{OrRaise, SpiOk};
-use crate::runtime::{block_on, run_cancellable};
+use crate::runtime::{block_on, block_on_watching, run_cancellable};
 use crate::write_behind::{submit, Upload};
 
 /// Store `data` and return its DataJoint reference. `store` defaults to the default store,
@@ -55,11 +58,15 @@ pub(crate) fn put(
             .unwrap_or_else(|| "public".into()),
     };
     crate::privilege::require_schema_usage(&schema)?;
-    // Large payloads are hashed and staged (or copied) on two threads, straight from
-    // PostgreSQL's copy of the parameter; small ones are not worth the threads.
     // A file store that fsyncs is written without, and synced when the transaction commits
     // (`crate::durability`).
     let target = crate::durability::target(&store);
+    let plan = crate::guc::part_plan();
+    if plan.splits(&target, data.len()) {
+        return put_in_parts(&store, &target, &schema, data, plan);
+    }
+    // Large payloads are hashed and staged (or copied) on two threads, straight from
+    // PostgreSQL's copy of the parameter; small ones are not worth the threads.
     let prepared = if data.len() >= STAGE_MIN {
         let fsync = crate::guc::file_fsync() && store.deferring().is_none();
         run_cancellable(|cancelled| prepare(&target, data, fsync, cancelled))?
@@ -99,6 +106,27 @@ pub(crate) fn put(
         publish(&target, &reference, prepared.body).await.map(drop)
     })?;
     Ok(json)
+}
+
+/// A payload of several parts to a cloud store: hashed on this thread (the hash is the path),
+/// then sent straight from PostgreSQL's copy of the parameter, a few parts in flight and only
+/// those buffered. A cancel aborts the upload before the query ends.
+fn put_in_parts(
+    store: &Store,
+    target: &Store,
+    schema: &str,
+    data: &[u8],
+    plan: PartPlan,
+) -> Result<serde_json::Value, OasError> {
+    let hash = block_on(async { Ok(content_hash_yielding(data).await) })?;
+    // Before looking for an existing copy: from here to the end of the transaction no collector
+    // moves this object, so a dedup hit cannot end in a dangling reference.
+    let path = reference_for(store, schema, &hash, data.len() as u64)?.path;
+    super::locks::lock_for_reference(&path)?;
+    let (reference, _outcome) =
+        block_on_watching(|cancel| put_hash_in_parts(target, schema, hash, data, plan, cancel))?;
+    crate::durability::written(store, &reference.path)?;
+    Ok(reference.to_json())
 }
 
 /// The bytes of a hash-addressed reference, size and (with `oas.verify_reads`) MD5 checked, read

@@ -1,7 +1,8 @@
 //! Uploads in parts: values over 1 GB (a `bytea`'s limit) for `<npy@>` and `<object@>` columns.
 //! `oas_upload_begin(table, field, key)` picks the path from the row's key (as the row trigger
-//! would), `oas_upload_part(id, bytes)` streams as often as needed with at most a few 8 MiB parts
-//! buffered, and `oas_upload_finish(id)` gives the reference to insert.
+//! would), `oas_upload_part(id, bytes)` streams as often as needed with at most a few parts
+//! buffered (`oas.upload_part_size`, `oas.upload_parts_in_flight`; see
+//! [`oas_core::ops::PartUpload`]), and `oas_upload_finish(id)` gives the reference to insert.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -9,32 +10,27 @@ use std::sync::Arc;
 
 use oas_core::backend::Store;
 use oas_core::npy::parse_header;
+use oas_core::ops::PartUpload;
 use oas_core::reference::{NpyRef, ObjectKind, ObjectValueRef};
 use oas_core::OasError;
-use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use super::paths::KeySource;
 use super::write::{extension, new_object_path, next_id, utc_now};
 use crate::error::{raise, required, OrRaise};
-use crate::runtime::block_on;
+use crate::runtime::{block_on, block_on_watching};
 
 thread_local! {
     static UPLOADS: RefCell<HashMap<String, Upload>> = RefCell::new(HashMap::new());
 }
-
-/// Size of each part sent to the store.
-const PART: usize = 8 << 20;
-/// Parts in flight (and so buffered) at most.
-const IN_FLIGHT: usize = 4;
 
 struct Upload {
     store: Arc<Store>,
     path: String,
     codec: String,
     ext: Option<String>,
-    writer: WriteMultipart,
+    writer: PartUpload,
     size: u64,
     /// The first bytes, for the `.npy` header.
     head: Vec<u8>,
@@ -74,15 +70,8 @@ fn oas_upload_begin(
             "column \"{field}\" is an <{codec}@> column; uploads in parts are for <npy@> and <object@> columns"
         )));
     }
-    let key_path = store.key(&path).or_raise();
-    let client: Arc<dyn ObjectStore> = store.client().clone();
-    let upload = block_on(async {
-        client
-            .put_multipart(&key_path)
-            .await
-            .map_err(|e| store.error(e, "start upload", &path))
-    })
-    .or_raise();
+    let plan = crate::guc::part_plan();
+    let writer = block_on(PartUpload::start(&store, &path, plan)).or_raise();
     let id = next_id("u");
     UPLOADS.with_borrow_mut(|u| {
         u.insert(
@@ -92,7 +81,7 @@ fn oas_upload_begin(
                 path,
                 codec,
                 ext,
-                writer: WriteMultipart::new_with_chunk_size(upload, PART),
+                writer,
                 size: 0,
                 head: Vec::new(),
             },
@@ -120,25 +109,11 @@ fn oas_upload_part(id: &str, data: &[u8]) -> i64 {
         let n = (65_536 - up.head.len()).min(data.len());
         up.head.extend_from_slice(&data[..n]);
     }
-    let store = up.store.clone();
-    let path = up.path.clone();
-    // PART at a time, waiting for room before each: at most IN_FLIGHT parts buffered, however
-    // large `data` is.
-    let result = block_on(async {
-        for piece in data.chunks(PART) {
-            up.writer
-                .wait_for_capacity(IN_FLIGHT)
-                .await
-                .map_err(|e| store.error(e, "upload part", &path))?;
-            up.writer.write(piece);
-        }
-        up.writer
-            .wait_for_capacity(IN_FLIGHT)
-            .await
-            .map_err(|e| store.error(e, "upload part", &path))
-    });
-    if let Err(e) = result {
-        abandon(up, e);
+    // A part at a time, waiting for room before each: at most a few parts buffered, however
+    // large `data` is. A failure or a cancel aborts the upload.
+    let written = block_on_watching(|cancel| up.writer.write_or_abandon(data, cancel));
+    if let Err(e) = written {
+        raise(e)
     }
     up.size += data.len() as u64;
     let size = up.size as i64;
@@ -148,9 +123,9 @@ fn oas_upload_part(id: &str, data: &[u8]) -> i64 {
 
 /// The upload is over: abort it (what the store has of it is abandoned, as far as the store
 /// allows) and raise `e`.
-fn abandon(up: Upload, e: OasError) -> ! {
-    let _ = block_on(async {
-        let _ = up.writer.abort().await;
+fn abandon(mut up: Upload, e: OasError) -> ! {
+    let _ = block_on_watching(|_| async {
+        up.writer.abandon().await;
         Ok(())
     });
     raise(e)
@@ -160,7 +135,7 @@ fn abandon(up: Upload, e: OasError) -> ! {
 /// started for. An `<npy@>` upload must be a complete `.npy` file.
 #[pg_extern(volatile, parallel_unsafe)]
 fn oas_upload_finish(id: &str) -> JsonB {
-    let up = take_upload(id);
+    let mut up = take_upload(id);
     let header = if up.codec == "npy" {
         match parse_header(&up.head) {
             Ok(h) if h.data_offset + h.nbytes == up.size => Some(h),
@@ -177,16 +152,7 @@ fn oas_upload_finish(id: &str) -> JsonB {
     } else {
         None
     };
-    let store = up.store.clone();
-    let path = up.path.clone();
-    block_on(async {
-        up.writer
-            .finish()
-            .await
-            .map(|_| ())
-            .map_err(|e| store.error(e, "finish upload", &path))
-    })
-    .or_raise();
+    block_on_watching(|cancel| up.writer.finish_or_abandon(cancel)).or_raise();
     JsonB(match header {
         Some(h) => NpyRef::new(up.path, &up.store.name, &h).to_json(),
         None => ObjectValueRef::new(
@@ -203,15 +169,7 @@ fn oas_upload_finish(id: &str) -> JsonB {
 /// Abandon an upload (what the store holds of it is deleted where the store allows).
 #[pg_extern(volatile, parallel_unsafe)]
 fn oas_upload_abort(id: &str) -> bool {
-    let up = take_upload(id);
-    let store = up.store.clone();
-    let path = up.path.clone();
-    block_on(async {
-        up.writer
-            .abort()
-            .await
-            .map_err(|e| store.error(e, "abort upload", &path))
-    })
-    .or_raise();
+    let mut up = take_upload(id);
+    block_on(up.writer.abort()).or_raise();
     true
 }

@@ -293,6 +293,15 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+impl Store {
+    /// This store with another client (tests put a client that fails or counts in front).
+    pub(crate) fn replacing_client(mut self, client: Arc<dyn ObjectStore>) -> Self {
+        self.client = client;
+        self
+    }
+}
+
 fn is_bad_credentials(detail: &str) -> bool {
     [
         "SignatureDoesNotMatch",

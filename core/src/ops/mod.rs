@@ -4,17 +4,20 @@
 //! | file | what it holds |
 //! |---|---|
 //! | `put.rs` | hash-addressed puts (dedup, repair, staged publish) and new schema-addressed objects |
+//! | `multipart.rs` | uploads in parts: large hash-addressed puts to cloud stores, `oas_upload_*` |
 //! | `read.rs` | verified reads of hash-addressed objects, sizes, ranged reads, `.npy` headers |
 //! | `spans.rs` | many ranges of one object, streamed to the caller chunk by chunk |
 //! | `verify.rs` | checking a reference's object, and the store probe of `oas_verify_store` |
 //! | `sync.rs` | durability at commit for `file` stores: what a transaction wrote, synced together |
 
+mod multipart;
 mod put;
 mod read;
 mod spans;
 mod sync;
 mod verify;
 
+pub use multipart::{put_hash_in_parts, unless_cancelled, PartPlan, PartUpload};
 pub use put::{
     content_hash_yielding, discard, publish, put_hash, put_new, put_prepared, reference_for,
     PutOutcome,
