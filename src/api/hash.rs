@@ -5,8 +5,9 @@
 use bytes::Bytes;
 use oas_core::backend::Store;
 use oas_core::hash::content_hash;
-use oas_core::ops::{content_hash_yielding, open_hash, put_hash_in_parts, put_prepared, PartPlan};
-use oas_core::path::hash_path;
+use oas_core::ops::{
+    content_hash_yielding, hash_target, open_hash, put_hash_in_parts, put_prepared, PartPlan,
+};
 use oas_core::reference::HashRef;
 use oas_core::stage::{prepare, Body, Prepared, STAGE_MIN};
 use pgrx::prelude::*;
@@ -99,12 +100,7 @@ fn put_in_parts(
 /// Before looking for an existing copy: from here to the end of the transaction no collector
 /// moves the object `hash` of `schema`, so a dedup hit cannot end in a dangling reference.
 fn lock_for_reference(store: &Store, schema: &str, hash: &str) -> Result<(), OasError> {
-    let path = hash_path(
-        &store.spec.hash_prefix,
-        schema,
-        hash,
-        store.spec.subfolding.as_deref(),
-    )?;
+    let (path, _) = hash_target(store, schema, hash)?;
     super::locks::lock_for_reference(&path)
 }
 

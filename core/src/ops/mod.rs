@@ -15,8 +15,8 @@ mod read;
 mod sync;
 mod verify;
 
-pub use multipart::{put_hash_in_parts, unless_cancelled, PartPlan, PartUpload};
-pub use put::{content_hash_yielding, put_hash, put_new, put_prepared, PutOutcome};
+pub use multipart::{put_hash_in_parts, PartPlan, PartUpload};
+pub use put::{content_hash_yielding, hash_target, put_hash, put_new, put_prepared, PutOutcome};
 pub use read::{
     get_hash, object_size, open_hash, read_head, read_npy_header, read_range, read_ranges, stat,
     Entry, HashGet, RANGE_PART,

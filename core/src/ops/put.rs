@@ -84,7 +84,7 @@ pub async fn put_prepared(
 
 /// The path and key of the hash-addressed object `hash` of `schema`, refused where the collector
 /// would not read it back as that schema's (see [`crate::gc::require_read_back`]).
-pub(super) fn hash_target(
+pub fn hash_target(
     store: &Store,
     schema: &str,
     hash: &str,
