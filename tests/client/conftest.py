@@ -170,6 +170,71 @@ class BlackHole:
         self.sock.close()
 
 
+class CuttableProxy:
+    """A TCP proxy to the S3 server that can fail chosen requests by closing the connection, as a
+    store that goes away would (`fail_if(first bytes of what the client sends)`), and can pass what
+    clients send at most `rate` bytes/s a connection. `sent` counts the bytes passed on."""
+
+    def __init__(self, target: str, rate: float | None = None):
+        host, port = target.split(":")
+        self.target = (host, int(port))
+        self.fail_if = lambda head: False
+        self.failed = 0
+        self.rate, self.sent = rate, 0
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        self.sock.settimeout(0.2)
+        while not self._stop:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, client):
+        upstream = socket.create_connection(self.target)
+
+        def back():
+            try:
+                while data := upstream.recv(65536):
+                    client.sendall(data)
+            except OSError:
+                pass
+            finally:
+                client.close()
+
+        threading.Thread(target=back, daemon=True).start()
+        try:
+            while data := client.recv(65536):
+                if self.fail_if(data[:4096]):
+                    self.failed += 1
+                    break
+                if self.rate:
+                    time.sleep(len(data) / self.rate)
+                upstream.sendall(data)
+                self.sent += len(data)
+        except OSError:
+            pass
+        finally:
+            for s in (client, upstream):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    def close(self):
+        self._stop = True
+        self.sock.close()
+
+
 @pytest.fixture
 def black_hole():
     bh = BlackHole()

@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import threading
 import time
 
 import psycopg
 import pytest
 
-from conftest import RUN_DIR, chown_postgres, dj_connect, dj_manual, new_database, s3_spec, unique
+from conftest import RUN_DIR, CuttableProxy, chown_postgres, dj_connect, dj_manual, new_database, s3_spec, unique
 from conftest import connect as connect_db
 
 GC_DB = "oas_gc_pytest"
@@ -393,66 +392,6 @@ def test_a_put_waits_for_a_collector_holding_its_object(conn, gc_store):
         th.join(10)
         assert done.is_set()
     assert present(conn, ref)
-
-
-class CuttableProxy:
-    """A TCP proxy to the S3 server that can fail chosen requests by closing the connection, as a
-    store that goes away would."""
-
-    def __init__(self, target: str):
-        host, port = target.split(":")
-        self.target = (host, int(port))
-        self.fail_if = lambda head: False
-        self.failed = 0
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self._stop = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        self.sock.settimeout(0.2)
-        while not self._stop:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                continue
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, client):
-        upstream = socket.create_connection(self.target)
-
-        def back():
-            try:
-                while data := upstream.recv(65536):
-                    client.sendall(data)
-            except OSError:
-                pass
-            finally:
-                client.close()
-
-        threading.Thread(target=back, daemon=True).start()
-        try:
-            while data := client.recv(65536):
-                if self.fail_if(data[:4096]):
-                    self.failed += 1
-                    break
-                upstream.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (client, upstream):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
-
-    def close(self):
-        self._stop = True
-        self.sock.close()
 
 
 def test_store_failing_in_the_middle_of_a_run_deletes_nothing(conn, servers):

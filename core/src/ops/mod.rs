@@ -17,7 +17,7 @@ mod spans;
 mod sync;
 mod verify;
 
-pub use multipart::{put_hash_in_parts, unless_cancelled, PartPlan, PartUpload};
+pub use multipart::{put_hash_in_parts, PartPlan, PartUpload};
 pub use put::{
     content_hash_yielding, discard, publish, put_hash, put_new, put_prepared, reference_for,
     PutOutcome,

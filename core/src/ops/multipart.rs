@@ -225,7 +225,7 @@ impl PartUpload {
 }
 
 /// `fut`'s result, unless `cancel` completes first: then [`OasError::Cancelled`].
-pub async fn unless_cancelled<T>(
+async fn unless_cancelled<T>(
     cancel: impl Future<Output = ()>,
     fut: impl Future<Output = Result<T, OasError>>,
 ) -> Result<T, OasError> {
