@@ -20,8 +20,9 @@
 //!
 //! An aborted (sub)transaction cancels the uploads it started; what they wrote is the
 //! collector's. After `ROLLBACK TO SAVEPOINT` a pending value whose upload did not finish is
-//! usable again ([`Upload::restore`]). The runtime is the backend's one current-thread runtime: uploads make
-//! progress while this backend waits on any store, and in the kernel's socket buffers meanwhile.
+//! usable again ([`Upload::restore`]). The runtime is the backend's one current-thread runtime:
+//! uploads make progress while this backend waits on any store, and in the kernel's socket
+//! buffers meanwhile.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
