@@ -124,8 +124,8 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"oas.upload_memory",
-        c"Most bytes of uploads in flight one backend holds in memory.",
-        c"A put waits while the uploads in flight hold this much; one larger object is uploaded alone.",
+        c"Most bytes of uploads in flight (and of objects oas_hash_get_many fetched ahead) one backend holds in memory.",
+        c"A put waits while the uploads in flight hold this much; one larger object is uploaded alone. oas_hash_get_many fetches ahead within the same bound.",
         &UPLOAD_MEMORY_KB,
         1024,
         i32::MAX,
@@ -171,7 +171,8 @@ pub fn uploads_in_flight() -> usize {
     UPLOADS_IN_FLIGHT.get().max(1) as usize
 }
 
-/// `oas.upload_memory` in bytes: most bytes the uploads in flight hold.
+/// `oas.upload_memory` in bytes: most bytes the uploads in flight (and the objects
+/// `oas_hash_get_many` fetched ahead) hold.
 pub fn upload_memory() -> usize {
     UPLOAD_MEMORY_KB.get().max(1024) as usize * 1024
 }

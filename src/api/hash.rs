@@ -12,6 +12,8 @@ use oas_core::reference::HashRef;
 use oas_core::stage::{prepare, Body, Prepared, STAGE_MIN};
 use pgrx::prelude::*;
 use pgrx::JsonB;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::catalog;
 use oas_core::OasError;
@@ -156,7 +158,8 @@ pub(crate) fn get(reference: &serde_json::Value) -> Result<Bytea, OasError> {
 
 /// The bytes of many hash-addressed references, in their order (`ordinality` counts from 1; a
 /// NULL reference gives a NULL row), size and (with `oas.verify_reads`) MD5 checked. Up to
-/// `oas.reads_in_flight` objects are fetched at once, ahead of the row being returned:
+/// `oas.reads_in_flight` objects holding at most `oas.upload_memory` are fetched at once, ahead
+/// of the row being returned:
 /// `SELECT * FROM oas_hash_get_many(ARRAY(SELECT raw FROM lab.recording ORDER BY id))`.
 #[pg_extern(volatile, parallel_unsafe)]
 fn oas_hash_get_many(
@@ -169,15 +172,20 @@ fn oas_hash_get_many(
             block_on(async { Ok(futures::StreamExt::next(&mut stream).await) }).or_raise()
         })
         .enumerate()
-        .map(|(i, data)| (i as i64 + 1, data.or_raise())),
+        // The row's bytes leave the budget when the row is made (the permit drops).
+        .map(|(i, got)| (i as i64 + 1, got.or_raise().map(|(data, _permit)| data))),
     )
 }
 
+/// An object fetched ahead, with its share of the memory budget.
+type Fetched = (Vec<u8>, OwnedSemaphorePermit);
+
 /// Every reference's store and read privilege are checked before anything is fetched; the
-/// fetches then run `oas.reads_in_flight` at a time, in order.
+/// fetches then run `oas.reads_in_flight` at a time, in order, while the objects fetched and
+/// not yet returned hold at most `oas.upload_memory` (one larger object is fetched alone).
 fn get_many(
     references: Vec<Option<JsonB>>,
-) -> Result<impl futures::Stream<Item = Result<Option<Vec<u8>>, OasError>>, OasError> {
+) -> Result<impl futures::Stream<Item = Result<Option<Fetched>, OasError>>, OasError> {
     use futures::StreamExt;
     let mut reads = Vec::with_capacity(references.len());
     for reference in references {
@@ -190,15 +198,26 @@ fn get_many(
         reads.push(Some((store, r)));
     }
     let verify = crate::guc::verify_reads();
+    // The budget in KiB; the semaphore is fair, so the next row's object always comes first.
+    let budget = (crate::guc::upload_memory() / 1024).min(Semaphore::MAX_PERMITS) as u32;
+    let memory = Arc::new(Semaphore::new(budget as usize));
     Ok(futures::stream::iter(reads)
-        .map(move |read| async move {
-            let Some((store, r)) = read else {
-                return Ok(None);
-            };
-            let get = open_hash(&store, &r).await?;
-            let mut out = vec![0; get.size() as usize];
-            get.read_into(&mut out, verify).await?;
-            Ok(Some(out))
+        .map(move |read| {
+            let memory = memory.clone();
+            async move {
+                let Some((store, r)) = read else {
+                    return Ok(None);
+                };
+                let kib = r.size.div_ceil(1024).clamp(1, u64::from(budget)) as u32;
+                let permit = memory
+                    .acquire_many_owned(kib)
+                    .await
+                    .map_err(|e| OasError::Internal(e.to_string()))?;
+                let get = open_hash(&store, &r).await?;
+                let mut out = vec![0; get.size() as usize];
+                get.read_into(&mut out, verify).await?;
+                Ok(Some((out, permit)))
+            }
         })
         .buffered(crate::guc::reads_in_flight()))
 }

@@ -240,3 +240,17 @@ def test_many_references_read_at_once_in_order(conn, schema, store):
     ref["size"] += 1
     err = sql_error(conn, "SELECT count(*) FROM oas.oas_hash_get_many(ARRAY[NULL, %s::jsonb])", [json.dumps(ref)])
     assert err.sqlstate == "XX001", err
+
+
+def test_many_references_read_within_the_memory_budget(conn, schema):
+    """oas.upload_memory bounds what oas_hash_get_many holds ahead: objects larger than the whole
+    budget are still read, one at a time, in order."""
+    run = unique("r")
+    conn.execute(f"INSERT INTO {schema}.t SELECT i, oas.oas_hash_put(decode(repeat(md5(%s || i), 98304), 'hex'),"
+                 f" 's3', %s) FROM generate_series(1, 6) i", [run, schema])  # 1.5 MiB each
+    conn.execute("SET oas.upload_memory = '1MB'")
+    conn.execute("SET oas.reads_in_flight = 4")
+    got = conn.execute(
+        f"SELECT i, length(data), data = decode(repeat(md5(%s || i), 98304), 'hex')"
+        f" FROM oas.oas_hash_get_many(ARRAY(SELECT v FROM {schema}.t ORDER BY k)) AS g(i, data)", [run]).fetchall()
+    assert got == [(i, 1536 << 10, True) for i in range(1, 7)]
