@@ -45,6 +45,7 @@ import warnings
 import psycopg
 
 import bench_batch
+import ceilings
 import common
 import targets
 from common import (HAVE_S3FS, add_output_args, print_and_record, MiB, backend_peak_rss_mib, extension_build, log, machine_line,
@@ -356,9 +357,11 @@ def main():
         batches, gen, in_flight = bench_batch.run(args, admin, specs)
         print_and_record(args, bench_batch.SECTION, bench_batch.report(args, admin, batches, gen, in_flight),
                          after=SECTION)
+    sizes = [parse_size(s) for s in args.sizes.split(",")]
+    bounds = ceilings.run(args, admin, specs, store_dir, sizes, puts) if not args.batch else {}
     build = extension_build(admin, args.pg_config)[1]
     header = f"- {now_line()}; {build}\n- command: bench_put_get.py {' '.join(sys.argv[1:])}"
-    print_and_record(args, targets.SECTION, targets.report(puts, gets, batches, header), after=bench_batch.SECTION)
+    print_and_record(args, targets.SECTION, targets.report(puts, gets, batches, bounds, header), after=bench_batch.SECTION)
     log(f"total {time.perf_counter() - t_start:.0f} s")
 
 
