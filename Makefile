@@ -1,4 +1,4 @@
-.PHONY: run test bench bench-npy bench-gc bench-blob fuzz
+.PHONY: run test bench bench-npy bench-gc bench-blob load fuzz
 run:
 	bash scripts/run.sh
 test:
@@ -11,5 +11,7 @@ bench-gc:
 	bash scripts/bench_gc.sh $(BENCH_ARGS)
 bench-blob:
 	bash scripts/bench_blob.sh $(BENCH_ARGS)
+load:
+	bash scripts/load.sh $(LOAD_ARGS)
 fuzz:
 	bash scripts/fuzz.sh $(FUZZ_ARGS)
