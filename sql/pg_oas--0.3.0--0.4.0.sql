@@ -1090,7 +1090,7 @@ CREATE  FUNCTION "oas_ledger_rebuild"() RETURNS TABLE (
 	"path" TEXT,  /* String */
 	"delta" bigint  /* i64 */
 )
-VOLATILE PARALLEL UNSAFE
+STRICT VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'oas_ledger_rebuild_wrapper';
