@@ -198,6 +198,22 @@ def test_one_table_dumped_and_restored(source, tmp_path):
     check_restored(source, dst)
 
 
+def test_data_only_restore_with_triggers_disabled_then_rebuild(source, tmp_path):
+    """Schema first, then the rows with --disable-triggers: the ledger knows nothing of them until
+    oas_ledger_rebuild() counts them."""
+    dump = tmp_path / "db.dump"
+    pg("pg_dump", "-Fc", "-f", str(dump), source.name)
+    dst = source.empty_database()
+    pg("pg_restore", "--exit-on-error", "--schema-only", "-d", dst, str(dump))
+    pg("pg_restore", "--exit-on-error", "--data-only", "--disable-triggers", "-d", dst, str(dump))
+    with connect(dst) as b:
+        assert ledger(b) == []
+        fixed = b.execute("SELECT schema_name, table_name, column_name, store, path, delta"
+                          " FROM oas.oas_ledger_rebuild()").fetchall()
+        assert sorted(fixed) == rows_reference(b)
+    check_restored(source, dst)
+
+
 def test_a_restore_not_recognised_fails_loudly(source, tmp_path):
     """Why a restore must be recognised (check_function_bodies = off, which every dump sets): a
     script without that line gets triggers from its COMMENTs, and the dump's own CREATE TRIGGER
