@@ -11,7 +11,7 @@ CREATE TABLE oas.ref_log (
     at          timestamptz NOT NULL DEFAULT now(),
     xid         xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
     op          text NOT NULL CHECK (op IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'DROP',
-                                            'ATTACH', 'DETACH', 'COMPACT')),
+                                            'ATTACH', 'DETACH', 'COMPACT', 'REBUILD')),
     table_oid   oid NOT NULL,
     schema_name text NOT NULL,
     table_name  text NOT NULL,
@@ -275,8 +275,81 @@ BEGIN
 END
 $fn$;
 
+-- Make the ledger say what the rows reference now (of table `only_table`, or of every tracked
+-- table): one REBUILD row per table, column and object whose net count differs, returned. For
+-- rows written with the triggers bypassed (session_replication_role = replica, DISABLE TRIGGER,
+-- a restore). Rebuilds run one at a time (SHARE UPDATE EXCLUSIVE on oas.ref_log, which writers
+-- of the ledger do not wait for), and each tracked table is locked SHARE ROW EXCLUSIVE until the
+-- transaction ends: its writers wait, its readers do not. The rows are then read under a new
+-- snapshot (at READ COMMITTED) that sees every write committed before. The extension's owner
+-- calls it: oas_ledger_rebuild() (collector's privileges), and a restore (_on_ddl_end). Rows are
+-- counted as the triggers count them (oas._tracked_refs, a value with a path; a store of ''
+-- where a reference names none and there is no default store).
+CREATE FUNCTION oas._ledger_rebuild(only_table oid DEFAULT NULL)
+RETURNS TABLE (schema_name text, table_name text, column_name text, store text, path text, delta bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET row_security = off
+AS $fn$
+DECLARE
+    col record;
+    locked oid[] := '{}';
+    parts text[] := '{}';
+BEGIN
+    LOCK TABLE oas.ref_log IN SHARE UPDATE EXCLUSIVE MODE;
+    -- Tables in the order of their names (the order of oas._tracked_refs).
+    FOR col IN SELECT t.* FROM oas._tracked_refs(only_table => only_table) t
+               WHERE t.schema_name OPERATOR(pg_catalog.<>) 'oas' LOOP
+        IF NOT col.table_oid::oid OPERATOR(pg_catalog.=) ANY (locked) THEN
+            EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', col.table_oid);
+            locked := locked || col.table_oid::oid;
+        END IF;
+        parts := parts || format('SELECT %s::pg_catalog.oid, %L::text, coalesce(q.store, %L), q.path, pg_catalog.count(*)
+                                  FROM (%s) q WHERE q.path IS NOT NULL GROUP BY 3, 4',
+                                 col.table_oid::oid, col.column_name, '', col.refs);
+    END LOOP;
+    RETURN QUERY EXECUTE format($q$
+        WITH now_refs (table_oid, column_name, store, path, n) AS (%s),
+        logged AS (SELECT l.table_oid, l.column_name, l.store, l.path, pg_catalog.sum(l.delta) AS n,
+                          pg_catalog.min(l.schema_name) AS s, pg_catalog.min(l.table_name) AS t
+                   FROM oas.ref_log l
+                   WHERE $1 IS NULL OR l.table_oid OPERATOR(pg_catalog.=) $1
+                   GROUP BY 1, 2, 3, 4),
+        diff AS (SELECT coalesce(a.table_oid, l.table_oid) AS table_oid,
+                        coalesce(a.column_name, l.column_name) AS column_name,
+                        coalesce(a.store, l.store) AS store,
+                        coalesce(a.path, l.path) AS path,
+                        coalesce(a.n, 0) OPERATOR(pg_catalog.-) coalesce(l.n, 0) AS delta,
+                        l.s, l.t
+                 FROM now_refs a FULL JOIN logged l
+                   ON a.table_oid OPERATOR(pg_catalog.=) l.table_oid
+                  AND a.column_name OPERATOR(pg_catalog.=) l.column_name
+                  AND a.store OPERATOR(pg_catalog.=) l.store AND a.path OPERATOR(pg_catalog.=) l.path)
+        INSERT INTO oas.ref_log AS r (op, table_oid, schema_name, table_name, column_name, store, path, delta)
+        SELECT 'REBUILD', d.table_oid, coalesce(n.nspname::text, d.s), coalesce(c.relname::text, d.t),
+               d.column_name, d.store, d.path, d.delta
+        FROM diff d
+        LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.table_oid
+        LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+        WHERE d.delta OPERATOR(pg_catalog.<>) 0
+        RETURNING r.schema_name, r.table_name, r.column_name, r.store, r.path, r.delta$q$,
+        CASE WHEN cardinality(parts) OPERATOR(pg_catalog.=) 0
+             THEN 'SELECT NULL::pg_catalog.oid, NULL::text, NULL::text, NULL::text, NULL::bigint WHERE false'
+             ELSE array_to_string(parts, ' UNION ALL ') END)
+        USING only_table;
+END
+$fn$;
+REVOKE ALL ON FUNCTION oas._ledger_rebuild(oid) FROM PUBLIC;
+
 -- DDL that can change which columns are tracked: CREATE TABLE, ALTER TABLE (rename, type) and
 -- COMMENT (DataJoint's codec markers). Tables DataJoint creates get their triggers here.
+--
+-- Except in a restore (pg_restore, or psql running a pg_dump script), recognised by the setting
+-- every dump makes first: check_function_bodies = off. A dump holds the tables' triggers, created
+-- after the data is loaded: triggers made here at COMMENT time would make the dump's own CREATE
+-- TRIGGER fail, and would check every row as it loads (the stores' catalog rows may not be there
+-- yet). So a restore gets exactly the triggers the dump holds, and when it creates a table's
+-- oas_track_insert trigger (the rows are in by then), that table's ledger is rebuilt.
 CREATE FUNCTION oas._on_ddl_end() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -284,6 +357,17 @@ AS $fn$
 DECLARE
     r record;
 BEGIN
+    IF NOT pg_catalog.current_setting('check_function_bodies')::boolean THEN
+        FOR r IN SELECT DISTINCT tg.tgrelid FROM pg_catalog.pg_event_trigger_ddl_commands() e
+                 JOIN pg_catalog.pg_trigger tg ON tg.oid OPERATOR(pg_catalog.=) e.objid
+                 WHERE e.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_trigger'::regclass
+                   AND tg.tgname OPERATOR(pg_catalog.=) 'oas_track_insert'
+                   AND tg.tgfoid OPERATOR(pg_catalog.=) 'oas._track_refs()'::regprocedure::oid
+                   AND tg.tgparentid OPERATOR(pg_catalog.=) 0 LOOP
+            PERFORM oas._ledger_rebuild(r.tgrelid);
+        END LOOP;
+        RETURN;
+    END IF;
     FOR r IN SELECT DISTINCT objid FROM pg_catalog.pg_event_trigger_ddl_commands()
              WHERE classid = 'pg_catalog.pg_class'::regclass AND NOT in_extension LOOP
         PERFORM oas._sync_table(r.objid);
@@ -310,7 +394,8 @@ END
 $fn$;
 
 CREATE EVENT TRIGGER oas_track_ddl ON ddl_command_end
-    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'COMMENT', 'CREATE TABLE AS', 'SELECT INTO')
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'COMMENT', 'CREATE TABLE AS', 'SELECT INTO',
+                 'CREATE TRIGGER')
     EXECUTE FUNCTION oas._on_ddl_end();
 CREATE EVENT TRIGGER oas_track_drop ON sql_drop
     WHEN TAG IN ('DROP TABLE', 'ALTER TABLE', 'DROP SCHEMA', 'DROP OWNED')

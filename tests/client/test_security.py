@@ -921,6 +921,8 @@ FUNCTION_MATRIX = {
     "oas_hash_get(jsonb)": ("SELECT oas.oas_hash_get(%(ref)s::jsonb)", "read"),
     "oas_hash_get_many(jsonb[])": ("SELECT data FROM oas.oas_hash_get_many(ARRAY[%(ref)s::jsonb])", "read"),
     "oas_hash_put(bytea, text, text)": ("SELECT oas.oas_hash_put('new'::bytea, %(s)s, 'public')", "write"),
+    # It reads every tracked table and writes the ledger: what the collector may do.
+    "oas_ledger_rebuild()": ("SELECT * FROM oas.oas_ledger_rebuild()", "collector"),
     "oas_npy(anyarray)": ("INSERT INTO {w} (id, n) VALUES (%(id)s, oas.oas_npy(ARRAY[1.5, 2.5]::float8[]))", "write"),
     "oas_npy(bytea)": (
         "INSERT INTO {w} (id, n) VALUES (%(id)s, oas.oas_npy(oas.oas_npy_from_array(ARRAY[1, 2])))", "write"),

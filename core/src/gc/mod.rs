@@ -8,9 +8,11 @@
 //! | [`refset`] | the referenced paths of a store and DataJoint's coverage rule |
 //! | [`place`] | where a store's objects physically are, and which database collects them |
 //! | [`objects`] | list, move, delete and restore objects; folder syncs |
+//! | [`pitr`] | trash retention against the backup window (point-in-time recovery) |
 //! | [`report`] | what a run reports per store |
 
 pub mod objects;
+pub mod pitr;
 pub mod place;
 pub mod refset;
 pub mod report;
@@ -19,6 +21,7 @@ pub mod section;
 pub use objects::{
     delete_object, exists, list, move_object, move_objects, restore_from_trash, FolderSyncs,
 };
+pub use pitr::{pitr_warning, BackupWindow, PITR_RETENTION_FLOOR_S};
 pub use place::{claim_owner, location_identity, OWNER_KEY};
 pub use refset::{reference_paths, RefSet};
 pub use report::Report;

@@ -11,6 +11,9 @@
 //!    whose lock stripes are free and which the ledger shows no new reference to, to trash;
 //! 5. sweep abandoned staging files ([`collect`]) and compact the ledger ([`ledger`]).
 //!
+//! Before it starts, a run warns when trash retention is too short for a point-in-time
+//! recovery ([`pitr`]); [`ledger`] also has `oas_ledger_rebuild()`.
+//!
 //! A store whose listing fails, or some of whose references cannot be read, gets a report and no
 //! deletion. Nothing under `filepath_prefix` is ever listed. The locks are in `super::locks`.
 
@@ -18,6 +21,7 @@ mod collect;
 mod ledger;
 mod list;
 mod mark;
+mod pitr;
 mod trash;
 
 use oas_core::gc::{self, Report};
@@ -123,6 +127,7 @@ fn run(
         crate::guc::gc_trash_retention_s(),
         "trash_retention",
     )?;
+    pitr::warn_if_short(retention)?;
     let names: Vec<String> = match store {
         Some(s) => vec![catalog::store_row_unchecked(Some(s))?.name],
         None => store_names()?,
