@@ -1,0 +1,172 @@
+"""A real distributed store (#13): a SeaweedFS cluster on this machine (scripts/seaweed_cluster.sh:
+a master with replication 001, three volume servers, a filer and the S3 gateway), and one volume
+server killed (`kill -9`) during a write-and-read load from several connections.
+
+Each write either succeeds durably (its reference reads back, with its bytes, after the node
+returns) or fails cleanly (an error, nothing committed, nothing referenced); reads of objects
+committed before the kill keep working through the replicas; `oas_verify()` is clean at the end.
+The failures are counted by SQLSTATE and printed (pytest -s shows them)."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import os
+import random
+import subprocess
+import threading
+import time
+
+import psycopg
+import pytest
+
+from conftest import ROOT, connect, unique
+
+pytestmark = pytest.mark.cluster
+
+SCRIPT = str(ROOT / "scripts/seaweed_cluster.sh")
+WRITERS, READERS = 4, 2
+# Phases of the load, in seconds: before the kill, while the node is down, after it returns.
+BEFORE_S, DOWN_S, AFTER_S = 4.0, 12.0, 4.0
+VICTIM = 1
+
+
+def cluster(*args: str, timeout: float = 150) -> str:
+    return subprocess.run([SCRIPT, *args], check=True, capture_output=True, text=True, timeout=timeout).stdout
+
+
+@pytest.fixture(scope="module")
+def seaweed(db):
+    """The cluster, started for this module and stopped (data removed) after it, whatever happened."""
+    try:
+        cluster("start")
+        env = {}
+        for line in cluster("env").splitlines():
+            k, v = line.removeprefix("export ").split("=", 1)
+            env[k] = v.strip("'")
+        yield env
+    finally:
+        subprocess.run([SCRIPT, "stop"], capture_output=True, timeout=120)
+
+
+class Load:
+    """Writers insert rows whose objects they put; readers read back committed rows. Every
+    outcome is recorded; each loop is bounded by `stop` and by a count."""
+
+    def __init__(self, store: str, table: str, schema: str):
+        self.store, self.table, self.schema = store, table, schema
+        self.stop = threading.Event()
+        self.down = threading.Event()
+        self.lock = threading.Lock()
+        self.committed: dict[int, str] = {}  # id -> md5 of the bytes
+        self.failed: dict[int, str] = {}  # id -> SQLSTATE
+        self.reads = collections.Counter()  # (phase, outcome) -> count
+        self.read_errors: list[str] = []
+        self.next_id = 0
+
+    def _id(self) -> int:
+        with self.lock:
+            self.next_id += 1
+            return self.next_id
+
+    def _session(self):
+        c = connect()
+        c.execute("SET oas.request_timeout = '20s'")
+        c.execute("SET statement_timeout = '60s'")
+        return c
+
+    def writer(self):
+        with self._session() as c:
+            for _ in range(100_000):
+                if self.stop.is_set():
+                    return
+                i = self._id()
+                data = os.urandom(random.randint(4 << 10, 96 << 10))
+                try:
+                    c.execute(f"INSERT INTO {self.table} VALUES (%s, oas.oas_hash_put(%b, %s, %s))",
+                              [i, data, self.store, self.schema])
+                except psycopg.Error as e:
+                    with self.lock:
+                        self.failed[i] = e.sqlstate or "?"
+                    continue
+                with self.lock:
+                    self.committed[i] = hashlib.md5(data).hexdigest()
+
+    def reader(self):
+        with self._session() as c:
+            for _ in range(100_000):
+                if self.stop.is_set():
+                    return
+                with self.lock:
+                    ids = list(self.committed)
+                if not ids:
+                    time.sleep(0.05)
+                    continue
+                i = random.choice(ids)
+                phase = "down" if self.down.is_set() else "up"
+                try:
+                    got = c.execute(f"SELECT oas.oas_hash_get(v) FROM {self.table} WHERE id = %s", [i],
+                                    binary=True).fetchone()[0]
+                    ok = hashlib.md5(got).hexdigest() == self.committed[i]
+                    self.reads[(phase, "ok" if ok else "wrong bytes")] += 1
+                except psycopg.Error as e:
+                    self.reads[(phase, e.sqlstate or "?")] += 1
+                    if len(self.read_errors) < 5:
+                        self.read_errors.append(str(e).splitlines()[0])
+
+
+def test_a_volume_server_killed_during_a_write_and_read_load(seaweed):
+    store, schema = unique("clu"), unique("clu")
+    spec = {"protocol": "s3", "endpoint": seaweed["OAS_CLUSTER_S3_ENDPOINT"], "bucket": seaweed["OAS_CLUSTER_S3_BUCKET"],
+            "location": f"pytest/{store}", "secure": False,
+            "access_key": seaweed["OAS_CLUSTER_S3_ACCESS_KEY"], "secret_key": seaweed["OAS_CLUSTER_S3_SECRET_KEY"]}
+    with connect() as c:
+        c.execute("SELECT oas.oas_store_create(%s, %s)", [store, json.dumps(spec)])
+        c.execute(f"CREATE SCHEMA {schema}")
+        c.execute(f"CREATE TABLE {schema}.t (id int PRIMARY KEY, v jsonb)")
+        c.execute("SELECT oas.oas_declare_column(%s, 'v', %s)", [f"{schema}.t", f"hash@{store}"])
+    load = Load(store, f"{schema}.t", schema)
+    threads = [threading.Thread(target=load.writer) for _ in range(WRITERS)]
+    threads += [threading.Thread(target=load.reader) for _ in range(READERS)]
+    phases = {}
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(BEFORE_S)
+        before_kill = set(load.committed)
+        phases["before"] = len(before_kill)
+        cluster("kill-volume", str(VICTIM))
+        load.down.set()
+        time.sleep(DOWN_S)
+        phases["down"] = len(load.committed) - phases["before"]
+        cluster("start-volume", str(VICTIM))
+        load.down.clear()
+        time.sleep(AFTER_S)
+    finally:
+        load.stop.set()
+        for t in threads:
+            t.join(90)
+    assert not any(t.is_alive() for t in threads)
+    phases["after"] = len(load.committed) - phases["before"] - phases["down"]
+    failures = collections.Counter(load.failed.values())
+    print(f"\nwrites committed by phase {phases}, failed {len(load.failed)} by SQLSTATE {dict(failures)}")
+    print(f"reads by phase and outcome {dict(load.reads)}; first read errors {load.read_errors}")
+
+    assert phases["before"] > 0 and load.committed
+    # Writes fail cleanly: with an error class of a store failure, and without a row.
+    assert set(failures) <= {"58030", "58000"}, failures
+    with connect() as c:
+        c.execute("SET oas.request_timeout = '20s'")
+        ids = {r[0] for r in c.execute(f"SELECT id FROM {schema}.t")}
+        assert ids == set(load.committed), (ids ^ set(load.committed))
+        # Every committed write is durable: its bytes read back once the node is back.
+        for i, md5 in load.committed.items():
+            got = c.execute(f"SELECT oas.oas_hash_get(v) FROM {schema}.t WHERE id = %s", [i], binary=True).fetchone()[0]
+            assert hashlib.md5(got).hexdigest() == md5, i
+        assert c.execute("SELECT count(*) FROM oas.oas_verify(only_store => %s)", [store]).fetchone()[0] == 0
+        c.execute(f"DROP SCHEMA {schema} CASCADE")
+    # Reads of committed objects never returned wrong bytes, and kept working while the node
+    # was down (through the replicas).
+    assert not any(outcome == "wrong bytes" for _, outcome in load.reads), load.reads
+    assert load.reads[("down", "ok")] > 0, load.reads
