@@ -352,7 +352,9 @@ mod tests {
         ));
         assert!(is_out_of_space(&text));
         match OasError::store_failure("main", "put", "p", "d", &wrapped) {
-            OasError::StoreFull { store, op, .. } => assert_eq!((store.as_str(), op), ("main", "put")),
+            OasError::StoreFull { store, op, .. } => {
+                assert_eq!((store.as_str(), op), ("main", "put"))
+            }
             other => panic!("{other:?}"),
         }
         assert!(matches!(

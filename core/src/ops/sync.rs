@@ -159,7 +159,13 @@ fn sync_one(e: &Entry) -> Result<Option<DirId>, OasError> {
     };
     // ENOSPC or EDQUOT at fsync (space the file system only claims now): the store is full.
     sync().map_err(|err| {
-        OasError::store_failure(e.store.clone(), "fsync", e.rel.clone(), err.to_string(), &err)
+        OasError::store_failure(
+            e.store.clone(),
+            "fsync",
+            e.rel.clone(),
+            err.to_string(),
+            &err,
+        )
     })
 }
 
