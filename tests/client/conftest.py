@@ -181,7 +181,7 @@ class CuttableProxy:
     clients send at most `rate` bytes/s a connection. `sent` counts the bytes passed on. `port`: listen
     there (a store that comes back on its old port), else on a free one."""
 
-    def __init__(self, target: str, rate: float | None = None, port: int = 0):
+    def __init__(self, target: str, rate: float | None = None, listen_port: int = 0):
         host, port = target.split(":")
         self.target = (host, int(port))
         self.fail_if = lambda head: False
@@ -189,7 +189,7 @@ class CuttableProxy:
         self.rate, self.sent = rate, 0
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
+        self.sock.bind(("127.0.0.1", listen_port))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self._stop = False

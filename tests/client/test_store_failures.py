@@ -205,7 +205,7 @@ def test_a_brief_outage_is_covered_by_retries(conn, servers):
 
     def come_back():
         time.sleep(BLIP_S)
-        back.append(CuttableProxy(servers["OAS_S3_ENDPOINT"], port=port))
+        back.append(CuttableProxy(servers["OAS_S3_ENDPOINT"], listen_port=port))
 
     returns = threading.Thread(target=come_back)
     started = time.monotonic()
@@ -245,7 +245,7 @@ def test_the_collector_deletes_nothing_while_the_store_is_down(db, servers):
         c.add_notice_handler(lambda d: notices.append(f"{d.severity}: {d.message_primary}"))
         c.execute("SET oas.max_retries = 0")
         row = c.execute("SELECT trashed, purged, errors FROM oas.oas_gc(false, %s, '0', '0')", [name]).fetchone()
-        print("collector while the store is down:", row, notices)
+        print(f"collector while the store is down: trashed, purged = {row[:2]}, {len(row[2])} errors; {notices}")
         trashed, purged, errors = row
         assert (trashed, purged) == (0, 0) and errors, row
         assert any(n.startswith("WARNING") and name in n for n in notices), notices
