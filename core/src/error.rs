@@ -342,7 +342,9 @@ mod tests {
         // Wrapped: object_store's local client keeps the io::Error as a source.
         let wrapped = object_store::Error::Generic {
             store: "LocalFileSystem",
-            source: Box::new(std::io::Error::other(enospc)),
+            source: Box::new(std::io::Error::other(std::io::Error::from_raw_os_error(
+                libc::ENOSPC,
+            ))),
         };
         assert!(is_out_of_space(&wrapped));
         // Flattened into a message on the way.
