@@ -158,11 +158,21 @@ stop_pid() {
   rm -f "$(pidfile "$name")"
 }
 
-# Stop every process; the dir (logs) stays.
+# Stop every process (TERM to all at once, KILL to what is left after 3 s: the data is thrown away);
+# the dir (logs) stays.
 stop_all() {
-  local i
-  for name in s3 filer $(for i in $(seq 0 $((VOLUMES - 1))); do echo "volume$i"; done) master; do
-    stop_pid "$name" TERM
+  local name pid pids=() end
+  for name in s3 filer $(seq -f 'volume%g' 0 $((VOLUMES - 1))) master; do
+    if pid="$(live_pid "$name")"; then
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid")
+    fi
+    rm -f "$(pidfile "$name")"
+  done
+  end=$((SECONDS + 3))
+  for pid in "${pids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$end" ]; do sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
   done
 }
 
@@ -180,6 +190,7 @@ export OAS_CLUSTER_S3_BUCKET='$BUCKET'
 export OAS_CLUSTER_S3_ACCESS_KEY='$S3_ACCESS_KEY'
 export OAS_CLUSTER_S3_SECRET_KEY='$S3_SECRET_KEY'
 export OAS_CLUSTER_MASTER='$HOST:$MASTER_PORT'
+export OAS_CLUSTER_VOLUME_PORTS='$(for i in $(seq 0 $((VOLUMES - 1))); do printf '%s ' "$(volume_port "$i")"; done)'
 EOF
 }
 

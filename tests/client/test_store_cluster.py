@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import random
+import socket
 import subprocess
 import threading
 import time
@@ -60,7 +61,7 @@ class Load:
         self.down = threading.Event()
         self.lock = threading.Lock()
         self.committed: dict[int, str] = {}  # id -> md5 of the bytes
-        self.failed: dict[int, str] = {}  # id -> SQLSTATE
+        self.failed: dict[int, tuple[int, str]] = {}  # id -> (oas.max_retries, SQLSTATE)
         self.reads = collections.Counter()  # (phase, outcome) -> count
         self.read_errors: list[str] = []
         self.next_id = 0
@@ -76,8 +77,9 @@ class Load:
         c.execute("SET statement_timeout = '60s'")
         return c
 
-    def writer(self):
+    def writer(self, retries: int):
         with self._session() as c:
+            c.execute(f"SET oas.max_retries = {retries}")
             for _ in range(100_000):
                 if self.stop.is_set():
                     return
@@ -88,7 +90,7 @@ class Load:
                               [i, data, self.store, self.schema])
                 except psycopg.Error as e:
                     with self.lock:
-                        self.failed[i] = e.sqlstate or "?"
+                        self.failed[i] = (retries, e.sqlstate or "?")
                     continue
                 with self.lock:
                     self.committed[i] = hashlib.md5(data).hexdigest()
@@ -127,7 +129,8 @@ def test_a_volume_server_killed_during_a_write_and_read_load(seaweed):
         c.execute(f"CREATE TABLE {schema}.t (id int PRIMARY KEY, v jsonb)")
         c.execute("SELECT oas.oas_declare_column(%s, 'v', %s)", [f"{schema}.t", f"hash@{store}"])
     load = Load(store, f"{schema}.t", schema)
-    threads = [threading.Thread(target=load.writer) for _ in range(WRITERS)]
+    # Half the writers retry as configured by default, half not at all: what the retries cover.
+    threads = [threading.Thread(target=load.writer, args=(3 if w % 2 else 0,)) for w in range(WRITERS)]
     threads += [threading.Thread(target=load.reader) for _ in range(READERS)]
     phases = {}
     try:
@@ -138,6 +141,9 @@ def test_a_volume_server_killed_during_a_write_and_read_load(seaweed):
         phases["before"] = len(before_kill)
         cluster("kill-volume", str(VICTIM))
         load.down.set()
+        victim_port = int(seaweed["OAS_CLUSTER_VOLUME_PORTS"].split()[VICTIM])
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", victim_port), timeout=2).close()
         time.sleep(DOWN_S)
         phases["down"] = len(load.committed) - phases["before"]
         cluster("start-volume", str(VICTIM))
@@ -150,12 +156,13 @@ def test_a_volume_server_killed_during_a_write_and_read_load(seaweed):
     assert not any(t.is_alive() for t in threads)
     phases["after"] = len(load.committed) - phases["before"] - phases["down"]
     failures = collections.Counter(load.failed.values())
-    print(f"\nwrites committed by phase {phases}, failed {len(load.failed)} by SQLSTATE {dict(failures)}")
+    print(f"\nwrites committed by phase {phases}, failed {len(load.failed)} by (oas.max_retries, SQLSTATE)"
+          f" {dict(failures)}")
     print(f"reads by phase and outcome {dict(load.reads)}; first read errors {load.read_errors}")
 
     assert phases["before"] > 0 and load.committed
     # Writes fail cleanly: with an error class of a store failure, and without a row.
-    assert set(failures) <= {"58030", "58000"}, failures
+    assert {state for _, state in failures} <= {"58030", "58000"}, failures
     with connect() as c:
         c.execute("SET oas.request_timeout = '20s'")
         ids = {r[0] for r in c.execute(f"SELECT id FROM {schema}.t")}
@@ -170,3 +177,5 @@ def test_a_volume_server_killed_during_a_write_and_read_load(seaweed):
     # was down (through the replicas).
     assert not any(outcome == "wrong bytes" for _, outcome in load.reads), load.reads
     assert load.reads[("down", "ok")] > 0, load.reads
+    # A read that failed, if any, failed as a store failure, never as a missing or corrupt object.
+    assert {outcome for _, outcome in load.reads} <= {"ok", "58030", "58000"}, load.reads
