@@ -15,12 +15,12 @@
 # ${OAS_RUN_DIR:-<repo>/.run}/seaweed-cluster/.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-RUN_DIR="${OAS_RUN_DIR:-$ROOT/.run}"
+# The single node's helpers: s3_status (a signed request to $S3_PORT), seaweedfs_prepare (the
+# identity file), port_open, ROOT, RUN_DIR, WEED, HOST and the credentials.
+# shellcheck source=scripts/servers.sh
+source "$(dirname "$0")/servers.sh"
 DIR="$RUN_DIR/seaweed-cluster"
-WEED="${OAS_WEED:-$ROOT/.tools/venv/bin/weed}"
 START_TIMEOUT="${OAS_START_TIMEOUT:-90}"
-HOST=127.0.0.1
 BASE="${OAS_CLUSTER_BASE:-19300}"
 # The shared single node's gRPC ports are 10000 above its own (19333, 19340, 18888, 18333): ours
 # start at BASE + 50, each with its gRPC port one above.
@@ -31,9 +31,6 @@ S3_PORT=$((BASE + 62))
 # How other servers name the master: host:port.grpcPort (else they assume port + 10000).
 MASTER="$HOST:$MASTER_PORT.$((MASTER_PORT + 1))"
 VOLUMES=3
-S3_ACCESS_KEY=oastestkey
-S3_SECRET_KEY=oastestsecret-0123456789
-S3_REGION=us-east-1
 BUCKET=oas-cluster
 
 log() { printf '[seaweed-cluster] %s\n' "$*" >&2; }
@@ -64,8 +61,6 @@ run() {
   echo $! >"$(pidfile "$name")"
 }
 
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
-
 # wait_for WHAT CMD...: poll CMD every 0.3 s for at most START_TIMEOUT seconds.
 wait_for() {
   local what="$1" end=$((SECONDS + START_TIMEOUT)); shift
@@ -73,15 +68,6 @@ wait_for() {
     [ "$SECONDS" -lt "$end" ] || die "$what not ready after ${START_TIMEOUT}s (logs in $DIR)"
     sleep 0.3
   done
-}
-
-EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
-s3_status() {
-  local method="$1" path="$2" m
-  if [ "$method" = HEAD ]; then m=(--head); else m=(-X "$method"); fi
-  curl -s -o /dev/null -w '%{http_code}' --max-time 5 "${m[@]}" \
-    --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" \
-    -H "x-amz-content-sha256: $EMPTY_SHA256" "http://$HOST:$S3_PORT$path" || true
 }
 
 start_volume() {
@@ -107,17 +93,7 @@ start() {
   # Whatever fails below (die exits), nothing started stays behind (the logs do).
   trap 'stop_all' EXIT
   mkdir -p "$DIR/master" "$DIR/filer"
-  cat >"$DIR/s3.json" <<EOF
-{
-  "identities": [
-    {
-      "name": "oastest",
-      "credentials": [ { "accessKey": "$S3_ACCESS_KEY", "secretKey": "$S3_SECRET_KEY" } ],
-      "actions": [ "Admin", "Read", "Write", "List", "Tagging" ]
-    }
-  ]
-}
-EOF
+  seaweedfs_prepare "$DIR"
   local t0=$SECONDS
   run master master -mdir="$DIR/master" -ip="$HOST" -ip.bind="$HOST" \
     -port="$MASTER_PORT" -port.grpc=$((MASTER_PORT + 1)) -defaultReplication=001 \
@@ -181,7 +157,7 @@ stop() {
   rm -rf "$DIR"
 }
 
-status() { [ "$(s3_status HEAD "/$BUCKET")" = 200 ]; }
+status() { seaweedfs_healthy; }
 
 env_lines() {
   cat <<EOF
