@@ -9,7 +9,8 @@
 #   scripts/seaweed_cluster.sh status           exit 0 if the S3 gateway answers and the bucket exists
 #   scripts/seaweed_cluster.sh kill-volume N    kill -9 volume server N (0, 1, 2)
 #   scripts/seaweed_cluster.sh start-volume N   start volume server N again (same dir and port)
-#   scripts/seaweed_cluster.sh env              `export OAS_CLUSTER_*=...` lines
+#   scripts/seaweed_cluster.sh env              `export OAS_CLUSTER_*=...` lines (the credentials are
+#                                               the single node's: scripts/servers.sh env)
 #
 # OAS_CLUSTER_BASE (19300) moves every port (ours are BASE+50 to BASE+63). State, logs and pid files live under
 # ${OAS_RUN_DIR:-<repo>/.run}/seaweed-cluster/.
@@ -163,8 +164,6 @@ env_lines() {
   cat <<EOF
 export OAS_CLUSTER_S3_ENDPOINT='$HOST:$S3_PORT'
 export OAS_CLUSTER_S3_BUCKET='$BUCKET'
-export OAS_CLUSTER_S3_ACCESS_KEY='$S3_ACCESS_KEY'
-export OAS_CLUSTER_S3_SECRET_KEY='$S3_SECRET_KEY'
 export OAS_CLUSTER_MASTER='$HOST:$MASTER_PORT'
 export OAS_CLUSTER_VOLUME_PORTS='$(for i in $(seq 0 $((VOLUMES - 1))); do printf '%s ' "$(volume_port "$i")"; done)'
 EOF

@@ -38,11 +38,12 @@ def cluster(*args: str, timeout: float = 150) -> str:
 
 
 @pytest.fixture(scope="module")
-def seaweed(db):
-    """The cluster, started for this module and stopped (data removed) after it, whatever happened."""
+def seaweed(db, servers):
+    """The cluster, started for this module and stopped (data removed) after it, whatever happened:
+    its OAS_CLUSTER_* variables and the single node's credentials, which it shares."""
     try:
         cluster("start")
-        env = {}
+        env = dict(servers)  # the credentials are the single node's
         for line in cluster("env").splitlines():
             k, v = line.removeprefix("export ").split("=", 1)
             env[k] = v.strip("'")
@@ -122,7 +123,7 @@ def test_a_volume_server_killed_during_a_write_and_read_load(seaweed):
     store, schema = unique("clu"), unique("clu")
     spec = {"protocol": "s3", "endpoint": seaweed["OAS_CLUSTER_S3_ENDPOINT"], "bucket": seaweed["OAS_CLUSTER_S3_BUCKET"],
             "location": f"pytest/{store}", "secure": False,
-            "access_key": seaweed["OAS_CLUSTER_S3_ACCESS_KEY"], "secret_key": seaweed["OAS_CLUSTER_S3_SECRET_KEY"]}
+            "access_key": seaweed["OAS_S3_ACCESS_KEY"], "secret_key": seaweed["OAS_S3_SECRET_KEY"]}
     with connect() as c:
         c.execute("SELECT oas.oas_store_create(%s, %s)", [store, json.dumps(spec)])
         c.execute(f"CREATE SCHEMA {schema}")
