@@ -1,10 +1,11 @@
 """A real distributed store (#13): a SeaweedFS cluster on this machine (scripts/seaweed_cluster.sh:
 a master with replication 001, three volume servers, a filer and the S3 gateway), and one volume
-server killed (`kill -9`) during a write-and-read load from several connections.
+server killed (`kill -9`) during a write-and-read load from several connections, then a second
+one (objects with both copies there are out of reach), then both restarted.
 
 Each write either succeeds durably (its reference reads back, with its bytes, after the node
-returns) or fails cleanly (an error, nothing committed, nothing referenced); reads of objects
-committed before the kill keep working through the replicas; `oas_verify()` is clean at the end.
+return) or fails cleanly (an error, nothing committed, nothing referenced); reads keep working
+through the replicas while one node is down; `oas_verify()` is clean at the end.
 The failures are counted by SQLSTATE and printed (pytest -s shows them)."""
 
 from __future__ import annotations
@@ -28,9 +29,14 @@ pytestmark = pytest.mark.cluster
 
 SCRIPT = str(ROOT / "scripts/seaweed_cluster.sh")
 WRITERS, READERS = 4, 2
-# Phases of the load, in seconds: before the kill, while the node is down, after it returns.
-BEFORE_S, DOWN_S, AFTER_S = 4.0, 12.0, 4.0
-VICTIM = 1
+# Phases of the load, in seconds: all up; one volume server killed; a second one killed too (every
+# object that had both copies there is out of reach: writes and some reads must fail cleanly);
+# both back.
+PHASES = (("up", 4.0), ("one down", 10.0), ("two down", 8.0), ("back", 6.0))
+# With both copies out of reach SeaweedFS keeps a request waiting rather than failing it: a short
+# request timeout turns that into a clean failure (58000) within the phase.
+REQUEST_TIMEOUT = "5s"
+VICTIMS = (1, 2)
 
 
 def cluster(*args: str, timeout: float = 150) -> str:
@@ -59,10 +65,11 @@ class Load:
     def __init__(self, store: str, table: str, schema: str):
         self.store, self.table, self.schema = store, table, schema
         self.stop = threading.Event()
-        self.down = threading.Event()
+        self.phase = "up"
         self.lock = threading.Lock()
         self.committed: dict[int, str] = {}  # id -> md5 of the bytes
-        self.failed: dict[int, tuple[int, str]] = {}  # id -> (oas.max_retries, SQLSTATE)
+        self.failed: dict[int, tuple[str, int, str]] = {}  # id -> (phase, oas.max_retries, SQLSTATE)
+        self.phase_of: dict[int, str] = {}  # committed id -> phase
         self.reads = collections.Counter()  # (phase, outcome) -> count
         self.read_errors: list[str] = []
         self.next_id = 0
@@ -74,7 +81,7 @@ class Load:
 
     def _session(self):
         c = connect()
-        c.execute("SET oas.request_timeout = '20s'")
+        c.execute(f"SET oas.request_timeout = '{REQUEST_TIMEOUT}'")
         c.execute("SET statement_timeout = '60s'")
         return c
 
@@ -84,17 +91,18 @@ class Load:
             for _ in range(100_000):
                 if self.stop.is_set():
                     return
-                i = self._id()
+                i, phase = self._id(), self.phase
                 data = os.urandom(random.randint(4 << 10, 96 << 10))
                 try:
                     c.execute(f"INSERT INTO {self.table} VALUES (%s, oas.oas_hash_put(%b, %s, %s))",
                               [i, data, self.store, self.schema])
                 except psycopg.Error as e:
                     with self.lock:
-                        self.failed[i] = (retries, e.sqlstate or "?")
+                        self.failed[i] = (phase, retries, e.sqlstate or "?")
                     continue
                 with self.lock:
                     self.committed[i] = hashlib.md5(data).hexdigest()
+                    self.phase_of[i] = phase
 
     def reader(self):
         with self._session() as c:
@@ -107,7 +115,7 @@ class Load:
                     time.sleep(0.05)
                     continue
                 i = random.choice(ids)
-                phase = "down" if self.down.is_set() else "up"
+                phase = self.phase
                 try:
                     got = c.execute(f"SELECT oas.oas_hash_get(v) FROM {self.table} WHERE id = %s", [i],
                                     binary=True).fetchone()[0]
@@ -133,37 +141,38 @@ def test_a_volume_server_killed_during_a_write_and_read_load(seaweed):
     # Half the writers retry as configured by default, half not at all: what the retries cover.
     threads = [threading.Thread(target=load.writer, args=(3 if w % 2 else 0,)) for w in range(WRITERS)]
     threads += [threading.Thread(target=load.reader) for _ in range(READERS)]
-    phases = {}
     try:
         for t in threads:
             t.start()
-        time.sleep(BEFORE_S)
-        before_kill = set(load.committed)
-        phases["before"] = len(before_kill)
-        cluster("kill-volume", str(VICTIM))
-        load.down.set()
-        victim_port = int(seaweed["OAS_CLUSTER_VOLUME_PORTS"].split()[VICTIM])
-        with pytest.raises(OSError):
-            socket.create_connection(("127.0.0.1", victim_port), timeout=2).close()
-        time.sleep(DOWN_S)
-        phases["down"] = len(load.committed) - phases["before"]
-        cluster("start-volume", str(VICTIM))
-        load.down.clear()
-        time.sleep(AFTER_S)
+        for phase, seconds in PHASES:
+            # What a kill may disturb counts in the phase after it; a restart, in the one before.
+            if phase == "back":
+                for victim in VICTIMS:
+                    cluster("start-volume", str(victim))
+            load.phase = phase
+            if phase in ("one down", "two down"):
+                victim = VICTIMS[0 if phase == "one down" else 1]
+                cluster("kill-volume", str(victim))
+                port = int(seaweed["OAS_CLUSTER_VOLUME_PORTS"].split()[victim])
+                with pytest.raises(OSError):
+                    socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            time.sleep(seconds)
     finally:
         load.stop.set()
         for t in threads:
             t.join(90)
+        for victim in VICTIMS:
+            subprocess.run([SCRIPT, "start-volume", str(victim)], capture_output=True, timeout=120)
     assert not any(t.is_alive() for t in threads)
-    phases["after"] = len(load.committed) - phases["before"] - phases["down"]
+    committed = collections.Counter(load.phase_of.values())
     failures = collections.Counter(load.failed.values())
-    print(f"\nwrites committed by phase {phases}, failed {len(load.failed)} by (oas.max_retries, SQLSTATE)"
-          f" {dict(failures)}")
+    print(f"\nwrites committed by phase {dict(committed)}; failed {len(load.failed)} by (phase, oas.max_retries,"
+          f" SQLSTATE) {dict(failures)}")
     print(f"reads by phase and outcome {dict(load.reads)}; first read errors {load.read_errors}")
 
-    assert phases["before"] > 0 and load.committed
+    assert committed["up"] > 0 and committed["one down"] > 0
     # Writes fail cleanly: with an error class of a store failure, and without a row.
-    assert {state for _, state in failures} <= {"58030", "58000"}, failures
+    assert {state for _, _, state in failures} <= {"58030", "58000"}, failures
     with connect() as c:
         c.execute("SET oas.request_timeout = '20s'")
         ids = {r[0] for r in c.execute(f"SELECT id FROM {schema}.t")}
@@ -174,9 +183,10 @@ def test_a_volume_server_killed_during_a_write_and_read_load(seaweed):
             assert hashlib.md5(got).hexdigest() == md5, i
         assert c.execute("SELECT count(*) FROM oas.oas_verify(only_store => %s)", [store]).fetchone()[0] == 0
         c.execute(f"DROP SCHEMA {schema} CASCADE")
-    # Reads of committed objects never returned wrong bytes, and kept working while the node
-    # was down (through the replicas).
+    # Reads of committed objects never returned wrong bytes; with one node down they all worked
+    # (through the replicas); with two down, a read that failed failed as a store failure, never
+    # as a missing or corrupt object.
     assert not any(outcome == "wrong bytes" for _, outcome in load.reads), load.reads
-    assert load.reads[("down", "ok")] > 0, load.reads
-    # A read that failed, if any, failed as a store failure, never as a missing or corrupt object.
+    assert load.reads[("one down", "ok")] > 0, load.reads
+    assert {outcome for phase, outcome in load.reads if phase != "two down"} == {"ok"}, load.reads
     assert {outcome for _, outcome in load.reads} <= {"ok", "58030", "58000"}, load.reads
