@@ -293,8 +293,9 @@ pub fn is_out_of_space(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// An error already turned into text on its way (object_store's local client keeps some only
-/// as a message): the operating system's wording of `ENOSPC` or `EDQUOT`.
+/// An error already turned into text on its way (the file-system errors of
+/// [`crate::backend::NoFollow`] and a detail string are only a message): the operating system's
+/// wording of `ENOSPC` or `EDQUOT`, "(os error N)".
 fn is_out_of_space_text(text: &str) -> bool {
     [libc::ENOSPC, libc::EDQUOT]
         .iter()
