@@ -51,9 +51,9 @@ def small_filesystem():
         shutil.rmtree(mnt, ignore_errors=True)
 
 
-def fill(fs: pathlib.Path) -> pathlib.Path:
+def fill(fs: pathlib.Path, name: str = "filler") -> pathlib.Path:
     """Write a filler file until the filesystem has no byte left. Returns it."""
-    filler = fs / "filler"
+    filler = fs / name
     chunk = b"\0" * 65536
     with open(filler, "wb", buffering=0) as f:
         for _ in range(10_000):  # far more than SIZE needs; bounds the loop
@@ -185,3 +185,30 @@ def test_every_write_path_fails_cleanly_on_a_full_disk(full):
     assert not leftovers, leftovers
     assert conn.execute("SELECT count(*) FROM oas.oas_verify(only_store => %s)", [store]).fetchone()[0] == 0
 
+
+
+def test_the_collector_frees_a_full_store(full):
+    """What the hint advises works on the full disk itself, not a byte free: on a store it has
+    collected before, the collector only reads its owner marker, moves the unreferenced objects a
+    statement that failed part of the way left to trash and purges them; the next write fits."""
+    conn, store, schema, loc, filler = full
+    t = f"{schema}.t"
+    os.truncate(filler, filler.stat().st_size - (1536 << 10))
+    # A store the collector has run on before (it records there which database owns it).
+    assert conn.execute("SELECT errors FROM oas.oas_gc(false, %s)", [store]).fetchone()[0] == []
+    disk_full(conn, f"INSERT INTO {t} (k, h) SELECT i, oas.oas_hash(convert_to(repeat(i::text, 20000), 'UTF8'))"
+                    " FROM generate_series(100, 140) i")
+    left = files(loc) - {"_oas/owner.json"}
+    assert left
+    fill(loc.parent, "filler2")  # what the statement left free, too
+    free = os.statvfs(loc).f_bavail
+    assert free == 0
+    for _ in range(3):
+        r = conn.execute("SELECT trashed, purged, errors FROM oas.oas_gc(false, %s, '0', '0')", [store]).fetchone()
+        print(f"collector run on the full disk: trashed, purged, errors = {r}")
+        assert r[-1] == [], r
+    assert not files(loc) & left
+    print(f"blocks free before the collector ran: {free}, after: {os.statvfs(loc).f_bavail}")
+    assert os.statvfs(loc).f_bavail > free
+    conn.execute(f"INSERT INTO {t} (k, h) VALUES (1, oas.oas_hash_put(%s, %s, %s))", [os.urandom(65536), store, schema])
+    assert conn.execute("SELECT count(*) FROM oas.oas_verify(only_store => %s)", [store]).fetchone()[0] == 0
