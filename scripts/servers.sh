@@ -317,4 +317,7 @@ main() {
   return "$rc"
 }
 
-main "$@"
+# Sourced (scripts/seaweed_cluster.sh does, for the S3 helpers and the identity file): define only.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  main "$@"
+fi

@@ -12,6 +12,7 @@
 //! | object missing | 58P01 undefined_file |
 //! | size or hash mismatch | XX001 data_corrupted |
 //! | store I/O failure | 58030 io_error |
+//! | store full (no space left on its file system, quota reached) | 53100 disk_full |
 //! | store request timed out | 58000 system_error |
 //! | query cancelled while waiting | 57014 query_canceled |
 //! | object larger than a bytea can be | 54000 program_limit_exceeded |
@@ -43,6 +44,7 @@ pub fn sqlstate(e: &OasError) -> PgSqlErrorCode {
         OasError::ObjectMissing { .. } => ERRCODE_UNDEFINED_FILE,
         OasError::IntegrityMismatch { .. } => ERRCODE_DATA_CORRUPTED,
         OasError::Store { .. } => ERRCODE_IO_ERROR,
+        OasError::StoreFull { .. } => ERRCODE_DISK_FULL,
         OasError::Timeout { .. } => ERRCODE_SYSTEM_ERROR,
         OasError::Cancelled => ERRCODE_QUERY_CANCELED,
         OasError::TooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,

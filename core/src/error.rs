@@ -124,6 +124,16 @@ pub enum OasError {
         detail: String,
     },
 
+    /// The store has no room for what was written: its file system is full, or a quota is
+    /// reached (`ENOSPC`, `EDQUOT`, see [`is_out_of_space`]).
+    #[error("store \"{store}\" is full: {op} \"{path}\" failed: {detail}")]
+    StoreFull {
+        store: String,
+        op: &'static str,
+        path: String,
+        detail: String,
+    },
+
     /// The query was cancelled (cancel request or statement_timeout) while waiting on a store.
     #[error("canceling statement while waiting for the object store")]
     Cancelled,
@@ -145,6 +155,69 @@ impl OasError {
         OasError::InvalidArgument {
             message: message.into(),
             hint: Some(hint.into()),
+        }
+    }
+
+    /// A store operation that failed because of `cause`: [`OasError::StoreFull`] when the file
+    /// system or a quota is full ([`is_out_of_space`]), else [`OasError::Store`].
+    pub fn store_failure(
+        store: impl Into<String>,
+        op: &'static str,
+        path: impl Into<String>,
+        detail: impl Into<String>,
+        cause: &(dyn std::error::Error + 'static),
+    ) -> Self {
+        let (store, path, detail) = (store.into(), path.into(), detail.into());
+        if is_out_of_space(cause) || is_out_of_space_text(&detail) {
+            OasError::StoreFull {
+                store,
+                op,
+                path,
+                detail,
+            }
+        } else {
+            OasError::Store {
+                store,
+                op,
+                path,
+                detail,
+            }
+        }
+    }
+
+    /// The same error naming `store` (for errors made where the store's name was not known).
+    pub fn naming_store(self, name: &str) -> Self {
+        match self {
+            OasError::Store {
+                op, path, detail, ..
+            } => OasError::Store {
+                store: name.into(),
+                op,
+                path,
+                detail,
+            },
+            OasError::StoreFull {
+                op, path, detail, ..
+            } => OasError::StoreFull {
+                store: name.into(),
+                op,
+                path,
+                detail,
+            },
+            OasError::StoreForbidden {
+                op,
+                path,
+                detail,
+                hint,
+                ..
+            } => OasError::StoreForbidden {
+                store: name.into(),
+                op,
+                path,
+                detail,
+                hint,
+            },
+            e => e,
         }
     }
 
@@ -187,9 +260,46 @@ impl OasError {
             OasError::Store { store, .. } => {
                 Some(format!("SELECT * FROM oas.oas_store_verify('{store}') checks the store step by step"))
             }
+            OasError::StoreFull { store, .. } => Some(format!(
+                "store \"{store}\" has no space left: free space on its file system (or raise its quota), delete rows whose objects are no longer needed and run SELECT * FROM oas.oas_gc() to remove unreferenced objects, or move the store to a larger volume; then retry the transaction"
+            )),
             OasError::Cancelled | OasError::Internal(_) => None,
         }
     }
+}
+
+/// Does `e`, or one of its sources, say that the file system or a quota is full (`ENOSPC`,
+/// `EDQUOT`)? The one test of "out of space" for every store error.
+pub fn is_out_of_space(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    // Bounded: error chains are short; a cyclic one must not hang a backend.
+    for _ in 0..32 {
+        let Some(err) = cur else { return false };
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+                || matches!(
+                    io.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                )
+            {
+                return true;
+            }
+        }
+        if is_out_of_space_text(&err.to_string()) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// An error already turned into text on its way (the file-system errors of
+/// [`crate::backend::NoFollow`] and a detail string are only a message): the operating system's
+/// wording of `ENOSPC` or `EDQUOT`, "(os error N)".
+fn is_out_of_space_text(text: &str) -> bool {
+    [libc::ENOSPC, libc::EDQUOT]
+        .iter()
+        .any(|code| text.contains(&format!("(os error {code})")))
 }
 
 /// Replaces every known secret in a message with `***`.
@@ -223,6 +333,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn out_of_space_is_found_in_a_chain_or_in_text() {
+        let enospc = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        assert!(is_out_of_space(&enospc));
+        let edquot = std::io::Error::from_raw_os_error(libc::EDQUOT);
+        assert!(is_out_of_space(&edquot));
+        let eio = std::io::Error::from_raw_os_error(libc::EIO);
+        assert!(!is_out_of_space(&eio));
+        // Wrapped: object_store's local client keeps the io::Error as a source.
+        let wrapped = object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(std::io::Error::other(std::io::Error::from_raw_os_error(
+                libc::ENOSPC,
+            ))),
+        };
+        assert!(is_out_of_space(&wrapped));
+        // Flattened into a message on the way.
+        let text = std::io::Error::other(format!(
+            "write /x: {}",
+            std::io::Error::from_raw_os_error(libc::ENOSPC)
+        ));
+        assert!(is_out_of_space(&text));
+        match OasError::store_failure("main", "put", "p", "d", &wrapped) {
+            OasError::StoreFull { store, op, .. } => {
+                assert_eq!((store.as_str(), op), ("main", "put"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            OasError::store_failure("main", "put", "p", "d", &eio),
+            OasError::Store { .. }
+        ));
+        assert!(matches!(
+            OasError::store_failure("", "stage", "p", "d", &enospc).naming_store("main"),
+            OasError::StoreFull { store, .. } if store == "main"
+        ));
+    }
+
+    #[test]
     fn masker_hides_every_secret() {
         let m = Masker::new(vec![
             "AKIAEXAMPLE".into(),
@@ -242,6 +390,13 @@ mod tests {
             .unwrap()
             .contains("oas_store_create('x'"));
         assert!(OasError::NoDefaultStore.hint().is_some());
+        let full = OasError::StoreFull {
+            store: "main".into(),
+            op: "put",
+            path: "p".into(),
+            detail: "d".into(),
+        };
+        assert!(full.hint().unwrap().contains("store \"main\""));
         assert!(OasError::ObjectMissing {
             store: "s".into(),
             path: "p".into()

@@ -111,30 +111,9 @@ pub fn prepare(
         if was_cancelled {
             return Err(OasError::Cancelled);
         }
-        let body = body.map_err(|_| panicked())?.map_err(|e| match e {
-            OasError::Store {
-                op, path, detail, ..
-            } => OasError::Store {
-                store: store.name.clone(),
-                op,
-                path,
-                detail,
-            },
-            OasError::StoreForbidden {
-                op,
-                path,
-                detail,
-                hint,
-                ..
-            } => OasError::StoreForbidden {
-                store: store.name.clone(),
-                op,
-                path,
-                detail,
-                hint,
-            },
-            e => e,
-        })?;
+        let body = body
+            .map_err(|_| panicked())?
+            .map_err(|e| e.naming_store(&store.name))?;
         let hash = hash.map_err(|_| panicked())?.ok_or_else(panicked)?;
         Ok(Prepared {
             hash,
@@ -187,11 +166,8 @@ fn write_staging(
     stop: &AtomicBool,
 ) -> Result<(), OasError> {
     let path = root.join(rel);
-    let io = |op: &'static str, e: std::io::Error| OasError::Store {
-        store: String::new(),
-        op,
-        path: path.display().to_string(),
-        detail: e.to_string(),
+    let io = |op: &'static str, e: std::io::Error| {
+        OasError::store_failure("", op, path.display().to_string(), e.to_string(), &e)
     };
     let no_links = || {
         check_below(root, rel.split('/')).map_err(|e| OasError::StoreForbidden {

@@ -34,6 +34,11 @@ PGBIN = subprocess.run([PG_CONFIG, "--bindir"], check=True, capture_output=True,
 CANCEL_BOUND_S = 2.0
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "cluster: starts a SeaweedFS cluster of its own (scripts/seaweed_cluster.sh); `make faults` runs these")
+
+
 def server_env() -> dict[str, str]:
     """Start SeaweedFS and Azurite if needed and return their client settings (OAS_* variables).
     Servers that already answer as ours do (started by another checkout, say) are used as they are."""
@@ -173,9 +178,10 @@ class BlackHole:
 class CuttableProxy:
     """A TCP proxy to the S3 server that can fail chosen requests by closing the connection, as a
     store that goes away would (`fail_if(first bytes of what the client sends)`), and can pass what
-    clients send at most `rate` bytes/s a connection. `sent` counts the bytes passed on."""
+    clients send at most `rate` bytes/s a connection. `sent` counts the bytes passed on. `port`: listen
+    there (a store that comes back on its old port), else on a free one."""
 
-    def __init__(self, target: str, rate: float | None = None):
+    def __init__(self, target: str, rate: float | None = None, listen_port: int = 0):
         host, port = target.split(":")
         self.target = (host, int(port))
         self.fail_if = lambda head: False
@@ -183,7 +189,7 @@ class CuttableProxy:
         self.rate, self.sent = rate, 0
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", listen_port))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self._stop = False

@@ -178,3 +178,79 @@ def test_terminated_backend_during_a_hang_exits_cleanly(db, servers, black_hole)
         assert wait_until(lambda: c.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()[0] == 0, 5)
         # The postmaster did not restart (a crash would have reset every connection).
         assert c.execute("SELECT 1").fetchone()[0] == 1
+
+
+# A store that is down for a while (#13): how long a blip the retries cover. object_store backs off
+# from 100 ms, each wait drawn between 100 ms and twice the last: 10 retries wait at least 1 s.
+BLIP_S = 0.5
+
+
+def test_a_brief_outage_is_covered_by_retries(conn, servers):
+    """A store that refuses connections for less than the retries' backoff window, then comes back
+    on its port, still gets the write (oas.max_retries); without retries the same outage fails the
+    write with 58030 and a hint naming the store."""
+    from conftest import CuttableProxy, free_port
+
+    port = free_port()
+    name = unique("blip")
+    conn.execute("SELECT oas.oas_store_create(%s, %s)", [name, json.dumps(s3_spec(servers, endpoint=f"127.0.0.1:{port}"))])
+    data = os.urandom(4096)
+    conn.execute("SET oas.max_retries = 0")
+    err = sql_error(conn, "SELECT oas.oas_hash_put(%b, %s)", [data, name])
+    assert err.sqlstate == "58030", all_text(err)
+    assert f"oas_store_verify('{name}')" in err.diag.message_hint
+
+    conn.execute("SET oas.max_retries = 10")
+    back: list[CuttableProxy] = []
+
+    def come_back():
+        time.sleep(BLIP_S)
+        back.append(CuttableProxy(servers["OAS_S3_ENDPOINT"], listen_port=port))
+
+    returns = threading.Thread(target=come_back)
+    started = time.monotonic()
+    returns.start()
+    try:
+        ref = conn.execute("SELECT oas.oas_hash_put(%b, %s)", [data, name]).fetchone()[0]
+        elapsed = time.monotonic() - started
+    finally:
+        returns.join(10)
+        for p in back:
+            p.close()
+    print(f"a write to a store down for {BLIP_S} s (10 retries) succeeded after {elapsed * 1e3:.0f} ms")
+    assert elapsed >= BLIP_S and back and back[0].sent > 0
+    with connect() as c:
+        c.execute("SELECT oas.oas_store_alter(%s, %s)", [name, json.dumps(s3_spec(servers))])
+        assert c.execute("SELECT oas.oas_hash_get(%s)", [json.dumps(ref)], binary=True).fetchone()[0] == data
+
+
+def test_the_collector_deletes_nothing_while_the_store_is_down(db, servers):
+    """A collection of a store that does not answer: the report names the failure, a WARNING says
+    so, nothing is moved or deleted; once the store is back every object is still there."""
+    from conftest import CuttableProxy
+
+    proxy = CuttableProxy(servers["OAS_S3_ENDPOINT"])
+    name, schema = unique("gcdown"), unique("gcdown")
+    with connect() as c:
+        c.execute("SELECT oas.oas_store_create(%s, %s)",
+                  [name, json.dumps(s3_spec(servers, endpoint=f"127.0.0.1:{proxy.port}", location=f"pytest-down/{name}"))])
+        c.execute(f"CREATE SCHEMA {schema}")
+        c.execute(f"CREATE TABLE {schema}.t (id int PRIMARY KEY, v jsonb)")
+        c.execute("SELECT oas.oas_declare_column(%s, 'v', %s)", [f"{schema}.t", f"hash@{name}"])
+        kept = c.execute(f"INSERT INTO {schema}.t VALUES (1, oas.oas_hash_put(%b, %s, %s)) RETURNING v",
+                         [os.urandom(512), name, schema]).fetchone()[0]
+        orphan = c.execute("SELECT oas.oas_hash_put(%b, %s, %s)", [os.urandom(512), name, schema]).fetchone()[0]
+        proxy.close()
+        notices: list[str] = []
+        c.add_notice_handler(lambda d: notices.append(f"{d.severity}: {d.message_primary}"))
+        c.execute("SET oas.max_retries = 0")
+        row = c.execute("SELECT trashed, purged, errors FROM oas.oas_gc(false, %s, '0', '0')", [name]).fetchone()
+        print(f"collector while the store is down: trashed, purged = {row[:2]}, {len(row[2])} errors; {notices}")
+        trashed, purged, errors = row
+        assert (trashed, purged) == (0, 0) and errors, row
+        assert any(n.startswith("WARNING") and name in n for n in notices), notices
+        c.execute("SELECT oas.oas_store_alter(%s, %s)",
+                  [name, json.dumps(s3_spec(servers, location=f"pytest-down/{name}"))])
+        for ref in (kept, orphan):
+            assert c.execute("SELECT oas.oas_check_reference(%s, false)", [json.dumps(ref)]).fetchone()[0] is None
+        c.execute(f"DROP SCHEMA {schema} CASCADE")

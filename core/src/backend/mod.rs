@@ -213,7 +213,7 @@ impl Store {
         let detail =
             |source: &dyn std::error::Error| compact_detail(&self.masker.mask(error_chain(source)));
         // A refusal or a failure, unless the reply says the credentials are bad.
-        let (refused, detail) = match e {
+        let (refused, detail) = match &e {
             object_store::Error::NotFound { .. } => return OasError::ObjectMissing { store, path },
             object_store::Error::Unauthenticated { source, .. } => {
                 return OasError::Unauthenticated {
@@ -236,10 +236,10 @@ impl Store {
                 (true, detail(source.as_ref()))
             }
             other => {
-                if http_error_kind(&other) == Some(HttpErrorKind::Timeout) {
+                if http_error_kind(other) == Some(HttpErrorKind::Timeout) {
                     return OasError::Timeout { store, op, path };
                 }
-                (false, detail(&other))
+                (false, detail(other))
             }
         };
         if is_bad_credentials(&detail) {
@@ -258,12 +258,7 @@ impl Store {
                 hint: None,
             }
         } else {
-            OasError::Store {
-                store,
-                op,
-                path,
-                detail,
-            }
+            OasError::store_failure(store, op, path, detail, &e)
         }
     }
 

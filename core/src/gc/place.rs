@@ -40,9 +40,13 @@ pub const OWNER_KEY: &str = "_oas/owner.json";
 
 /// Claim the store location for the database `me` (a JSON text naming cluster and database), or
 /// find who has: `Ok(None)` when it is ours (now or before), `Ok(Some(owner))` when another
-/// database's collector owns it.
+/// database's collector owns it. A location claimed before is only read, so that a collector
+/// can run (and free space) on a full file system.
 pub async fn claim_owner(store: &Store, me: &str) -> Result<Option<String>, OasError> {
     let key = store.key(OWNER_KEY)?;
+    if let Some(found) = read_owner(store, &key).await? {
+        return Ok(other_owner(&found, me));
+    }
     let payload = object_store::PutPayload::from(bytes::Bytes::from(me.as_bytes().to_vec()));
     match store
         .client()
@@ -55,12 +59,9 @@ pub async fn claim_owner(store: &Store, me: &str) -> Result<Option<String>, OasE
         | Err(object_store::Error::NotImplemented { .. }) => {}
         Err(e) => return Err(store.error(e, "put", OWNER_KEY)),
     }
-    let found = match store.client().get(&key).await {
-        Ok(r) => r
-            .bytes()
-            .await
-            .map_err(|e| store.error(e, "get", OWNER_KEY))?,
-        Err(object_store::Error::NotFound { .. }) => {
+    match read_owner(store, &key).await? {
+        Some(found) => Ok(other_owner(&found, me)),
+        None => {
             // Backends without conditional create: write it.
             let payload =
                 object_store::PutPayload::from(bytes::Bytes::from(me.as_bytes().to_vec()));
@@ -69,10 +70,29 @@ pub async fn claim_owner(store: &Store, me: &str) -> Result<Option<String>, OasE
                 .put(&key, payload)
                 .await
                 .map_err(|e| store.error(e, "put", OWNER_KEY))?;
-            return Ok(None);
+            Ok(None)
         }
-        Err(e) => return Err(store.error(e, "get", OWNER_KEY)),
-    };
-    let found = String::from_utf8_lossy(&found).trim().to_string();
-    Ok((found != me.trim()).then_some(found))
+    }
+}
+
+/// The owner recorded at `key`, `None` if there is none yet.
+async fn read_owner(
+    store: &Store,
+    key: &object_store::path::Path,
+) -> Result<Option<bytes::Bytes>, OasError> {
+    match store.client().get(key).await {
+        Ok(r) => Ok(Some(
+            r.bytes()
+                .await
+                .map_err(|e| store.error(e, "get", OWNER_KEY))?,
+        )),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(store.error(e, "get", OWNER_KEY)),
+    }
+}
+
+/// `found` when it names another database than `me`.
+fn other_owner(found: &[u8], me: &str) -> Option<String> {
+    let found = String::from_utf8_lossy(found).trim().to_string();
+    (found != me.trim()).then_some(found)
 }

@@ -157,11 +157,15 @@ fn sync_one(e: &Entry) -> Result<Option<DirId>, OasError> {
         f.sync_all()?;
         Ok::<_, std::io::Error>(id)
     };
-    sync().map_err(|err| OasError::Store {
-        store: e.store.clone(),
-        op: "fsync",
-        path: e.rel.clone(),
-        detail: err.to_string(),
+    // ENOSPC or EDQUOT at fsync (space the file system only claims now): the store is full.
+    sync().map_err(|err| {
+        OasError::store_failure(
+            e.store.clone(),
+            "fsync",
+            e.rel.clone(),
+            err.to_string(),
+            &err,
+        )
     })
 }
 

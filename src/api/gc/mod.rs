@@ -160,6 +160,15 @@ fn run(
         }
         Ok::<_, OasError>(())
     })?;
+    // A store that could not be read whole (down, refusing, ...): the report's errors say why;
+    // the session is told too, as the result is easy to overlook in a scheduled job.
+    for r in reports.iter().filter(|r| r.refuse) {
+        pgrx::warning!(
+            "oas_gc: store \"{}\": nothing was deleted: {}",
+            r.store,
+            r.errors.first().map(String::as_str).unwrap_or_default()
+        );
+    }
     Spi::run_with_args(
         "SELECT pg_catalog.set_config('row_security', $1, true)",
         &[row_security.as_str().into()],
