@@ -162,8 +162,12 @@ pub fn store_row_unchecked(name: Option<&str>) -> Result<StoreRow, OasError> {
 }
 
 /// A store's row, if the current user may `access` its objects: superusers and `oas_admin`
-/// members always may; others need the privilege in `oas.store_grant`.
+/// members always may; others need the privilege in `oas.store_grant`. Writing also needs a
+/// transaction that may write ([`crate::privilege::require_writable`]).
 fn store_row_to(access: Access, name: Option<&str>) -> Result<StoreRow, OasError> {
+    if access == Access::Write {
+        crate::privilege::require_writable("write objects")?;
+    }
     if crate::privilege::is_store_admin() {
         return store_row_unchecked(name);
     }

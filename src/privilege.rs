@@ -9,6 +9,9 @@
 //!   `search_path` pinned to `pg_catalog, pg_temp` (operators are never looked up in `pg_temp`)
 //!   and as a security-restricted operation. Its queries name every table, function and operator
 //!   with its schema as well.
+//! - **What writes needs a transaction that may write.** Every entry point that writes objects,
+//!   changes stores or moves objects to or from trash asks [`require_writable`] before it touches
+//!   the store: on a hot standby, or in a read-only transaction, it refuses with 25006.
 
 use std::ffi::CStr;
 
@@ -111,6 +114,35 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
     })
 }
 
+/// May this transaction write objects, change stores or collect? Not on a hot standby (the
+/// primary's rows and collector records arrive by replay; an object written or moved here would
+/// be one no row of the primary knows), and not in a read-only transaction
+/// (`SET TRANSACTION READ ONLY`, `default_transaction_read_only`): its rows cannot reference what
+/// it would write. Asked before any request to the store; `what` names the action.
+pub fn require_writable(what: &str) -> Result<(), OasError> {
+    // SAFETY: reads of shared-memory and transaction state, as PostgreSQL's own checks make.
+    let (standby, read_only) = unsafe { (pg_sys::RecoveryInProgress(), pg_sys::XactReadOnly) };
+    if standby {
+        return Err(OasError::ReadOnly {
+            message: format!("cannot {what} on a hot standby"),
+            hint: Some(
+                "run it on the primary: a standby reads objects but never writes, moves or deletes them (README, \"Replicas, standbys and the collector\")"
+                    .into(),
+            ),
+        });
+    }
+    if read_only {
+        return Err(OasError::ReadOnly {
+            message: format!("cannot {what} in a read-only transaction"),
+            hint: Some(
+                "run it in a read-write transaction (SET TRANSACTION READ WRITE, or default_transaction_read_only = off)"
+                    .into(),
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn denied(message: String, hint: &str) -> OasError {
     OasError::PermissionDenied {
         message,
@@ -137,7 +169,9 @@ pub fn is_store_admin() -> bool {
 /// Creating, changing and dropping stores is for superusers and members of `oas_admin`; a `file`
 /// store reads and writes server files, so it also needs `pg_read_server_files` and
 /// `pg_write_server_files` (superusers have both).
+/// It also needs a transaction that may write ([`require_writable`]).
 pub fn require_store_admin(action: &str, file_store: bool) -> Result<(), OasError> {
+    require_writable(action)?;
     if !has_privs_of(c"oas_admin") {
         return Err(denied(
             format!("permission denied to {action}"),
