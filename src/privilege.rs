@@ -17,7 +17,6 @@ use std::ffi::CStr;
 
 use oas_core::OasError;
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 use crate::error::OrRaise;
 
@@ -73,7 +72,7 @@ fn extension_owner() -> Result<pg_sys::Oid, OasError> {
         return Ok(cached_owner);
     }
     let owner = pinned(|| {
-        Spi::get_one_with_args::<pg_sys::Oid>(
+        crate::spi::read_one::<pg_sys::Oid>(
             "SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.oid OPERATOR(pg_catalog.=) $1",
             &[ext.into()],
         )
@@ -114,24 +113,31 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
     })
 }
 
+/// Not on a hot standby: what only a primary does (writing, and the collector, whose horizon
+/// is the primary's running transactions and whose claim on a location a standby shares).
+pub fn require_primary(what: &str) -> Result<(), OasError> {
+    // SAFETY: reads shared-memory state, as PostgreSQL's own checks do.
+    if unsafe { pg_sys::RecoveryInProgress() } {
+        return Err(OasError::ReadOnly {
+            message: format!("cannot {what} on a hot standby"),
+            hint: Some(
+                "run it on the primary: a standby reads objects but never writes, moves or deletes them, and collects nothing (README, \"Replicas, standbys and the collector\")"
+                    .into(),
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// May this transaction write objects, change stores or collect? Not on a hot standby (the
 /// primary's rows and collector records arrive by replay; an object written or moved here would
 /// be one no row of the primary knows), and not in a read-only transaction
 /// (`SET TRANSACTION READ ONLY`, `default_transaction_read_only`): its rows cannot reference what
 /// it would write. Asked before any request to the store; `what` names the action.
 pub fn require_writable(what: &str) -> Result<(), OasError> {
-    // SAFETY: reads of shared-memory and transaction state, as PostgreSQL's own checks make.
-    let (standby, read_only) = unsafe { (pg_sys::RecoveryInProgress(), pg_sys::XactReadOnly) };
-    if standby {
-        return Err(OasError::ReadOnly {
-            message: format!("cannot {what} on a hot standby"),
-            hint: Some(
-                "run it on the primary: a standby reads objects but never writes, moves or deletes them (README, \"Replicas, standbys and the collector\")"
-                    .into(),
-            ),
-        });
-    }
-    if read_only {
+    require_primary(what)?;
+    // SAFETY: reads the transaction's state, as PostgreSQL's own check does.
+    if unsafe { pg_sys::XactReadOnly } {
         return Err(OasError::ReadOnly {
             message: format!("cannot {what} in a read-only transaction"),
             hint: Some(

@@ -38,7 +38,7 @@ fn validated(name: &str, spec: &Value) -> Result<StoreSpec, OasError> {
 }
 
 fn exists(name: &str) -> bool {
-    Spi::get_one_with_args::<bool>(
+    crate::spi::read_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM oas.store s WHERE s.name OPERATOR(pg_catalog.=) $1)",
         &[name.into()],
     )

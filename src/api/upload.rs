@@ -50,7 +50,7 @@ fn oas_upload_begin(
         required(field, "field"),
         required(key, "key"),
     );
-    let rel = Spi::get_one_with_args::<pg_sys::Oid>("SELECT $1::regclass::oid", &[table.into()])
+    let rel = crate::spi::read_one::<pg_sys::Oid>("SELECT $1::regclass::oid", &[table.into()])
         .or_raise()
         .unwrap_or(pg_sys::InvalidOid);
     // The column's codec picks the extension; an unknown column is refused below.

@@ -29,7 +29,7 @@ use pgrx::PgMemoryContexts;
 use super::locks::{lock_run, try_lock_run};
 use crate::catalog;
 use crate::error::{OrRaise, SpiOk};
-use crate::privilege::{as_owner, require_collector, require_writable};
+use crate::privilege::{as_owner, require_collector, require_primary, require_writable};
 use crate::runtime::block_on;
 
 /// Objects moved per lock/veto/record round.
@@ -112,6 +112,9 @@ fn run(
     trash_retention: Option<Interval>,
 ) -> Result<(bool, Vec<Report>), OasError> {
     require_collector()?;
+    // A dry run only reads, but the collector's report is the primary's (its running
+    // transactions, its claim on each location).
+    require_primary("run the collector (oas_gc(), a dry run too)")?;
     require_current_catalog("oas_gc()")?;
     let dry_run = dry_run.ok_or(OasError::NullArgument("dry_run"))?;
     if !dry_run {
