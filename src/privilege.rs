@@ -118,13 +118,10 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
 pub fn require_primary(what: &str) -> Result<(), OasError> {
     // SAFETY: reads shared-memory state, as PostgreSQL's own checks do.
     if unsafe { pg_sys::RecoveryInProgress() } {
-        return Err(OasError::ReadOnly {
-            message: format!("cannot {what} on a hot standby"),
-            hint: Some(
-                "run it on the primary: a standby reads objects but never writes, moves or deletes them, and collects nothing (README, \"Replicas, standbys and the collector\")"
-                    .into(),
-            ),
-        });
+        return Err(read_only(
+            format!("cannot {what} on a hot standby"),
+            "run it on the primary: a standby reads objects but never writes, moves or deletes them, and collects nothing (README, \"Replicas, standbys and the collector\")",
+        ));
     }
     Ok(())
 }
@@ -138,15 +135,19 @@ pub fn require_writable(what: &str) -> Result<(), OasError> {
     require_primary(what)?;
     // SAFETY: reads the transaction's state, as PostgreSQL's own check does.
     if unsafe { pg_sys::XactReadOnly } {
-        return Err(OasError::ReadOnly {
-            message: format!("cannot {what} in a read-only transaction"),
-            hint: Some(
-                "run it in a read-write transaction (SET TRANSACTION READ WRITE, or default_transaction_read_only = off)"
-                    .into(),
-            ),
-        });
+        return Err(read_only(
+            format!("cannot {what} in a read-only transaction"),
+            "run it in a read-write transaction (SET TRANSACTION READ WRITE, or default_transaction_read_only = off)",
+        ));
     }
     Ok(())
+}
+
+fn read_only(message: String, hint: &str) -> OasError {
+    OasError::ReadOnly {
+        message,
+        hint: Some(hint.into()),
+    }
 }
 
 fn denied(message: String, hint: &str) -> OasError {
