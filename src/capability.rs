@@ -169,7 +169,7 @@ fn visible_row_references(r: &Referrer, store: &str, path: &str) -> bool {
         quote_ident(&r.column),
     );
     pinned(|| {
-        Spi::get_one_with_args::<bool>(&query, &[path.into(), store.into()])
+        crate::spi::read_one::<bool>(&query, &[path.into(), store.into()])
             .or_raise()
             .unwrap_or(false)
     })

@@ -143,7 +143,7 @@ fn read_row(name: Option<&str>, access: Option<Access>) -> Result<(StoreRow, boo
 pub fn holds_store_privilege(store: &str, privileges: &[&str]) -> bool {
     let privileges: Vec<String> = privileges.iter().map(|p| p.to_string()).collect();
     let grantees = crate::privilege::pinned(|| {
-        Spi::get_one_with_args::<Vec<i64>>(
+        crate::spi::read_one::<Vec<i64>>(
             "SELECT ARRAY(SELECT g.grantee::pg_catalog.oid::pg_catalog.int8 FROM oas.store_grant g
                            WHERE g.store OPERATOR(pg_catalog.=) $1
                              AND g.privilege OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[]))",
@@ -162,8 +162,12 @@ pub fn store_row_unchecked(name: Option<&str>) -> Result<StoreRow, OasError> {
 }
 
 /// A store's row, if the current user may `access` its objects: superusers and `oas_admin`
-/// members always may; others need the privilege in `oas.store_grant`.
+/// members always may; others need the privilege in `oas.store_grant`. Writing also needs a
+/// transaction that may write ([`crate::privilege::require_writable`]).
 fn store_row_to(access: Access, name: Option<&str>) -> Result<StoreRow, OasError> {
+    if access == Access::Write {
+        crate::privilege::require_writable("write objects")?;
+    }
     if crate::privilege::is_store_admin() {
         return store_row_unchecked(name);
     }
@@ -216,8 +220,9 @@ pub fn filepath_store_to_write(name: Option<&str>) -> Result<Arc<Store>, OasErro
     let filepath_default = match name {
         Some(_) => None,
         None => crate::privilege::pinned(|| {
-            Spi::get_one::<String>(
+            crate::spi::read_one::<String>(
                 "SELECT (SELECT s.name FROM oas.store s WHERE s.is_filepath_default)",
+                &[],
             )
         })
         .spi()?,
@@ -273,7 +278,7 @@ pub fn forget(name: &str) {
 /// credentials, so the lookup runs as the extension's owner (see [`crate::privilege::as_owner`]).
 fn read_secrets(name: &str) -> Option<serde_json::Value> {
     crate::privilege::as_owner(|| {
-        Spi::get_one_with_args::<JsonB>(
+        crate::spi::read_one::<JsonB>(
             "SELECT s.secrets FROM oas.store_secret s WHERE s.store OPERATOR(pg_catalog.=) $1",
             &[name.into()],
         )

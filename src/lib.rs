@@ -14,6 +14,7 @@
 //! | [`catalog`] | reading stores from `oas.store`, the client cache |
 //! | [`capability`] | a reference is not a capability: may the caller read this object |
 //! | [`privilege`] | who may do what; running as the extension owner with a pinned `search_path` |
+//! | [`spi`] | queries that only read, without a transaction id (hot standbys) |
 //! | [`compat`] | C symbols earlier versions' SQL names, kept until their databases update |
 //! | [`comments`] | `COMMENT ON FUNCTION` from the doc comments (collected by `build.rs`) |
 //! | [`api`] | the SQL functions, one file per topic |
@@ -30,6 +31,7 @@ pub mod error;
 pub mod guc;
 pub mod privilege;
 pub mod runtime;
+pub mod spi;
 pub mod write_behind;
 
 ::pgrx::pg_module_magic!(name, version);

@@ -47,6 +47,13 @@ mod tests {
         Spi::run("SELECT oas.oas_hash_put('x'::bytea, 'nope')").unwrap();
     }
 
+    // Refused before the store is even looked up (privilege::require_writable).
+    #[pg_test(error = "cannot write objects in a read-only transaction")]
+    fn read_only_transaction_writes_no_object() {
+        Spi::run("SET TRANSACTION READ ONLY").unwrap();
+        Spi::run("SELECT oas.oas_hash_put('x'::bytea, 'nope')").unwrap();
+    }
+
     #[pg_test(error = "invalid store spec: unknown key(s) for protocol \"file\": project_name")]
     fn unknown_spec_key_is_rejected() {
         Spi::run(r#"SELECT oas.oas_store_create('x', '{"protocol": "file", "location": "/tmp", "project_name": "p"}')"#).unwrap();

@@ -9,12 +9,14 @@
 //!   `search_path` pinned to `pg_catalog, pg_temp` (operators are never looked up in `pg_temp`)
 //!   and as a security-restricted operation. Its queries name every table, function and operator
 //!   with its schema as well.
+//! - **What writes needs a transaction that may write.** Every entry point that writes objects,
+//!   changes stores or moves objects to or from trash asks [`require_writable`] before it touches
+//!   the store: on a hot standby, or in a read-only transaction, it refuses with 25006.
 
 use std::ffi::CStr;
 
 use oas_core::OasError;
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 use crate::error::OrRaise;
 
@@ -70,7 +72,7 @@ fn extension_owner() -> Result<pg_sys::Oid, OasError> {
         return Ok(cached_owner);
     }
     let owner = pinned(|| {
-        Spi::get_one_with_args::<pg_sys::Oid>(
+        crate::spi::read_one::<pg_sys::Oid>(
             "SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.oid OPERATOR(pg_catalog.=) $1",
             &[ext.into()],
         )
@@ -111,6 +113,43 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
     })
 }
 
+/// Not on a hot standby: what only a primary does (writing, and the collector, whose horizon
+/// is the primary's running transactions and whose claim on a location a standby shares).
+pub fn require_primary(what: &str) -> Result<(), OasError> {
+    // SAFETY: reads shared-memory state, as PostgreSQL's own checks do.
+    if unsafe { pg_sys::RecoveryInProgress() } {
+        return Err(read_only(
+            format!("cannot {what} on a hot standby"),
+            "run it on the primary: a standby reads objects but never writes, moves or deletes them, and collects nothing (README, \"Replicas, standbys and the collector\")",
+        ));
+    }
+    Ok(())
+}
+
+/// May this transaction write objects, change stores or collect? Not on a hot standby (the
+/// primary's rows and collector records arrive by replay; an object written or moved here would
+/// be one no row of the primary knows), and not in a read-only transaction
+/// (`SET TRANSACTION READ ONLY`, `default_transaction_read_only`): its rows cannot reference what
+/// it would write. Asked before any request to the store; `what` names the action.
+pub fn require_writable(what: &str) -> Result<(), OasError> {
+    require_primary(what)?;
+    // SAFETY: reads the transaction's state, as PostgreSQL's own check does.
+    if unsafe { pg_sys::XactReadOnly } {
+        return Err(read_only(
+            format!("cannot {what} in a read-only transaction"),
+            "run it in a read-write transaction (SET TRANSACTION READ WRITE, or default_transaction_read_only = off)",
+        ));
+    }
+    Ok(())
+}
+
+fn read_only(message: String, hint: &str) -> OasError {
+    OasError::ReadOnly {
+        message,
+        hint: Some(hint.into()),
+    }
+}
+
 fn denied(message: String, hint: &str) -> OasError {
     OasError::PermissionDenied {
         message,
@@ -137,7 +176,9 @@ pub fn is_store_admin() -> bool {
 /// Creating, changing and dropping stores is for superusers and members of `oas_admin`; a `file`
 /// store reads and writes server files, so it also needs `pg_read_server_files` and
 /// `pg_write_server_files` (superusers have both).
+/// It also needs a transaction that may write ([`require_writable`]).
 pub fn require_store_admin(action: &str, file_store: bool) -> Result<(), OasError> {
+    require_writable(action)?;
     if !has_privs_of(c"oas_admin") {
         return Err(denied(
             format!("permission denied to {action}"),

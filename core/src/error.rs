@@ -67,6 +67,14 @@ pub enum OasError {
         hint: Option<String>,
     },
 
+    /// Writing objects (or changing stores, or collecting) in a transaction that may not write:
+    /// on a hot standby, or a read-only transaction.
+    #[error("{message}")]
+    ReadOnly {
+        message: String,
+        hint: Option<String>,
+    },
+
     /// The caller may not do this.
     #[error("{message}")]
     PermissionDenied {
@@ -227,6 +235,7 @@ impl OasError {
             OasError::InvalidSpec { hint, .. }
             | OasError::InvalidArgument { hint, .. }
             | OasError::PermissionDenied { hint, .. }
+            | OasError::ReadOnly { hint, .. }
             | OasError::TooLarge { hint, .. }
             | OasError::InUse { hint, .. }
             | OasError::LockTimeout { hint, .. } => hint.clone(),

@@ -415,10 +415,17 @@ fn oas_npy_put(table: &str, field: &str, key: JsonB, npy: &[u8]) -> JsonB {
             header.data_offset + header.nbytes
         )));
     }
-    let (store_name, codec) = Spi::get_two_with_args::<String, String>(
-        "SELECT resolved_store, codec FROM oas.tracked_columns WHERE table_oid = $1::regclass AND column_name = $2",
-        &[table.into(), field.into()],
-    )
+    // Lookups through the read-only client: no transaction id before the write checks (a hot
+    // standby refuses one; crate::spi).
+    let (store_name, codec) = Spi::connect(|c| {
+        c.select(
+            "SELECT resolved_store, codec FROM oas.tracked_columns WHERE table_oid = $1::regclass AND column_name = $2",
+            Some(1),
+            &[table.into(), field.into()],
+        )?
+        .first()
+        .get_two::<String, String>()
+    })
     .or_else(|e| match e {
         pgrx::spi::SpiError::InvalidPosition => Ok((None, None)),
         e => Err(e),
@@ -430,7 +437,7 @@ fn oas_npy_put(table: &str, field: &str, key: JsonB, npy: &[u8]) -> JsonB {
             format!("declare it with SELECT oas.oas_declare_column('{table}', '{field}', 'npy@<store>')"),
         ));
     }
-    let rel = Spi::get_one_with_args::<pg_sys::Oid>(
+    let rel = crate::spi::read_one::<pg_sys::Oid>(
         "SELECT $1::pg_catalog.regclass::pg_catalog.oid",
         &[table.into()],
     )

@@ -38,7 +38,7 @@ fn validated(name: &str, spec: &Value) -> Result<StoreSpec, OasError> {
 }
 
 fn exists(name: &str) -> bool {
-    Spi::get_one_with_args::<bool>(
+    crate::spi::read_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM oas.store s WHERE s.name OPERATOR(pg_catalog.=) $1)",
         &[name.into()],
     )
@@ -301,6 +301,7 @@ fn change_grant(store: &str, privilege: &str, role: &str, grant: bool) -> Result
 
 /// Superusers, `oas_admin` members and holders of `admin` on the store change its grants.
 fn require_store_grant_admin(store: &str) -> Result<(), OasError> {
+    crate::privilege::require_writable("change the privileges of a store")?;
     if crate::privilege::is_store_admin() {
         return Ok(());
     }

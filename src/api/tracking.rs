@@ -99,7 +99,7 @@ fn oas_declare_column(
 }
 
 pub(crate) fn regclass_text(rel: pg_sys::Oid) -> String {
-    Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[rel.into()])
+    crate::spi::read_one::<String>("SELECT $1::regclass::text", &[rel.into()])
         .or_raise()
         .unwrap_or_default()
 }

@@ -50,7 +50,7 @@ fn oas_upload_begin(
         required(field, "field"),
         required(key, "key"),
     );
-    let rel = Spi::get_one_with_args::<pg_sys::Oid>("SELECT $1::regclass::oid", &[table.into()])
+    let rel = crate::spi::read_one::<pg_sys::Oid>("SELECT $1::regclass::oid", &[table.into()])
         .or_raise()
         .unwrap_or(pg_sys::InvalidOid);
     // The column's codec picks the extension; an unknown column is refused below.
@@ -104,6 +104,7 @@ fn take_upload(id: &str) -> Upload {
 /// Append `data` to an upload. Returns the bytes written so far.
 #[pg_extern(volatile, parallel_unsafe)]
 fn oas_upload_part(id: &str, data: &[u8]) -> i64 {
+    crate::privilege::require_writable("upload parts").or_raise();
     let mut up = take_upload(id);
     if up.head.len() < 65_536 {
         let n = (65_536 - up.head.len()).min(data.len());
@@ -135,6 +136,7 @@ fn abandon(mut up: Upload, e: OasError) -> ! {
 /// started for. An `<npy@>` upload must be a complete `.npy` file.
 #[pg_extern(volatile, parallel_unsafe)]
 fn oas_upload_finish(id: &str) -> JsonB {
+    crate::privilege::require_writable("finish an upload").or_raise();
     let mut up = take_upload(id);
     let header = if up.codec == "npy" {
         match parse_header(&up.head) {

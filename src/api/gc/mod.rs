@@ -33,7 +33,7 @@ use pgrx::PgMemoryContexts;
 use super::locks::{lock_run, try_lock_run};
 use crate::catalog;
 use crate::error::{OrRaise, SpiOk};
-use crate::privilege::{as_owner, require_collector};
+use crate::privilege::{as_owner, require_collector, require_primary, require_writable};
 use crate::runtime::block_on;
 
 /// Objects moved per lock/veto/record round.
@@ -116,9 +116,13 @@ fn run(
     trash_retention: Option<Interval>,
 ) -> Result<(bool, Vec<Report>), OasError> {
     require_collector()?;
+    // A dry run only reads, but the collector's report is the primary's (its running
+    // transactions, its claim on each location).
+    require_primary("run the collector (oas_gc(), a dry run too)")?;
     require_current_catalog("oas_gc()")?;
     let dry_run = dry_run.ok_or(OasError::NullArgument("dry_run"))?;
     if !dry_run {
+        require_writable("collect garbage (oas_gc(dry_run => false))")?;
         require_read_committed("oas_gc(dry_run => false)")?;
     }
     let grace = seconds(grace, crate::guc::gc_grace_s(), "grace")?;
@@ -187,6 +191,7 @@ fn oas_gc_restore(
 ) -> TableIterator<'static, (name!(store, String), name!(path, String))> {
     let restored = (|| {
         require_collector()?;
+        require_writable("restore objects from trash")?;
         // It waits for a running collector: under a snapshot older than that run it would not
         // see what the run recorded.
         require_read_committed("oas_gc_restore()")?;
@@ -221,6 +226,7 @@ fn purge(
     store: Option<&str>,
 ) -> Result<Vec<(String, i64, i64)>, OasError> {
     require_collector()?;
+    require_writable("purge trash")?;
     require_read_committed("oas_gc_purge()")?;
     let retention = seconds(older_than, crate::guc::gc_trash_retention_s(), "older_than")?;
     let names: Vec<String> = Spi::connect(|c| {
