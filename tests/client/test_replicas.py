@@ -85,6 +85,9 @@ def pair(servers, s3fs_client):
             c.execute("ALTER SYSTEM SET wal_level = logical")
             c.execute("ALTER SYSTEM SET max_wal_senders = 10")
             c.execute("ALTER SYSTEM SET max_replication_slots = 10")
+            # WAL archived (to nowhere), as a server with point-in-time recovery does.
+            c.execute("ALTER SYSTEM SET archive_mode = on")
+            c.execute("ALTER SYSTEM SET archive_command = '/bin/true'")
         _pg("pg_ctl", "-D", str(data), "-w", "-t", "60", "-m", "fast", "restart",
             "-l", str(RUN_DIR / name / "server.log"), check=True, capture_output=True)
         store.mkdir()
@@ -452,3 +455,19 @@ def test_subscriber_with_a_location_of_its_own(pair, logical):
     finally:
         shutil.rmtree(own, ignore_errors=True)
 
+
+
+def test_gc_warns_when_wal_is_archived_and_trash_retention_is_short(pair):
+    """With archive_mode on (this primary archives, and pg_basebackup made the standby from it, so
+    its backup history file is in pg_wal, minutes old), oas_gc() warns when trash retention is
+    under the documented floor of 7 days, and not at or above it."""
+    with _connect(pair.primary, "postgres") as c:
+        assert c.execute("SHOW archive_mode").fetchone()[0] == "on"
+        assert c.execute("SELECT count(*) FROM pg_ls_waldir() WHERE name LIKE '%.backup'").fetchone()[0] >= 1
+        warnings: list[str] = []
+        c.add_notice_handler(lambda d: warnings.append(d.message_primary) if d.severity == "WARNING" else None)
+        c.execute("SELECT * FROM oas.oas_gc(dry_run => true, store => 'file', trash_retention => '1 day')").fetchall()
+        assert any("WAL is archived" in w and "oas.gc_trash_retention" in w for w in warnings), warnings
+        warnings.clear()
+        c.execute("SELECT * FROM oas.oas_gc(dry_run => true, store => 'file', trash_retention => '7 days')").fetchall()
+        assert not any("WAL is archived" in w or "base backup" in w for w in warnings), warnings
