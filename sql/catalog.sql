@@ -30,7 +30,10 @@ CREATE TABLE oas.store (
     updated_at          timestamptz NOT NULL DEFAULT now(),
     -- Reads by roles that do not administer stores need a row they may SELECT that references
     -- the object (a reference is not a capability); oas_store_require_references switches it.
-    require_references  boolean NOT NULL DEFAULT true
+    require_references  boolean NOT NULL DEFAULT true,
+    -- An archive: every write into it is refused and the collector moves and deletes nothing in
+    -- it; reads and verification work (oas_store_read_only switches it).
+    read_only           boolean NOT NULL DEFAULT false
 );
 COMMENT ON TABLE oas.store IS 'pg_oas object stores (DataJoint store specs, secrets removed)';
 CREATE UNIQUE INDEX store_one_default ON oas.store (is_default) WHERE is_default;
@@ -82,7 +85,8 @@ SELECT s.name,
        s.created_at,
        s.created_by,
        s.updated_at,
-       s.require_references
+       s.require_references,
+       s.read_only
 FROM oas.store s
 LEFT JOIN oas.store_secret sec ON sec.store = s.name;
 COMMENT ON VIEW oas.stores IS 'pg_oas object stores; credentials are never shown';

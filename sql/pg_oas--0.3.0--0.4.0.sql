@@ -17,7 +17,9 @@
 --     oas._codec_end, oas._codec_call, oas._decode, oas._pending_codec; oas.tracked_columns has
 --     chain_end and classifies columns by it; every tracked table's triggers are re-derived;
 --   * oas_hash_get_many reads many hash-addressed references, several at once;
---   * oas_npy_slice_stats also returns requests, plan, merge_gap and estimated_ms.
+--   * oas_npy_slice_stats also returns requests, plan, merge_gap and estimated_ms;
+--   * read-only stores (archives): oas.store.read_only, oas.stores shows it, oas_store_read_only
+--     is new.
 
 -- Attachments (src/api/attach.rs): DataJoint's filename\0contents from a name and bytes, and back.
 CREATE  FUNCTION "oas_attach_pack"(
@@ -1094,6 +1096,33 @@ STRICT VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'oas_ledger_rebuild_wrapper';
+
+-- Read-only stores (src/api/store.rs, src/catalog.rs): an archive refuses every write into it,
+-- and the collector moves and deletes nothing in it.
+ALTER TABLE oas.store ADD COLUMN read_only boolean NOT NULL DEFAULT false;
+CREATE OR REPLACE VIEW oas.stores AS
+SELECT s.name,
+       s.protocol,
+       s.is_default,
+       s.is_filepath_default,
+       s.spec,
+       (sec.store IS NOT NULL) AS has_credentials,
+       s.version,
+       s.created_at,
+       s.created_by,
+       s.updated_at,
+       s.require_references,
+       s.read_only
+FROM oas.store s
+LEFT JOIN oas.store_secret sec ON sec.store = s.name;
+CREATE FUNCTION oas."oas_store_read_only"(
+	"store" TEXT, /* & str */
+	"read_only" bool /* bool */
+) RETURNS bool /* bool */
+STRICT VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_store_read_only_wrapper';
 
 -- Last, as in a fresh install: every function made from Rust gets its doc comment.
 SELECT oas._comment_functions();

@@ -37,6 +37,8 @@ pub struct StoreRow {
     /// Reads need a referencing row the reader may SELECT ([`crate::capability`]). Read only for
     /// checked rows ([`store_row_to`]); true otherwise.
     pub require_references: bool,
+    /// An archive: writes are refused ([`store_row_to`]), the collector leaves it alone.
+    pub read_only: bool,
 }
 
 /// What a caller wants to do with a store's objects (`oas.store_grant`, README "Security").
@@ -46,13 +48,16 @@ pub enum Access {
     Read,
     /// Put objects, pending values, uploads.
     Write,
+    /// Reference files that are already there (`<filepath@>`): the `write` privilege, but
+    /// nothing is written, so a read-only store allows it.
+    Register,
 }
 
 impl Access {
     fn as_str(self) -> &'static str {
         match self {
             Access::Read => "read",
-            Access::Write => "write",
+            Access::Write | Access::Register => "write",
         }
     }
 }
@@ -70,7 +75,10 @@ fn read_row(name: Option<&str>, access: Option<Access>) -> Result<(StoreRow, boo
     // oas.store_grant at all, so store management and the collector also work between
     // installing a new library and ALTER EXTENSION UPDATE.
     let query = format!(
-        "SELECT s.name, s.spec, s.version, {}
+        // read_only through the row's jsonb: a library newer than the schema (between installing it
+        // and ALTER EXTENSION UPDATE) finds no such column and reads false.
+        "SELECT s.name, s.spec, s.version, {},
+                coalesce((pg_catalog.to_jsonb(s) OPERATOR(pg_catalog.->>) 'read_only')::pg_catalog.bool, false)
            FROM oas.store s WHERE {}",
         if access.is_some() {
             "s.require_references, ARRAY(SELECT g.grantee::pg_catalog.oid::pg_catalog.int8 FROM oas.store_grant g
@@ -118,17 +126,19 @@ fn read_row(name: Option<&str>, access: Option<Access>) -> Result<(StoreRow, boo
                 r.get::<i64>(3)?.unwrap_or_default(),
                 r.get::<bool>(4)?.unwrap_or(true),
                 r.get::<Vec<i64>>(5)?.unwrap_or_default(),
+                r.get::<bool>(6)?.unwrap_or(false),
             )))
         })
     })
     .or_raise();
     match row {
-        Some((name, Some(spec), version, require_references, grantees)) => Ok((
+        Some((name, Some(spec), version, require_references, grantees, read_only)) => Ok((
             StoreRow {
                 name,
                 spec: spec.0,
                 version,
                 require_references,
+                read_only,
             },
             crate::privilege::holds_grant(&grantees),
         )),
@@ -165,13 +175,17 @@ pub fn store_row_unchecked(name: Option<&str>) -> Result<StoreRow, OasError> {
 /// members always may; others need the privilege in `oas.store_grant`. Writing also needs a
 /// transaction that may write ([`crate::privilege::require_writable`]).
 fn store_row_to(access: Access, name: Option<&str>) -> Result<StoreRow, OasError> {
-    if access == Access::Write {
+    if access != Access::Read {
         crate::privilege::require_writable("write objects")?;
     }
-    if crate::privilege::is_store_admin() {
-        return store_row_unchecked(name);
+    let (row, allowed) = if crate::privilege::is_store_admin() {
+        (store_row_unchecked(name)?, true)
+    } else {
+        read_row(name, Some(access))?
+    };
+    if access == Access::Write && row.read_only {
+        return Err(read_only_store(&row.name));
     }
-    let (row, allowed) = read_row(name, Some(access))?;
     if allowed {
         Ok(row)
     } else {
@@ -187,6 +201,16 @@ fn store_row_to(access: Access, name: Option<&str>) -> Result<StoreRow, OasError
                 access.as_str()
             )),
         })
+    }
+}
+
+/// The refusal of a write into a read-only store (an archive).
+pub fn read_only_store(name: &str) -> OasError {
+    OasError::ReadOnly {
+        message: format!("store \"{name}\" is read-only: nothing is written into it"),
+        hint: Some(format!(
+            "write into another store; an administrator makes it writable again with SELECT oas.oas_store_read_only('{name}', false)"
+        )),
     }
 }
 
@@ -227,7 +251,10 @@ pub fn filepath_store_to_write(name: Option<&str>) -> Result<Arc<Store>, OasErro
         })
         .spi()?,
     };
-    store_to_write(name.or(filepath_default.as_deref()))
+    store_for(&store_row_to(
+        Access::Register,
+        name.or(filepath_default.as_deref()),
+    )?)
 }
 
 /// The row and client of the store of a reference whose object `path` the current user may

@@ -353,6 +353,27 @@ fn oas_store_require_references(store: &str, required: bool) -> bool {
     required
 }
 
+/// Mark `store` read-only (an archive) or writable again. A read-only store refuses every write
+/// into it (puts, pending values, uploads in parts; 25006), while reads, verification and
+/// `<filepath@>` references to its files work, and the collector moves and deletes nothing in it.
+/// Superusers, `oas_admin` and roles with admin on the store switch it.
+#[pg_extern(volatile, strict, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn oas_store_read_only(store: &str, read_only: bool) -> bool {
+    let name = catalog::store_row_unchecked(Some(store)).or_raise().name;
+    require_store_grant_admin(&name).or_raise();
+    as_owner(|| {
+        // Every write reads the store's row afresh (catalog::read_row): no cache to invalidate.
+        Spi::run_with_args(
+            "UPDATE oas.store s SET read_only = $2, updated_at = pg_catalog.now()
+              WHERE s.name OPERATOR(pg_catalog.=) $1",
+            &[name.as_str().into(), read_only.into()],
+        )
+        .or_raise()
+    });
+    read_only
+}
+
 /// Make `name` the default store (DataJoint's `stores.default`).
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]

@@ -958,6 +958,7 @@ FUNCTION_MATRIX = {
     "oas_store_grant(text, text, text)": (
         "SELECT oas.oas_store_grant(%(s)s, 'read', %(bystander)s)", "store-admin"),
     "oas_store_import(jsonb)": ("SELECT * FROM oas.oas_store_import(%(import)s::jsonb)", "oas_admin"),
+    "oas_store_read_only(text, boolean)": ("SELECT oas.oas_store_read_only(%(s)s, false)", "store-admin"),
     "oas_store_references(text)": ("SELECT * FROM oas.oas_store_references(%(s)s)", "none"),
     "oas_store_require_references(text, boolean)": (
         "SELECT oas.oas_store_require_references(%(s)s, true)", "store-admin"),

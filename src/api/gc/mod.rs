@@ -108,6 +108,9 @@ fn oas_gc(
 const BUSY: &str =
     "another oas_gc(), oas_gc_restore() or oas_gc_purge() is running on this store; nothing was done";
 
+/// The message of a read-only store (an archive), which the collector leaves alone.
+const READ_ONLY: &str = "the store is read-only (oas_store_read_only): nothing is moved or deleted in it";
+
 /// `oas_gc` past its arguments: whether it was a dry run, and one report per store.
 fn run(
     dry_run: Option<bool>,
@@ -138,7 +141,9 @@ fn run(
     };
     let mut reports = reports_for(&names);
     for r in reports.iter_mut() {
-        if !try_lock_run(&r.store)? {
+        if catalog::store_row_unchecked(Some(&r.store))?.read_only {
+            r.refuse(READ_ONLY.into());
+        } else if !try_lock_run(&r.store)? {
             r.refuse(BUSY.into());
         }
     }
@@ -156,7 +161,7 @@ fn run(
     // collector's own tables are written by the extension's owner only.
     as_owner(|| {
         for r in reports.iter_mut() {
-            if r.errors.iter().any(|e| e == BUSY) {
+            if r.errors.iter().any(|e| e == BUSY || e == READ_ONLY) {
                 continue;
             }
             let refs = sets.remove(&r.store).unwrap_or_default();
@@ -166,7 +171,10 @@ fn run(
     })?;
     // A store that could not be read whole (down, refusing, ...): the report's errors say why;
     // the session is told too, as the result is easy to overlook in a scheduled job.
-    for r in reports.iter().filter(|r| r.refuse) {
+    for r in reports
+        .iter()
+        .filter(|r| r.refuse && r.errors.iter().all(|e| e != READ_ONLY))
+    {
         pgrx::warning!(
             "oas_gc: store \"{}\": nothing was deleted: {}",
             r.store,
@@ -229,7 +237,7 @@ fn purge(
     require_writable("purge trash")?;
     require_read_committed("oas_gc_purge()")?;
     let retention = seconds(older_than, crate::guc::gc_trash_retention_s(), "older_than")?;
-    let names: Vec<String> = Spi::connect(|c| {
+    let mut names: Vec<String> = Spi::connect(|c| {
         c.select(
             "SELECT DISTINCT store FROM oas.gc_trash WHERE $1::text IS NULL OR store = $1 ORDER BY 1",
             None,
@@ -239,6 +247,8 @@ fn purge(
         .collect::<Result<Vec<_>, _>>()
     })
     .spi()?;
+    // A read-only store's trash stays as it is.
+    names.retain(|n| !matches!(catalog::store_row_unchecked(Some(n)), Ok(r) if r.read_only));
     // Never purge what a row references again: read the references first (once no collector
     // is changing the trash).
     for name in &names {
