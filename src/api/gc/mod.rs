@@ -109,7 +109,8 @@ const BUSY: &str =
     "another oas_gc(), oas_gc_restore() or oas_gc_purge() is running on this store; nothing was done";
 
 /// The message of a read-only store (an archive), which the collector leaves alone.
-const READ_ONLY: &str = "the store is read-only (oas_store_read_only): nothing is moved or deleted in it";
+const READ_ONLY: &str =
+    "the store is read-only (oas_store_read_only): nothing is moved or deleted in it";
 
 /// `oas_gc` past its arguments: whether it was a dry run, and one report per store.
 fn run(
