@@ -9,12 +9,14 @@
 //! | [`place`] | where a store's objects physically are, and which database collects them |
 //! | [`objects`] | list, move, delete and restore objects; folder syncs |
 //! | [`report`] | what a run reports per store |
+//! | [`uploads`] | records of uploads in parts, aborting those a crash left |
 
 pub mod objects;
 pub mod place;
 pub mod refset;
 pub mod report;
 pub mod section;
+pub mod uploads;
 
 pub use objects::{
     delete_object, exists, list, move_object, move_objects, restore_from_trash, FolderSyncs,
