@@ -1,8 +1,10 @@
-.PHONY: run test bench bench-npy bench-gc bench-blob fuzz
+.PHONY: run test faults bench bench-npy bench-gc bench-blob fuzz
 run:
 	bash scripts/run.sh
 test:
 	bash scripts/test.sh
+faults:
+	bash scripts/faults.sh $(FAULTS_ARGS)
 bench:
 	bash scripts/bench.sh $(BENCH_ARGS)
 bench-npy:
