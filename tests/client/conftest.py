@@ -211,7 +211,8 @@ class CuttableProxy:
     store that goes away would (`fail_if(first bytes of what the client sends)`), and can pass what
     clients send at most `rate` bytes/s a connection. `sent` counts the bytes passed on.
     Requests that `hold_if(first bytes)` are held (counted in `held`) until `release()` or
-    `HOLD_S`, as a store that stalls in the middle of a request would."""
+    `HOLD_S`, as a store that stalls in the middle of a request would; `release(forward=False)`
+    drops them instead, as requests that never reached the store. `active` counts connections."""
 
     HOLD_S = 60.0
 
@@ -223,6 +224,8 @@ class CuttableProxy:
         self.hold_if = lambda head: False
         self.held = 0
         self.released = threading.Event()
+        self.dropping = False
+        self.active, self._count = 0, threading.Lock()
         self.rate, self.sent = rate, 0
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -242,6 +245,15 @@ class CuttableProxy:
             threading.Thread(target=self._serve, args=(c,), daemon=True).start()
 
     def _serve(self, client):
+        with self._count:
+            self.active += 1
+        try:
+            self._pass(client)
+        finally:
+            with self._count:
+                self.active -= 1
+
+    def _pass(self, client):
         upstream = socket.create_connection(self.target)
 
         def back():
@@ -262,6 +274,8 @@ class CuttableProxy:
                 if not self.released.is_set() and self.hold_if(data[:4096]):
                     self.held += 1
                     self.released.wait(self.HOLD_S)
+                    if self.dropping:
+                        break
                 if self.rate:
                     time.sleep(len(data) / self.rate)
                 upstream.sendall(data)
@@ -276,8 +290,9 @@ class CuttableProxy:
                     pass
                 s.close()
 
-    def release(self):
-        """Let held requests go on, and hold no more."""
+    def release(self, forward: bool = True):
+        """Let held requests go on (or drop them), and hold no more."""
+        self.dropping = not forward
         self.released.set()
 
     def close(self):
@@ -424,14 +439,23 @@ class PrivateCluster:
         self.pg_ctl("start")
         assert self.wait_ready()
 
-    def wait_ready(self, timeout: float = 120.0) -> bool:
-        """Whether the server accepts connections again within `timeout` (after a backend was
-        killed, the postmaster ends every backend and recovers from the WAL first)."""
+    def checkpointer(self) -> int:
+        """The checkpointer's pid: a new one once the postmaster has restarted after a crash."""
+        with self.connect() as c:
+            return c.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'").fetchone()[0]
+
+    def wait_ready(self, timeout: float = 120.0, restarted_from: int | None = None) -> bool:
+        """Whether the server accepts connections again within `timeout`. After a backend was
+        killed, the postmaster ends every backend and recovers from the WAL first: give the
+        checkpointer's pid from before (`restarted_from`), so that a connection made before the
+        postmaster noticed does not count."""
 
         def ready():
             try:
                 with self.connect(connect_timeout=2) as c:
-                    return c.execute("SELECT NOT pg_is_in_recovery()").fetchone()[0]
+                    up = c.execute("SELECT NOT pg_is_in_recovery(), (SELECT pid FROM pg_stat_activity"
+                                   " WHERE backend_type = 'checkpointer')").fetchone()
+                    return up[0] and up[1] is not None and up[1] != restarted_from
             except psycopg.OperationalError:
                 return False
 
