@@ -11,6 +11,7 @@ can hold chosen requests, so a backend is killed while it is surely inside the o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -77,7 +78,8 @@ class Stores:
 
     def close(self):
         self.proxy.close()
-        with self.cluster.session() as c:
+        # The cluster may be down after a failure: the files go in any case.
+        with contextlib.suppress(psycopg.Error), self.cluster.session() as c:
             for schema in self.schemas:
                 c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
             for store in (self.file, self.s3_name, self.held):
