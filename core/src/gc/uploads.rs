@@ -69,18 +69,6 @@ pub fn record_path() -> String {
     format!("{}.json", crate::stage::unique_name(UPLOADS_PREFIX))
 }
 
-/// Which of the listed records (path, modification time in seconds) belong to writers that
-/// died: those older than `horizon` (the collector's: now less grace, and before every running
-/// transaction). A living writer's record is newer, unless its upload has lasted longer than
-/// grace: uploads in parts must finish within the grace period.
-pub fn abandoned(listed: impl IntoIterator<Item = (String, f64)>, horizon: f64) -> Vec<String> {
-    listed
-        .into_iter()
-        .filter(|(p, mtime)| p.starts_with(UPLOADS_PREFIX) && *mtime < horizon)
-        .map(|(p, _)| p)
-        .collect()
-}
-
 /// Write `record` at `at` (a [`record_path`]) before the upload's first part.
 pub async fn write_record(store: &Store, at: &str, record: &UploadRecord) -> Result<(), OasError> {
     let key = store.key(at)?;
@@ -221,19 +209,5 @@ mod tests {
         let (a, b) = (record_path(), record_path());
         assert_ne!(a, b);
         assert!(a.starts_with(UPLOADS_PREFIX) && a.ends_with(".json"));
-    }
-
-    #[test]
-    fn only_records_older_than_the_horizon_are_abandoned() {
-        let listed = vec![
-            (format!("{UPLOADS_PREFIX}old.json"), 10.0),
-            (format!("{UPLOADS_PREFIX}new.json"), 30.0),
-            (format!("{UPLOADS_PREFIX}edge.json"), 20.0),
-            ("_oas/staging/x".to_string(), 1.0),
-        ];
-        assert_eq!(
-            abandoned(listed, 20.0),
-            vec![format!("{UPLOADS_PREFIX}old.json")]
-        );
     }
 }

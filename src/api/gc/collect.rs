@@ -317,6 +317,24 @@ fn move_batch(
     Ok(n)
 }
 
+/// What lies under `prefix` (of `_oas/`) modified before `horizon`: left by writers that died.
+fn left_behind(
+    r: &mut Report,
+    store: &Store,
+    prefix: &str,
+    horizon: f64,
+) -> Result<Vec<String>, OasError> {
+    let mut old: Vec<String> = Vec::new();
+    walk(r, store, prefix, |_, chunk| {
+        old.extend(gc::older_than(
+            chunk.into_iter().map(|o| (o.path, o.mtime)),
+            horizon,
+        ));
+        Ok(())
+    })?;
+    Ok(old)
+}
+
 /// Staging files are never referenced; one older than every running transaction and the grace
 /// period belongs to a put that crashed.
 fn sweep_staging(
@@ -325,16 +343,7 @@ fn sweep_staging(
     dry_run: bool,
     horizon: f64,
 ) -> Result<(), OasError> {
-    let mut old: Vec<String> = Vec::new();
-    walk(r, store, STAGING_PREFIX, |_, chunk| {
-        old.extend(
-            chunk
-                .into_iter()
-                .filter(|o| o.mtime < horizon)
-                .map(|o| o.path),
-        );
-        Ok(())
-    })?;
+    let old = left_behind(r, store, STAGING_PREFIX, horizon)?;
     r.staging_removed = old.len() as i64;
     if dry_run || r.refuse {
         return Ok(());
@@ -356,14 +365,7 @@ fn abort_abandoned_uploads(
     dry_run: bool,
     horizon: f64,
 ) -> Result<(), OasError> {
-    let mut old: Vec<String> = Vec::new();
-    walk(r, store, uploads::UPLOADS_PREFIX, |_, chunk| {
-        old.extend(uploads::abandoned(
-            chunk.into_iter().map(|o| (o.path, o.mtime)),
-            horizon,
-        ));
-        Ok(())
-    })?;
+    let old = left_behind(r, store, uploads::UPLOADS_PREFIX, horizon)?;
     r.uploads_aborted = old.len() as i64;
     r.staging_removed += r.uploads_aborted;
     if dry_run || r.refuse {
