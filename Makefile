@@ -3,10 +3,10 @@ run:
 	bash scripts/run.sh
 test:
 	bash scripts/test.sh
-# Fault tests (pytest marker `cluster`: a SeaweedFS cluster losing a node). Needs the test cluster
-# on $$OAS_TEST_PORT with pg_oas installed (scripts/test.sh, or scripts/cluster.sh start test).
+# Fault tests: the heavier crash cases (pytest marker `faults`) and the SeaweedFS cluster losing a
+# node (marker `cluster`, also in scripts/test.sh). See scripts/faults.sh.
 faults:
-	.tools/venv/bin/python -m pytest -q -p no:cacheprovider -m cluster tests/client
+	bash scripts/faults.sh $(FAULTS_ARGS)
 bench:
 	bash scripts/bench.sh $(BENCH_ARGS)
 bench-npy:

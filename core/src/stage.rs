@@ -204,6 +204,11 @@ fn write_staging(
 /// Staging objects live under `_oas/staging/` of the store, named uniquely per process and call.
 /// A crash can leave one behind; they are never referenced, so the collector may remove them.
 fn staging_name() -> String {
+    unique_name(STAGING_PREFIX)
+}
+
+/// `prefix` followed by a name unique per process and call (process id, time, sequence).
+pub(crate) fn unique_name(prefix: &str) -> String {
     use std::sync::atomic::AtomicU64;
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
@@ -211,7 +216,7 @@ fn staging_name() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!(
-        "{STAGING_PREFIX}{}-{nanos}-{}",
+        "{prefix}{}-{nanos}-{}",
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     )

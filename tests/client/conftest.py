@@ -37,6 +37,17 @@ CANCEL_BOUND_S = 2.0
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "cluster: starts a SeaweedFS cluster of its own (scripts/seaweed_cluster.sh); `make faults` runs these")
+    config.addinivalue_line("markers", "faults: heavier fault cases, run by `make faults` (-m faults)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `faults` run only when asked for (`-m faults`): they take minutes."""
+    if "faults" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="a heavier fault case: make faults")
+    for item in items:
+        if "faults" in item.keywords:
+            item.add_marker(skip)
 
 
 def server_env() -> dict[str, str]:
@@ -141,6 +152,28 @@ def s3fs_client(servers):
                                             "region_name": "us-east-1"})
 
 
+def s3_keys(s3fs_client, env: dict[str, str], prefix: str) -> set[str]:
+    """The keys under `prefix/` of the SeaweedFS bucket, relative to it (fresh: no cached listing)."""
+    s3fs_client.invalidate_cache()
+    root = f"{env['OAS_S3_BUCKET']}/{prefix}/"
+    return {k.removeprefix(root) for k in s3fs_client.find(root)}
+
+
+def s3_uploads(s3fs_client, env: dict[str, str], prefix: str) -> list[tuple[str, str]]:
+    """The incomplete multipart uploads (key relative to `prefix/`, upload id) under `prefix/`."""
+    ups = s3fs_client.list_multipart_uploads(env["OAS_S3_BUCKET"])
+    return [(u["Key"].removeprefix(prefix + "/"), u["UploadId"]) for u in ups if u["Key"].startswith(prefix + "/")]
+
+
+def remove_s3_prefix(s3fs_client, env: dict[str, str], prefix: str) -> None:
+    """Delete every object and incomplete multipart upload under `prefix/` of the bucket."""
+    bucket = env["OAS_S3_BUCKET"]
+    for key, upload_id in s3_uploads(s3fs_client, env, prefix):
+        s3fs_client.call_s3("abort_multipart_upload", Bucket=bucket, Key=f"{prefix}/{key}", UploadId=upload_id)
+    if s3_keys(s3fs_client, env, prefix):
+        s3fs_client.rm(f"{bucket}/{prefix}/", recursive=True)
+
+
 def unique(prefix: str = "t") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
@@ -179,13 +212,23 @@ class CuttableProxy:
     """A TCP proxy to the S3 server that can fail chosen requests by closing the connection, as a
     store that goes away would (`fail_if(first bytes of what the client sends)`), and can pass what
     clients send at most `rate` bytes/s a connection. `sent` counts the bytes passed on. `port`: listen
-    there (a store that comes back on its old port), else on a free one."""
+    there (a store that comes back on its old port), else on a free one.
+    Requests that `hold_if(first bytes)` are held (counted in `held`) until `release()` or
+    `HOLD_S`, as a store that stalls in the middle of a request would; `release(forward=False)`
+    drops them instead, as requests that never reached the store. `active` counts connections."""
+
+    HOLD_S = 60.0
 
     def __init__(self, target: str, rate: float | None = None, listen_port: int = 0):
         host, port = target.split(":")
         self.target = (host, int(port))
         self.fail_if = lambda head: False
         self.failed = 0
+        self.hold_if = lambda head: False
+        self.held = 0
+        self.released = threading.Event()
+        self.dropping = False
+        self.active, self._count = 0, threading.Lock()
         self.rate, self.sent = rate, 0
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -205,6 +248,15 @@ class CuttableProxy:
             threading.Thread(target=self._serve, args=(c,), daemon=True).start()
 
     def _serve(self, client):
+        with self._count:
+            self.active += 1
+        try:
+            self._pass(client)
+        finally:
+            with self._count:
+                self.active -= 1
+
+    def _pass(self, client):
         upstream = socket.create_connection(self.target)
 
         def back():
@@ -222,6 +274,11 @@ class CuttableProxy:
                 if self.fail_if(data[:4096]):
                     self.failed += 1
                     break
+                if not self.released.is_set() and self.hold_if(data[:4096]):
+                    self.held += 1
+                    self.released.wait(self.HOLD_S)
+                    if self.dropping:
+                        break
                 if self.rate:
                     time.sleep(len(data) / self.rate)
                 upstream.sendall(data)
@@ -236,7 +293,13 @@ class CuttableProxy:
                     pass
                 s.close()
 
+    def release(self, forward: bool = True):
+        """Let held requests go on (or drop them), and hold no more."""
+        self.dropping = not forward
+        self.released.set()
+
     def close(self):
+        self.release()
         self._stop = True
         self.sock.close()
 
@@ -333,3 +396,76 @@ def dj_manual(schema, name: str, definition: str):
     import datajoint as dj
 
     return schema(type(name, (dj.Manual,), {"definition": definition}))
+
+
+class PrivateCluster:
+    """A PostgreSQL cluster of its own under RUN_DIR, on a free port, with pg_oas in database
+    `postgres`: for tests that kill or stop the server (never the shared one on PORT). `destroy()`
+    stops it and removes its data."""
+
+    def __init__(self, prefix: str = "crash", conf: dict[str, str] | None = None):
+        self.name, self.port = unique(prefix), free_port()
+        self.data = RUN_DIR / self.name / "data"
+        self.log = RUN_DIR / self.name / "server.log"
+        self._env = dict(os.environ, OAS_RUN_DIR=str(RUN_DIR))
+        subprocess.run([ROOT / "scripts" / "cluster.sh", "start", self.name, str(self.port)], check=True, env=self._env)
+        if conf:
+            with self.connect() as c:
+                for k, v in conf.items():
+                    c.execute(f"ALTER SYSTEM SET {k} = {v}")
+            self.pg_ctl("-m", "fast", "restart")
+        with self.connect() as c:
+            c.execute("SET client_min_messages = warning")
+            c.execute("CREATE EXTENSION pg_oas")
+
+    def connect(self, **kw) -> psycopg.Connection:
+        return connect("postgres", port=self.port, **kw)
+
+    @contextlib.contextmanager
+    def session(self):
+        """A connection that may be cut by a crash while open: closed afterwards, never committed."""
+        conn = self.connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def pg_ctl(self, *args: str) -> None:
+        """pg_ctl ARGS for this cluster, as the `postgres` OS user, waiting for it to finish."""
+        subprocess.run(["sudo", "-u", "postgres", f"{PGBIN}/pg_ctl", "-D", str(self.data), "-w", "-t", "120",
+                        "-l", str(self.log), *args], check=True, capture_output=True)
+
+    def crash(self) -> None:
+        """Stop the server at once, as a power cut would (no shutdown checkpoint), and start it:
+        crash recovery replays the WAL."""
+        self.pg_ctl("-m", "immediate", "stop")
+        self.pg_ctl("start")
+        assert self.wait_ready()
+
+    def checkpointer(self) -> int:
+        """The checkpointer's pid: a new one once the postmaster has restarted after a crash."""
+        with self.connect() as c:
+            return c.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'").fetchone()[0]
+
+    def wait_ready(self, timeout: float = 120.0, restarted_from: int | None = None) -> bool:
+        """Whether the server accepts connections again within `timeout`. After a backend was
+        killed, the postmaster ends every backend and recovers from the WAL first: give the
+        checkpointer's pid from before (`restarted_from`), so that a connection made before the
+        postmaster noticed does not count."""
+
+        def ready():
+            try:
+                with self.connect(connect_timeout=2) as c:
+                    up = c.execute("SELECT NOT pg_is_in_recovery(), (SELECT pid FROM pg_stat_activity"
+                                   " WHERE backend_type = 'checkpointer')").fetchone()
+                    return up[0] and up[1] is not None and up[1] != restarted_from
+            except psycopg.OperationalError:
+                return False
+
+        return wait_until(ready, timeout, every=0.2)
+
+    def destroy(self) -> None:
+        """Stop the server at once (its data is deleted anyway) and delete its data."""
+        subprocess.run(["sudo", "-u", "postgres", f"{PGBIN}/pg_ctl", "-D", str(self.data), "-w", "-m", "immediate",
+                        "stop"], check=False, capture_output=True)
+        subprocess.run([ROOT / "scripts" / "cluster.sh", "destroy", self.name], check=False, env=self._env)

@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 
 import psycopg
 import pytest
 
-from conftest import RUN_DIR, ROOT, chown_postgres, free_port, unique
+from conftest import RUN_DIR, PrivateCluster, chown_postgres, remove_s3_prefix, s3_spec, unique
 
 
 def _put(conn, schema, data, store="file"):
@@ -125,42 +124,31 @@ def test_object_stores_are_not_deferred(conn, table, servers):
     commit(conn)
 
 
-def _pg(*args, **kw):
-    pgbin = subprocess.run([os.environ.get("OAS_PG_CONFIG", "/usr/lib/postgresql/15/bin/pg_config"),
-                            "--bindir"], check=True, capture_output=True, text=True).stdout.strip()
-    return subprocess.run(["sudo", "-u", "postgres", f"{pgbin}/{args[0]}", *args[1:]], **kw)
-
-
 @pytest.fixture
-def crash_cluster(servers):
-    """A cluster of its own (killed with SIGKILL here), with two-phase commit enabled."""
-    name, port = unique("crash"), free_port()
-    cluster = ROOT / "scripts" / "cluster.sh"
-    env = dict(os.environ, OAS_RUN_DIR=str(RUN_DIR))
-    subprocess.run([cluster, "start", name, str(port)], check=True, env=env)
-    data = RUN_DIR / name / "data"
-    with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres", autocommit=True) as c:
-        c.execute("ALTER SYSTEM SET max_prepared_transactions = 4")
-    _pg("pg_ctl", "-D", str(data), "-w", "-m", "fast", "restart", "-l", str(RUN_DIR / name / "server.log"),
-        check=True, capture_output=True)
-    store = RUN_DIR / f"{name}-store"
+def crash_cluster(servers, s3fs_client):
+    """A cluster of its own (stopped at once here), with two-phase commit enabled, and two stores:
+    `file` (the default) and `s3`, a location of its own in the SeaweedFS bucket."""
+    cluster = PrivateCluster("crash", {"max_prepared_transactions": "4"})
+    store = RUN_DIR / f"{cluster.name}-store"
     store.mkdir()
     chown_postgres(store)
-    with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres", autocommit=True) as c:
-        c.execute("CREATE EXTENSION pg_oas")
+    with cluster.connect() as c:
         c.execute("SELECT oas.oas_store_create('file', %s, true)",
                   [json.dumps({"protocol": "file", "location": str(store)})])
-    yield port, data
-    subprocess.run([cluster, "destroy", name], check=False, env=env)
+        c.execute("SELECT oas.oas_store_create('s3', %s)",
+                  [json.dumps(s3_spec(servers, location=f"pytest-crash/{cluster.name}"))])
+    yield cluster
+    cluster.destroy()
     shutil.rmtree(store, ignore_errors=True)
+    remove_s3_prefix(s3fs_client, servers, f"pytest-crash/{cluster.name}")
 
 
 def test_committed_references_survive_a_crash(crash_cluster, store_dir):
-    port, data = crash_cluster
-    dsn = dict(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
-    with psycopg.connect(**dsn, autocommit=True) as c:
+    with crash_cluster.connect() as c:
         c.execute("CREATE TABLE public.t (k int PRIMARY KEY, v jsonb)")
         c.execute("SELECT oas.oas_declare_column('public.t', 'v', 'hash@file')")
+        c.execute("CREATE TABLE public.s (k int PRIMARY KEY, v jsonb)")
+        c.execute("SELECT oas.oas_declare_column('public.s', 'v', 'hash@s3')")
         for i in range(50):  # autocommit: each statement durable when it returns
             c.execute("INSERT INTO public.t VALUES (%s, oas.oas_hash_put(%s, 'file', 'public'))",
                       [i, os.urandom(4096)])
@@ -175,11 +163,18 @@ def test_committed_references_survive_a_crash(crash_cluster, store_dir):
         c.execute("BEGIN")
         c.execute("INSERT INTO public.t VALUES (100, oas.oas_hash_put(%s, 'file', 'public'))", [os.urandom(4096)])
         c.execute("PREPARE TRANSACTION 'dur'")
+        # An object store: small objects, one statement's uploads in flight together, and an
+        # object in parts (over oas.upload_part_size), each committed when its statement returns.
+        c.execute("INSERT INTO public.s SELECT i, oas.oas_hash_put(decode(repeat(md5(%s || i), 64), 'hex'),"
+                  " 's3', 'public') FROM generate_series(1, 40) i", [os.urandom(8).hex()])
+        with c.transaction():
+            c.execute("SET LOCAL oas.upload_part_size = '5MB'")
+            c.execute("INSERT INTO public.s VALUES (0, oas.oas_hash_put(%s, 's3', 'public'))",
+                      [os.urandom(11 << 20)])
         # A crash right after COMMIT returned: no shutdown checkpoint, recovery from the WAL.
-    _pg("pg_ctl", "-D", str(data), "-w", "-m", "immediate", "stop", check=True, capture_output=True)
-    _pg("pg_ctl", "-D", str(data), "-w", "-l", str(data.parent / "server.log"), "start",
-        check=True, capture_output=True)
-    with psycopg.connect(**dsn, autocommit=True) as c:
+    crash_cluster.crash()
+    with crash_cluster.connect() as c:
         c.execute("COMMIT PREPARED 'dur'")
         assert c.execute("SELECT count(*) FROM public.t").fetchone()[0] == 401
+        assert c.execute("SELECT count(*) FROM public.s").fetchone()[0] == 41
         assert c.execute("SELECT * FROM oas.oas_verify()").fetchall() == []

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::client::{HttpError, HttpErrorKind};
+use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::signer::Signer;
@@ -63,14 +64,22 @@ impl ClientSettings {
     }
 }
 
-/// What a protocol builder returns: the raw client (not yet rooted at the location) and the same
-/// client as a URL signer, where the protocol has one.
-type RawClient = (Arc<dyn ObjectStore>, Option<Arc<dyn Signer>>);
+/// A client's uploads in parts by id (object_store's `MultipartStore`; every cloud client has them).
+pub trait PartsStore: MultipartStore + std::fmt::Debug {}
+impl<T: MultipartStore + std::fmt::Debug> PartsStore for T {}
 
-/// Both views of one cloud client.
-fn signing_client<C: ObjectStore + Signer>(client: C) -> RawClient {
+/// What a protocol builder returns: the raw client (not yet rooted at the location), the same
+/// client as a URL signer and as uploads in parts by id, where the protocol has them.
+type RawClient = (
+    Arc<dyn ObjectStore>,
+    Option<Arc<dyn Signer>>,
+    Option<Arc<dyn PartsStore>>,
+);
+
+/// Every view of one cloud client.
+fn signing_client<C: ObjectStore + Signer + MultipartStore>(client: C) -> RawClient {
     let client = Arc::new(client);
-    (client.clone(), Some(client))
+    (client.clone(), Some(client.clone()), Some(client))
 }
 
 /// A configured store: its name, its spec and a client rooted at its location.
@@ -82,6 +91,9 @@ pub struct Store {
     /// The raw client as a URL signer (S3, GCS, Azure). Not rooted at the location: it signs
     /// full keys, see [`Store::full_key`].
     signer: Option<Arc<dyn Signer>>,
+    /// The raw client's uploads in parts by id (S3, GCS, Azure), so that an upload can be
+    /// recorded and aborted later (see [`crate::gc::uploads`]). Not rooted: use full keys.
+    multipart: Option<Arc<dyn PartsStore>>,
     /// `file` stores that fsync: the same directory through a client that does not. Batches of
     /// renames use it and then fsync each directory they touched once, instead of two directory
     /// fsyncs per rename (see [`crate::gc::move_objects`]).
@@ -96,7 +108,7 @@ impl Store {
     /// Build a client for `spec`. No request is sent; a wrong endpoint or credential shows on first use.
     pub fn build(name: &str, spec: StoreSpec, settings: &ClientSettings) -> Result<Self, OasError> {
         let masker = Masker::new(spec.secret_values());
-        let (raw, signer) = match spec.protocol {
+        let (raw, signer, multipart) = match spec.protocol {
             Protocol::File => return local::build(name, spec, settings, masker),
             Protocol::S3 => aws::build(&spec, settings),
             Protocol::Gcs => gcs::build(&spec, settings),
@@ -116,6 +128,7 @@ impl Store {
             spec,
             client,
             signer,
+            multipart,
             unsynced: None,
             deferring: None,
             masker,
@@ -135,6 +148,7 @@ impl Store {
                 spec: spec.clone(),
                 client: raw,
                 signer: None,
+                multipart: None,
                 unsynced: None,
                 deferring: None,
                 masker: masker.clone(),
@@ -145,6 +159,7 @@ impl Store {
             spec,
             client,
             signer: None,
+            multipart: None,
             unsynced,
             deferring,
             masker,
@@ -175,6 +190,12 @@ impl Store {
 
     pub fn client(&self) -> &Arc<dyn ObjectStore> {
         &self.client
+    }
+
+    /// The client's uploads in parts by id; `None` for `file` stores. It is not rooted at the
+    /// location: name objects by [`Store::full_key`].
+    pub fn multipart(&self) -> Option<&Arc<dyn PartsStore>> {
+        self.multipart.as_ref()
     }
 
     /// The client as a URL signer; `None` for `file` stores. It is not rooted at the location:
@@ -290,9 +311,17 @@ impl Store {
 
 #[cfg(test)]
 impl Store {
-    /// This store with another client (tests put a client that fails or counts in front).
+    /// This store with another client (tests put a client that fails or counts in front), and
+    /// no uploads in parts by id (see [`Store::with_multipart`]).
     pub(crate) fn replacing_client(mut self, client: Arc<dyn ObjectStore>) -> Self {
         self.client = client;
+        self.multipart = None;
+        self
+    }
+
+    /// This store with uploads in parts by id through `parts` (tests: an in-memory store).
+    pub(crate) fn with_multipart(mut self, parts: Arc<dyn PartsStore>) -> Self {
+        self.multipart = Some(parts);
         self
     }
 }

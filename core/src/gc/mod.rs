@@ -10,6 +10,7 @@
 //! | [`objects`] | list, move, delete and restore objects; folder syncs |
 //! | [`pitr`] | trash retention against the backup window (point-in-time recovery) |
 //! | [`report`] | what a run reports per store |
+//! | [`uploads`] | records of uploads in parts, aborting those a crash left |
 
 pub mod objects;
 pub mod pitr;
@@ -17,6 +18,7 @@ pub mod place;
 pub mod refset;
 pub mod report;
 pub mod section;
+pub mod uploads;
 
 pub use objects::{
     delete_object, exists, list, move_object, move_objects, restore_from_trash, FolderSyncs,
@@ -42,6 +44,18 @@ pub fn trash_key(path: &str) -> String {
     format!("{TRASH_PREFIX}{path}")
 }
 
+/// Which of the listed paths (with modification times, in seconds since the epoch) were modified
+/// before `horizon`: in `_oas/staging/` and `_oas/uploads/`, what writers that died left (the
+/// collector's horizon is now less grace, and before every running transaction; a living
+/// writer's file is newer, so an upload in parts must finish within grace).
+pub fn older_than(listed: impl IntoIterator<Item = (String, f64)>, horizon: f64) -> Vec<String> {
+    listed
+        .into_iter()
+        .filter(|(_, mtime)| *mtime < horizon)
+        .map(|(p, _)| p)
+        .collect()
+}
+
 /// The object path a trash key came from, if it is one.
 pub fn untrash_key(key: &str) -> Option<&str> {
     key.strip_prefix(TRASH_PREFIX).filter(|p| !p.is_empty())
@@ -49,6 +63,16 @@ pub fn untrash_key(key: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_what_is_older_than_the_horizon_was_left_behind() {
+        let listed = vec![
+            ("_oas/uploads/old.json".to_string(), 10.0),
+            ("_oas/uploads/new.json".to_string(), 30.0),
+            ("_oas/staging/edge".to_string(), 20.0),
+        ];
+        assert_eq!(older_than(listed, 20.0), vec!["_oas/uploads/old.json"]);
+    }
 
     #[test]
     fn trash_keys() {

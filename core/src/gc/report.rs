@@ -21,7 +21,10 @@ pub struct Report {
     pub restored: i64,
     pub purged: i64,
     pub purged_bytes: i64,
+    /// Staging files and abandoned uploads in parts removed (or, in a dry run, to remove).
     pub staging_removed: i64,
+    /// Of those, uploads in parts aborted (see [`super::uploads`]).
+    pub uploads_aborted: i64,
     pub skipped: i64,
     pub errors: Vec<String>,
     /// Nothing may be deleted in this store in this run.
@@ -59,7 +62,8 @@ impl Report {
             "orphaned": self.orphaned, "orphaned_bytes": self.orphaned_bytes, "waiting": self.waiting,
             "trashed": self.trashed, "trashed_bytes": self.trashed_bytes, "restored": self.restored,
             "purged": self.purged, "purged_bytes": self.purged_bytes,
-            "staging_removed": self.staging_removed, "skipped": self.skipped, "errors": self.errors,
+            "staging_removed": self.staging_removed, "uploads_aborted": self.uploads_aborted,
+            "skipped": self.skipped, "errors": self.errors,
         })
     }
 }
@@ -87,7 +91,7 @@ mod tests {
         r.trashed = 3;
         let j = r.to_json();
         assert_eq!(j["trashed"], 3);
-        assert_eq!(j.as_object().unwrap().len(), 15);
+        assert_eq!(j.as_object().unwrap().len(), 16);
         assert!(j.get("store").is_none());
     }
 }

@@ -7,18 +7,30 @@
 //! room for the next one, so at most `in_flight` parts (and the one being filled) are in memory,
 //! however large the value. The handle keeps the upload until it is finished or aborted, so a
 //! failed or cancelled upload is aborted rather than dropped (see [`PartUpload::abandon`]).
+//!
+//! A crash cannot abort anything: so each upload to a cloud store is started by id and recorded
+//! in the store before its first part, and the record is removed when the upload is finished or
+//! aborted. The collector aborts the uploads of records a dead writer left
+//! ([`crate::gc::uploads`]).
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use object_store::{MultipartUpload, ObjectStoreExt, PutPayload, UploadPart};
+use object_store::multipart::PartId;
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    MultipartId, MultipartUpload, ObjectStoreExt, PutPayload, PutResult, UploadPart,
+};
 
-use crate::backend::Store;
+use crate::backend::{PartsStore, Store};
 use crate::error::OasError;
+use crate::gc::uploads::{self, UploadRecord};
 use crate::reference::HashRef;
 
 use super::existing_size;
@@ -74,6 +86,8 @@ pub struct PartUpload {
     store: Store,
     path: String,
     upload: Box<dyn MultipartUpload>,
+    /// Where the upload is recorded (cloud stores), until it is finished or aborted.
+    record: Option<String>,
     plan: PartPlan,
     /// The part being filled, when writes do not end on a part boundary.
     buffer: Vec<u8>,
@@ -94,17 +108,38 @@ impl std::fmt::Debug for PartUpload {
 
 impl PartUpload {
     /// Start an upload to `path` of `store`. Nothing is visible at `path` until [`Self::finish`].
+    /// On a cloud store the upload is recorded before this returns (see the module's doc).
     pub async fn start(store: &Store, path: &str, plan: PartPlan) -> Result<Self, OasError> {
         let key = store.key(path)?;
-        let upload = store
-            .client()
-            .put_multipart(&key)
-            .await
-            .map_err(|e| store.error(e, "start upload", path))?;
+        let failed = |e| store.error(e, "start upload", path);
+        let (upload, record): (Box<dyn MultipartUpload>, _) = match store.multipart() {
+            Some(parts) => {
+                let full = store.full_key(&key);
+                let id = parts.create_multipart(&full).await.map_err(failed)?;
+                let at = uploads::record_path();
+                let record = UploadRecord {
+                    path: path.to_string(),
+                    upload_id: id.clone(),
+                };
+                if let Err(e) = uploads::write_record(store, &at, &record).await {
+                    let abort = parts.abort_multipart(&full, &id);
+                    let _ = tokio::time::timeout(ABORT_WAIT, abort).await;
+                    return Err(e);
+                }
+                (Box::new(ById::new(parts.clone(), full, id)), Some(at))
+            }
+            // A file store's upload is a temporary file beside the path, which the collector
+            // finds by its name when a crash leaves it.
+            None => (
+                store.client().put_multipart(&key).await.map_err(failed)?,
+                None,
+            ),
+        };
         Ok(PartUpload {
             store: store.clone(),
             path: path.to_string(),
             upload,
+            record,
             plan,
             buffer: Vec::new(),
             in_flight: FuturesUnordered::new(),
@@ -146,8 +181,17 @@ impl PartUpload {
         self.upload
             .complete()
             .await
-            .map(|_| ())
-            .map_err(|e| self.store.error(e, "finish upload", &self.path))
+            .map_err(|e| self.store.error(e, "finish upload", &self.path))?;
+        self.forget_record().await;
+        Ok(())
+    }
+
+    /// The upload is over: remove its record. A record left behind (this failed) only costs the
+    /// collector an abort that changes nothing.
+    async fn forget_record(&mut self) {
+        if let Some(at) = self.record.take() {
+            let _ = crate::gc::delete_object(&self.store, &at).await;
+        }
     }
 
     /// Stop sending and abort the upload: the store drops the parts it has (as far as it
@@ -158,7 +202,9 @@ impl PartUpload {
         self.upload
             .abort()
             .await
-            .map_err(|e| self.store.error(e, "abort upload", &self.path))
+            .map_err(|e| self.store.error(e, "abort upload", &self.path))?;
+        self.forget_record().await;
+        Ok(())
     }
 
     /// The upload failed or was cancelled: abort it, waiting at most [`ABORT_WAIT`]. A failed
@@ -221,6 +267,73 @@ impl PartUpload {
 
     fn part_done(&self, done: object_store::Result<()>) -> Result<(), OasError> {
         done.map_err(|e| self.store.error(e, "upload part", &self.path))
+    }
+}
+
+/// An upload in parts driven by its id (object_store's `MultipartStore`), so that the id can be
+/// recorded: the parts' ids are kept in order for completing it.
+#[derive(Debug)]
+struct ById {
+    parts: Arc<dyn PartsStore>,
+    key: ObjectPath,
+    id: MultipartId,
+    done: Arc<Mutex<Vec<Option<PartId>>>>,
+    next: usize,
+}
+
+impl ById {
+    fn new(parts: Arc<dyn PartsStore>, key: ObjectPath, id: MultipartId) -> Self {
+        ById {
+            parts,
+            key,
+            id,
+            done: Arc::default(),
+            next: 0,
+        }
+    }
+}
+
+#[async_trait]
+impl MultipartUpload for ById {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        let idx = self.next;
+        self.next += 1;
+        let (parts, key, id, done) = (
+            self.parts.clone(),
+            self.key.clone(),
+            self.id.clone(),
+            self.done.clone(),
+        );
+        Box::pin(async move {
+            let part = parts.put_part(&key, &id, idx, data).await?;
+            let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
+            if done.len() <= idx {
+                done.resize(idx + 1, None);
+            }
+            done[idx] = Some(part);
+            Ok(())
+        })
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        let parts = self
+            .done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| object_store::Error::Generic {
+                store: "upload in parts",
+                source: "a part was not stored".into(),
+            })?;
+        self.parts
+            .complete_multipart(&self.key, &self.id, parts)
+            .await
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.parts.abort_multipart(&self.key, &self.id).await
     }
 }
 
@@ -305,6 +418,7 @@ mod tests {
     use async_trait::async_trait;
     use futures::stream::BoxStream;
     use object_store::memory::InMemory;
+    use object_store::multipart::MultipartStore;
     use object_store::path::Path;
     use object_store::{
         CopyOptions, GetOptions, GetResult, ListResult, ObjectMeta, ObjectStore,
@@ -550,6 +664,92 @@ mod tests {
         assert_eq!(probe.parts.load(SeqCst), 5);
         assert_eq!(probe.most_in_flight.load(SeqCst), PLAN.in_flight);
         assert_eq!(probe.ends(), (1, 0));
+    }
+
+    /// A cloud store whose uploads in parts go by id to an in-memory store (rooted at `loc`).
+    fn recording_store(mem: &Arc<InMemory>) -> Store {
+        let (store, _) = probed_store(Probe::default());
+        store
+            .replacing_client(Arc::new(object_store::prefix::PrefixStore::new(
+                mem.clone(),
+                "loc",
+            )))
+            .with_multipart(mem.clone())
+    }
+
+    async fn records(store: &Store) -> Vec<String> {
+        crate::gc::list(store, uploads::UPLOADS_PREFIX)
+            .map(|m| m.unwrap().location.to_string())
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn uploads_are_recorded_until_they_end_and_a_dead_writers_is_aborted() {
+        let mem = Arc::new(InMemory::new());
+        let store = recording_store(&mem);
+        let plan = PartPlan::new(0, 2);
+        let data = vec![7u8; PartPlan::MIN_SIZE + 10];
+        // Finished: the object is there, its record gone.
+        let mut up = PartUpload::start(&store, "s/a.bin", plan).await.unwrap();
+        assert_eq!(records(&store).await.len(), 1);
+        up.write(&data).await.unwrap();
+        up.finish().await.unwrap();
+        assert!(records(&store).await.is_empty());
+        let got = store.client().get(&store.key("s/a.bin").unwrap()).await;
+        assert_eq!(got.unwrap().bytes().await.unwrap().len(), data.len());
+        // Aborted: no record either.
+        let mut up = PartUpload::start(&store, "s/b.bin", plan).await.unwrap();
+        up.write(&data).await.unwrap();
+        up.abort().await.unwrap();
+        assert!(records(&store).await.is_empty());
+        // A writer that dies after a part: its record stays, and names the upload, which the
+        // collector aborts by its id before removing the record.
+        let mut up = PartUpload::start(&store, "s/c.bin", plan).await.unwrap();
+        up.write(&data).await.unwrap();
+        up.drain(0).await.unwrap();
+        std::mem::forget(up); // a crash: nothing runs
+        let left = records(&store).await;
+        assert_eq!(left.len(), 1);
+        let bytes = store.client().get(&store.key(&left[0]).unwrap()).await;
+        let record = UploadRecord::parse(&bytes.unwrap().bytes().await.unwrap()).unwrap();
+        assert_eq!(record.path, "s/c.bin");
+        assert!(uploads::abort_recorded(&store, &left[0]).await.unwrap());
+        assert!(records(&store).await.is_empty());
+        let full = store.full_key(&store.key("s/c.bin").unwrap());
+        assert!(mem
+            .complete_multipart(&full, &record.upload_id, vec![])
+            .await
+            .is_err());
+        assert!(!uploads::abort_recorded(&store, &left[0]).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_file_stores_upload_left_by_a_crash_is_found_once_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::test_support::local_store(dir.path(), json!({}));
+        let mut up = PartUpload::start(&store, "s/t/v.bin", PartPlan::new(0, 1))
+            .await
+            .unwrap();
+        up.write(&vec![1u8; PartPlan::MIN_SIZE]).await.unwrap();
+        up.drain(0).await.unwrap();
+        std::mem::forget(up); // a crash: the temporary file stays
+        assert!(records(&store).await.is_empty());
+        // Newer than the horizon (a writer may be at work): not found.
+        assert!(uploads::local_temp_files(&store, "s", 0.0)
+            .unwrap()
+            .is_empty());
+        let found = uploads::local_temp_files(&store, "s/", f64::MAX).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, "s/t/v.bin");
+        uploads::remove_local_temp(&store, &found[0].0, &found[0].1).unwrap();
+        uploads::remove_local_temp(&store, &found[0].0, &found[0].1).unwrap();
+        assert!(uploads::local_temp_files(&store, "", f64::MAX)
+            .unwrap()
+            .is_empty());
+        assert!(uploads::local_temp_files(&store, "missing", f64::MAX)
+            .unwrap()
+            .is_empty());
     }
 
     #[tokio::test]

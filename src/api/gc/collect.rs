@@ -1,12 +1,14 @@
 //! One store's run, and its last phase: move the candidates that are past the grace period and
 //! older than every running transaction, whose lock stripes are free and which the ledger shows
-//! no new reference to, to trash; then sweep abandoned staging files.
+//! no new reference to, to trash; then sweep abandoned staging files and abort the uploads in
+//! parts that writers who died left recorded.
 
 use std::collections::HashSet;
 
 use oas_core::backend::Store;
 use oas_core::gc::{
-    self, owner_path, reference_paths, trash_key, FolderSyncs, RefSet, Report, STAGING_PREFIX,
+    self, owner_path, reference_paths, trash_key, uploads, FolderSyncs, Layout, RefSet, Report,
+    Sighting, STAGING_PREFIX,
 };
 use oas_core::OasError;
 use pgrx::prelude::*;
@@ -57,6 +59,8 @@ pub(super) fn collect_store(
     let horizon = gc_horizon(grace)?;
     list_sections(r, &store, refs, &known, dry_run, horizon)?;
     sweep_staging(r, &store, dry_run, horizon)?;
+    sweep_local_temp(r, &store, &known, dry_run, horizon)?;
+    abort_abandoned_uploads(r, &store, dry_run, horizon)?;
     if !dry_run && !r.refuse {
         Spi::run_with_args(
             "DELETE FROM oas.gc_candidate WHERE store = $1 AND last_seen < now()",
@@ -313,6 +317,24 @@ fn move_batch(
     Ok(n)
 }
 
+/// What lies under `prefix` (of `_oas/`) modified before `horizon`: left by writers that died.
+fn left_behind(
+    r: &mut Report,
+    store: &Store,
+    prefix: &str,
+    horizon: f64,
+) -> Result<Vec<String>, OasError> {
+    let mut old: Vec<String> = Vec::new();
+    walk(r, store, prefix, |_, chunk| {
+        old.extend(gc::older_than(
+            chunk.into_iter().map(|o| (o.path, o.mtime)),
+            horizon,
+        ));
+        Ok(())
+    })?;
+    Ok(old)
+}
+
 /// Staging files are never referenced; one older than every running transaction and the grace
 /// period belongs to a put that crashed.
 fn sweep_staging(
@@ -321,16 +343,7 @@ fn sweep_staging(
     dry_run: bool,
     horizon: f64,
 ) -> Result<(), OasError> {
-    let mut old: Vec<String> = Vec::new();
-    walk(r, store, STAGING_PREFIX, |_, chunk| {
-        old.extend(
-            chunk
-                .into_iter()
-                .filter(|o| o.mtime < horizon)
-                .map(|o| o.path),
-        );
-        Ok(())
-    })?;
+    let old = left_behind(r, store, STAGING_PREFIX, horizon)?;
     r.staging_removed = old.len() as i64;
     if dry_run || r.refuse {
         return Ok(());
@@ -338,6 +351,69 @@ fn sweep_staging(
     for p in old {
         if let Err(e) = block_on(gc::delete_object(store, &p)) {
             r.errors.push(e.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// Uploads in parts are recorded while they run ([`uploads`]); a record older than every running
+/// transaction and the grace period belongs to a writer that died: its upload is aborted and the
+/// record removed. Counted in `staging_removed` (and alone as `uploads_aborted`).
+fn abort_abandoned_uploads(
+    r: &mut Report,
+    store: &Store,
+    dry_run: bool,
+    horizon: f64,
+) -> Result<(), OasError> {
+    let old = left_behind(r, store, uploads::UPLOADS_PREFIX, horizon)?;
+    r.uploads_aborted = old.len() as i64;
+    r.staging_removed += r.uploads_aborted;
+    if dry_run || r.refuse {
+        return Ok(());
+    }
+    for p in old {
+        if let Err(e) = block_on(uploads::abort_recorded(store, &p)) {
+            r.note(e.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// A `file` store's temporary files (`{path}#{digits}`, hidden from listings) of objects in the
+/// sections this run lists, older than every running transaction and the grace period: writes a
+/// crash cut short. Counted in `staging_removed`.
+fn sweep_local_temp(
+    r: &mut Report,
+    store: &Store,
+    known: &HashSet<String>,
+    dry_run: bool,
+    horizon: f64,
+) -> Result<(), OasError> {
+    if store.local_root().is_none() {
+        return Ok(());
+    }
+    let layout = Layout::new(&store.spec);
+    let mut schemas: Vec<&str> = known.iter().map(String::as_str).collect();
+    schemas.sort();
+    for (prefix, sections) in layout.listings(&schemas).0 {
+        let found = match uploads::local_temp_files(store, &prefix, horizon) {
+            Ok(f) => f,
+            Err(e) => {
+                r.note(e.to_string());
+                continue;
+            }
+        };
+        for (object, file) in found {
+            let ours = layout.sight(&sections, &object, |s| known.contains(s));
+            if !matches!(ours, Sighting::Managed(_)) {
+                continue;
+            }
+            r.staging_removed += 1;
+            if !dry_run && !r.refuse {
+                if let Err(e) = uploads::remove_local_temp(store, &object, &file) {
+                    r.note(e.to_string());
+                }
+            }
         }
     }
     Ok(())
