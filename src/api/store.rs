@@ -9,7 +9,7 @@ use pgrx::JsonB;
 use serde_json::Value;
 
 use crate::catalog;
-use crate::error::{raise, OrRaise};
+use crate::error::{raise, OrRaise, SpiOk};
 use crate::privilege::{as_owner, current_user_name, require_store_admin};
 use crate::runtime::block_on;
 
@@ -340,17 +340,7 @@ fn oas_store_revoke(store: &str, privilege: &str, role: &str) -> bool {
 #[pg_extern(volatile, strict, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn oas_store_require_references(store: &str, required: bool) -> bool {
-    let name = catalog::store_row_unchecked(Some(store)).or_raise().name;
-    require_store_grant_admin(&name).or_raise();
-    as_owner(|| {
-        Spi::run_with_args(
-            "UPDATE oas.store s SET require_references = $2, updated_at = pg_catalog.now()
-              WHERE s.name OPERATOR(pg_catalog.=) $1",
-            &[name.as_str().into(), required.into()],
-        )
-        .or_raise()
-    });
-    required
+    switch_flag(store, StoreFlag::RequireReferences, required).or_raise()
 }
 
 /// Mark `store` read-only (an archive) or writable again. A read-only store refuses every write
@@ -360,18 +350,35 @@ fn oas_store_require_references(store: &str, required: bool) -> bool {
 #[pg_extern(volatile, strict, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn oas_store_read_only(store: &str, read_only: bool) -> bool {
-    let name = catalog::store_row_unchecked(Some(store)).or_raise().name;
-    require_store_grant_admin(&name).or_raise();
+    switch_flag(store, StoreFlag::ReadOnly, read_only).or_raise()
+}
+
+/// A switch of a store's catalog row that store admins turn (`oas.store`'s boolean columns).
+enum StoreFlag {
+    RequireReferences,
+    ReadOnly,
+}
+
+/// Set `flag` of `store` to `on`, for superusers, `oas_admin` and roles with admin on the store.
+/// Every use reads the store's row afresh (catalog::read_row): no cache to invalidate.
+fn switch_flag(store: &str, flag: StoreFlag, on: bool) -> Result<bool, OasError> {
+    let name = catalog::store_row_unchecked(Some(store))?.name;
+    require_store_grant_admin(&name)?;
+    let column = match flag {
+        StoreFlag::RequireReferences => "require_references",
+        StoreFlag::ReadOnly => "read_only",
+    };
     as_owner(|| {
-        // Every write reads the store's row afresh (catalog::read_row): no cache to invalidate.
         Spi::run_with_args(
-            "UPDATE oas.store s SET read_only = $2, updated_at = pg_catalog.now()
-              WHERE s.name OPERATOR(pg_catalog.=) $1",
-            &[name.as_str().into(), read_only.into()],
+            &format!(
+                "UPDATE oas.store s SET {column} = $2, updated_at = pg_catalog.now()
+                  WHERE s.name OPERATOR(pg_catalog.=) $1"
+            ),
+            &[name.as_str().into(), on.into()],
         )
-        .or_raise()
-    });
-    read_only
+        .spi()
+    })?;
+    Ok(on)
 }
 
 /// Make `name` the default store (DataJoint's `stores.default`).
