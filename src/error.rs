@@ -8,7 +8,7 @@
 //! | store exists already | 42710 duplicate_object |
 //! | no default store; catalog older than the library (collector) | 55000 object_not_in_prerequisite_state |
 //! | not allowed (catalog), store refused the operation | 42501 insufficient_privilege |
-//! | a write on a hot standby or in a read-only transaction | 25006 read_only_sql_transaction |
+//! | a write on a hot standby, in a read-only transaction or into a read-only store | 25006 read_only_sql_transaction |
 //! | store rejected the credentials | 28000 invalid_authorization_specification |
 //! | object missing | 58P01 undefined_file |
 //! | size or hash mismatch | XX001 data_corrupted |

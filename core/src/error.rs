@@ -67,8 +67,8 @@ pub enum OasError {
         hint: Option<String>,
     },
 
-    /// Writing objects (or changing stores, or collecting) in a transaction that may not write:
-    /// on a hot standby, or a read-only transaction.
+    /// Writing objects (or changing stores, or collecting) where nothing may be written: on a hot
+    /// standby, in a read-only transaction, or into a read-only store.
     #[error("{message}")]
     ReadOnly {
         message: String,

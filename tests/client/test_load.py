@@ -15,6 +15,7 @@ from conftest import PORT, ROOT, connect, new_database, s3_spec, unique
 
 sys.path.insert(0, str(ROOT / "bench"))
 import load  # noqa: E402
+from common import store_specs  # noqa: E402
 
 
 @pytest.fixture
@@ -47,7 +48,6 @@ def test_short_load_leaves_rows_ledger_and_store_in_agreement(load_db, s3fs_clie
     # is reported (and the run would exit non-zero).
     s3fs_client.pipe(f"{where}/not-ours/stray.bin", b"stray")
     with connect(name) as c:
-        spec = dict(c.execute("SELECT spec || (SELECT secrets FROM oas.store_secret WHERE store = 's3') "
-                              "FROM oas.store WHERE name = 's3'").fetchone()[0])
+        spec = store_specs(c)["s3"]
     problems, _ = load.check_integrity(argparse.Namespace(dsn=dsn), spec)
     assert any("1 unreferenced" in p for p in problems), problems

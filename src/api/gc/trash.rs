@@ -45,10 +45,11 @@ pub(super) fn restore(run_id: i64, path: Option<&str>) -> Result<Vec<(String, St
     let mut done: Vec<(String, String)> = Vec::new();
     let (mut failed, mut first_error, mut stopped) = (0usize, None::<OasError>, false);
     for name in stores {
-        if catalog::store_row_unchecked(Some(&name))?.read_only {
+        let row = catalog::store_row_unchecked(Some(&name))?;
+        if row.read_only {
             return Err(catalog::read_only_store(&name));
         }
-        let store = catalog::store_unchecked(Some(&name))?;
+        let store = catalog::store_for(&row)?;
         lock_run(&name)?;
         let mut last = String::new();
         let mut syncs = FolderSyncs::default();
