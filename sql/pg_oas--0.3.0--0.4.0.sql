@@ -1124,5 +1124,14 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'oas_store_read_only_wrapper';
 
+-- Copying a reference's objects into another store, for moves between tiers (src/api/copy.rs).
+CREATE FUNCTION oas."_copy_to_store"(
+	"reference" jsonb, /* JsonB */
+	"store" TEXT /* & str */
+) RETURNS jsonb /* JsonB */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'copy_to_store_wrapper';
+
 -- Last, as in a fresh install: every function made from Rust gets its doc comment.
 SELECT oas._comment_functions();

@@ -263,6 +263,15 @@ pub fn filepath_store_to_write(name: Option<&str>) -> Result<Arc<Store>, OasErro
 pub fn store_to_read(name: Option<&str>, path: &str) -> Result<(StoreRow, Arc<Store>), OasError> {
     // This backend's uploads in flight first: a statement reads what it wrote.
     crate::write_behind::flush()?;
+    store_to_read_now(name, path)
+}
+
+/// [`store_to_read`] without waiting for this backend's uploads in flight: for a caller that
+/// waits only for the object it reads ([`crate::write_behind::flush_object`]).
+pub fn store_to_read_now(
+    name: Option<&str>,
+    path: &str,
+) -> Result<(StoreRow, Arc<Store>), OasError> {
     let row = store_row_to(Access::Read, name)?;
     let store = store_for(&row)?;
     crate::capability::require_referenced(&row, &store, path)?;

@@ -158,6 +158,16 @@ pub fn flush() -> Result<(), OasError> {
     Ok(())
 }
 
+/// Wait while an upload of `path` of store `store` is in flight: [`flush`] for one object, so a
+/// copy of an object this statement wrote reads it whole without waiting for every other upload.
+pub fn flush_object(store: &str, path: &str) -> Result<(), OasError> {
+    let key = (store.to_string(), path.to_string());
+    while QUEUE.with_borrow(|q| q.paths.contains_key(&key)) {
+        wait_for_one()?;
+    }
+    Ok(())
+}
+
 /// Wait until one upload has ended and settle it.
 fn wait_for_one() -> Result<(), OasError> {
     // The queue stays borrowed while the runtime runs: nothing the uploads do touches it.

@@ -27,6 +27,7 @@ pub(crate) use returned_as;
 pub mod attach;
 pub mod blob;
 pub mod bytea;
+pub mod copy;
 pub mod filepath;
 pub mod gc;
 pub mod hash;

@@ -9,7 +9,9 @@
 //! | `spans.rs` | many ranges of one object, streamed to the caller chunk by chunk |
 //! | `verify.rs` | checking a reference's object, and the store probe of `oas_verify_store` |
 //! | `sync.rs` | durability at commit for `file` stores: what a transaction wrote, synced together |
+//! | `copy.rs` | copying a reference's objects into another store at the same path (moves between tiers) |
 
+mod copy;
 mod multipart;
 mod put;
 mod read;
@@ -17,6 +19,10 @@ mod spans;
 mod sync;
 mod verify;
 
+pub use copy::{
+    check_folder, copy_files, destination_reference, existing_acceptable, files_to_copy, CopyFile,
+    CopyPlan, Shape,
+};
 pub use multipart::{put_hash_in_parts, PartPlan, PartUpload};
 pub use put::{
     content_hash_yielding, discard, publish, put_hash, put_new, put_prepared, reference_for,

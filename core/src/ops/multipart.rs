@@ -234,7 +234,10 @@ impl PartUpload {
         self.abandon_on_error(finished).await
     }
 
-    async fn abandon_on_error<T>(&mut self, r: Result<T, OasError>) -> Result<T, OasError> {
+    pub(super) async fn abandon_on_error<T>(
+        &mut self,
+        r: Result<T, OasError>,
+    ) -> Result<T, OasError> {
         if r.is_err() {
             self.abandon().await;
         }
@@ -338,7 +341,7 @@ impl MultipartUpload for ById {
 }
 
 /// `fut`'s result, unless `cancel` completes first: then [`OasError::Cancelled`].
-async fn unless_cancelled<T>(
+pub(super) async fn unless_cancelled<T>(
     cancel: impl Future<Output = ()>,
     fut: impl Future<Output = Result<T, OasError>>,
 ) -> Result<T, OasError> {
