@@ -11,7 +11,8 @@
 
 use std::sync::Arc;
 
-use oas_core::ops::{copy_files, destination_reference, files_to_copy, CopyFile, CopyPlan};
+use oas_core::backend::Store;
+use oas_core::ops::{copy_files, destination_reference, files_to_copy, CopyPlan};
 use oas_core::OasError;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -55,25 +56,44 @@ fn copy(reference: &Value, to: &str) -> Result<Value, OasError> {
     // From here to the end of the transaction no collector moves the object at this path (in
     // either store), so a copy found at the destination cannot end in a dangling reference.
     super::locks::lock_for_reference(&plan.path)?;
-    let files = block_on(files_to_copy(&src, &plan))?;
-    start(src, dst.clone(), files)?;
-    Ok(destination_reference(reference, &dst.name))
+    let dst_name = dst.name.clone();
+    start(src, dst, plan)?;
+    Ok(destination_reference(reference, &dst_name))
 }
 
-/// Copy `files`: as an upload of the statement when each fits in one part and all fit in
-/// `oas.upload_memory`; otherwise now, in parts, cancellably (a cancel aborts the upload).
-/// Either way a `file` destination is written without fsync and synced before commit.
-fn start(
-    src: Arc<oas_core::backend::Store>,
-    dst: Arc<oas_core::backend::Store>,
-    files: Vec<CopyFile>,
-) -> Result<(), OasError> {
-    let plan = crate::guc::part_plan();
+/// Copy what `plan` names. A single object whose reference records a size of at most one part
+/// (`oas.upload_part_size`) is an upload of the statement ([`crate::write_behind`]): looked at,
+/// read whole and written while the statement goes on, so the rows of one UPDATE copy
+/// concurrently. Anything else (a larger object, an `<npy@>` file, a folder) is looked at now;
+/// it is an upload of the statement too if every file fits in one part and all in
+/// `oas.upload_memory`, otherwise it streams in parts before this returns, cancellably (a cancel
+/// aborts the upload). Either way a `file` destination is written without fsync and synced
+/// before commit.
+fn start(src: Arc<Store>, dst: Arc<Store>, plan: CopyPlan) -> Result<(), OasError> {
+    let part = crate::guc::part_plan();
+    let memory = crate::guc::upload_memory() as u64;
     let target = crate::durability::target(&dst);
+    if let Some(size) = plan
+        .recorded_size()
+        .filter(|&s| s <= part.size as u64 && s <= memory)
+    {
+        let upload = Upload {
+            store: dst,
+            paths: vec![plan.path.clone()],
+            bytes: size as usize,
+            restore: None,
+        };
+        // The source's size is checked against the reference before anything is read.
+        return submit(upload, async move {
+            let files = files_to_copy(&src, &plan).await?;
+            copy_files(src, target, files, part, futures::future::pending()).await
+        });
+    }
+    let files = block_on(files_to_copy(&src, &plan))?;
     let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
     let total: u64 = files.iter().map(|f| f.size).sum();
-    let small = files.iter().all(|f| f.size <= plan.size as u64);
-    if small && total <= crate::guc::upload_memory() as u64 && !paths.is_empty() {
+    let small = files.iter().all(|f| f.size <= part.size as u64);
+    if small && total <= memory && !paths.is_empty() {
         let upload = Upload {
             store: dst,
             paths,
@@ -82,10 +102,10 @@ fn start(
         };
         return submit(
             upload,
-            copy_files(src, target, files, plan, futures::future::pending()),
+            copy_files(src, target, files, part, futures::future::pending()),
         );
     }
-    block_on_watching(|cancel| copy_files(src, target, files, plan, cancel))?;
+    block_on_watching(|cancel| copy_files(src, target, files, part, cancel))?;
     paths
         .iter()
         .try_for_each(|p| crate::durability::written(&dst, p))

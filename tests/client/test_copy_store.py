@@ -161,6 +161,36 @@ def test_every_shape_copies_and_reads_back_identical(conn, stores, schema, src_k
 COLUMNS_INDEX = {c: i for i, c in enumerate(COLUMNS)}
 
 
+def test_many_rows_of_one_update_copy_concurrently(conn, stores, schema):
+    """Small objects are uploads of the statement: up to oas.uploads_in_flight at once. Timings
+    are printed, not asserted (a shared machine)."""
+    src, dst = stores.make("file"), stores.make("s3")
+    t = f"{schema}.many"
+    conn.execute(f"CREATE TABLE {t} (k int PRIMARY KEY, h jsonb)")
+    conn.execute("SELECT oas.oas_declare_column(%s, 'h', %s)", [t, f"hash@{src}"])
+    conn.execute(f"INSERT INTO {t} SELECT i, oas.oas_hash(convert_to(repeat(i::text, 20000), 'UTF8'))"
+                 " FROM generate_series(1, 60) i")
+    before = conn.execute(f"SELECT k, oas.oas_hash_get(h) FROM {t} ORDER BY k").fetchall()
+    times = {}
+    for in_flight in ("1", "16"):
+        conn.execute("SET oas.uploads_in_flight = " + in_flight)
+        started = time.monotonic()
+        conn.execute(f"UPDATE {t} SET h = oas._copy_to_store(h, %s)", [dst])
+        times[in_flight] = time.monotonic() - started
+        if in_flight == "1":
+            # Back (the source's objects are found and kept), and the next round copies anew.
+            conn.execute(f"UPDATE {t} SET h = oas._copy_to_store(h, %s)", [src])
+            assert len(stores.listing(dst)) == 60
+            for path in stores.listing(dst):
+                stores.s3.rm(f"{stores.locations[dst]}/{path}")
+    conn.execute("RESET oas.uploads_in_flight")
+    print(f"60 objects file -> SeaweedFS in one UPDATE: {times['1'] * 1e3:.0f} ms one at a time,"
+          f" {times['16'] * 1e3:.0f} ms with 16 in flight")
+    assert {r[0] for r in conn.execute(f"SELECT h->>'store' FROM {t}").fetchall()} == {dst}
+    assert conn.execute(f"SELECT k, oas.oas_hash_get(h) FROM {t} ORDER BY k").fetchall() == before
+    assert conn.execute("SELECT count(*) FROM oas.oas_verify(only_store => %s)", [dst]).fetchone()[0] == 0
+
+
 def test_filepath_values_and_unknown_shapes_are_refused(conn, stores):
     src, dst = stores.make("file"), stores.make("file")
     fp = {"path": "raw/session1.bin", "store": src, "size": 3, "is_dir": False, "timestamp": "2026-01-01T00:00:00"}

@@ -111,6 +111,16 @@ impl CopyPlan {
         })
     }
 
+    /// The size the reference records for its one file (hash-addressed objects, `<object@>`
+    /// files); `None` for `<npy@>` files and folders, whose sizes only the store knows.
+    pub fn recorded_size(&self) -> Option<u64> {
+        match self.shape {
+            Shape::Hash { size, .. } => Some(size),
+            Shape::File { size } => size,
+            Shape::Folder { .. } => None,
+        }
+    }
+
     /// The section the object lies in.
     pub fn section(&self) -> Section {
         match self.shape {
