@@ -222,6 +222,7 @@ STANDBY_REFUSED = [
     "SELECT oas.oas_upload_part('u-1', 'x'::bytea)",
     "SELECT oas.oas_upload_finish('u-1')",
     "SELECT oas.oas_filepath('raw/none.bin', 'file')",
+    "SELECT oas._copy_to_store((SELECT h FROM rep.t WHERE id = 1), 's3')",
     "SELECT * FROM oas.oas_store_verify('s3')",
     "SELECT * FROM oas.oas_store_verify('file')",
     "SELECT oas.oas_store_create('new', '{\"protocol\": \"file\", \"location\": \"/tmp\"}')",
