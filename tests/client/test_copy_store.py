@@ -268,6 +268,24 @@ def test_a_large_object_streams_with_little_memory_and_cancels(conn, stores, sch
     assert conn.execute(f"SELECT h FROM {t}").fetchone()[0] == ref
 
 
+@pytest.mark.parametrize("size", [5000, 9 << 20], ids=["small", "in-parts"])
+def test_a_file_destination_is_synced_before_commit(conn, stores, schema, size):
+    """As test_durability sees it: an object the copy wrote, removed before COMMIT, fails the
+    commit naming it (the commit syncs it), and the row keeps its old reference."""
+    src, dst = stores.make("s3"), stores.make("file")
+    t = f"{schema}.t"
+    conn.execute(f"CREATE TABLE {t} (k int PRIMARY KEY, h jsonb)")
+    conn.execute("SELECT oas.oas_declare_column(%s, 'h', %s)", [t, f"hash@{src}"])
+    ref = conn.execute(f"INSERT INTO {t} VALUES (1, oas.oas_hash(%s)) RETURNING h", [os.urandom(size)]).fetchone()[0]
+    conn.execute("BEGIN")
+    conn.execute(f"UPDATE {t} SET h = oas._copy_to_store(h, %s)", [dst])
+    (stores.locations[dst] / ref["path"]).unlink()
+    with pytest.raises(psycopg.errors.IoError) as e:
+        conn.execute("COMMIT")
+    assert ref["path"] in str(e.value) and "fsync" in str(e.value), str(e.value)
+    assert conn.execute(f"SELECT h FROM {t}").fetchone()[0] == ref
+
+
 def test_an_object_of_another_size_at_the_destination_is_an_error(conn, stores, schema):
     src, dst = stores.make("file"), stores.make("file")
     t = f"{schema}.t"
