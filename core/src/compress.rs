@@ -136,7 +136,8 @@ impl Inflater {
     pub fn feed(&mut self, chunk: &[u8], out: &mut [u8]) -> Result<(), String> {
         use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
         let mut input = InBuffer::around(chunk);
-        let more = |n: usize| format!("decompresses to more than the {n} bytes the reference records");
+        let more =
+            |n: usize| format!("decompresses to more than the {n} bytes the reference records");
         loop {
             if self.done {
                 return if input.pos() < chunk.len() {
@@ -219,6 +220,30 @@ impl Inflater {
     }
 }
 
+/// Compressed bytes fetched to read an object's first bytes: zstd's largest frame header and
+/// first block (128 KiB), which hold them.
+pub const HEAD_FETCH: u64 = (128 << 10) + 64;
+
+/// The uncompressed size a frame's header records (pg_oas always records it), from its first
+/// bytes (18 at most); `None` when they are not a frame header that records one.
+pub fn frame_content_size(head: &[u8]) -> Option<u64> {
+    zstd::zstd_safe::get_frame_content_size(head).ok().flatten()
+}
+
+/// The first `n` uncompressed bytes (fewer when the frame is shorter) of a frame whose first
+/// bytes (at least [`HEAD_FETCH`] of them, or all) are `prefix`, and the size its header records.
+pub fn decompress_head(prefix: &[u8], n: usize) -> Result<(Vec<u8>, u64), String> {
+    use std::io::Read;
+    let size =
+        frame_content_size(prefix).ok_or("not a zstd frame that records its size".to_string())?;
+    let want = n.min(usize::try_from(size).unwrap_or(usize::MAX));
+    let mut d = zstd::stream::read::Decoder::with_buffer(prefix).map_err(|e| e.to_string())?;
+    let mut out = vec![0u8; want];
+    d.read_exact(&mut out)
+        .map_err(|e| format!("not a valid zstd frame: {e}"))?;
+    Ok((out, size))
+}
+
 /// Decompress a whole frame into a buffer of `size` bytes (see [`Inflater`]).
 pub fn decompress(frame: &[u8], size: usize) -> Result<Vec<u8>, String> {
     let mut out = vec![0u8; size];
@@ -293,6 +318,20 @@ mod tests {
         let z = compress(&random, 19).unwrap();
         assert!(z.len() as u64 <= max_stored_size(random.len() as u64));
         assert_eq!(decompress(&z, random.len()).unwrap(), random);
+    }
+
+    #[test]
+    fn heads_and_sizes_from_the_first_bytes() {
+        let data = sample(1_000_000);
+        let z = compress(&data, 3).unwrap();
+        assert_eq!(frame_content_size(&z[..18]), Some(1_000_000));
+        assert_eq!(frame_content_size(&data[..18]), None);
+        let prefix = &z[..z.len().min(HEAD_FETCH as usize)];
+        let (head, size) = decompress_head(prefix, 20).unwrap();
+        assert_eq!((head.as_slice(), size), (&data[..20], 1_000_000));
+        let (head, size) = decompress_head(&compress(b"abc", 3).unwrap(), 20).unwrap();
+        assert_eq!((head.as_slice(), size), (&b"abc"[..], 3));
+        assert!(decompress_head(&data[..100], 20).is_err());
     }
 
     #[test]

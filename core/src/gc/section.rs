@@ -4,7 +4,6 @@
 
 use super::MANIFEST_SUFFIX;
 use crate::error::OasError;
-use crate::hash::is_content_hash;
 
 /// The two managed sections of a store. `<filepath@>` content is in neither and never listed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,9 +274,10 @@ pub fn require_read_back(
     ))
 }
 
-/// Is `key` named like a hash-addressed object (DataJoint only collects files named by a hash)?
+/// Is `key` named like a hash-addressed object (DataJoint only collects files named by a hash;
+/// pg_oas also by a hash followed by `.zst`, a compressed object, [`crate::compress`])?
 pub fn is_hash_object(key: &str) -> bool {
-    is_content_hash(key.rsplit('/').next().unwrap_or(key))
+    crate::compress::parse_object_name(key.rsplit('/').next().unwrap_or(key)).is_some()
 }
 
 /// The prefix to list for a section: `{prefix}/` (or the store root when `prefix` is empty)

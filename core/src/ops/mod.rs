@@ -3,6 +3,7 @@
 //!
 //! | file | what it holds |
 //! |---|---|
+//! | `compressed.rs` | objects of stores marked for compression: compressed puts, decompressed reads |
 //! | `put.rs` | hash-addressed puts (dedup, repair, staged publish) and new schema-addressed objects |
 //! | `multipart.rs` | uploads in parts: large hash-addressed puts to cloud stores, `oas_upload_*` |
 //! | `read.rs` | verified reads of hash-addressed objects, sizes, ranged reads, `.npy` headers |
@@ -10,6 +11,7 @@
 //! | `verify.rs` | checking a reference's object, and the store probe of `oas_verify_store` |
 //! | `sync.rs` | durability at commit for `file` stores: what a transaction wrote, synced together |
 
+mod compressed;
 mod multipart;
 mod put;
 mod read;
