@@ -93,6 +93,14 @@ pub fn marker_of(value: Option<&serde_json::Value>) -> Result<bool, OasError> {
     }
 }
 
+/// The refusal of `what` (a ranged read, a presigned URL) of the compressed object at `path`.
+pub fn unsupported(path: &str, what: &str) -> OasError {
+    OasError::Unsupported {
+        message: format!("\"{path}\" is stored zstd-compressed (a store marked with oas_store_compression): {what} of it is not supported"),
+        hint: Some("read it whole, decompressed: oas_hash_get, oas_blob_get or oas_attach_get (or oas_read from offset 0 for at least its size)".into()),
+    }
+}
+
 /// The largest a compressed object of `size` uncompressed bytes can be (zstd's compress bound,
 /// which one frame never exceeds). A larger object is refused before anything is read.
 pub fn max_stored_size(size: u64) -> u64 {
