@@ -7,17 +7,14 @@ Also: DataJoint's own blob compression rule (over 1000 bytes and smaller), byte 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import pathlib
-import shutil
 
 import numpy as np
 import psycopg
 import pytest
 
-from conftest import RUN_DIR, chown_postgres, connect, s3_spec, sql_error, unique
+from conftest import RUN_DIR, chown_postgres, connect, drop_test_store, s3_spec, sql_error, unique
 
 # Compressible, like a recording: a slow signal with a little noise, as int16.
 rng = np.random.default_rng(7)
@@ -78,20 +75,7 @@ def zs(request, db, servers, s3fs_client):
         try:
             yield Store(conn, name, schema, kind, loc, prefix, s3fs_client)
         finally:
-            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                conn.execute("ROLLBACK")
-            conn.execute("RESET ALL")
-            conn.execute("SELECT oas.oas_store_read_only(%s, false)", [name])
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
-            conn.execute("DELETE FROM oas.gc_candidate WHERE store = %s", [name])
-            conn.execute("DELETE FROM oas.gc_trash WHERE store = %s", [name])
-            with contextlib.suppress(psycopg.Error):
-                conn.execute("SELECT oas.oas_store_drop(%s)", [name])
-            if kind == "file":
-                shutil.rmtree(loc, ignore_errors=True)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    s3fs_client.rm(prefix, recursive=True)
+            drop_test_store(conn, name, schema, loc, s3fs_client, prefix)
 
 
 def test_the_method_is_checked_shown_and_kept(zs):
