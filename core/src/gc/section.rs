@@ -444,6 +444,9 @@ mod tests {
         assert_eq!(schema_of(Section::Hash, "_hash", "_hashx/lab"), None);
         assert!(is_hash_object(&format!("_hash/lab/ab/{H}")));
         assert!(!is_hash_object(&format!("_hash/lab/{H}.saving")));
+        // A compressed object (a store marked by oas_store_compression) is one too.
+        assert!(is_hash_object(&format!("_hash/lab/ab/{H}.zst")));
+        assert!(!is_hash_object(&format!("_hash/lab/{H}.zst.zst")));
         assert_eq!(section_prefix("_hash", Some("lab")), "_hash/lab/");
         assert_eq!(section_prefix("", Some("lab")), "lab/");
         assert_eq!(section_prefix("_hash", None), "_hash/");
@@ -536,7 +539,12 @@ mod tests {
             l.sight(&hash, &format!("lab/{H}"), known),
             Sighting::Managed(Section::Hash)
         );
+        assert_eq!(
+            l.sight(&hash, &format!("lab/{H}.zst"), known),
+            Sighting::Managed(Section::Hash)
+        );
         assert_eq!(l.sight(&hash, "lab/notes.txt", known), Sighting::Skip);
+        assert_eq!(l.sight(&hash, "lab/notes.zst", known), Sighting::Skip);
         assert_eq!(
             l.sight(&hash, &format!("files/{H}"), known),
             Sighting::Ignore
