@@ -248,6 +248,21 @@ def test_values_in_parts_to_a_cloud_store_are_compressed(zs):
     assert zs.put(data) == ref
 
 
+def test_uploads_in_parts_stay_uncompressed(zs):
+    """`oas_upload_*` writes <npy@> and <object@> values, which are never compressed."""
+    zs.compress("zstd")
+    c, t = zs.conn, f"{zs.schema}.t"
+    c.execute("BEGIN")
+    up = c.execute("SELECT oas.oas_upload_begin(%s, 'o', '{\"k\": 7}', '.bin')", [t]).fetchone()[0]
+    c.execute("SELECT oas.oas_upload_part(%s, %s)", [up, TRACE])
+    ref = c.execute("SELECT oas.oas_upload_finish(%s)", [up]).fetchone()[0]
+    c.execute(f"INSERT INTO {t} (k, o) VALUES (7, %s)", [json.dumps(ref)])
+    c.execute("COMMIT")
+    assert "compression" not in ref and ref["size"] == len(TRACE)
+    assert zs.raw(ref["path"]) == TRACE
+    assert bytes(c.execute(f"SELECT oas.oas_read(o, 10, 20) FROM {t} WHERE k = 7").fetchone()[0]) == TRACE[10:30]
+
+
 def test_a_datajoint_client_fails_loudly_on_a_compressed_reference(zs, dj_config, servers):
     """DataJoint 2.3.5 reads the path a reference names and checks the MD5 of what it read against
     the reference's hash: the `.zst` object's bytes fail that check, so every hash-addressed shape
