@@ -110,15 +110,39 @@ pub fn max_stored_size(size: u64) -> u64 {
     }
 }
 
-/// Compress `data` as one zstd frame at `level`, recording the content size and a checksum (so a
-/// damaged object fails to decompress even when reads do not check MD5). Single-threaded.
+/// Compress `data` as one zstd frame at `level` (see [`Deflater`]).
 pub fn compress(data: &[u8], level: i32) -> Result<Vec<u8>, OasError> {
-    use zstd::zstd_safe::CParameter;
-    let fail = |e: std::io::Error| OasError::Internal(format!("zstd compression failed: {e}"));
-    let mut c = zstd::bulk::Compressor::new(level).map_err(fail)?;
-    c.set_parameter(CParameter::ChecksumFlag(true))
-        .map_err(fail)?;
-    c.compress(data).map_err(fail)
+    let mut d = Deflater::new(level, data.len() as u64)?;
+    d.feed(data)?;
+    d.finish()
+}
+
+/// One zstd frame of `size` bytes fed piece by piece, recording the content size and a checksum
+/// (so a damaged object fails to decompress even when reads do not check MD5); single-threaded.
+/// Only the compressed bytes are held, and how the input is cut does not change them.
+pub struct Deflater(zstd::stream::write::Encoder<'static, Vec<u8>>);
+
+fn deflate_failed(e: std::io::Error) -> OasError {
+    OasError::Internal(format!("zstd compression failed: {e}"))
+}
+
+impl Deflater {
+    pub fn new(level: i32, size: u64) -> Result<Self, OasError> {
+        let mut e = zstd::stream::write::Encoder::new(Vec::new(), level).map_err(deflate_failed)?;
+        e.include_checksum(true).map_err(deflate_failed)?;
+        e.include_contentsize(true).map_err(deflate_failed)?;
+        e.set_pledged_src_size(Some(size)).map_err(deflate_failed)?;
+        Ok(Deflater(e))
+    }
+
+    pub fn feed(&mut self, data: &[u8]) -> Result<(), OasError> {
+        std::io::Write::write_all(&mut self.0, data).map_err(deflate_failed)
+    }
+
+    /// The frame; an error when the bytes fed were not the size given to [`Deflater::new`].
+    pub fn finish(self) -> Result<Vec<u8>, OasError> {
+        self.0.finish().map_err(deflate_failed)
+    }
 }
 
 /// A zstd frame decompressed piece by piece into a buffer of the declared size: the output can
@@ -340,6 +364,21 @@ mod tests {
         let (head, size) = decompress_head(&compress(b"abc", 3).unwrap(), 20).unwrap();
         assert_eq!((head.as_slice(), size), (&b"abc"[..], 3));
         assert!(decompress_head(&data[..100], 20).is_err());
+    }
+
+    #[test]
+    fn frames_do_not_depend_on_how_the_input_is_cut() {
+        let data = sample(700_000);
+        let whole = compress(&data, 3).unwrap();
+        let mut d = Deflater::new(3, data.len() as u64).unwrap();
+        for c in data.chunks(65_537) {
+            d.feed(c).unwrap();
+        }
+        assert_eq!(d.finish().unwrap(), whole);
+        // A size other than the one pledged is an error, not a frame that lies about its size.
+        let mut d = Deflater::new(3, 10).unwrap();
+        d.feed(b"too short").unwrap();
+        assert!(d.finish().is_err());
     }
 
     #[test]

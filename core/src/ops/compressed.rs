@@ -32,31 +32,48 @@ fn damaged(store: &Store, path: &str, reason: String) -> OasError {
     }
 }
 
-/// Compress `body` (read back and removed first when it was staged) and write it as the object
-/// at `key` with [`put_owned`]'s guarantees: an object of the compressed size already there is
-/// kept, one of another size replaced. Compression runs on the blocking pool.
+/// Compress `body` and write it as the object `reference` names (at `key`) with [`put_owned`]'s
+/// guarantees: an object of the compressed size already there is kept, one of another size
+/// replaced. An owned body is compressed on the blocking pool; a staged one (file stores) is read
+/// back piece by piece, so only its compressed bytes are held, and removed.
 pub(super) async fn publish(
     store: &Store,
     key: &ObjectPath,
-    path: &str,
+    reference: &HashRef,
     body: Body,
 ) -> Result<PutOutcome, OasError> {
-    let data = match body {
-        Body::Owned(data) => data,
+    let level = level(store);
+    let packed = match body {
+        Body::Owned(data) => tokio::task::spawn_blocking(move || compress::compress(&data, level))
+            .await
+            .map_err(|e| OasError::Internal(e.to_string()))??,
         Body::Staged(staging) => {
             let k = store.key(&staging)?;
-            let got = async { store.client().get(&k).await?.bytes().await }
-                .await
-                .map_err(|e| store.error(e, "get", &staging));
+            let packed = compress_object(store, &k, &staging, reference.size, level).await;
             let _ = store.client().delete(&k).await;
-            got?
+            packed?
         }
     };
-    let level = level(store);
-    let packed = tokio::task::spawn_blocking(move || compress::compress(&data, level))
-        .await
-        .map_err(|e| OasError::Internal(e.to_string()))??;
-    put_owned(store, key, path, packed.len() as u64, Bytes::from(packed)).await
+    let size = packed.len() as u64;
+    put_owned(store, key, &reference.path, size, Bytes::from(packed)).await
+}
+
+/// The object at `key` (`path`), of `size` bytes, compressed as it is read.
+async fn compress_object(
+    store: &Store,
+    key: &ObjectPath,
+    path: &str,
+    size: u64,
+    level: i32,
+) -> Result<Vec<u8>, OasError> {
+    let err = |e| store.error(e, "get", path);
+    let mut stream = store.client().get(key).await.map_err(err)?.into_stream();
+    let mut deflater = compress::Deflater::new(level, size)?;
+    while let Some(chunk) = stream.try_next().await.map_err(err)? {
+        deflater.feed(&chunk)?;
+        tokio::task::yield_now().await;
+    }
+    deflater.finish()
 }
 
 /// The compressed bytes to send in parts for `reference`, or `None` when it is not compressed.
@@ -284,6 +301,11 @@ mod tests {
         assert!(r.compressed());
         assert_eq!(staging_left(dir.path()), 0);
         assert_eq!(get_hash(&zipped, &r, true).await.unwrap(), data);
+        // The same frame as an owned body's: the next put of the same bytes deduplicates.
+        let stored = std::fs::read(dir.path().join(&r.path)).unwrap();
+        assert_eq!(stored, compress::compress(&data, 3).unwrap());
+        let (_, o) = put_hash(&zipped, "lab", Bytes::from(data)).await.unwrap();
+        assert_eq!(o, PutOutcome::Deduplicated);
     }
 
     #[tokio::test]

@@ -125,7 +125,7 @@ pub async fn publish(
     let path = &reference.path;
     let key = store.key(path)?;
     if reference.compressed() {
-        return super::compressed::publish(store, &key, path, body).await;
+        return super::compressed::publish(store, &key, reference, body).await;
     }
     match body {
         Body::Owned(data) => put_owned(store, &key, path, reference.size, data).await,
