@@ -76,7 +76,8 @@ async fn compress_object(
     deflater.finish()
 }
 
-/// The compressed bytes to send in parts for `reference`, or `None` when it is not compressed.
+/// The compressed bytes to send in parts for `reference`, or `None` when it is not compressed:
+/// compressed a slice at a time, yielding to the runtime between slices.
 pub(super) async fn pack(
     store: &Store,
     reference: &HashRef,
@@ -85,7 +86,12 @@ pub(super) async fn pack(
     if !reference.compressed() {
         return Ok(None);
     }
-    compress::compress(data, level(store)).map(Some)
+    let mut deflater = compress::Deflater::new(level(store), data.len() as u64)?;
+    for slice in data.chunks(4 << 20) {
+        deflater.feed(slice)?;
+        tokio::task::yield_now().await;
+    }
+    deflater.finish().map(Some)
 }
 
 /// A compressed object's stored size can be anything up to zstd's bound for the reference's
