@@ -33,7 +33,11 @@ CREATE TABLE oas.store (
     require_references  boolean NOT NULL DEFAULT true,
     -- An archive: every write into it is refused and the collector moves and deletes nothing in
     -- it; reads and verification work (oas_store_read_only switches it).
-    read_only           boolean NOT NULL DEFAULT false
+    read_only           boolean NOT NULL DEFAULT false,
+    -- How hash-addressed objects written into it now are compressed: 'none' or 'zstd:N'
+    -- (oas_store_compression sets it; src/compress.rs of oas_core).
+    compression         text NOT NULL DEFAULT 'none'
+                        CHECK (compression ~ '^(none|zstd:([1-9]|1[0-9]))$')
 );
 COMMENT ON TABLE oas.store IS 'pg_oas object stores (DataJoint store specs, secrets removed)';
 CREATE UNIQUE INDEX store_one_default ON oas.store (is_default) WHERE is_default;
@@ -86,7 +90,8 @@ SELECT s.name,
        s.created_by,
        s.updated_at,
        s.require_references,
-       s.read_only
+       s.read_only,
+       s.compression
 FROM oas.store s
 LEFT JOIN oas.store_secret sec ON sec.store = s.name;
 COMMENT ON VIEW oas.stores IS 'pg_oas object stores; credentials are never shown';

@@ -19,6 +19,8 @@
 --   * oas_hash_get_many reads many hash-addressed references, several at once;
 --   * oas_npy_slice_stats also returns requests, plan, merge_gap and estimated_ms;
 --   * read-only stores (archives): oas.store.read_only, oas.stores shows it, oas_store_read_only
+--     is new;
+--   * zstd-compressed stores: oas.store.compression, oas.stores shows it, oas_store_compression
 --     is new.
 
 -- Attachments (src/api/attach.rs): DataJoint's filename\0contents from a name and bytes, and back.
@@ -1100,6 +1102,10 @@ AS 'MODULE_PATHNAME', 'oas_ledger_rebuild_wrapper';
 -- Read-only stores (src/api/store.rs, src/catalog.rs): an archive refuses every write into it,
 -- and the collector moves and deletes nothing in it.
 ALTER TABLE oas.store ADD COLUMN read_only boolean NOT NULL DEFAULT false;
+-- Compressed stores (src/api/store.rs, oas_core's compress.rs): hash-addressed objects written
+-- into a marked store are kept zstd-compressed.
+ALTER TABLE oas.store ADD COLUMN compression text NOT NULL DEFAULT 'none'
+    CHECK (compression ~ '^(none|zstd:([1-9]|1[0-9]))$');
 CREATE OR REPLACE VIEW oas.stores AS
 SELECT s.name,
        s.protocol,
@@ -1112,7 +1118,8 @@ SELECT s.name,
        s.created_by,
        s.updated_at,
        s.require_references,
-       s.read_only
+       s.read_only,
+       s.compression
 FROM oas.store s
 LEFT JOIN oas.store_secret sec ON sec.store = s.name;
 CREATE FUNCTION oas."oas_store_read_only"(
@@ -1123,6 +1130,14 @@ STRICT VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'oas_store_read_only_wrapper';
+CREATE FUNCTION oas."oas_store_compression"(
+	"store" TEXT, /* & str */
+	"method" TEXT /* & str */
+) RETURNS TEXT /* String */
+STRICT VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'oas_store_compression_wrapper';
 
 -- Copying a reference's objects into another store, for moves between tiers (src/api/copy.rs).
 CREATE FUNCTION oas."_copy_to_store"(

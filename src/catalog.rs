@@ -39,6 +39,8 @@ pub struct StoreRow {
     pub require_references: bool,
     /// An archive: writes are refused ([`store_row_to`]), the collector leaves it alone.
     pub read_only: bool,
+    /// How hash-addressed objects written into it now are compressed (`oas_store_compression`).
+    pub compression: Option<oas_core::compress::Zstd>,
 }
 
 /// What a caller wants to do with a store's objects (`oas.store_grant`, README "Security").
@@ -75,10 +77,12 @@ fn read_row(name: Option<&str>, access: Option<Access>) -> Result<(StoreRow, boo
     // oas.store_grant at all, so store management and the collector also work between
     // installing a new library and ALTER EXTENSION UPDATE.
     let query = format!(
-        // read_only through the row's jsonb: a library newer than the schema (between installing it
-        // and ALTER EXTENSION UPDATE) finds no such column and reads false.
+        // read_only and compression through the row's jsonb: a library newer than the schema
+        // (between installing it and ALTER EXTENSION UPDATE) finds no such column and reads false
+        // and none.
         "SELECT s.name, s.spec, s.version, {},
-                coalesce((pg_catalog.to_jsonb(s) OPERATOR(pg_catalog.->>) 'read_only')::pg_catalog.bool, false)
+                coalesce((pg_catalog.to_jsonb(s) OPERATOR(pg_catalog.->>) 'read_only')::pg_catalog.bool, false),
+                pg_catalog.to_jsonb(s) OPERATOR(pg_catalog.->>) 'compression'
            FROM oas.store s WHERE {}",
         if access.is_some() {
             "s.require_references, ARRAY(SELECT g.grantee::pg_catalog.oid::pg_catalog.int8 FROM oas.store_grant g
@@ -127,18 +131,22 @@ fn read_row(name: Option<&str>, access: Option<Access>) -> Result<(StoreRow, boo
                 r.get::<bool>(4)?.unwrap_or(true),
                 r.get::<Vec<i64>>(5)?.unwrap_or_default(),
                 r.get::<bool>(6)?.unwrap_or(false),
+                r.get::<String>(7)?,
             )))
         })
     })
     .or_raise();
     match row {
-        Some((name, Some(spec), version, require_references, grantees, read_only)) => Ok((
+        Some((name, Some(spec), version, require_references, grantees, read_only, method)) => Ok((
             StoreRow {
                 name,
                 spec: spec.0,
                 version,
                 require_references,
                 read_only,
+                // The column's CHECK admits only what parses.
+                compression: method
+                    .and_then(|m| oas_core::compress::parse_method(&m).ok().flatten()),
             },
             crate::privilege::holds_grant(&grantees),
         )),
@@ -283,14 +291,19 @@ pub fn store_for(row: &StoreRow) -> Result<Arc<Store>, OasError> {
     let settings = crate::guc::client_settings();
     let hit = CACHE.with_borrow(|c| {
         c.get(&row.name)
-            .filter(|e| e.version == row.version && e.settings == settings)
+            .filter(|e| {
+                e.version == row.version
+                    && e.settings == settings
+                    && e.store.spec.compression == row.compression
+            })
             .map(|e| e.store.clone())
     });
     if let Some(store) = hit {
         return Ok(store);
     }
     let secrets = read_secrets(&row.name);
-    let spec = StoreSpec::from_json(&merge_secrets(&row.spec, secrets.as_ref()))?;
+    let mut spec = StoreSpec::from_json(&merge_secrets(&row.spec, secrets.as_ref()))?;
+    spec.compression = row.compression;
     let store = Arc::new(Store::build(&row.name, spec, &settings)?);
     CACHE.with_borrow_mut(|c| {
         c.insert(

@@ -18,6 +18,7 @@
 //! | query cancelled while waiting | 57014 query_canceled |
 //! | object larger than a bytea can be | 54000 program_limit_exceeded |
 //! | store still referenced by rows | 2BP01 dependent_objects_still_exist |
+//! | not supported (a ranged read or presigned URL of a zstd-compressed object) | 0A000 feature_not_supported |
 //! | lock not had within `oas.lock_timeout` | 55P03 lock_not_available |
 //! | a query of pg_oas's own failed (SPI) | XX000 internal_error |
 
@@ -51,6 +52,7 @@ pub fn sqlstate(e: &OasError) -> PgSqlErrorCode {
         OasError::Cancelled => ERRCODE_QUERY_CANCELED,
         OasError::TooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
         OasError::InUse { .. } => ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+        OasError::Unsupported { .. } => ERRCODE_FEATURE_NOT_SUPPORTED,
         OasError::LockTimeout { .. } => ERRCODE_LOCK_NOT_AVAILABLE,
         OasError::Internal(_) => ERRCODE_INTERNAL_ERROR,
     }

@@ -118,6 +118,9 @@ pub struct ObjectRef {
     /// The content hash, for hash-addressed references.
     pub hash: Option<String>,
     pub is_dir: bool,
+    /// Stored zstd-compressed (`"compression": "zstd"`, hash-addressed objects of a compressed
+    /// store, [`crate::compress`]): `size` and `hash` are the uncompressed bytes'.
+    pub compressed: bool,
 }
 
 impl ObjectRef {
@@ -147,12 +150,14 @@ impl ObjectRef {
             Some(_) => return Err(bad("\"hash\" is not a content hash")),
         };
         let is_dir = obj.get("is_dir").and_then(Value::as_bool).unwrap_or(false);
+        let compressed = crate::compress::marker_of(obj.get(crate::compress::KEY))?;
         Ok(ObjectRef {
             path: path.to_string(),
             store,
             size,
             hash,
             is_dir,
+            compressed,
         })
     }
 }

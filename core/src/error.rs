@@ -49,6 +49,13 @@ pub enum OasError {
         hint: Option<String>,
     },
 
+    /// Something pg_oas does not do (for instance a ranged read of a compressed object).
+    #[error("{message}")]
+    Unsupported {
+        message: String,
+        hint: Option<String>,
+    },
+
     /// Something still depends on what the caller wants to remove.
     #[error("{message}")]
     InUse {
@@ -238,6 +245,7 @@ impl OasError {
             | OasError::ReadOnly { hint, .. }
             | OasError::TooLarge { hint, .. }
             | OasError::InUse { hint, .. }
+            | OasError::Unsupported { hint, .. }
             | OasError::LockTimeout { hint, .. } => hint.clone(),
             OasError::NullArgument(_) => Some("pass a value, or leave the argument out where it has a default".into()),
             OasError::StoreNotConfigured(name) => Some(format!(

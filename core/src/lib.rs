@@ -25,6 +25,7 @@ pub mod attach;
 pub mod backend;
 pub mod blob;
 pub mod codec;
+pub mod compress;
 pub mod error;
 pub mod gc;
 pub mod hash;

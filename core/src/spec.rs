@@ -114,6 +114,10 @@ pub struct StoreSpec {
     pub hash_prefix: String,
     pub schema_prefix: String,
     pub filepath_prefix: Option<String>,
+    /// How hash-addressed objects written now are compressed: not part of the spec's JSON but
+    /// the catalog's `oas.store.compression` (`oas_store_compression`), set when the client is
+    /// built. `None` when not marked.
+    pub compression: Option<crate::compress::Zstd>,
 }
 
 fn invalid(reason: impl Into<String>) -> OasError {
@@ -363,6 +367,7 @@ impl StoreSpec {
             hash_prefix,
             schema_prefix,
             filepath_prefix,
+            compression: None,
         })
     }
 

@@ -71,7 +71,18 @@ fn place(
     Ok((store, path))
 }
 
+/// A compressed hash-addressed object (`"compression": "zstd"`, oas_core's `compress`) without a
+/// subpath: its size is its reference's, and it is read whole or not at all.
+fn compressed(reference: &JsonB, subpath: Option<&str>) -> Option<ObjectRef> {
+    let r = ObjectRef::from_json(&reference.0).ok()?;
+    (r.compressed && subpath.is_none()).then_some(r)
+}
+
 fn size(reference: &JsonB, subpath: Option<&str>) -> Result<i64, OasError> {
+    if let Some(r) = compressed(reference, subpath) {
+        catalog::store_to_read(r.store.as_deref(), &r.path)?;
+        return Ok(r.size.unwrap_or_default() as i64);
+    }
     let (store, path) = place(reference, subpath)?;
     Ok(block_on(object_size(&store, &path))? as i64)
 }
@@ -91,6 +102,13 @@ fn read(
             ),
             "offset and length must be non-negative, and length at most 1 GB",
         ));
+    }
+    if let Some(r) = compressed(reference, subpath) {
+        let whole = offset == 0 && length.is_none_or(|l| l as u64 >= r.size.unwrap_or_default());
+        if !whole {
+            return Err(oas_core::compress::unsupported(&r.path, "a ranged read"));
+        }
+        return super::hash::get(&reference.0).map(|b| b.to_vec());
     }
     let (store, path) = place(reference, subpath)?;
     let size = block_on(object_size(&store, &path))?;

@@ -29,6 +29,9 @@ fn oas_presign_url(reference: JsonB, expires: default!(Option<Interval>, "'1 hou
             "presign the files in it by their paths under the folder's path",
         ));
     }
+    if r.compressed {
+        raise(oas_core::compress::unsupported(&r.path, "a presigned URL"));
+    }
     let secs = expires.map_or(3600.0, super::interval_seconds);
     let expires = expires_from_secs(secs).or_raise();
     let (_, store) = catalog::store_to_read(r.store.as_deref(), &r.path).or_raise();

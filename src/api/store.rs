@@ -353,32 +353,60 @@ fn oas_store_read_only(store: &str, read_only: bool) -> bool {
     switch_flag(store, StoreFlag::ReadOnly, read_only).or_raise()
 }
 
+/// Mark `store` to keep the hash-addressed objects (`<hash@>`, `<blob@>`, `<attach@>`) written
+/// into it from now on zstd-compressed: `method` is `'zstd'` (level 3), `'zstd:N'` (level 1 to
+/// 19) or `'none'`; returns the method as `oas.stores` shows it. A compressed object lies at its
+/// hash path followed by `.zst` and its reference adds `"compression": "zstd"` (hash and size
+/// stay the uncompressed bytes'); plain DataJoint clients cannot read it. Objects already stored
+/// keep their form, and every form stays readable. `<npy@>` and `<object@>` values are never
+/// compressed. Superusers, `oas_admin` and roles with admin on the store switch it.
+#[pg_extern(volatile, strict, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn oas_store_compression(store: &str, method: &str) -> String {
+    set_compression(store, method).or_raise()
+}
+
+fn set_compression(store: &str, method: &str) -> Result<String, OasError> {
+    let method = oas_core::compress::method_name(oas_core::compress::parse_method(method)?);
+    set_column(store, "compression", method.as_str().into())?;
+    Ok(method)
+}
+
 /// A switch of a store's catalog row that store admins turn (`oas.store`'s boolean columns).
 enum StoreFlag {
     RequireReferences,
     ReadOnly,
 }
 
-/// Set `flag` of `store` to `on`, for superusers, `oas_admin` and roles with admin on the store.
-/// Every use reads the store's row afresh (catalog::read_row): no cache to invalidate.
+/// Set `flag` of `store` to `on` (see [`set_column`]).
 fn switch_flag(store: &str, flag: StoreFlag, on: bool) -> Result<bool, OasError> {
-    let name = catalog::store_row_unchecked(Some(store))?.name;
-    require_store_grant_admin(&name)?;
     let column = match flag {
         StoreFlag::RequireReferences => "require_references",
         StoreFlag::ReadOnly => "read_only",
     };
+    set_column(store, column, on.into())?;
+    Ok(on)
+}
+
+/// Set `column` of `store`'s catalog row, for superusers, `oas_admin` and roles with admin on the
+/// store. Every use reads the store's row afresh (catalog::read_row): no cache to invalidate.
+fn set_column(
+    store: &str,
+    column: &str,
+    value: pgrx::datum::DatumWithOid<'_>,
+) -> Result<(), OasError> {
+    let name = catalog::store_row_unchecked(Some(store))?.name;
+    require_store_grant_admin(&name)?;
     as_owner(|| {
         Spi::run_with_args(
             &format!(
                 "UPDATE oas.store s SET {column} = $2, updated_at = pg_catalog.now()
                   WHERE s.name OPERATOR(pg_catalog.=) $1"
             ),
-            &[name.as_str().into(), on.into()],
+            &[name.as_str().into(), value],
         )
         .spi()
-    })?;
-    Ok(on)
+    })
 }
 
 /// Make `name` the default store (DataJoint's `stores.default`).

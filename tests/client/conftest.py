@@ -165,6 +165,25 @@ def s3_uploads(s3fs_client, env: dict[str, str], prefix: str) -> list[tuple[str,
     return [(u["Key"].removeprefix(prefix + "/"), u["UploadId"]) for u in ups if u["Key"].startswith(prefix + "/")]
 
 
+def drop_test_store(conn, store: str, schema: str, loc=None, s3fs_client=None, prefix=None) -> None:
+    """Undo a test's store: roll back what is open, make it writable, drop `schema`, the
+    collector's rows and the store, and remove its objects (a file store's directory `loc`, or
+    `prefix` (bucket/...) through s3fs)."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.execute("ROLLBACK")
+    conn.execute("SELECT oas.oas_store_read_only(%s, false)", [store])
+    conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    conn.execute("DELETE FROM oas.gc_candidate WHERE store = %s", [store])
+    conn.execute("DELETE FROM oas.gc_trash WHERE store = %s", [store])
+    with contextlib.suppress(psycopg.Error):
+        conn.execute("SELECT oas.oas_store_drop(%s)", [store])
+    if loc is not None:
+        shutil.rmtree(loc, ignore_errors=True)
+    if prefix is not None:
+        with contextlib.suppress(FileNotFoundError):
+            s3fs_client.rm(prefix, recursive=True)
+
+
 def remove_s3_prefix(s3fs_client, env: dict[str, str], prefix: str) -> None:
     """Delete every object and incomplete multipart upload under `prefix/` of the bucket."""
     bucket = env["OAS_S3_BUCKET"]

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pathlib
@@ -13,7 +12,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from conftest import RUN_DIR, chown_postgres, connect, s3_spec, unique
+from conftest import RUN_DIR, chown_postgres, connect, drop_test_store, s3_spec, unique
 
 
 def files(loc: pathlib.Path) -> set[str]:
@@ -63,21 +62,10 @@ def archive(request, db, servers, s3fs_client):
         try:
             yield conn, store, schema, listing, place
         finally:
-            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                conn.execute("ROLLBACK")
-            conn.execute("SELECT oas.oas_store_read_only(%s, false)", [store])
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
-            conn.execute("DELETE FROM oas.gc_candidate WHERE store = %s", [store])
-            conn.execute("DELETE FROM oas.gc_trash WHERE store = %s", [store])
-            with contextlib.suppress(psycopg.Error):
-                conn.execute("SELECT oas.oas_store_drop(%s)", [store])
             if kind == "file":
-                import shutil
-
-                shutil.rmtree(loc, ignore_errors=True)
+                drop_test_store(conn, store, schema, loc=loc)
             else:
-                with contextlib.suppress(FileNotFoundError):
-                    s3fs_client.rm(prefix, recursive=True)
+                drop_test_store(conn, store, schema, s3fs_client=s3fs_client, prefix=prefix)
 
 
 def refused(conn, store: str, query: str, params=()) -> psycopg.Error:

@@ -957,6 +957,7 @@ FUNCTION_MATRIX = {
     "oas_presign_url(jsonb, interval)": ("SELECT oas.oas_presign_url(%(ref)s::jsonb)", "oas_admin"),
     "oas_read(jsonb, bigint, bigint)": ("SELECT oas.oas_read(%(ref)s::jsonb, 0, 6)", "read"),
     "oas_store_alter(text, jsonb)": ("SELECT oas.oas_store_alter(%(s3)s, %(s3_spec)s::jsonb)", "oas_admin"),
+    "oas_store_compression(text, text)": ("SELECT oas.oas_store_compression(%(s)s, 'none')", "store-admin"),
     "oas_store_create(text, jsonb, boolean)": (
         "SELECT oas.oas_store_create(%(new)s, %(new_spec)s::jsonb)", "oas_admin"),
     "oas_store_drop(text, boolean, boolean)": ("SELECT oas.oas_store_drop(%(doomed)s)", "oas_admin"),

@@ -4,7 +4,6 @@
 
 use super::MANIFEST_SUFFIX;
 use crate::error::OasError;
-use crate::hash::is_content_hash;
 
 /// The two managed sections of a store. `<filepath@>` content is in neither and never listed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,9 +274,10 @@ pub fn require_read_back(
     ))
 }
 
-/// Is `key` named like a hash-addressed object (DataJoint only collects files named by a hash)?
+/// Is `key` named like a hash-addressed object (DataJoint only collects files named by a hash;
+/// pg_oas also by a hash followed by `.zst`, a compressed object, [`crate::compress`])?
 pub fn is_hash_object(key: &str) -> bool {
-    is_content_hash(key.rsplit('/').next().unwrap_or(key))
+    crate::compress::parse_object_name(key.rsplit('/').next().unwrap_or(key)).is_some()
 }
 
 /// The prefix to list for a section: `{prefix}/` (or the store root when `prefix` is empty)
@@ -444,6 +444,9 @@ mod tests {
         assert_eq!(schema_of(Section::Hash, "_hash", "_hashx/lab"), None);
         assert!(is_hash_object(&format!("_hash/lab/ab/{H}")));
         assert!(!is_hash_object(&format!("_hash/lab/{H}.saving")));
+        // A compressed object (a store marked by oas_store_compression) is one too.
+        assert!(is_hash_object(&format!("_hash/lab/ab/{H}.zst")));
+        assert!(!is_hash_object(&format!("_hash/lab/{H}.zst.zst")));
         assert_eq!(section_prefix("_hash", Some("lab")), "_hash/lab/");
         assert_eq!(section_prefix("", Some("lab")), "lab/");
         assert_eq!(section_prefix("_hash", None), "_hash/");
@@ -536,7 +539,12 @@ mod tests {
             l.sight(&hash, &format!("lab/{H}"), known),
             Sighting::Managed(Section::Hash)
         );
+        assert_eq!(
+            l.sight(&hash, &format!("lab/{H}.zst"), known),
+            Sighting::Managed(Section::Hash)
+        );
         assert_eq!(l.sight(&hash, "lab/notes.txt", known), Sighting::Skip);
+        assert_eq!(l.sight(&hash, "lab/notes.zst", known), Sighting::Skip);
         assert_eq!(
             l.sight(&hash, &format!("files/{H}"), known),
             Sighting::Ignore

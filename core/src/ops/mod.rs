@@ -3,6 +3,7 @@
 //!
 //! | file | what it holds |
 //! |---|---|
+//! | `compressed.rs` | objects of stores marked for compression: compressed puts, decompressed reads |
 //! | `put.rs` | hash-addressed puts (dedup, repair, staged publish) and new schema-addressed objects |
 //! | `multipart.rs` | uploads in parts: large hash-addressed puts to cloud stores, `oas_upload_*` |
 //! | `read.rs` | verified reads of hash-addressed objects, sizes, ranged reads, `.npy` headers |
@@ -11,6 +12,7 @@
 //! | `sync.rs` | durability at commit for `file` stores: what a transaction wrote, synced together |
 //! | `copy.rs` | copying a reference's objects into another store at the same path (moves between tiers) |
 
+mod compressed;
 mod copy;
 mod multipart;
 mod put;

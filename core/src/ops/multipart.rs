@@ -373,8 +373,11 @@ pub async fn put_hash_in_parts(
     cancel: impl Future<Output = ()>,
 ) -> Result<(HashRef, PutOutcome), OasError> {
     let mut cancel = std::pin::pin!(cancel);
+    let reference = reference_for(store, schema, &hash, data.len() as u64)?;
+    // A compressed store is sent, and compared with, the compressed bytes.
+    let packed = super::compressed::pack(store, &reference, data).await?;
+    let data = packed.as_deref().unwrap_or(data);
     let size = data.len() as u64;
-    let reference = reference_for(store, schema, &hash, size)?;
     let path = reference.path.clone();
     let key = store.key(&path)?;
     let looked = unless_cancelled(cancel.as_mut(), existing_size(store, &key, &path)).await?;

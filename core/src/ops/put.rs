@@ -46,19 +46,24 @@ pub async fn put_hash(
 
 /// The reference a payload with this hash and size has in `store` for `schema`, its path checked
 /// (a path the collector could not read back is refused). Known before anything is sent, so
-/// a caller may hand the upload on ([`publish`]) and use the reference at once.
+/// a caller may hand the upload on ([`publish`]) and use the reference at once. In a store marked
+/// for compression it names the compressed object ([`crate::compress`]).
 pub fn reference_for(
     store: &Store,
     schema: &str,
     hash: &str,
     size: u64,
 ) -> Result<HashRef, OasError> {
-    let path = hash_path(
+    let mut path = hash_path(
         &store.spec.hash_prefix,
         schema,
         hash,
         store.spec.subfolding.as_deref(),
     )?;
+    let compression = store.spec.compression.map(|_| {
+        path.push_str(crate::compress::SUFFIX);
+        crate::compress::MARKER.to_string()
+    });
     crate::gc::require_read_back(
         &store.spec.hash_prefix,
         &store.spec.schema_prefix,
@@ -73,6 +78,7 @@ pub fn reference_for(
         schema: schema.to_string(),
         store: Some(store.name.clone()),
         size,
+        compression,
     })
 }
 
@@ -118,13 +124,16 @@ pub async fn publish(
 ) -> Result<PutOutcome, OasError> {
     let path = &reference.path;
     let key = store.key(path)?;
+    if reference.compressed() {
+        return super::compressed::publish(store, &key, reference, body).await;
+    }
     match body {
         Body::Owned(data) => put_owned(store, &key, path, reference.size, data).await,
         Body::Staged(staging) => publish_staged(store, &key, path, reference.size, &staging).await,
     }
 }
 
-async fn put_owned(
+pub(super) async fn put_owned(
     store: &Store,
     key: &ObjectPath,
     path: &str,

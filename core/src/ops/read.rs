@@ -44,7 +44,9 @@ pub async fn open_hash<'a>(store: &'a Store, r: &'a HashRef) -> Result<HashGet<'
         .get(&key)
         .await
         .map_err(|e| store.error(e, "get", &r.path))?;
-    if result.meta.size != r.size {
+    if r.compressed() {
+        super::compressed::check_stored_size(store, r, result.meta.size)?;
+    } else if result.meta.size != r.size {
         return Err(size_mismatch(store, r, result.meta.size));
     }
     Ok(HashGet {
@@ -80,6 +82,9 @@ impl HashGet<'_> {
         let (store, r) = (self.store, self.r);
         if out.len() as u64 != r.size {
             return Err(size_mismatch(store, r, out.len() as u64));
+        }
+        if r.compressed() {
+            return super::compressed::read_into(store, r, self.payload, out, verify).await;
         }
         let err = |e| store.error(e, "get", &r.path);
         let mut hasher = verify.then(ContentHasher::new);
@@ -209,9 +214,13 @@ pub enum Entry {
 }
 
 /// The first `n` bytes of the object at `path` (all of it when shorter) and its size, in one
-/// request.
+/// request. Of a compressed hash-addressed object (named `{hash}.zst`): its uncompressed bytes
+/// and size.
 pub async fn read_head(store: &Store, path: &str, n: u64) -> Result<(Bytes, u64), OasError> {
     use object_store::{GetOptions, GetRange};
+    if super::compressed::is_compressed_path(path) {
+        return super::compressed::read_head(store, path, n).await;
+    }
     let key = store.key(path)?;
     let opts = GetOptions {
         range: Some(GetRange::Bounded(0..n)),

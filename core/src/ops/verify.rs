@@ -35,6 +35,10 @@ pub async fn check_reference(
         None => return Ok(Some("missing".into())),
         Some(s) => s,
     };
+    if r.compressed {
+        let hash = r.hash.as_deref();
+        return super::compressed::check(store, &r.path, hash, r.size, size, check_content).await;
+    }
     if let Some(expected) = r.size {
         if size != expected {
             return Ok(Some(format!(
@@ -49,6 +53,7 @@ pub async fn check_reference(
             schema: String::new(),
             store: r.store.clone(),
             size,
+            compression: None,
         };
         return match get_hash(store, &as_hash_ref, true).await {
             Ok(_) => Ok(None),

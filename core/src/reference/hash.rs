@@ -17,6 +17,11 @@ pub struct HashRef {
     /// resolved name, and read `null`/`""` as "the default store".
     pub store: Option<String>,
     pub size: u64,
+    /// `Some("zstd")` for an object a compressed store keeps zstd-compressed (at its hash path
+    /// followed by `.zst`, see [`crate::compress`]); `hash` and `size` are still the uncompressed
+    /// bytes'. Left out of the JSON when `None`, so uncompressed references are DataJoint's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
 }
 
 impl HashRef {
@@ -39,11 +44,14 @@ impl HashRef {
             )));
         }
         validate_relative_path(&r.path)?;
-        // The hash is the object's name: the last segment, not merely the end of one.
-        if r.path.rsplit('/').next() != Some(r.hash.as_str()) {
+        let compressed = crate::compress::marker_of(value.get(crate::compress::KEY))?;
+        // The hash is the object's name: the last segment, not merely the end of one (followed by
+        // `.zst` exactly when the reference says the object is compressed).
+        let name = crate::compress::object_name(&r.hash, compressed);
+        if r.path.rsplit('/').next() != Some(name.as_str()) {
             return Err(OasError::invalid_argument(format!(
-                "invalid hash reference: path \"{}\" does not end with its hash \"{}\"",
-                r.path, r.hash
+                "invalid hash reference: path \"{}\" does not end with \"{name}\"",
+                r.path
             )));
         }
         Ok(r)
@@ -52,6 +60,11 @@ impl HashRef {
     /// The store name to resolve, `None` meaning the default store.
     pub fn store_name(&self) -> Option<&str> {
         super::store_name(self.store.as_deref())
+    }
+
+    /// Is the object stored zstd-compressed ([`crate::compress`])?
+    pub fn compressed(&self) -> bool {
+        self.compression.is_some()
     }
 }
 
@@ -68,6 +81,7 @@ mod tests {
             schema: "lab".into(),
             store: Some("main".into()),
             size: 5,
+            compression: None,
         };
         let v = r.to_json();
         assert_eq!(

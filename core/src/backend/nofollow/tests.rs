@@ -131,6 +131,7 @@ async fn a_refused_link_is_store_forbidden_with_a_hint() {
         schema: "lab".into(),
         store: Some("main".into()),
         size: 10,
+        compression: None,
     };
     let forbidden = |e: OasError| matches!(e, OasError::StoreForbidden { hint: Some(_), .. });
     assert!(forbidden(
