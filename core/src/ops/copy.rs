@@ -32,8 +32,13 @@ use crate::spec::StoreSpec;
 /// What a reference names, as a copy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Shape {
-    /// `<hash@>`, `<blob@>`, `<attach@>`: one object named by its content hash.
-    Hash { hash: String, size: u64 },
+    /// `<hash@>`, `<blob@>`, `<attach@>`: one object named by its content hash. A compressed
+    /// one ([`crate::compress`]) is copied as it is stored: its frame, not the content.
+    Hash {
+        hash: String,
+        size: u64,
+        compressed: bool,
+    },
     /// `<npy@>` (no recorded size) or an `<object@>` file.
     File { size: Option<u64> },
     /// An `<object@>` folder: the files under `{path}/` and `{path}.manifest.json`.
@@ -69,6 +74,7 @@ impl CopyPlan {
                 path: r.path.clone(),
                 store: r.store_name().map(str::to_string),
                 shape: Shape::Hash {
+                    compressed: r.compressed(),
                     hash: r.hash,
                     size: r.size,
                 },
@@ -244,7 +250,27 @@ pub async fn files_to_copy(src: &Store, plan: &CopyPlan) -> Result<Vec<CopyFile>
             .ok_or_else(|| missing(src, p))
     };
     match &plan.shape {
-        Shape::Hash { hash, size } => {
+        Shape::Hash {
+            size,
+            compressed: true,
+            ..
+        } => {
+            // The frame is copied byte for byte; its size is bounded by the content's, and
+            // reads check the frame's checksum and the content's MD5 (`ops::compressed`).
+            let found = size_of(path).await?;
+            if found > crate::compress::max_stored_size(*size) {
+                let reason = format!(
+                    "the compressed object has {found} bytes, more than {size} bytes of content can take"
+                );
+                return Err(mismatch(src, path, reason));
+            }
+            Ok(vec![CopyFile {
+                path: path.clone(),
+                size: found,
+                hash: None,
+            }])
+        }
+        Shape::Hash { hash, size, .. } => {
             let found = size_of(path).await?;
             if found != *size {
                 let reason = format!("size is {found} bytes, the reference records {size}");
@@ -532,7 +558,8 @@ mod tests {
             p.shape,
             Shape::Hash {
                 hash: H.into(),
-                size: 5
+                size: 5,
+                compressed: false
             }
         );
         assert_eq!(
@@ -658,6 +685,30 @@ mod tests {
             futures::future::pending(),
         )
         .await
+    }
+
+    #[tokio::test]
+    async fn a_compressed_object_is_copied_as_its_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut zipped = local_store(dir.path(), json!({}));
+        zipped.spec.compression = Some(crate::compress::Zstd { level: 3 });
+        let (zipped, mem) = (Arc::new(zipped), Arc::new(memory_store()));
+        let data: Vec<u8> = (0..200_000u32).map(|i| ((i / 40) % 5) as u8).collect();
+        let (r, _) = crate::ops::put_hash(&zipped, "lab", Bytes::from(data.clone()))
+            .await
+            .unwrap();
+        assert!(r.compressed());
+        copy(&zipped, &mem, &r.to_json()).await.unwrap();
+        // The destination holds the same frame, and reads back the content.
+        let stored = std::fs::read(dir.path().join(&r.path)).unwrap();
+        let copied = mem.client().get(&mem.key(&r.path).unwrap()).await.unwrap();
+        assert_eq!(copied.bytes().await.unwrap().as_ref(), stored.as_slice());
+        assert_eq!(crate::ops::get_hash(&mem, &r, true).await.unwrap(), data);
+        // A frame larger than the content could compress to is refused before anything is sent.
+        std::fs::write(dir.path().join(&r.path), vec![0u8; 300_000]).unwrap();
+        let other = Arc::new(memory_store());
+        let e = copy(&zipped, &other, &r.to_json()).await.unwrap_err();
+        assert!(e.to_string().contains("more than"), "{e}");
     }
 
     #[tokio::test]
