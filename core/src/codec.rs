@@ -151,6 +151,14 @@ impl ObjectRef {
         };
         let is_dir = obj.get("is_dir").and_then(Value::as_bool).unwrap_or(false);
         let compressed = crate::compress::marker_of(obj.get(crate::compress::KEY))?;
+        // The marker and the path agree: a compressed object is one file named `*.zst`.
+        if compressed && (is_dir || !path.ends_with(crate::compress::SUFFIX)) {
+            return Err(bad(&format!(
+                "\"{}\" is marked compressed, but only a file whose path ends with \"{}\" can be",
+                crate::compress::KEY,
+                crate::compress::SUFFIX
+            )));
+        }
         Ok(ObjectRef {
             path: path.to_string(),
             store,
@@ -250,6 +258,15 @@ mod tests {
         assert!(ObjectRef::from_json(&json!({"store": "main"})).is_err());
         assert!(ObjectRef::from_json(&json!({"path": "a", "size": -1})).is_err());
         assert!(ObjectRef::from_json(&json!("x")).is_err());
+        // A compressed reference names one `.zst` file: the marker and the path agree.
+        let z = json!({"path": "_schema/lab/t/id=1/f_AbCd1234.bin.zst", "store": "main", "size": 5, "compression": "zstd"});
+        assert!(ObjectRef::from_json(&z).unwrap().compressed);
+        let mut bad = z.clone();
+        bad["path"] = json!("_schema/lab/t/id=1/f_AbCd1234.bin");
+        assert!(ObjectRef::from_json(&bad).is_err());
+        let mut bad = z.clone();
+        bad["is_dir"] = json!(true);
+        assert!(ObjectRef::from_json(&bad).is_err());
     }
 
     /// Every shape pg_oas writes reads back as what it names.

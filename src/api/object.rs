@@ -71,8 +71,9 @@ fn place(
     Ok((store, path))
 }
 
-/// A compressed hash-addressed object (`"compression": "zstd"`, oas_core's `compress`) without a
-/// subpath: its size is its reference's, and it is read whole or not at all.
+/// A compressed object (`"compression": "zstd"`, oas_core's `compress`: hash-addressed, or an
+/// `<object@>` file) without a subpath: its size is its reference's, and it is read whole or not
+/// at all.
 fn compressed(reference: &JsonB, subpath: Option<&str>) -> Option<ObjectRef> {
     let r = ObjectRef::from_json(&reference.0).ok()?;
     (r.compressed && subpath.is_none()).then_some(r)
@@ -108,7 +109,10 @@ fn read(
         if !whole {
             return Err(oas_core::compress::unsupported(&r.path, "a ranged read"));
         }
-        return super::hash::get(&reference.0).map(|b| b.to_vec());
+        if r.hash.is_some() {
+            return super::hash::get(&reference.0).map(|b| b.to_vec());
+        }
+        return read_compressed_file(&r);
     }
     let (store, path) = place(reference, subpath)?;
     let size = block_on(object_size(&store, &path))?;
@@ -128,6 +132,28 @@ fn read(
         });
     }
     Ok(block_on(read_range(&store, &path, offset as u64..end))?.to_vec())
+}
+
+/// A compressed `<object@>` file, whole and decompressed (no hash to check: the frame's checksum
+/// and the reference's size are).
+fn read_compressed_file(r: &ObjectRef) -> Result<Vec<u8>, OasError> {
+    let size = r.size.ok_or_else(|| {
+        OasError::invalid_argument(format!(
+            "invalid object reference: the compressed \"{}\" records no size",
+            r.path
+        ))
+    })?;
+    if size > MAX_BYTEA {
+        return Err(OasError::TooLarge {
+            message: format!(
+                "object \"{}\" has {size} bytes, more than a bytea value can hold (1 GB)",
+                r.path
+            ),
+            hint: None,
+        });
+    }
+    let (_, store) = catalog::store_to_read(r.store.as_deref(), &r.path)?;
+    block_on(oas_core::ops::get_compressed_file(&store, &r.path, size))
 }
 
 /// The files of a folder object (`<object@>` with `is_dir`), or the object itself for a file:

@@ -590,18 +590,27 @@ fn store_held(
         }
         Payload::File { data, ext } => {
             let size = data.len();
-            let (p, data) = (path.clone(), data.clone());
-            submit(upload(vec![path.clone()], size), async move {
-                put_new(&target, &p, data).await
-            })?;
-            ObjectValueRef::new(
+            let mut r = ObjectValueRef::new(
                 path,
                 &store.name,
                 size as u64,
                 ObjectKind::File { ext: ext.clone() },
                 utc_now(),
-            )
-            .to_json()
+            );
+            // A store marked for compression keeps the file zstd-compressed at `{path}.zst`.
+            let zstd = store.spec.compression.is_some();
+            if zstd {
+                r = r.compressed();
+            }
+            let (p, data) = (r.path.clone(), data.clone());
+            submit(upload(vec![r.path.clone()], size), async move {
+                let data = match zstd {
+                    true => oas_core::ops::compress_for(&target, data).await?,
+                    false => data,
+                };
+                put_new(&target, &p, data).await
+            })?;
+            r.to_json()
         }
         Payload::Folder { files } => {
             let manifest = Manifest::new(

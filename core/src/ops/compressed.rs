@@ -1,7 +1,9 @@
-//! Hash-addressed objects of a store marked for compression ([`crate::compress`]): publishing
-//! the compressed bytes, reading them back decompressed into a buffer of the reference's size,
-//! their first bytes, and checking them. The hooks in `put.rs`, `multipart.rs`, `read.rs` and
-//! `verify.rs` hand compressed references (`"compression": "zstd"`) over to these.
+//! Objects of a store marked for compression ([`crate::compress`]): hash-addressed objects and
+//! `<object@>` files. Publishing the compressed bytes, reading them back decompressed into a
+//! buffer of the reference's size, their first bytes, and checking them. The hooks in `put.rs`,
+//! `multipart.rs`, `read.rs` and `verify.rs` hand compressed references (`"compression": "zstd"`)
+//! over to these; the extension's `<object@>` writer and reader call [`compress_for`] and
+//! [`get_file`].
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -97,18 +99,48 @@ pub(super) async fn pack(
 /// A compressed object's stored size can be anything up to zstd's bound for the reference's
 /// size; a larger one is refused before anything is read.
 pub(super) fn check_stored_size(store: &Store, r: &HashRef, stored: u64) -> Result<(), OasError> {
-    let bound = compress::max_stored_size(r.size);
-    if stored > bound {
+    check_bound(store, &r.path, r.size, stored)
+}
+
+fn check_bound(store: &Store, path: &str, size: u64, stored: u64) -> Result<(), OasError> {
+    if stored > compress::max_stored_size(size) {
         return Err(damaged(
             store,
-            &r.path,
+            path,
             format!(
-                "{stored} bytes, more than zstd makes of the {} bytes the reference records",
-                r.size
+                "{stored} bytes, more than zstd makes of the {size} bytes the reference records"
             ),
         ));
     }
     Ok(())
+}
+
+/// `data` compressed as `store` compresses (one frame, on the blocking pool): what an `<object@>`
+/// file of a compressed store is written as.
+pub async fn compress_for(store: &Store, data: Bytes) -> Result<Bytes, OasError> {
+    let level = level(store);
+    tokio::task::spawn_blocking(move || compress::compress(&data, level))
+        .await
+        .map_err(|e| OasError::Internal(e.to_string()))?
+        .map(Bytes::from)
+}
+
+/// The compressed `<object@>` file at `path` whose reference records `size` uncompressed bytes
+/// (and no content hash): its stored size bounded before anything is read, then decompressed
+/// into a buffer of `size` bytes, which the frame (its checksum checked) must fill exactly.
+pub async fn get_file(store: &Store, path: &str, size: u64) -> Result<Vec<u8>, OasError> {
+    let key = store.key(path)?;
+    let got = store
+        .client()
+        .get(&key)
+        .await
+        .map_err(|e| store.error(e, "get", path))?;
+    check_bound(store, path, size, got.meta.size)?;
+    let len = usize::try_from(size)
+        .map_err(|_| damaged(store, path, format!("{size} bytes do not fit in memory")))?;
+    let mut out = vec![0u8; len];
+    inflate_into(store, path, None, got.payload, &mut out).await?;
+    Ok(out)
 }
 
 /// Decompress the object into `out` (the reference's size, which bounds the output), piece by
@@ -121,7 +153,20 @@ pub(super) async fn read_into(
     out: &mut [u8],
     verify: bool,
 ) -> Result<(), OasError> {
-    let bad = |reason: String| damaged(store, &r.path, reason);
+    let hash = verify.then_some(r.hash.as_str());
+    inflate_into(store, &r.path, hash, payload, out).await
+}
+
+/// [`read_into`] of the object at `path`, checked against `hash` (MD5 of the uncompressed bytes)
+/// when given.
+async fn inflate_into(
+    store: &Store,
+    path: &str,
+    hash: Option<&str>,
+    payload: GetResultPayload,
+    out: &mut [u8],
+) -> Result<(), OasError> {
+    let bad = |reason: String| damaged(store, path, reason);
     let mut inflater = Inflater::new().map_err(OasError::Internal)?;
     match payload {
         GetResultPayload::File(mut file, local) => {
@@ -130,7 +175,7 @@ pub(super) async fn read_into(
             loop {
                 let n = file
                     .read(&mut buf)
-                    .map_err(|e| store.error(super::read::io_error(&local, e), "get", &r.path))?;
+                    .map_err(|e| store.error(super::read::io_error(&local, e), "get", path))?;
                 if n == 0 {
                     break;
                 }
@@ -142,20 +187,20 @@ pub(super) async fn read_into(
             while let Some(chunk) = stream
                 .try_next()
                 .await
-                .map_err(|e| store.error(e, "get", &r.path))?
+                .map_err(|e| store.error(e, "get", path))?
             {
                 inflater.feed(&chunk, out).map_err(bad)?;
             }
         }
     }
     inflater.finish(out).map_err(bad)?;
-    if verify {
+    if let Some(hash) = hash {
         let actual = super::content_hash_yielding(out).await;
-        if actual != r.hash {
+        if actual != hash {
             return Err(OasError::IntegrityMismatch {
                 store: store.name.clone(),
-                path: r.path.clone(),
-                reason: format!("content hash is {actual}, the reference records {}", r.hash),
+                path: path.to_string(),
+                reason: format!("content hash is {actual}, the reference records {hash}"),
             });
         }
     }
@@ -186,7 +231,8 @@ pub(super) async fn read_head(store: &Store, path: &str, n: u64) -> Result<(Byte
 
 /// [`super::check_reference`] of a compressed object of `stored` bytes: within the bound of the
 /// recorded size, the size its frame records, and with `check_content` the whole object
-/// decompressed and checked against the hash.
+/// decompressed and checked against the hash (an `<object@>` file, which has none: against its
+/// frame's checksum and size).
 pub(super) async fn check(
     store: &Store,
     path: &str,
@@ -195,23 +241,29 @@ pub(super) async fn check(
     stored: u64,
     check_content: bool,
 ) -> Result<Option<String>, OasError> {
-    let (Some(hash), Some(size)) = (hash, size) else {
+    let Some(size) = size else {
         return Ok(Some(
-            "a compressed reference must record the hash and size of its content".into(),
+            "a compressed reference must record the size of its content".into(),
         ));
     };
-    let r = HashRef {
-        hash: hash.to_string(),
-        path: path.to_string(),
-        schema: String::new(),
-        store: Some(store.name.clone()),
-        size,
-        compression: Some(compress::MARKER.into()),
-    };
     let checked = async {
-        check_stored_size(store, &r, stored)?;
+        check_bound(store, path, size, stored)?;
         if check_content {
-            super::get_hash(store, &r, true).await.map(drop)
+            match hash {
+                Some(hash) => {
+                    let r = HashRef {
+                        hash: hash.to_string(),
+                        path: path.to_string(),
+                        schema: String::new(),
+                        store: Some(store.name.clone()),
+                        size,
+                        compression: Some(compress::MARKER.into()),
+                    };
+                    super::get_hash(store, &r, true).await.map(drop)
+                }
+                // An `<object@>` file records no hash: the frame's checksum and size.
+                None => get_file(store, path, size).await.map(drop),
+            }
         } else {
             match read_head(store, path, 0).await? {
                 (_, s) if s == size => Ok(()),

@@ -39,8 +39,9 @@ pub enum Shape {
         size: u64,
         compressed: bool,
     },
-    /// `<npy@>` (no recorded size) or an `<object@>` file.
-    File { size: Option<u64> },
+    /// `<npy@>` (no recorded size) or an `<object@>` file. A compressed file
+    /// ([`crate::compress`]) is copied as it is stored, like a compressed hash-addressed object.
+    File { size: Option<u64>, compressed: bool },
     /// An `<object@>` folder: the files under `{path}/` and `{path}.manifest.json`.
     Folder {
         size: Option<u64>,
@@ -83,7 +84,10 @@ impl CopyPlan {
         let general = crate::codec::ObjectRef::from_json(v)?;
         let shape = if has("dtype") && has("shape") {
             NpyRef::shape_of(v)?;
-            Shape::File { size: general.size }
+            Shape::File {
+                size: general.size,
+                compressed: false,
+            }
         } else if has("ext") && has("item_count") {
             if general.is_dir {
                 Shape::Folder {
@@ -91,7 +95,10 @@ impl CopyPlan {
                     item_count: obj.get("item_count").and_then(Value::as_u64),
                 }
             } else {
-                Shape::File { size: general.size }
+                Shape::File {
+                    size: general.size,
+                    compressed: general.compressed,
+                }
             }
         } else if has("is_dir") && has("timestamp") {
             return Err(refuse(
@@ -122,7 +129,7 @@ impl CopyPlan {
     pub fn recorded_size(&self) -> Option<u64> {
         match self.shape {
             Shape::Hash { size, .. } => Some(size),
-            Shape::File { size } => size,
+            Shape::File { size, .. } => size,
             Shape::Folder { .. } => None,
         }
     }
@@ -254,9 +261,13 @@ pub async fn files_to_copy(src: &Store, plan: &CopyPlan) -> Result<Vec<CopyFile>
             size,
             compressed: true,
             ..
+        }
+        | Shape::File {
+            size: Some(size),
+            compressed: true,
         } => {
             // The frame is copied byte for byte; its size is bounded by the content's, and
-            // reads check the frame's checksum and the content's MD5 (`ops::compressed`).
+            // reads check the frame's checksum (and a hash object's MD5, `ops::compressed`).
             let found = size_of(path).await?;
             if found > crate::compress::max_stored_size(*size) {
                 let reason = format!(
@@ -282,7 +293,7 @@ pub async fn files_to_copy(src: &Store, plan: &CopyPlan) -> Result<Vec<CopyFile>
                 hash: Some(hash.clone()),
             }])
         }
-        Shape::File { size } => {
+        Shape::File { size, .. } => {
             let found = size_of(path).await?;
             if size.is_some_and(|s| s != found) {
                 let reason = format!(
@@ -569,12 +580,34 @@ mod tests {
         let npy = json!({"path": "_schema/lab/t/id=1/x_AbCd1234.npy", "store": "a", "dtype": "int16", "shape": [2]});
         assert_eq!(
             CopyPlan::from_json(&npy).unwrap().shape,
-            Shape::File { size: None }
+            Shape::File {
+                size: None,
+                compressed: false
+            }
         );
         let file = json!({"path": "_schema/lab/t/id=1/f_AbCd1234.txt", "store": "", "size": 5, "ext": ".txt",
                           "is_dir": false, "item_count": null, "timestamp": "t"});
         let p = CopyPlan::from_json(&file).unwrap();
-        assert_eq!((p.shape, p.store), (Shape::File { size: Some(5) }, None));
+        assert_eq!(
+            (p.shape, p.store),
+            (
+                Shape::File {
+                    size: Some(5),
+                    compressed: false
+                },
+                None
+            )
+        );
+        let mut zipped = file.clone();
+        zipped["path"] = json!("_schema/lab/t/id=1/f_AbCd1234.txt.zst");
+        zipped["compression"] = json!("zstd");
+        assert_eq!(
+            CopyPlan::from_json(&zipped).unwrap().shape,
+            Shape::File {
+                size: Some(5),
+                compressed: true
+            }
+        );
         let dir = json!({"path": "_schema/lab/t/id=1/d_AbCd1234", "store": "a", "size": 3, "ext": null,
                          "is_dir": true, "item_count": 2, "timestamp": "t"});
         assert_eq!(
@@ -709,6 +742,56 @@ mod tests {
         let other = Arc::new(memory_store());
         let e = copy(&zipped, &other, &r.to_json()).await.unwrap_err();
         assert!(e.to_string().contains("more than"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_compressed_object_file_is_copied_as_its_frame() {
+        use crate::reference::{ObjectKind, ObjectValueRef};
+        let dir = tempfile::tempdir().unwrap();
+        let mut zipped = local_store(dir.path(), json!({}));
+        zipped.spec.compression = Some(crate::compress::Zstd { level: 3 });
+        let (zipped, mem) = (Arc::new(zipped), Arc::new(memory_store()));
+        let data: Vec<u8> = (0..200_000u32).map(|i| ((i / 40) % 5) as u8).collect();
+        let kind = ObjectKind::File {
+            ext: Some(".bin".into()),
+        };
+        let r = ObjectValueRef::new(
+            "_schema/lab/t/id=1/f_AbCd1234.bin".into(),
+            "a",
+            200_000,
+            kind,
+            "t".into(),
+        )
+        .compressed();
+        let frame = crate::ops::compress_for(&zipped, Bytes::from(data.clone()))
+            .await
+            .unwrap();
+        assert!(frame.len() < 20_000);
+        crate::ops::put_new(&zipped, &r.path, frame.clone())
+            .await
+            .unwrap();
+        copy(&zipped, &mem, &r.to_json()).await.unwrap();
+        // The destination holds the same frame, and reads back the content.
+        let copied = mem.client().get(&mem.key(&r.path).unwrap()).await.unwrap();
+        assert_eq!(copied.bytes().await.unwrap(), frame);
+        let back = crate::ops::get_compressed_file(&mem, &r.path, 200_000)
+            .await
+            .unwrap();
+        assert_eq!(back, data);
+        // A frame larger than the content could compress to is refused before anything is sent.
+        std::fs::write(dir.path().join(&r.path), vec![0u8; 300_000]).unwrap();
+        let other = Arc::new(memory_store());
+        let e = copy(&zipped, &other, &r.to_json()).await.unwrap_err();
+        assert!(e.to_string().contains("more than"), "{e}");
+        // And a damaged frame is an error when read, never content.
+        let mut bad = frame.to_vec();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0x40;
+        std::fs::write(dir.path().join(&r.path), &bad).unwrap();
+        let e = crate::ops::get_compressed_file(&zipped, &r.path, 200_000)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, OasError::IntegrityMismatch { .. }), "{e}");
     }
 
     #[tokio::test]

@@ -21,6 +21,7 @@ mod spans;
 mod sync;
 mod verify;
 
+pub use compressed::{compress_for, get_file as get_compressed_file};
 pub use copy::{
     check_folder, copy_files, destination_reference, existing_acceptable, files_to_copy, CopyFile,
     CopyPlan, Shape,

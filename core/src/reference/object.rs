@@ -1,5 +1,7 @@
 //! `<object@>` references: `{"path","store","size","ext","is_dir","item_count","timestamp"}`,
-//! for one file or a folder (whose files are listed in `{path}.manifest.json`).
+//! for one file or a folder (whose files are listed in `{path}.manifest.json`). A file written
+//! into a store marked for compression ([`crate::compress`]) adds `"compression": "zstd"` and its
+//! path ends with `.zst`; `size` and `ext` stay the uncompressed file's.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -17,6 +19,10 @@ pub struct ObjectValueRef {
     pub item_count: Option<u64>,
     /// ISO 8601 UTC with microseconds and `+00:00`.
     pub timestamp: String,
+    /// `Some("zstd")` for a file kept zstd-compressed ([`ObjectValueRef::compressed`]); left out
+    /// of the JSON when `None`, so uncompressed references are DataJoint's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
 }
 
 /// What an `<object@>` value is: one file (with its extension, if any) or a folder.
@@ -41,7 +47,19 @@ impl ObjectValueRef {
             is_dir,
             item_count,
             timestamp,
+            compression: None,
         }
+    }
+
+    /// The same file kept zstd-compressed: the path gets [`crate::compress::SUFFIX`] and the
+    /// reference the marker, together, so they always agree. Folders are never compressed (their
+    /// files are read and listed one by one, by their own names): a folder is returned unchanged.
+    pub fn compressed(mut self) -> Self {
+        if !self.is_dir && self.compression.is_none() {
+            self.path.push_str(crate::compress::SUFFIX);
+            self.compression = Some(crate::compress::MARKER.into());
+        }
+        self
     }
 
     pub fn to_json(&self) -> Value {
@@ -93,6 +111,41 @@ mod tests {
         assert_eq!(no_ext.to_json()["ext"], Value::Null);
         let back: ObjectValueRef = serde_json::from_value(f.to_json()).unwrap();
         assert_eq!(back, f);
+    }
+
+    #[test]
+    fn a_compressed_file_keeps_the_shape_and_adds_the_marker() {
+        let txt = ObjectKind::File {
+            ext: Some(".txt".into()),
+        };
+        let plain = ObjectValueRef::new(
+            "_schema/lab/t/id=1/f_AbCd1234.txt".into(),
+            "main",
+            5,
+            txt,
+            TS.into(),
+        );
+        let z = plain.clone().compressed();
+        assert_eq!(
+            serde_json::to_string(&z).unwrap(),
+            r#"{"path":"_schema/lab/t/id=1/f_AbCd1234.txt.zst","store":"main","size":5,"ext":".txt","is_dir":false,"item_count":null,"timestamp":"2026-11-29T01:02:03.456789+00:00","compression":"zstd"}"#
+        );
+        // Idempotent; the general reading sees the marker.
+        assert_eq!(z.clone().compressed(), z);
+        let general = crate::codec::ObjectRef::from_json(&z.to_json()).unwrap();
+        assert!(general.compressed && general.path.ends_with(".txt.zst"));
+        let back: ObjectValueRef = serde_json::from_value(z.to_json()).unwrap();
+        assert_eq!(back, z);
+        // Folders stay as they are.
+        let d = ObjectValueRef::new(
+            "d".into(),
+            "main",
+            3,
+            ObjectKind::Folder { item_count: 2 },
+            TS.into(),
+        );
+        assert_eq!(d.clone().compressed(), d);
+        assert!(d.to_json().get("compression").is_none());
     }
 
     #[test]
