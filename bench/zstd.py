@@ -144,8 +144,9 @@ def through_pg_oas(args, data):
                         "SELECT sum(oas.oas_object_size(jsonb_build_object('path', r->>'path', 'store', r->>'store')))"
                         " FROM unnest(%s::jsonb[]) r", [[json.dumps(r) for r in refs]]).fetchone()[0]
                     stored = int(stored)
-                    rows.append([kind, method, f"{len(data) / MB:.0f}", f"{stored / MB:.1f}",
+                    rows.append([kind, method, "<hash@>", f"{len(data) / MB:.0f}", f"{stored / MB:.1f}",
                                  num(len(data) / MB / put_s), num(len(data) / MB / get_s)])
+                    rows.append([kind, method, "<object@> file", *object_files(c, name, values)])
                     c.execute("SELECT oas.oas_store_drop(%s, true, true)", [name])
                     if kind == "file":
                         shutil.rmtree(s["location"], ignore_errors=True)
@@ -153,6 +154,30 @@ def through_pg_oas(args, data):
         with psycopg.connect(f"{dsn} dbname=postgres", autocommit=True) as c:
             c.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
     return rows
+
+
+def object_files(c, name, values):
+    """The same values as `<object@>` files (pending `oas_object` values in an `<object@>` column,
+    read back whole with `oas_read`): MB, stored MB, put and get MB/s."""
+    t = f"bench.o_{name}"
+    c.execute(f"CREATE TABLE {t} (k int PRIMARY KEY, o jsonb)")
+    c.execute("SELECT oas.oas_declare_column(%s, 'o', %s)", [t, f"object@{name}"])
+    t0 = time.perf_counter()
+    for k, v in enumerate(values):
+        c.execute(f"INSERT INTO {t} VALUES (%s, oas.oas_object(%b, '.bin'))", [k, v])
+    put_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for k, v in enumerate(values):
+        got = c.execute(f"SELECT oas.oas_read(o, 0, (o->>'size')::bigint) FROM {t} WHERE k = %s", [k],
+                        binary=True).fetchone()[0]
+        assert bytes(got) == v, f"{name}: an <object@> file read back differs"
+    get_s = time.perf_counter() - t0
+    stored = c.execute(
+        f"SELECT sum(oas.oas_object_size(jsonb_build_object('path', o->>'path', 'store', o->>'store'))) FROM {t}"
+    ).fetchone()[0]
+    c.execute(f"DROP TABLE {t}")
+    total = sum(len(v) for v in values)
+    return [f"{total / MB:.0f}", f"{int(stored) / MB:.1f}", num(total / MB / put_s), num(total / MB / get_s)]
 
 
 def main():
@@ -189,8 +214,9 @@ def main():
     if not args.skip_pg:
         pg = through_pg_oas(args, data_sets["neural int16"])
         text += ["", f"Through pg_oas: the neural data in values of {args.value_mb:g} MB, oas_hash_put then "
-                 "oas_hash_get of each (MB/s of uncompressed bytes, one connection):", "",
-                 table(["store", "compression", "MB", "stored MB", "put MB/s", "get MB/s"], pg)]
+                 "oas_hash_get of each; then as `<object@>` files, pending oas_object values then oas_read of each "
+                 "(MB/s of uncompressed bytes, one connection):", "",
+                 table(["store", "compression", "value", "MB", "stored MB", "put MB/s", "get MB/s"], pg)]
     print_and_record(args, SECTION, "\n".join(text) + "\n")
 
 

@@ -8,7 +8,8 @@
 //! lies at the hash path followed by [`SUFFIX`]. So whether an object is compressed is read from
 //! its reference (or its path), never guessed from its bytes, and a raw copy and a compressed
 //! copy of the same content never share a path: turning a store's compression off and on again
-//! never makes a reference name an object of the other form.
+//! never makes a reference name an object of the other form. An `<object@>` file of such a store
+//! carries the same marker and suffix (`crate::reference::ObjectValueRef::compressed`).
 
 use crate::error::OasError;
 use crate::hash::is_content_hash;
@@ -21,7 +22,8 @@ pub const SUFFIX: &str = ".zst";
 /// The level of a store marked `'zstd'` without one (zstd's own default).
 pub const DEFAULT_LEVEL: i32 = 3;
 
-/// How a store compresses the hash-addressed objects written into it while it is marked.
+/// How a store compresses the hash-addressed objects and `<object@>` files written into it while
+/// it is marked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Zstd {
     pub level: i32,

@@ -353,13 +353,14 @@ fn oas_store_read_only(store: &str, read_only: bool) -> bool {
     switch_flag(store, StoreFlag::ReadOnly, read_only).or_raise()
 }
 
-/// Mark `store` to keep the hash-addressed objects (`<hash@>`, `<blob@>`, `<attach@>`) written
-/// into it from now on zstd-compressed: `method` is `'zstd'` (level 3), `'zstd:N'` (level 1 to
-/// 19) or `'none'`; returns the method as `oas.stores` shows it. A compressed object lies at its
-/// hash path followed by `.zst` and its reference adds `"compression": "zstd"` (hash and size
-/// stay the uncompressed bytes'); plain DataJoint clients cannot read it. Objects already stored
-/// keep their form, and every form stays readable. `<npy@>` and `<object@>` values are never
-/// compressed. Superusers, `oas_admin` and roles with admin on the store switch it.
+/// Mark `store` to keep the hash-addressed objects (`<hash@>`, `<blob@>`, `<attach@>`) and the
+/// `<object@>` files written into it from now on zstd-compressed: `method` is `'zstd'` (level 3),
+/// `'zstd:N'` (level 1 to 19) or `'none'`; returns the method as `oas.stores` shows it. A
+/// compressed object lies at its path followed by `.zst` and its reference adds
+/// `"compression": "zstd"` (hash and size stay the uncompressed bytes'); plain DataJoint clients
+/// cannot read it. Objects already stored keep their form, and every form stays readable.
+/// `<npy@>` values, `<object@>` folders and uploads in parts are never compressed. Superusers,
+/// `oas_admin` and roles with admin on the store switch it.
 #[pg_extern(volatile, strict, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn oas_store_compression(store: &str, method: &str) -> String {

@@ -1,14 +1,18 @@
 """zstd-compressed stores (#14, "Compression"): a store marked with `oas_store_compression` keeps
 the hash-addressed objects (`<hash@>`, `<blob@>`, `<attach@>`) written into it zstd-compressed at
 `{hash path}.zst`, the reference adding `"compression": "zstd"` while `hash` and `size` stay the
-uncompressed bytes'. Reads decompress (bounded by the reference's size); ranged reads and presigned
-URLs of a compressed object are refused (0A000); `<npy@>` and `<object@>` are never compressed.
-Also: DataJoint's own blob compression rule (over 1000 bytes and smaller), byte for byte."""
+uncompressed bytes'; so are `<object@>` files, at `{path}.zst` with `size` and `ext` the
+uncompressed file's. Reads decompress (bounded by the reference's size); ranged reads and presigned
+URLs of a compressed object are refused (0A000); `<npy@>` values, `<object@>` folders and uploads in
+parts are never compressed. Also: DataJoint's own blob compression rule (over 1000 bytes and
+smaller), byte for byte."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 
 import numpy as np
 import psycopg
@@ -129,9 +133,11 @@ def test_every_hash_shape_round_trips_with_the_uncompressed_hash_and_size(zs):
         assert r["compression"] == "zstd" and r["path"].endswith(r["hash"] + ".zst"), r
     assert bytes(c.execute(f"SELECT oas.oas_hash_get(h) FROM {t}").fetchone()[0]) == TRACE
     assert c.execute(f"SELECT oas.oas_blob_get(b) FROM {t}").fetchone()[0] == [1.5] * 2000
-    # <npy@> and <object@> are never compressed.
-    assert "compression" not in n and "compression" not in o
-    assert zs.raw(o["path"]) == TRACE
+    # <npy@> is never compressed; an <object@> file is, and reads back whole.
+    assert "compression" not in n and zs.raw(n["path"])[:6] == b"\x93NUMPY"
+    assert o["compression"] == "zstd" and o["path"].endswith(".bin.zst") and o["ext"] == ".bin"
+    assert o["size"] == len(TRACE) and zs.raw(o["path"])[:4] == b"\x28\xb5\x2f\xfd"
+    assert bytes(c.execute(f"SELECT oas.oas_read(o, 0, %s) FROM {t}", [len(TRACE)]).fetchone()[0]) == TRACE
     assert c.execute(f"SELECT oas.oas_npy_shape(n) FROM {t}").fetchone()[0] == [2000]
     # A value that is not a blob is still refused by a <blob@> column.
     with pytest.raises(psycopg.errors.InvalidParameterValue):
@@ -249,7 +255,7 @@ def test_values_in_parts_to_a_cloud_store_are_compressed(zs):
 
 
 def test_uploads_in_parts_stay_uncompressed(zs):
-    """`oas_upload_*` writes <npy@> and <object@> values, which are never compressed."""
+    """`oas_upload_*` writes <npy@> and <object@> values part by part: never compressed (no marker)."""
     zs.compress("zstd")
     c, t = zs.conn, f"{zs.schema}.t"
     c.execute("BEGIN")
@@ -280,6 +286,147 @@ def test_a_datajoint_client_fails_loudly_on_a_compressed_reference(zs, dj_config
                                                [json.dumps(list(range(3000))), zs.name, zs.schema]).fetchone()[0]):
         with pytest.raises(dj.DataJointError, match="Hash mismatch"):
             get_hash(ref, config=dj_config)
+
+def object_refs(zs, k, data, ext="'.bin'"):
+    t = f"{zs.schema}.t"
+    zs.conn.execute(f"INSERT INTO {t} (k, o) VALUES (%s, oas.oas_object(%s, {ext}))", [k, data])
+    return zs.conn.execute(f"SELECT o FROM {t} WHERE k = %s", [k]).fetchone()[0]
+
+
+def test_object_files_are_compressed_with_the_uncompressed_shape(zs):
+    c, t = zs.conn, f"{zs.schema}.t"
+    plain = object_refs(zs, 1, TRACE)
+    zs.compress("zstd")
+    ref = object_refs(zs, 2, TRACE)
+    # DataJoint's shape (size and ext of the file as given), plus the marker; the path gets .zst.
+    same = ("store", "size", "ext", "is_dir", "item_count")
+    assert {k: ref[k] for k in same} == {k: plain[k] for k in same}
+    assert set(ref) - set(plain) == {"compression"} and ref["compression"] == "zstd"
+    assert plain["path"].endswith(".bin") and ref["path"].endswith(".bin.zst")
+    assert ref["path"].rsplit("/", 1)[0] == plain["path"].rsplit("/", 1)[0].replace("k=1", "k=2")
+    stored = zs.raw(ref["path"])
+    assert len(stored) < len(TRACE) * 0.7 and stored[:4] == b"\x28\xb5\x2f\xfd", len(stored)
+    assert not zs.exists(ref["path"][: -len(".zst")])
+    # Read whole (from offset 0 for at least its size), its size the uncompressed one.
+    for length in (len(TRACE), len(TRACE) + 100):
+        got = c.execute(f"SELECT oas.oas_read(o, 0, %s) FROM {t} WHERE k = 2", [length]).fetchone()[0]
+        assert bytes(got) == TRACE
+    assert c.execute(f"SELECT oas.oas_object_size(o) FROM {t} WHERE k = 2").fetchone()[0] == len(TRACE)
+    # Ranged reads and presigned URLs are refused with a hint; a folder path below a file too.
+    for query in ("SELECT oas.oas_read(o, 10, 100) FROM {t} WHERE k = 2",
+                  "SELECT oas.oas_read(o, 0, 100) FROM {t} WHERE k = 2",
+                  "SELECT oas.oas_presign_url(o) FROM {t} WHERE k = 2"):
+        e = sql_error(c, query.format(t=t))
+        assert e.sqlstate == "0A000" and "zstd-compressed" in str(e), e
+        assert "oas_read from offset 0" in (e.diag.message_hint or ""), e
+    e = sql_error(c, f"SELECT oas.oas_object_file_read(o, 'a') FROM {t} WHERE k = 2")
+    assert e.sqlstate == "22023" and "not a folder" in str(e), e
+    # An empty file and one with no extension.
+    empty = object_refs(zs, 3, b"", "NULL")
+    assert empty["compression"] == "zstd" and empty["ext"] is None and empty["size"] == 0
+    assert bytes(c.execute(f"SELECT oas.oas_read(o, 0, 0) FROM {t} WHERE k = 3").fetchone()[0]) == b""
+    # A marker that disagrees with the path is refused.
+    for forged in (dict(ref, path=plain["path"]), dict(plain, compression="zstd")):
+        e = sql_error(c, "SELECT oas.oas_read(%s, 0, 10)", [json.dumps(forged)])
+        assert e.sqlstate == "22023", e
+    # Folders stay uncompressed in a compressed store, their files read by name.
+    c.execute(f"INSERT INTO {t} (k, o) VALUES (4, oas.oas_object_folder(ARRAY['a.bin', 's/b.bin'], ARRAY[%s, %s]))",
+              [TRACE, b"xyz"])
+    d = c.execute(f"SELECT o FROM {t} WHERE k = 4").fetchone()[0]
+    assert "compression" not in d and d["is_dir"] and zs.raw(d["path"] + "/a.bin") == TRACE
+    assert bytes(c.execute(f"SELECT oas.oas_object_file_read(o, 's/b.bin', 1) FROM {t} WHERE k = 4").fetchone()[0]) == b"yz"
+    for check in ("false", "true"):
+        n = c.execute(f"SELECT count(*) FROM oas.oas_verify(only_store => %s, check_content => {check})",
+                      [zs.name]).fetchone()[0]
+        assert n == 0, check
+    # The same after compression is turned off: the reference says what the object is.
+    zs.compress("none")
+    assert bytes(c.execute(f"SELECT oas.oas_read(o, 0, %s) FROM {t} WHERE k = 2", [len(TRACE)]).fetchone()[0]) == TRACE
+
+
+def test_a_damaged_compressed_object_file_is_an_error(zs):
+    zs.compress("zstd")
+    ref = object_refs(zs, 1, TRACE)
+    stored = bytearray(zs.raw(ref["path"]))
+    stored[len(stored) // 2] ^= 0x20
+    zs.overwrite(ref["path"], bytes(stored))
+    for verify in ("on", "off"):
+        zs.conn.execute(f"SET oas.verify_reads = {verify}")
+        e = sql_error(zs.conn, "SELECT oas.oas_read(%s, 0, %s)", [json.dumps(ref), len(TRACE)])
+        assert e.sqlstate == "XX001" and "compressed object" in str(e), e
+    problems = zs.conn.execute("SELECT problem FROM oas.oas_verify(only_store => %s, check_content => true)",
+                               [zs.name]).fetchall()
+    assert len(problems) == 1, problems
+    # A frame of another content size: the header says so, without reading it all.
+    zs.overwrite(ref["path"], bytes(zs.raw(object_refs(zs, 2, TRACE[:1000])["path"])))
+    problems = zs.conn.execute("SELECT problem FROM oas.oas_verify(only_store => %s, check_content => false)",
+                               [zs.name]).fetchall()
+    assert len(problems) == 1 and "frame records 1000 bytes" in problems[0][0], problems
+    # Raw bytes where the frame should be: never returned as content.
+    zs.overwrite(ref["path"], TRACE[:5000])
+    e = sql_error(zs.conn, "SELECT oas.oas_read(%s, 0, %s)", [json.dumps(ref), len(TRACE)])
+    assert e.sqlstate == "XX001", e
+
+
+def test_the_collector_keeps_and_collects_compressed_object_files(zs):
+    zs.compress("zstd")
+    keep, drop = object_refs(zs, 1, TRACE), object_refs(zs, 2, TRACE[::-1])
+    zs.conn.execute(f"DELETE FROM {zs.schema}.t WHERE k = 2")
+    for _ in range(2):
+        report = zs.conn.execute("SELECT trashed, skipped FROM oas.oas_gc(false, store => %s, grace => '0')",
+                                 [zs.name]).fetchone()
+    assert report == (1, 0), report
+    assert zs.exists(keep["path"]) and not zs.exists(drop["path"])
+    assert zs.conn.execute("SELECT count(*) FROM oas.oas_verify(only_store => %s)", [zs.name]).fetchone()[0] == 0
+    assert bytes(zs.conn.execute("SELECT oas.oas_read(%s, 0, %s)", [json.dumps(keep), len(TRACE)]).fetchone()[0]) == TRACE
+
+
+def test_a_compressed_object_file_is_copied_to_another_store_as_its_frame(zs):
+    c, t = zs.conn, f"{zs.schema}.t"
+    zs.compress("zstd")
+    ref = object_refs(zs, 1, TRACE)
+    dst = unique("zsdst")
+    loc = RUN_DIR / f"{dst}-store"
+    loc.mkdir()
+    chown_postgres(loc)
+    c.execute("SELECT oas.oas_store_create(%s, %s)", [dst, json.dumps({"protocol": "file", "location": str(loc)})])
+    try:
+        c.execute(f"UPDATE {t} SET o = oas._copy_to_store(o, %s) WHERE k = 1", [dst])
+        moved = c.execute(f"SELECT o FROM {t} WHERE k = 1").fetchone()[0]
+        assert moved == dict(ref, store=dst)
+        assert (loc / ref["path"]).read_bytes() == zs.raw(ref["path"])
+        got = c.execute(f"SELECT oas.oas_read(o, 0, %s) FROM {t} WHERE k = 1", [len(TRACE)]).fetchone()[0]
+        assert bytes(got) == TRACE
+        assert c.execute("SELECT count(*) FROM oas.oas_verify(only_store => %s, check_content => true)",
+                         [dst]).fetchone()[0] == 0
+    finally:
+        c.execute(f"DELETE FROM {t}")
+        with contextlib.suppress(psycopg.Error):
+            c.execute("SELECT oas.oas_store_drop(%s)", [dst])
+        shutil.rmtree(loc, ignore_errors=True)
+
+
+def test_a_datajoint_client_reads_a_compressed_object_file_as_its_frame(zs, servers):
+    """DataJoint 2.3.5's `<object@>` handle (`ObjectRef`) reads the path the reference names and
+    checks nothing on `read()`: it returns the zstd frame, not the file (documented in README).
+    Its `verify()` fails loudly: the stored size is not the size the reference records."""
+    pytest.importorskip("datajoint")
+    from datajoint.errors import DataJointError
+    from datajoint.objectref import ObjectRef
+    from datajoint.storage import StorageBackend
+
+    spec = {"protocol": "file", "location": str(zs.loc)} if zs.kind == "file" else \
+        s3_spec(servers, location=zs.prefix.split("/", 1)[1])
+    plain = ObjectRef.from_json(object_refs(zs, 1, TRACE), backend=StorageBackend(spec))
+    assert plain.read() == TRACE and plain.verify()
+    zs.compress("zstd")
+    ref = object_refs(zs, 2, TRACE)
+    handle = ObjectRef.from_json(ref, backend=StorageBackend(spec))
+    frame = handle.read()
+    assert frame == zs.raw(ref["path"]) and frame[:4] == b"\x28\xb5\x2f\xfd" and frame != TRACE
+    with pytest.raises(DataJointError, match="Size mismatch"):
+        handle.verify()
+
 
 @pytest.mark.parametrize("n", [995, 1000, 1001, 1010, 5000])
 def test_blob_pack_follows_datajoints_compression_rule(conn, n):
