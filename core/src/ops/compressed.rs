@@ -349,6 +349,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn object_files_are_checked_by_their_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let (zipped, plain) = stores(dir.path());
+        let data = trace(100_000);
+        let path = "_schema/lab/t/id=1/f_AbCd1234.bin.zst";
+        let frame = compress_for(&zipped, Bytes::from(data.clone()))
+            .await
+            .unwrap();
+        crate::ops::put_new(&zipped, path, frame).await.unwrap();
+        let r = json!({"path": path, "store": "a", "size": 100_000, "ext": ".bin", "is_dir": false,
+                       "item_count": null, "timestamp": "t", "compression": "zstd"});
+        let obj = ObjectRef::from_json(&r).unwrap();
+        assert!(obj.compressed && obj.hash.is_none());
+        for content in [false, true] {
+            assert_eq!(check_reference(&plain, &obj, content).await.unwrap(), None);
+        }
+        assert_eq!(get_file(&plain, path, 100_000).await.unwrap(), data);
+        // Another recorded size: the frame's header says so, and a whole read fails.
+        let other = ObjectRef {
+            size: Some(99_999),
+            ..obj.clone()
+        };
+        for content in [false, true] {
+            let problem = check_reference(&plain, &other, content).await.unwrap();
+            assert!(problem.is_some(), "{content}");
+        }
+        assert!(get_file(&plain, path, 99_999).await.is_err());
+        // A damaged frame: caught by its checksum when the content is checked.
+        let file = dir.path().join(path);
+        let mut bad = std::fs::read(&file).unwrap();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0x40;
+        std::fs::write(&file, &bad).unwrap();
+        assert!(check_reference(&plain, &obj, true).await.unwrap().is_some());
+        let e = get_file(&plain, path, 100_000).await.unwrap_err();
+        assert!(matches!(e, OasError::IntegrityMismatch { .. }), "{e}");
+    }
+
+    #[tokio::test]
     async fn staged_payloads_are_compressed_and_their_staging_removed() {
         let dir = tempfile::tempdir().unwrap();
         let (zipped, _) = stores(dir.path());
