@@ -223,6 +223,16 @@ def test_a_read_only_compressed_store_refuses_writes_and_reads(zs):
     assert zs.compress("none") == "none"
 
 
+def collect_one(zs, keep, drop):
+    """Two collector runs trash `drop` (no longer referenced) and keep `keep`; oas_verify is clean."""
+    for _ in range(2):
+        report = zs.conn.execute("SELECT trashed, skipped FROM oas.oas_gc(false, store => %s, grace => '0')",
+                                 [zs.name]).fetchone()
+    assert report == (1, 0), report
+    assert zs.exists(keep["path"]) and not zs.exists(drop["path"])
+    assert zs.conn.execute("SELECT count(*) FROM oas.oas_verify(only_store => %s)", [zs.name]).fetchone()[0] == 0
+
+
 def test_the_collector_keeps_and_collects_compressed_objects(zs):
     zs.compress("zstd")
     t = f"{zs.schema}.t"
@@ -230,12 +240,7 @@ def test_the_collector_keeps_and_collects_compressed_objects(zs):
                     [TRACE, TRACE[::-1]])
     keep, drop = (r[0] for r in zs.conn.execute(f"SELECT h FROM {t} ORDER BY k").fetchall())
     zs.conn.execute(f"DELETE FROM {t} WHERE k = 2")
-    for _ in range(2):
-        report = zs.conn.execute("SELECT trashed, skipped FROM oas.oas_gc(false, store => %s, grace => '0')",
-                                 [zs.name]).fetchone()
-    assert report == (1, 0), report
-    assert zs.exists(keep["path"]) and not zs.exists(drop["path"])
-    assert zs.conn.execute("SELECT count(*) FROM oas.oas_verify(only_store => %s)", [zs.name]).fetchone()[0] == 0
+    collect_one(zs, keep, drop)
     # Put back from trash when referenced again.
     zs.conn.execute(f"INSERT INTO {t} (k, h) VALUES (3, %s)", [json.dumps(drop)])
     assert bytes(zs.conn.execute(f"SELECT oas.oas_hash_get(h) FROM {t} WHERE k = 3").fetchone()[0]) == TRACE[::-1]
@@ -372,12 +377,7 @@ def test_the_collector_keeps_and_collects_compressed_object_files(zs):
     zs.compress("zstd")
     keep, drop = object_refs(zs, 1, TRACE), object_refs(zs, 2, TRACE[::-1])
     zs.conn.execute(f"DELETE FROM {zs.schema}.t WHERE k = 2")
-    for _ in range(2):
-        report = zs.conn.execute("SELECT trashed, skipped FROM oas.oas_gc(false, store => %s, grace => '0')",
-                                 [zs.name]).fetchone()
-    assert report == (1, 0), report
-    assert zs.exists(keep["path"]) and not zs.exists(drop["path"])
-    assert zs.conn.execute("SELECT count(*) FROM oas.oas_verify(only_store => %s)", [zs.name]).fetchone()[0] == 0
+    collect_one(zs, keep, drop)
     assert bytes(zs.conn.execute("SELECT oas.oas_read(%s, 0, %s)", [json.dumps(keep), len(TRACE)]).fetchone()[0]) == TRACE
 
 

@@ -44,20 +44,17 @@ pub(super) async fn publish(
     reference: &HashRef,
     body: Body,
 ) -> Result<PutOutcome, OasError> {
-    let level = level(store);
     let packed = match body {
-        Body::Owned(data) => tokio::task::spawn_blocking(move || compress::compress(&data, level))
-            .await
-            .map_err(|e| OasError::Internal(e.to_string()))??,
+        Body::Owned(data) => compress_for(store, data).await?,
         Body::Staged(staging) => {
             let k = store.key(&staging)?;
-            let packed = compress_object(store, &k, &staging, reference.size, level).await;
+            let packed = compress_object(store, &k, &staging, reference.size, level(store)).await;
             let _ = store.client().delete(&k).await;
-            packed?
+            Bytes::from(packed?)
         }
     };
     let size = packed.len() as u64;
-    put_owned(store, key, &reference.path, size, Bytes::from(packed)).await
+    put_owned(store, key, &reference.path, size, packed).await
 }
 
 /// The object at `key` (`path`), of `size` bytes, compressed as it is read.
