@@ -1,4 +1,4 @@
-.PHONY: run test faults bench bench-npy bench-gc bench-blob load fuzz
+.PHONY: run test faults bench bench-npy bench-gc bench-blob bench-migrate load fuzz
 run:
 	bash scripts/run.sh
 test:
@@ -15,6 +15,8 @@ bench-gc:
 	bash scripts/bench_gc.sh $(BENCH_ARGS)
 bench-blob:
 	bash scripts/bench_blob.sh $(BENCH_ARGS)
+bench-migrate:
+	bash scripts/bench_migrate.sh $(BENCH_ARGS)
 load:
 	bash scripts/load.sh $(LOAD_ARGS)
 fuzz:
