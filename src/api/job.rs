@@ -232,15 +232,16 @@ fn stat_objects(objects: Vec<(String, ObjectRef)>) -> Result<(), OasError> {
         use futures::StreamExt;
         let results: Vec<Result<(), OasError>> = futures::stream::iter(checks.into_iter().map(
             |(store, row, r)| async move {
-                let size = oas_core::ops::object_size(&store, &r.path).await?;
-                if Some(size) != r.size {
-                    return Err(OasError::IntegrityMismatch {
+                // As oas_verify checks a reference: a folder has objects under it, a file the
+                // size its reference records (when it records one).
+                match oas_core::ops::check_reference(&store, &r, false).await? {
+                    None => Ok(()),
+                    Some(problem) => Err(OasError::IntegrityMismatch {
                         store: store.name.clone(),
                         path: r.path.clone(),
-                        reason: format!("row {row}: {size} bytes in the store, the reference records {:?}", r.size),
-                    });
+                        reason: format!("row {row}: {problem}"),
+                    }),
                 }
-                Ok(())
             },
         ))
         .buffer_unordered(16)
@@ -261,7 +262,7 @@ fn record(id: i64, position: &[String], rows: i64, bytes: i64, done: bool) -> Re
                         updated = pg_catalog.clock_timestamp(),
                         finished = CASE WHEN $5 THEN pg_catalog.clock_timestamp() END
                  WHERE id OPERATOR(pg_catalog.=) $1
-                 RETURNING kind, rows_done, pg_catalog.greatest(rows_total, rows_done), bytes_done,
+                 RETURNING kind, rows_done, GREATEST(rows_total, rows_done), bytes_done,
                            bytes_done OPERATOR(pg_catalog.-) bytes_resumed,
                            pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) resumed)",
                 None,
