@@ -52,9 +52,15 @@ fn start(
     }
     // A read-only or missing destination refuses before anything is written (25006).
     crate::catalog::store_to_write(Some(to))?;
-    let columns: Vec<(pg_sys::Oid, String, String)> = Spi::connect(|c| {
+    // A named source the caller may not read refuses before anything is done too (42501); each
+    // copy checks its object again.
+    if let Some(from) = from {
+        crate::catalog::store_row_to(crate::catalog::Access::Read, Some(from))?;
+    }
+    let columns: Vec<(pg_sys::Oid, String, String, Option<String>)> = Spi::connect(|c| {
         c.select(
-            "SELECT t.table_oid::pg_catalog.oid, t.column_name::pg_catalog.text, t.addressing::pg_catalog.text
+            "SELECT t.table_oid::pg_catalog.oid, t.column_name::pg_catalog.text, t.addressing::pg_catalog.text,
+                    t.store::pg_catalog.text
              FROM oas.tracked_columns t
              WHERE ($1 IS NULL OR t.table_oid OPERATOR(pg_catalog.=) $1)
                AND ($2 IS NULL OR t.column_name OPERATOR(pg_catalog.=) $2)
@@ -67,13 +73,17 @@ fn start(
                 r.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
                 r.get::<String>(2)?.unwrap_or_default(),
                 r.get::<String>(3)?.unwrap_or_default(),
+                r.get::<String>(4)?,
             ))
         })
         .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
     })
     .spi()?;
     let mut ids = Vec::new();
-    for (oid, name, addressing) in columns {
+    for (oid, name, addressing, comment_store) in columns {
+        if table.is_none() && !concerns(oid, &name, comment_store.as_deref(), to, from)? {
+            continue;
+        }
         let label = job::table_name(oid)?;
         if addressing == "filepath" {
             pgrx::notice!("{label}.{name} is a <filepath@> column: its files are the user's, not moved");
@@ -102,6 +112,40 @@ fn start(
         ));
     }
     Ok(ids)
+}
+
+/// Whether a move of a whole store (no table named) concerns a column: its comment names the
+/// store moved from (with none named, a store other than `to`), so [`finish`] retargets it, or
+/// the ledger records references of it outside `to` (in `from`). Other columns of the database
+/// (other roles' tables among them) are left alone.
+fn concerns(
+    table: pg_sys::Oid,
+    column: &str,
+    comment_store: Option<&str>,
+    to: &str,
+    from: Option<&str>,
+) -> Result<bool, OasError> {
+    let retargeted = match from {
+        Some(from) => comment_store == Some(from),
+        None => comment_store != Some(to),
+    };
+    if retargeted {
+        return Ok(true);
+    }
+    let referenced = crate::privilege::as_owner(|| {
+        crate::spi::read_one::<bool>(
+            "SELECT EXISTS (SELECT FROM oas.ref_log l
+                            WHERE l.table_oid OPERATOR(pg_catalog.=) $1
+                              AND l.column_name OPERATOR(pg_catalog.=) $2
+                              AND l.store OPERATOR(pg_catalog.<>) $3
+                              AND ($4::pg_catalog.text IS NULL OR l.store OPERATOR(pg_catalog.=) $4)
+                            GROUP BY l.store, l.path
+                            HAVING pg_catalog.sum(l.delta) OPERATOR(pg_catalog.<>) 0)",
+            &[table.into(), column.into(), to.into(), from.into()],
+        )
+    })
+    .spi()?;
+    Ok(referenced == Some(true))
 }
 
 /// The rows whose reference in column `q` (quoted) is not yet in `to` (and is in `from`).
