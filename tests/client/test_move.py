@@ -120,7 +120,14 @@ def test_a_column_a_table_then_a_whole_store(conn, stores, schema, src_kind, dst
     for r in old_refs:
         if r.get("is_dir"):
             assert not stores.has(src, r["path"] + ".manifest.json") and stores.has(dst, r["path"] + ".manifest.json")
-    assert stores.has(src, "raw/session.bin")
+    # Exactly the old copies went to the source's trash; the user's file stays; nothing of the
+    # destination went.
+    left = stores.listing(src)
+    assert {p for p in left if not p.startswith("_oas/")} == {"raw/session.bin"}
+    folders = [r["path"] + f for r in old_refs if r.get("is_dir") for f in (".manifest.json", "/a.bin", "/sub/b.bin")]
+    trashed = {p.removeprefix("_oas/trash/") for p in left if p.startswith("_oas/trash/")}
+    assert trashed == {r["path"] for r in files} | set(folders)
+    assert not any(p.startswith("_oas/trash/") for p in stores.listing(dst))
     assert conn.execute(READ_BACK.format(t=t), binary=True).fetchall()[:2] == before
     assert conn.execute(read_t2, binary=True).fetchall() == before_t2
 
@@ -146,15 +153,19 @@ class Reader(threading.Thread):
     def __init__(self, t: str, user: str):
         super().__init__(daemon=True)
         self.t, self.user, self.rounds, self.error, self.stop = t, user, 0, None, threading.Event()
+        self.mixed = 0  # rounds that saw rows in both stores: read in the middle of the move
         self.seen: dict[int, tuple[bytes, bytes]] = {}
 
     def run(self):
         try:
             with connect(user=self.user) as c:
                 while not self.stop.is_set():
-                    for k, h, n in c.execute(READ_TRACES.format(t=self.t), binary=True):
+                    stores = set()
+                    for k, h, n, store in c.execute(READ_TRACES.format(t=self.t).replace(" FROM", ", h->>'store' FROM"),
+                                                    binary=True):
                         self.seen[k] = (h, n)
-                    c.commit()
+                        stores.add(store)
+                    self.mixed += len(stores) > 1
                     self.rounds += 1
         except BaseException as e:  # noqa: BLE001 - handed to the test
             self.error = e
@@ -195,9 +206,10 @@ def test_a_table_moved_while_read_and_written(conn, stores, schema, mallory, src
     reader.stop.set()
     reader.join(WAIT_S)
     worker.close()
-    print(f"{src_kind} -> {dst_kind}: {reader.rounds} rounds of reads over the table during the move")
+    print(f"{src_kind} -> {dst_kind}: {reader.rounds} rounds of reads over the table during the move,"
+          f" {reader.mixed} of them with rows in both stores")
     assert reader.error is None, reader.error
-    assert reader.rounds >= 2
+    assert reader.mixed >= 1
     assert written[3][1] == src and written[41][1] == src  # written before the move finished
     assert stores_of(conn, t, ["h", "n"]) == {dst}
     got = {k: (h, n) for k, h, n in conn.execute(READ_TRACES.format(t=t), binary=True)}
@@ -243,7 +255,10 @@ def test_cancelled_half_way_then_resumed(conn, stores, schema):  # noqa: F811
     holder.close()
     notices = move(conn, dst, src, t, "h", batch_rows=5)
     progress = [n for n in notices if "moved:" in n]
-    assert progress[0].startswith("moved: 25/30 rows") and "moved: 30/30 rows" in progress[-1], progress
+    # One NOTICE per batch: rows 21-25, 26-30, then the last step (nothing written meanwhile).
+    assert len(progress) == 3, progress
+    assert progress[0].startswith("moved: 25/30 rows") and progress[2].startswith("moved: 30/30 rows"), progress
+    assert progress[2].endswith("done") and not progress[1].endswith("done"), progress
     assert last_job(conn, t, "h") == ("done", 30, 30, ["30"])
     assert conn.execute("SELECT count(*) FROM oas.job WHERE table_oid = %s::regclass", [t]).fetchone()[0] == 1
     assert stores_of(conn, t, ["h"]) == {dst} and stores_of(conn, t, ["n"]) == {src}
@@ -320,6 +335,7 @@ def test_refusals(conn, stores, schema, mallory):  # noqa: F811
     conn.execute("SELECT oas.oas_store_read_only(%s, true)", [dst])
     e = sql_error(conn, "CALL oas.oas_move(%s, %s, %s)", [dst, src, t])
     assert e.sqlstate == "25006" and "read-only" in str(e), e
+    assert stores.listing(dst) == set()
     conn.execute("SELECT oas.oas_store_read_only(%s, false)", [dst])
     conn.execute("BEGIN")
     e = sql_error(conn, "CALL oas.oas_move(%s, %s, %s)", [dst, src, t])
