@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import pathlib
+import shutil
 import signal
 import threading
 import time
@@ -316,8 +317,6 @@ def test_kill_9_half_way_then_resumed(crash_cluster, servers, s3fs_client):
     finally:
         with contextlib.suppress(FileNotFoundError):
             s3fs_client.rm(f"{servers['OAS_S3_BUCKET']}/pytest-move/{dst}", recursive=True)
-        import shutil
-
         shutil.rmtree(loc, ignore_errors=True)
 
 
