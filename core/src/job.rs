@@ -218,6 +218,17 @@ pub fn comment_with_store(comment: &str, to_store: &str) -> Option<String> {
     Some(codec.to_comment())
 }
 
+/// Does a move to `to` (from `from`, or from any other store) retarget a column whose comment
+/// names `comment_store` (`None`: the default store)? With `from` named, only a comment naming
+/// it; otherwise any comment not already naming `to`. A whole-store move also starts only for
+/// such columns (and those with references to move).
+pub fn move_retargets(comment_store: Option<&str>, to: &str, from: Option<&str>) -> bool {
+    match from {
+        Some(from) => comment_store == Some(from),
+        None => comment_store != Some(to),
+    }
+}
+
 /// Rows per batch: at least 1, at most 100 000.
 pub fn batch_rows(requested: i64) -> Result<i64, OasError> {
     if !(1..=100_000).contains(&requested) {
@@ -362,6 +373,16 @@ mod tests {
             Some(":<blob@cold>:x")
         );
         assert_eq!(comment_with_store("plain", "cold"), None);
+    }
+
+    #[test]
+    fn which_comments_a_move_retargets() {
+        assert!(move_retargets(Some("hot"), "cold", Some("hot")));
+        assert!(!move_retargets(Some("warm"), "cold", Some("hot")));
+        assert!(!move_retargets(None, "cold", Some("hot")));
+        assert!(move_retargets(Some("hot"), "cold", None));
+        assert!(move_retargets(None, "cold", None));
+        assert!(!move_retargets(Some("cold"), "cold", None));
     }
 
     #[test]

@@ -125,11 +125,7 @@ fn concerns(
     to: &str,
     from: Option<&str>,
 ) -> Result<bool, OasError> {
-    let retargeted = match from {
-        Some(from) => comment_store == Some(from),
-        None => comment_store != Some(to),
-    };
-    if retargeted {
+    if plan::move_retargets(comment_store, to, from) {
         return Ok(true);
     }
     let referenced = crate::privilege::as_owner(|| {
@@ -184,7 +180,7 @@ pub(crate) fn finish(job: &Job, table: &str) -> Result<(), OasError> {
     let Some(marker) = parse_marker(&comment) else {
         return Ok(());
     };
-    if from.is_some() && marker.store.as_deref() != from {
+    if !plan::move_retargets(marker.store.as_deref(), to, from) {
         return Ok(());
     }
     if let Some(new) = plan::comment_with_store(&comment, to) {
