@@ -16,7 +16,6 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import threading
 import time
 
@@ -288,22 +287,8 @@ def test_kill_9_half_way_then_resumed(crash_cluster, servers, s3fs_client):
         conn.execute("SELECT oas.oas_store_create(%s, %s)", [dst, json.dumps(s3_spec(servers, location=f"pytest-move/{dst}"))])
         traces_table(conn, t, src, 10)
         before = conn.execute(READ_TRACES.format(t=t), binary=True).fetchall()
-    holder = c.connect()
-    holder.execute("BEGIN")
-    holder.execute(f"SELECT 1 FROM {t} WHERE k = 7 FOR UPDATE")
-    worker = c.connect()
-    pid = worker.info.backend_pid
-    checkpointer = c.checkpointer()
-    th, box = run_in_thread(lambda: move(worker, dst, src, t, batch_rows=2))
-    with c.session() as watch:
-        assert wait_until(lambda: blocked_on_lock(watch, pid), WAIT_S)
-    os.kill(pid, signal.SIGKILL)
-    th.join(WAIT_S)
+    box = c.kill_while_waiting(t, 7, lambda worker: move(worker, dst, src, t, batch_rows=2), WAIT_S)
     assert "error" in box
-    for x in (holder, worker):
-        with contextlib.suppress(Exception):
-            x.close()
-    assert c.wait_ready(restarted_from=checkpointer)
     try:
         with c.session() as conn:
             assert last_job(conn, t, "h") == ("running", 6, 10, ["6"])
