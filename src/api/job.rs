@@ -261,7 +261,7 @@ fn record(id: i64, position: &[String], rows: i64, bytes: i64, done: bool) -> Re
                         updated = pg_catalog.clock_timestamp(),
                         finished = CASE WHEN $5 THEN pg_catalog.clock_timestamp() END
                  WHERE id OPERATOR(pg_catalog.=) $1
-                 RETURNING kind, rows_done, pg_catalog.greatest(rows_total, rows_done), bytes_done,
+                 RETURNING kind, rows_done, GREATEST(rows_total, rows_done), bytes_done,
                            bytes_done OPERATOR(pg_catalog.-) bytes_resumed,
                            pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) resumed)",
                 None,
@@ -545,9 +545,9 @@ pub(crate) fn column_info(
 pub(crate) fn has_column(table: pg_sys::Oid, column: &str) -> Result<bool, OasError> {
     Ok(pinned(|| {
         crate::spi::read_one::<bool>(
-            "SELECT true FROM pg_catalog.pg_attribute a
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute a
              WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2
-               AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped",
+               AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped)",
             &[table.into(), column.into()],
         )
     })

@@ -39,6 +39,8 @@ fn start(
     batch_rows: i64,
 ) -> Result<Vec<i64>, OasError> {
     crate::privilege::require_writable("move objects")?;
+    // A read-only or missing destination refuses before anything is written (25006).
+    crate::catalog::store_to_write(Some(to))?;
     let copy = crate::spi::read_one::<bool>(
         "SELECT pg_catalog.to_regprocedure('oas._copy_to_store(jsonb, text)') IS NOT NULL",
         &[],
@@ -50,8 +52,6 @@ fn start(
             hint: Some("install a pg_oas build that has it, then ALTER EXTENSION pg_oas UPDATE".into()),
         });
     }
-    // A read-only or missing destination refuses before anything is written (25006).
-    crate::catalog::store_to_write(Some(to))?;
     let columns: Vec<(pg_sys::Oid, String, String)> = Spi::connect(|c| {
         c.select(
             "SELECT t.table_oid::pg_catalog.oid, t.column_name::pg_catalog.text, t.addressing::pg_catalog.text
