@@ -113,10 +113,7 @@ fn step(id: i64) -> Result<Value, OasError> {
             .join(", ")
     );
     let after = match job.position {
-        Some(_) => format!(
-            "ROW({key_list}) OPERATOR(pg_catalog.>) {}",
-            key_row(1)
-        ),
+        Some(_) => format!("ROW({key_list}) OPERATOR(pg_catalog.>) {}", key_row(1)),
         None => "true".to_string(),
     };
     let position = job.position.clone().unwrap_or_default();
@@ -230,28 +227,39 @@ fn stat_objects(objects: Vec<(String, ObjectRef)>) -> Result<(), OasError> {
     }
     crate::runtime::block_on(async move {
         use futures::StreamExt;
-        let results: Vec<Result<(), OasError>> = futures::stream::iter(checks.into_iter().map(
-            |(store, row, r)| async move {
+        let results: Vec<Result<(), OasError>> =
+            futures::stream::iter(checks.into_iter().map(|(store, row, r)| async move {
                 let size = oas_core::ops::object_size(&store, &r.path).await?;
                 if Some(size) != r.size {
                     return Err(OasError::IntegrityMismatch {
                         store: store.name.clone(),
                         path: r.path.clone(),
-                        reason: format!("row {row}: {size} bytes in the store, the reference records {:?}", r.size),
+                        reason: format!(
+                            "row {row}: {size} bytes in the store, the reference records {:?}",
+                            r.size
+                        ),
                     });
                 }
                 Ok(())
-            },
-        ))
-        .buffer_unordered(16)
-        .collect()
-        .await;
-        results.into_iter().collect::<Result<Vec<()>, _>>().map(drop)
+            }))
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        results
+            .into_iter()
+            .collect::<Result<Vec<()>, _>>()
+            .map(drop)
     })
 }
 
 /// Record a batch: the new position, the rows and bytes done; `done` ends the job.
-fn record(id: i64, position: &[String], rows: i64, bytes: i64, done: bool) -> Result<Value, OasError> {
+fn record(
+    id: i64,
+    position: &[String],
+    rows: i64,
+    bytes: i64,
+    done: bool,
+) -> Result<Value, OasError> {
     let row = as_owner(|| {
         Spi::connect_mut(|c| {
             let r = c.update(
@@ -336,7 +344,10 @@ fn load(id: i64) -> Result<Job, OasError> {
         Some((job, role)) if role == me => Ok(job),
         _ => Err(OasError::PermissionDenied {
             message: format!("job {id} is not a running job of role \"{me}\""),
-            hint: Some("a job is run by the role that started it: SELECT * FROM oas.job lists yours".into()),
+            hint: Some(
+                "a job is run by the role that started it: SELECT * FROM oas.job lists yours"
+                    .into(),
+            ),
         }),
     }
 }
@@ -393,7 +404,9 @@ pub(crate) fn resume(
     }
     if found_kind != kind || !same(&args) {
         return Err(OasError::invalid_argument_hint(
-            format!("the column has a running {found_kind} job with other arguments (job {id}): {args}"),
+            format!(
+                "the column has a running {found_kind} job with other arguments (job {id}): {args}"
+            ),
             "call again with the arguments of that job to resume it (SELECT * FROM oas.job)",
         ));
     }
@@ -505,7 +518,9 @@ pub(crate) fn require_owner(table: pg_sys::Oid, label: &str) -> Result<(), OasEr
     }
     Err(OasError::PermissionDenied {
         message: format!("must be the owner of table {label} to migrate or move its columns"),
-        hint: Some("a job alters the table (columns, comments, a trigger): its owner runs it".into()),
+        hint: Some(
+            "a job alters the table (columns, comments, a trigger): its owner runs it".into(),
+        ),
     })
 }
 
@@ -537,7 +552,9 @@ pub(crate) fn column_info(
     })
     .spi()?;
     row.ok_or_else(|| {
-        OasError::invalid_argument(format!("column \"{column}\" of table {label} does not exist"))
+        OasError::invalid_argument(format!(
+            "column \"{column}\" of table {label} does not exist"
+        ))
     })
 }
 

@@ -48,8 +48,12 @@ fn start(
     .spi()?;
     if copy != Some(true) {
         return Err(OasError::Prerequisite {
-            message: "oas_move needs oas._copy_to_store(jsonb, text), which this installation lacks".into(),
-            hint: Some("install a pg_oas build that has it, then ALTER EXTENSION pg_oas UPDATE".into()),
+            message:
+                "oas_move needs oas._copy_to_store(jsonb, text), which this installation lacks"
+                    .into(),
+            hint: Some(
+                "install a pg_oas build that has it, then ALTER EXTENSION pg_oas UPDATE".into(),
+            ),
         });
     }
     let columns: Vec<(pg_sys::Oid, String, String)> = Spi::connect(|c| {
@@ -76,10 +80,13 @@ fn start(
     for (oid, name, addressing) in columns {
         let label = job::table_name(oid)?;
         if addressing == "filepath" {
-            pgrx::notice!("{label}.{name} is a <filepath@> column: its files are the user's, not moved");
+            pgrx::notice!(
+                "{label}.{name} is a <filepath@> column: its files are the user's, not moved"
+            );
             continue;
         }
-        let same = |args: &serde_json::Value| args["to"] == json!(to) && args["from"] == json!(from);
+        let same =
+            |args: &serde_json::Value| args["to"] == json!(to) && args["from"] == json!(from);
         if let Some(found) = job::running(oid, &name)? {
             ids.push(job::resume(found, "move", same, batch_rows)?);
             continue;
@@ -93,7 +100,9 @@ fn start(
             .spi()?
             .unwrap_or(0);
         let args = json!({"to": to, "from": from, "comment": comment});
-        ids.push(job::create("move", oid, &name, &name, &args, batch_rows, total)?);
+        ids.push(job::create(
+            "move", oid, &name, &name, &args, batch_rows, total,
+        )?);
     }
     if ids.is_empty() {
         return Err(OasError::invalid_argument_hint(
@@ -112,7 +121,10 @@ fn filter(q: &str, to: &str, from: Option<&str>) -> String {
         quote_literal(to)
     );
     if let Some(from) = from {
-        f.push_str(&format!(" AND {store} OPERATOR(pg_catalog.=) {}", quote_literal(from)));
+        f.push_str(&format!(
+            " AND {store} OPERATOR(pg_catalog.=) {}",
+            quote_literal(from)
+        ));
     }
     f
 }

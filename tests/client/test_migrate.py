@@ -525,7 +525,7 @@ def test_datajoint_reads_migrated_tables_and_writes_the_same_json(conn, dj_conne
         for r in vm.Doc.to_dicts():
             assert pathlib_read(r["doc"]) == files[r["k"]][1]
     # And back: DataJoint reads the reverse migration as <blob> again.
-    conn.execute("CALL oas.oas_migrate_column(%s, 'trace', 'blob', max_bytes => 1000000)", [f'"{db}"."trace"'])
+    conn.execute("CALL oas.oas_migrate_column(%s, 'trace', 'blob', max_bytes => 1000000, drop_old => true)", [f'"{db}"."trace"'])
     vm = dj.VirtualModule("vm2", db, connection=dj_connection)
     got = {r["k"]: r["trace"] for r in vm.Trace.to_dicts()}
     np.testing.assert_array_equal(got[2], traces[2])
