@@ -132,7 +132,7 @@ fn step(id: i64) -> Result<Value, OasError> {
         .map(|(n, _)| {
             format!(
                 "{} OPERATOR(pg_catalog.||) {}::pg_catalog.text",
-                quote_literal(&format!("{n}=")),
+                quote_literal(format!("{n}=")),
                 quote_ident(n)
             )
         })

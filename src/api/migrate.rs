@@ -200,13 +200,13 @@ fn start(
     .spi()?;
     Spi::run(&format!(
         "COMMENT ON COLUMN {label}.{q_new} IS {}",
-        quote_literal(&migration.new_comment())
+        quote_literal(migration.new_comment())
     ))
     .spi()?;
     Spi::run(&format!(
         "CREATE TRIGGER {} BEFORE INSERT OR UPDATE OF {old} ON {label}
          FOR EACH ROW EXECUTE FUNCTION oas._job_stale({})",
-        quote_ident(&format!("oas_job_{id}")),
+        quote_ident(format!("oas_job_{id}")),
         quote_literal(&new)
     ))
     .spi()?;
@@ -248,10 +248,10 @@ pub(crate) fn work(job: &Job) -> Result<Work, OasError> {
 /// (and NOT NULL if the old had it); the old is dropped, or kept nullable under another name.
 pub(crate) fn finish(job: &Job, table: &str) -> Result<(), OasError> {
     let (old, new) = (quote_ident(&job.column), quote_ident(&job.work_column));
-    let keep = quote_ident(&plan::old_column_name(&job.column));
+    let keep = quote_ident(plan::old_column_name(&job.column));
     let mut ddl = vec![format!(
         "DROP TRIGGER IF EXISTS {} ON {table}",
-        quote_ident(&format!("oas_job_{}", job.id))
+        quote_ident(format!("oas_job_{}", job.id))
     )];
     if job.args["drop_old"] == json!(true) {
         ddl.push(format!("ALTER TABLE {table} DROP COLUMN {old}"));
