@@ -254,7 +254,13 @@ pub fn check_sizes(too_large: i64, largest: i64, max_bytes: i64) -> Result<(), O
 }
 
 /// The progress line a job shows after each batch.
-pub fn progress_text(what: &str, rows_done: i64, rows_total: i64, bytes: i64, seconds: f64) -> String {
+pub fn progress_text(
+    what: &str,
+    rows_done: i64,
+    rows_total: i64,
+    bytes: i64,
+    seconds: f64,
+) -> String {
     let mb = bytes as f64 / 1e6;
     let rate = if seconds > 0.0 { mb / seconds } else { 0.0 };
     let pct = if rows_total > 0 {
@@ -268,7 +274,9 @@ pub fn progress_text(what: &str, rows_done: i64, rows_total: i64, bytes: i64, se
 /// The content hash (DataJoint's base32 MD5) of bytes whose MD5 PostgreSQL gave as hex
 /// (`md5(bytea)`).
 pub fn hash_of_md5_hex(hex: &str) -> Option<String> {
-    let digest = data_encoding::HEXLOWER_PERMISSIVE.decode(hex.as_bytes()).ok()?;
+    let digest = data_encoding::HEXLOWER_PERMISSIVE
+        .decode(hex.as_bytes())
+        .ok()?;
     (digest.len() == 16).then(|| {
         let mut s = data_encoding::BASE32_NOPAD.encode(&digest);
         s.make_ascii_lowercase();
@@ -293,7 +301,9 @@ pub fn check_value(
     };
     if let (Some(want), Some(have)) = (store, reference.store.as_deref()) {
         if want != have {
-            return Err(mismatch(format!("the reference names store \"{have}\", not \"{want}\"")));
+            return Err(mismatch(format!(
+                "the reference names store \"{have}\", not \"{want}\""
+            )));
         }
     }
     if let Some(size) = size {
@@ -322,10 +332,16 @@ mod tests {
 
     #[test]
     fn in_table_comments() {
-        assert_eq!(in_table_of(":<blob>:trace"), (InTable::Blob, "trace".into()));
+        assert_eq!(
+            in_table_of(":<blob>:trace"),
+            (InTable::Blob, "trace".into())
+        );
         assert_eq!(in_table_of(":<attach>:"), (InTable::Attach, String::new()));
         assert_eq!(in_table_of(":bytes:raw"), (InTable::Bytes, "raw".into()));
-        assert_eq!(in_table_of("just text"), (InTable::Bytes, "just text".into()));
+        assert_eq!(
+            in_table_of("just text"),
+            (InTable::Bytes, "just text".into())
+        );
         assert_eq!(in_table_of(""), (InTable::Bytes, String::new()));
     }
 
@@ -398,7 +414,10 @@ mod tests {
     fn values_checked() {
         // md5(b"hello") = 5d41402abc4b2a76b9719d911017c592
         let hex = "5d41402abc4b2a76b9719d911017c592";
-        assert_eq!(hash_of_md5_hex(hex).unwrap(), crate::hash::content_hash(b"hello"));
+        assert_eq!(
+            hash_of_md5_hex(hex).unwrap(),
+            crate::hash::content_hash(b"hello")
+        );
         assert_eq!(hash_of_md5_hex("zz"), None);
         let r = ObjectRef::from_json(&serde_json::json!({
             "hash": crate::hash::content_hash(b"hello"), "path": "_hash/s/x", "size": 5, "store": "main"
@@ -406,7 +425,9 @@ mod tests {
         .unwrap();
         assert!(check_value("id=1", &r, Some("main"), Some(hex), Some(5)).is_ok());
         assert!(check_value("id=1", &r, None, None, None).is_ok());
-        let e = check_value("id=1", &r, Some("cold"), None, None).unwrap_err().to_string();
+        let e = check_value("id=1", &r, Some("cold"), None, None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("row id=1") && e.contains("cold"), "{e}");
         assert!(check_value("id=1", &r, None, None, Some(6)).is_err());
         let other = "00000000000000000000000000000000";

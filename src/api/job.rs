@@ -113,10 +113,7 @@ fn step(id: i64) -> Result<Value, OasError> {
             .join(", ")
     );
     let after = match job.position {
-        Some(_) => format!(
-            "ROW({key_list}) OPERATOR(pg_catalog.>) {}",
-            key_row(1)
-        ),
+        Some(_) => format!("ROW({key_list}) OPERATOR(pg_catalog.>) {}", key_row(1)),
         None => "true".to_string(),
     };
     let position = job.position.clone().unwrap_or_default();
@@ -135,7 +132,7 @@ fn step(id: i64) -> Result<Value, OasError> {
         .map(|(n, _)| {
             format!(
                 "{} OPERATOR(pg_catalog.||) {}::pg_catalog.text",
-                quote_literal(&format!("{n}=")),
+                quote_literal(format!("{n}=")),
                 quote_ident(n)
             )
         })
@@ -230,8 +227,8 @@ fn stat_objects(objects: Vec<(String, ObjectRef)>) -> Result<(), OasError> {
     }
     crate::runtime::block_on(async move {
         use futures::StreamExt;
-        let results: Vec<Result<(), OasError>> = futures::stream::iter(checks.into_iter().map(
-            |(store, row, r)| async move {
+        let results: Vec<Result<(), OasError>> =
+            futures::stream::iter(checks.into_iter().map(|(store, row, r)| async move {
                 // As oas_verify checks a reference: a folder has objects under it, a file the
                 // size its reference records (when it records one).
                 match oas_core::ops::check_reference(&store, &r, false).await? {
@@ -242,17 +239,25 @@ fn stat_objects(objects: Vec<(String, ObjectRef)>) -> Result<(), OasError> {
                         reason: format!("row {row}: {problem}"),
                     }),
                 }
-            },
-        ))
-        .buffer_unordered(16)
-        .collect()
-        .await;
-        results.into_iter().collect::<Result<Vec<()>, _>>().map(drop)
+            }))
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        results
+            .into_iter()
+            .collect::<Result<Vec<()>, _>>()
+            .map(drop)
     })
 }
 
 /// Record a batch: the new position, the rows and bytes done; `done` ends the job.
-fn record(id: i64, position: &[String], rows: i64, bytes: i64, done: bool) -> Result<Value, OasError> {
+fn record(
+    id: i64,
+    position: &[String],
+    rows: i64,
+    bytes: i64,
+    done: bool,
+) -> Result<Value, OasError> {
     let row = as_owner(|| {
         Spi::connect_mut(|c| {
             let r = c.update(
@@ -337,7 +342,10 @@ fn load(id: i64) -> Result<Job, OasError> {
         Some((job, role)) if role == me => Ok(job),
         _ => Err(OasError::PermissionDenied {
             message: format!("job {id} is not a running job of role \"{me}\""),
-            hint: Some("a job is run by the role that started it: SELECT * FROM oas.job lists yours".into()),
+            hint: Some(
+                "a job is run by the role that started it: SELECT * FROM oas.job lists yours"
+                    .into(),
+            ),
         }),
     }
 }
@@ -394,7 +402,9 @@ pub(crate) fn resume(
     }
     if found_kind != kind || !same(&args) {
         return Err(OasError::invalid_argument_hint(
-            format!("the column has a running {found_kind} job with other arguments (job {id}): {args}"),
+            format!(
+                "the column has a running {found_kind} job with other arguments (job {id}): {args}"
+            ),
             "call again with the arguments of that job to resume it (SELECT * FROM oas.job)",
         ));
     }
@@ -506,7 +516,9 @@ pub(crate) fn require_owner(table: pg_sys::Oid, label: &str) -> Result<(), OasEr
     }
     Err(OasError::PermissionDenied {
         message: format!("must be the owner of table {label} to migrate or move its columns"),
-        hint: Some("a job alters the table (columns, comments, a trigger): its owner runs it".into()),
+        hint: Some(
+            "a job alters the table (columns, comments, a trigger): its owner runs it".into(),
+        ),
     })
 }
 
@@ -538,7 +550,9 @@ pub(crate) fn column_info(
     })
     .spi()?;
     row.ok_or_else(|| {
-        OasError::invalid_argument(format!("column \"{column}\" of table {label} does not exist"))
+        OasError::invalid_argument(format!(
+            "column \"{column}\" of table {label} does not exist"
+        ))
     })
 }
 
@@ -546,9 +560,9 @@ pub(crate) fn column_info(
 pub(crate) fn has_column(table: pg_sys::Oid, column: &str) -> Result<bool, OasError> {
     Ok(pinned(|| {
         crate::spi::read_one::<bool>(
-            "SELECT true FROM pg_catalog.pg_attribute a
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute a
              WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2
-               AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped",
+               AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped)",
             &[table.into(), column.into()],
         )
     })

@@ -34,12 +34,10 @@ fn pending_stored(
     let data = data?;
     let value = stored_value(data, codec).unwrap_or_else(|e| {
         raise(match (row, e) {
-            (Some(row), OasError::InvalidArgument { message, hint }) => {
-                OasError::InvalidArgument {
-                    message: format!("row {row}: {message}"),
-                    hint,
-                }
-            }
+            (Some(row), OasError::InvalidArgument { message, hint }) => OasError::InvalidArgument {
+                message: format!("row {row}: {message}"),
+                hint,
+            },
             (_, e) => e,
         })
     });
@@ -136,7 +134,10 @@ fn start(
             let max = required(max_bytes, "max_bytes");
             if !(0..=super::MAX_BYTEA as i64).contains(&max) {
                 return Err(OasError::invalid_argument_hint(
-                    format!("max_bytes must be between 0 and {}, not {max}", super::MAX_BYTEA),
+                    format!(
+                        "max_bytes must be between 0 and {}, not {max}",
+                        super::MAX_BYTEA
+                    ),
                     "a bytea holds at most 1 GB",
                 ));
             }
@@ -158,7 +159,10 @@ fn start(
     }
     let new = plan::new_column_name(column);
     let keep = plan::old_column_name(column);
-    for (name, why) in [(&new, "the migration's new column"), (&keep, "the old column kept")] {
+    for (name, why) in [
+        (&new, "the migration's new column"),
+        (&keep, "the old column kept"),
+    ] {
         if job::has_column(table, name)? && (name != &keep || !drop_old) {
             return Err(OasError::invalid_argument_hint(
                 format!("table {label} already has a column \"{name}\", the name of {why}"),
@@ -196,13 +200,13 @@ fn start(
     .spi()?;
     Spi::run(&format!(
         "COMMENT ON COLUMN {label}.{q_new} IS {}",
-        quote_literal(&migration.new_comment())
+        quote_literal(migration.new_comment())
     ))
     .spi()?;
     Spi::run(&format!(
         "CREATE TRIGGER {} BEFORE INSERT OR UPDATE OF {old} ON {label}
          FOR EACH ROW EXECUTE FUNCTION oas._job_stale({})",
-        quote_ident(&format!("oas_job_{id}")),
+        quote_ident(format!("oas_job_{id}")),
         quote_literal(&new)
     ))
     .spi()?;
@@ -218,7 +222,9 @@ pub(crate) fn work(job: &Job) -> Result<Work, OasError> {
         Work {
             filter,
             set: format!("{new} = oas.oas_hash_get({old})"),
-            check: format!("pg_catalog.md5({new}), pg_catalog.octet_length({new})::pg_catalog.int8, {old}"),
+            check: format!(
+                "pg_catalog.md5({new}), pg_catalog.octet_length({new})::pg_catalog.int8, {old}"
+            ),
             store: None,
             stat: false,
         }
@@ -229,7 +235,9 @@ pub(crate) fn work(job: &Job) -> Result<Work, OasError> {
                 "{new} = oas._pending_stored({old}, {}, ROW_LABEL)",
                 quote_literal(codec)
             ),
-            check: format!("pg_catalog.md5({old}), pg_catalog.octet_length({old})::pg_catalog.int8, {new}"),
+            check: format!(
+                "pg_catalog.md5({old}), pg_catalog.octet_length({old})::pg_catalog.int8, {new}"
+            ),
             store: None,
             stat: true,
         }
@@ -240,20 +248,24 @@ pub(crate) fn work(job: &Job) -> Result<Work, OasError> {
 /// (and NOT NULL if the old had it); the old is dropped, or kept nullable under another name.
 pub(crate) fn finish(job: &Job, table: &str) -> Result<(), OasError> {
     let (old, new) = (quote_ident(&job.column), quote_ident(&job.work_column));
-    let keep = quote_ident(&plan::old_column_name(&job.column));
+    let keep = quote_ident(plan::old_column_name(&job.column));
     let mut ddl = vec![format!(
         "DROP TRIGGER IF EXISTS {} ON {table}",
-        quote_ident(&format!("oas_job_{}", job.id))
+        quote_ident(format!("oas_job_{}", job.id))
     )];
     if job.args["drop_old"] == json!(true) {
         ddl.push(format!("ALTER TABLE {table} DROP COLUMN {old}"));
     } else {
         ddl.push(format!("ALTER TABLE {table} RENAME COLUMN {old} TO {keep}"));
-        ddl.push(format!("ALTER TABLE {table} ALTER COLUMN {keep} DROP NOT NULL"));
+        ddl.push(format!(
+            "ALTER TABLE {table} ALTER COLUMN {keep} DROP NOT NULL"
+        ));
     }
     ddl.push(format!("ALTER TABLE {table} RENAME COLUMN {new} TO {old}"));
     if job.args["not_null"] == json!(true) {
-        ddl.push(format!("ALTER TABLE {table} ALTER COLUMN {old} SET NOT NULL"));
+        ddl.push(format!(
+            "ALTER TABLE {table} ALTER COLUMN {old} SET NOT NULL"
+        ));
     }
     for statement in ddl {
         Spi::run(&statement).spi()?;

@@ -39,6 +39,8 @@ fn start(
     batch_rows: i64,
 ) -> Result<Vec<i64>, OasError> {
     crate::privilege::require_writable("move objects")?;
+    // A read-only or missing destination refuses before anything is written (25006).
+    crate::catalog::store_to_write(Some(to))?;
     let copy = crate::spi::read_one::<bool>(
         "SELECT pg_catalog.to_regprocedure('oas._copy_to_store(jsonb, text)') IS NOT NULL",
         &[],
@@ -46,12 +48,14 @@ fn start(
     .spi()?;
     if copy != Some(true) {
         return Err(OasError::Prerequisite {
-            message: "oas_move needs oas._copy_to_store(jsonb, text), which this installation lacks".into(),
-            hint: Some("install a pg_oas build that has it, then ALTER EXTENSION pg_oas UPDATE".into()),
+            message:
+                "oas_move needs oas._copy_to_store(jsonb, text), which this installation lacks"
+                    .into(),
+            hint: Some(
+                "install a pg_oas build that has it, then ALTER EXTENSION pg_oas UPDATE".into(),
+            ),
         });
     }
-    // A read-only or missing destination refuses before anything is written (25006).
-    crate::catalog::store_to_write(Some(to))?;
     // A named source the caller may not read refuses before anything is done too (42501); each
     // copy checks its object again.
     if let Some(from) = from {
@@ -86,10 +90,13 @@ fn start(
         }
         let label = job::table_name(oid)?;
         if addressing == "filepath" {
-            pgrx::notice!("{label}.{name} is a <filepath@> column: its files are the user's, not moved");
+            pgrx::notice!(
+                "{label}.{name} is a <filepath@> column: its files are the user's, not moved"
+            );
             continue;
         }
-        let same = |args: &serde_json::Value| args["to"] == json!(to) && args["from"] == json!(from);
+        let same =
+            |args: &serde_json::Value| args["to"] == json!(to) && args["from"] == json!(from);
         if let Some(found) = job::running(oid, &name)? {
             ids.push(job::resume(found, "move", same, batch_rows)?);
             continue;
@@ -103,7 +110,9 @@ fn start(
             .spi()?
             .unwrap_or(0);
         let args = json!({"to": to, "from": from, "comment": comment});
-        ids.push(job::create("move", oid, &name, &name, &args, batch_rows, total)?);
+        ids.push(job::create(
+            "move", oid, &name, &name, &args, batch_rows, total,
+        )?);
     }
     if ids.is_empty() {
         return Err(OasError::invalid_argument_hint(
@@ -152,7 +161,10 @@ fn filter(q: &str, to: &str, from: Option<&str>) -> String {
         quote_literal(to)
     );
     if let Some(from) = from {
-        f.push_str(&format!(" AND {store} OPERATOR(pg_catalog.=) {}", quote_literal(from)));
+        f.push_str(&format!(
+            " AND {store} OPERATOR(pg_catalog.=) {}",
+            quote_literal(from)
+        ));
     }
     f
 }

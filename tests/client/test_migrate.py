@@ -24,6 +24,8 @@ import pytest
 from conftest import RUN_DIR, PrivateCluster, chown_postgres, connect, s3_spec, sql_error, unique, wait_until
 
 WAIT_S = 60.0
+# Connections holding a row lock (held_row), closed when the test ends.
+HOLDERS: list = []
 
 
 def blob_rows(conn, n: int, seed: int = 0) -> dict[int, bytes]:
@@ -45,13 +47,16 @@ def blob_table(conn, n: int = 30, comment: str = ":<blob>:trace"):
     schema = unique("mig")
     conn.execute(f"CREATE SCHEMA {schema}")
     conn.execute(f"CREATE TABLE {schema}.t (k int PRIMARY KEY, x bytea NOT NULL, note text)")
-    conn.execute(f"COMMENT ON COLUMN {schema}.t.x IS %s", [comment])
+    conn.execute(f"COMMENT ON COLUMN {schema}.t.x IS '{comment}'")
     values = blob_rows(conn, n)
     with conn.cursor() as cur:
         cur.executemany(f"INSERT INTO {schema}.t (k, x) VALUES (%s, %s)", list(values.items()))
     try:
         yield schema, f"{schema}.t", values
     finally:
+        while HOLDERS:
+            with contextlib.suppress(Exception):
+                HOLDERS.pop().close()
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
@@ -129,7 +134,8 @@ def test_drop_old_and_plain_bytes_and_attachments(conn):
         migrate(conn, f"{schema}.a", "attach@s3")
         assert conn.execute(f"SELECT count(*) FROM pg_attribute WHERE attrelid = '{schema}.h'::regclass"
                             " AND attname = '_x_premigration'").fetchone()[0] == 0
-        assert conn.execute(f"SELECT col_description('{schema}.h'::regclass, 3)").fetchone()[0] is None
+        assert conn.execute(f"SELECT col_description(attrelid, attnum) FROM pg_attribute WHERE attrelid ="
+                            f" '{schema}.h'::regclass AND attname = 'x'").fetchone()[0] == ":<hash@file>:"
         got = dict(conn.execute(f"SELECT k, oas.oas_hash_get(x) FROM {schema}.h", binary=True).fetchall())
         assert got == raw
         assert conn.execute(f"SELECT col_description(attrelid, attnum) FROM pg_attribute WHERE attrelid ="
@@ -143,12 +149,33 @@ def test_drop_old_and_plain_bytes_and_attachments(conn):
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def held_row(table: str, k: int):
-    """A connection holding row k of table locked (FOR UPDATE) until it is closed."""
+def started_then_held(conn, table: str, k: int, values: dict, connect=connect, codec="blob@file"):
+    """The migration of table.x into blob@file started and stopped before row k (its batch failed
+    on an invalid blob there: the new column and the trigger exist, and ALTER TABLE needs no lock
+    any more), row k restored and held by another connection; that connection."""
+    conn.execute(f"UPDATE {table} SET x = 'not a blob' WHERE k = %s", [k])
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        conn.execute("CALL oas.oas_migrate_column(%s, 'x', %s, batch_rows => 5)", [table, codec])
+    conn.execute(f"UPDATE {table} SET x = %s WHERE k = %s", [values[k], k])
+    return held_row(table, k, connect)
+
+
+def held_row(table: str, k: int, connect=connect):
+    """A connection holding row k of table locked (FOR UPDATE) until it is closed (at the latest
+    when the test ends: fixture `release_holders`)."""
     holder = connect()
     holder.execute("BEGIN")
     holder.execute(f"SELECT 1 FROM {table} WHERE k = %s FOR UPDATE", [k])
+    HOLDERS.append(holder)
     return holder
+
+
+@pytest.fixture(autouse=True)
+def release_holders():
+    yield
+    while HOLDERS:
+        with contextlib.suppress(Exception):
+            HOLDERS.pop().close()
 
 
 def run_in_thread(fn):
@@ -173,7 +200,7 @@ def blocked_on_lock(conn, pid: int) -> bool:
 @pytest.mark.parametrize("how", ["cancel", "statement_timeout"])
 def test_cancelled_half_way_then_resumed(conn, how):
     with blob_table(conn, 30) as (schema, table, values):
-        holder = held_row(table, 23)
+        holder = started_then_held(conn, table, 23, values)
         worker = connect()
         pid = worker.info.backend_pid
         if how == "statement_timeout":
@@ -225,9 +252,8 @@ def test_kill_9_half_way_then_resumed(crash_cluster, servers, s3fs_client, kind)
         values = blob_rows(conn, 30, seed=9)
         with conn.cursor() as cur:
             cur.executemany(f"INSERT INTO {table} VALUES (%s, %s)", list(values.items()))
-    holder = c.connect()
-    holder.execute("BEGIN")
-    holder.execute(f"SELECT 1 FROM {table} WHERE k = 23 FOR UPDATE")
+    with c.session() as conn:
+        holder = started_then_held(conn, table, 23, values, connect=c.connect, codec=f"blob@{store}")
     worker = c.connect()
     pid = worker.info.backend_pid
     before = c.checkpointer()
@@ -265,19 +291,19 @@ def test_rows_written_meanwhile_are_migrated(conn):
     """While the migration waits on a held row, another session updates rows already migrated,
     inserts new ones and updates one not reached yet: all end up migrated with their new bytes."""
     with blob_table(conn, 30) as (schema, table, values):
-        holder = held_row(table, 23)
+        holder = started_then_held(conn, table, 23, values)
         worker = connect()
         pid = worker.info.backend_pid
         t, box = run_in_thread(lambda: migrate(worker, table, "blob@file", batch_rows=5))
         assert wait_until(lambda: blocked_on_lock(conn, pid), WAIT_S)
         extra = blob_rows(conn, 12, seed=5)
         with connect() as writer:
-            for k in (1, 2, 3, 30):
-                writer.execute(f"UPDATE {table} SET x = %s WHERE k = %s", [extra[k], k])
-                values[k] = extra[k]
+            for i, k in enumerate((1, 2, 3, 30), start=1):
+                writer.execute(f"UPDATE {table} SET x = %s WHERE k = %s", [extra[i], k])
+                values[k] = extra[i]
             for k in (101, 102, 103):
-                writer.execute(f"INSERT INTO {table} (k, x) VALUES (%s, %s)", [k, extra[k - 100 + 3]])
-                values[k] = extra[k - 100 + 3]
+                writer.execute(f"INSERT INTO {table} (k, x) VALUES (%s, %s)", [k, extra[k - 100 + 4]])
+                values[k] = extra[k - 100 + 4]
         holder.close()
         t.join(WAIT_S)
         assert "error" not in box, box
@@ -313,7 +339,7 @@ def test_reverse_within_a_size_limit(conn, store):
     try:
         table = f"{schema}.t"
         conn.execute(f"CREATE TABLE {table} (k int PRIMARY KEY, x jsonb NOT NULL)")
-        conn.execute(f"COMMENT ON COLUMN {table}.x IS %s", [f":<blob@{store}>:trace"])
+        conn.execute(f"COMMENT ON COLUMN {table}.x IS ':<blob@{store}>:trace'")
         for k in range(1, 13):
             conn.execute(f"INSERT INTO {table} VALUES (%s, oas.oas_blob(%s::float8[]))",
                          [k, [float(i) for i in range(k * 40)]])
@@ -360,9 +386,13 @@ def test_refusals_before_anything_is_done(conn):
         e = sql_error(conn, "CALL oas.oas_migrate_column(%s, 'x', 'blob@file')", [table])
         assert e.sqlstate == "25001" and "transaction block" in str(e)
         conn.execute("ROLLBACK")
-        e = sql_error(conn, "DO $$ BEGIN CALL oas.oas_migrate_column(%s, 'x', 'blob@file'); END $$"
-                      .replace("%s", f"'{table}'"))
-        assert e.sqlstate in ("2D000", "25001")
+        # From a function (an atomic context) it cannot commit: refused, and nothing is left.
+        conn.execute(f"CREATE FUNCTION {schema}.f() RETURNS void LANGUAGE plpgsql AS"
+                     f" $$ BEGIN CALL oas.oas_migrate_column('{table}', 'x', 'blob@file'); END $$")
+        e = sql_error(conn, f"SELECT {schema}.f()")
+        assert e.sqlstate == "2D000"
+        assert conn.execute(f"SELECT count(*) FROM pg_attribute WHERE attrelid = '{table}'::regclass"
+                            " AND attname LIKE '%%migrating'").fetchone()[0] == 0
         assert job_of(conn, table) is None
         e = sql_error(conn, "CALL oas.oas_migrate_column(%s, 'x', 'hash@file')", [table])
         assert e.sqlstate == "22023" and "<blob@store>" in str(e)
@@ -380,9 +410,7 @@ def test_another_role_can_neither_see_nor_drive_a_job(conn, db):
     a, b = unique("ja"), unique("jb")
     for r in (a, b):
         conn.execute(f"CREATE ROLE {r} LOGIN")
-        conn.execute(f"GRANT oas_user TO {r}")
         conn.execute(f"GRANT CREATE ON DATABASE {db} TO {r}")
-    conn.execute("SELECT oas.oas_store_grant('file', %s, 'write')", [a])
     schema = unique("jsch")
     try:
         with connect(user=a) as ca:
@@ -497,7 +525,7 @@ def test_datajoint_reads_migrated_tables_and_writes_the_same_json(conn, dj_conne
         for r in vm.Doc.to_dicts():
             assert pathlib_read(r["doc"]) == files[r["k"]][1]
     # And back: DataJoint reads the reverse migration as <blob> again.
-    conn.execute("CALL oas.oas_migrate_column(%s, 'trace', 'blob', max_bytes => 1000000)", [f'"{db}"."trace"'])
+    conn.execute("CALL oas.oas_migrate_column(%s, 'trace', 'blob', max_bytes => 1000000, drop_old => true)", [f'"{db}"."trace"'])
     vm = dj.VirtualModule("vm2", db, connection=dj_connection)
     got = {r["k"]: r["trace"] for r in vm.Trace.to_dicts()}
     np.testing.assert_array_equal(got[2], traces[2])
