@@ -311,6 +311,24 @@ def test_rows_written_meanwhile_are_migrated(conn):
         check_migrated(conn, schema, table, "file", values)
 
 
+def test_two_calls_for_one_column_share_the_job(conn):
+    """Two sessions call the same migration at once: the second resumes the first one's job and
+    takes the batches in turn (each waits for the job's row); every row is migrated once."""
+    with blob_table(conn, 40) as (schema, table, values):
+        workers = [connect(), connect()]
+        runs = [run_in_thread(lambda w=w: migrate(w, table, "blob@file", batch_rows=2)) for w in workers]
+        for t, box in runs:
+            t.join(WAIT_S * 2)
+            assert "error" not in box, box
+            assert any("done" in n for n in box["result"]), box["result"]
+        for w in workers:
+            w.close()
+        rows = conn.execute("SELECT state, rows_done, rows_total FROM oas.job WHERE table_oid = %s::regclass",
+                            [table]).fetchall()
+        assert rows == [("done", 40, 40)]
+        check_migrated(conn, schema, table, "file", values)
+
+
 def test_read_only_destination_refuses_before_writing(conn):
     store = unique("mro")
     loc = RUN_DIR / f"{store}-dir"
