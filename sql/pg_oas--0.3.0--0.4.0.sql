@@ -1229,6 +1229,22 @@ $fn$;
 
 -- A procedure that commits runs as its caller (a SECURITY DEFINER procedure, or one with SET
 -- clauses, cannot COMMIT): every name below is schema-qualified.
+-- The batches of job `job` until it is done: one step, COMMIT, its progress as a NOTICE.
+CREATE PROCEDURE oas._job_run(job bigint)
+LANGUAGE plpgsql
+AS $proc$
+DECLARE
+    step jsonb;
+BEGIN
+    LOOP
+        step := oas._job_step(job);
+        COMMIT;
+        RAISE NOTICE '%', pg_catalog.jsonb_extract_path_text(step, 'progress');
+        EXIT WHEN pg_catalog.jsonb_extract_path_text(step, 'done') OPERATOR(pg_catalog.=) 'true';
+    END LOOP;
+END
+$proc$;
+
 CREATE PROCEDURE oas.oas_migrate_column("table" regclass, "column" text, codec text,
                                         batch_rows integer DEFAULT 100,
                                         drop_old boolean DEFAULT false,
@@ -1237,17 +1253,11 @@ LANGUAGE plpgsql
 AS $proc$
 DECLARE
     job bigint;
-    step jsonb;
 BEGIN
     PERFORM oas._job_top_level('oas_migrate_column');
     job := oas._migrate_start("table", "column", codec, batch_rows, drop_old, max_bytes);
     COMMIT;
-    LOOP
-        step := oas._job_step(job);
-        COMMIT;
-        RAISE NOTICE '%', pg_catalog.jsonb_extract_path_text(step, 'progress');
-        EXIT WHEN pg_catalog.jsonb_extract_path_text(step, 'done') OPERATOR(pg_catalog.=) 'true';
-    END LOOP;
+    CALL oas._job_run(job);
 END
 $proc$;
 COMMENT ON PROCEDURE oas.oas_migrate_column(regclass, text, text, integer, boolean, bigint) IS
@@ -1261,18 +1271,12 @@ AS $proc$
 DECLARE
     jobs bigint[];
     job bigint;
-    step jsonb;
 BEGIN
     PERFORM oas._job_top_level('oas_move');
     jobs := oas._move_start(to_store, from_store, "table", "column", batch_rows);
     COMMIT;
     FOREACH job IN ARRAY jobs LOOP
-        LOOP
-            step := oas._job_step(job);
-            COMMIT;
-            RAISE NOTICE '%', pg_catalog.jsonb_extract_path_text(step, 'progress');
-            EXIT WHEN pg_catalog.jsonb_extract_path_text(step, 'done') OPERATOR(pg_catalog.=) 'true';
-        END LOOP;
+        CALL oas._job_run(job);
     END LOOP;
 END
 $proc$;

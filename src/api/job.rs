@@ -83,7 +83,10 @@ fn job_step(job: i64) -> JsonB {
 
 fn step(id: i64) -> Result<Value, OasError> {
     crate::privilege::require_writable("run a job")?;
-    let job = load(id)?;
+    let Some(job) = load(id)? else {
+        // Another call of this role finished the job meanwhile.
+        return record(id, &[], 0, 0, true);
+    };
     let table = table_name(job.table)?;
     let keys = primary_key(job.table, &table)?;
     let work = match job.kind.as_str() {
@@ -261,11 +264,12 @@ fn record(
     let row = as_owner(|| {
         Spi::connect_mut(|c| {
             let r = c.update(
-                "UPDATE oas.job SET position = $2, rows_done = rows_done OPERATOR(pg_catalog.+) $3,
+                "UPDATE oas.job SET position = CASE WHEN pg_catalog.cardinality($2) OPERATOR(pg_catalog.=) 0 THEN position ELSE $2 END,
+                        rows_done = rows_done OPERATOR(pg_catalog.+) $3,
                         bytes_done = bytes_done OPERATOR(pg_catalog.+) $4,
                         state = CASE WHEN $5 THEN 'done' ELSE state END,
                         updated = pg_catalog.clock_timestamp(),
-                        finished = CASE WHEN $5 THEN pg_catalog.clock_timestamp() END
+                        finished = CASE WHEN $5 THEN coalesce(finished, pg_catalog.clock_timestamp()) END
                  WHERE id OPERATOR(pg_catalog.=) $1
                  RETURNING kind, rows_done, GREATEST(rows_total, rows_done), bytes_done,
                            bytes_done OPERATOR(pg_catalog.-) bytes_resumed,
@@ -307,14 +311,16 @@ fn record(
 }
 
 /// The job `id`, locked until the transaction ends (a second caller waits for this batch),
-/// if the current role started it.
-fn load(id: i64) -> Result<Job, OasError> {
+/// if the current role started it; `None` once it is done (by another call of the same role
+/// that ran alongside).
+fn load(id: i64) -> Result<Option<Job>, OasError> {
     let me = current_user_name();
     let row = as_owner(|| {
         Spi::connect_mut(|c| {
             let rows = c.update(
-                "SELECT kind, table_oid, column_name, work_column, args, batch_rows::pg_catalog.int8, position, role::pg_catalog.text
-                 FROM oas.job WHERE id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'running'
+                "SELECT kind, table_oid, column_name, work_column, args, batch_rows::pg_catalog.int8, position, role::pg_catalog.text,
+                        state OPERATOR(pg_catalog.=) 'done'
+                 FROM oas.job WHERE id OPERATOR(pg_catalog.=) $1
                  FOR UPDATE",
                 None,
                 &[id.into()],
@@ -334,14 +340,15 @@ fn load(id: i64) -> Result<Job, OasError> {
                     position: r.get::<Vec<String>>(7)?,
                 },
                 r.get::<String>(8)?.unwrap_or_default(),
+                r.get::<bool>(9)?.unwrap_or(false),
             )))
         })
     })
     .spi()?;
     match row {
-        Some((job, role)) if role == me => Ok(job),
+        Some((job, role, done)) if role == me => Ok((!done).then_some(job)),
         _ => Err(OasError::PermissionDenied {
-            message: format!("job {id} is not a running job of role \"{me}\""),
+            message: format!("job {id} is not a job of role \"{me}\""),
             hint: Some(
                 "a job is run by the role that started it: SELECT * FROM oas.job lists yours"
                     .into(),

@@ -203,6 +203,9 @@ fn start(
         quote_literal(migration.new_comment())
     ))
     .spi()?;
+    // Named `oas_job_*`, it fires after `oas_fill_values` (BEFORE triggers go in name order): a
+    // pending value another session writes into the old column is stored first, and the new
+    // column of that row is emptied whatever `oas_fill_values` did, so a batch rewrites it.
     Spi::run(&format!(
         "CREATE TRIGGER {} BEFORE INSERT OR UPDATE OF {old} ON {label}
          FOR EACH ROW EXECUTE FUNCTION oas._job_stale({})",

@@ -311,6 +311,24 @@ def test_rows_written_meanwhile_are_migrated(conn):
         check_migrated(conn, schema, table, "file", values)
 
 
+def test_two_calls_for_one_column_share_the_job(conn):
+    """Two sessions call the same migration at once: the second resumes the first one's job and
+    takes the batches in turn (each waits for the job's row); every row is migrated once."""
+    with blob_table(conn, 40) as (schema, table, values):
+        workers = [connect(), connect()]
+        runs = [run_in_thread(lambda w=w: migrate(w, table, "blob@file", batch_rows=2)) for w in workers]
+        for t, box in runs:
+            t.join(WAIT_S * 2)
+            assert "error" not in box, box
+            assert any("done" in n for n in box["result"]), box["result"]
+        for w in workers:
+            w.close()
+        rows = conn.execute("SELECT state, rows_done, rows_total FROM oas.job WHERE table_oid = %s::regclass",
+                            [table]).fetchall()
+        assert rows == [("done", 40, 40)]
+        check_migrated(conn, schema, table, "file", values)
+
+
 def test_read_only_destination_refuses_before_writing(conn):
     store = unique("mro")
     loc = RUN_DIR / f"{store}-dir"
@@ -470,6 +488,57 @@ def test_move_checks_its_arguments(conn):
         return
     e = sql_error(conn, "CALL oas.oas_move('no_such_store')")
     assert e.sqlstate == "42704"
+
+
+@pytest.fixture
+def copy_to_store(conn):
+    """oas._copy_to_store(ref, store), as the engine calls it: the real one when this build has
+    it, else a stand-in for hash-addressed references (read, put into `store` for the same
+    schema), dropped afterwards."""
+    if conn.execute("SELECT to_regprocedure('oas._copy_to_store(jsonb, text)') IS NOT NULL").fetchone()[0]:
+        yield
+        return
+    conn.execute("""CREATE FUNCTION oas._copy_to_store(ref jsonb, store text) RETURNS jsonb LANGUAGE sql AS
+                    $$ SELECT oas.oas_hash_put(oas.oas_hash_get(ref), store, split_part(ref->>'path', '/', 2)) $$""")
+    try:
+        yield
+    finally:
+        conn.execute("DROP FUNCTION oas._copy_to_store(jsonb, text)")
+
+
+def test_move_a_column_between_stores(conn, copy_to_store):
+    """oas_move on the engine: the references of the column now name the new store and read
+    back the same, the comment names it, one job per column; a <filepath@> column is skipped
+    with a NOTICE."""
+    schema = unique("mv")
+    conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        table = f"{schema}.t"
+        conn.execute(f"CREATE TABLE {table} (k int PRIMARY KEY, b jsonb, f jsonb)")
+        conn.execute(f"COMMENT ON COLUMN {table}.b IS ':<blob@file>:trace'")
+        conn.execute(f"COMMENT ON COLUMN {table}.f IS ':<filepath@file>:'")
+        for k in range(1, 8):
+            conn.execute(f"INSERT INTO {table} (k, b) VALUES (%s, oas.oas_blob(%s::float8[]))",
+                         [k, [float(i) for i in range(k * 30)]])
+        before = migrated_bytes_of(conn, table, "b")
+        notices: list[str] = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary))
+        conn.execute("CALL oas.oas_move('s3', 'file', %s, batch_rows => 3)", [table])
+        assert any("filepath" in n for n in notices), notices
+        assert any("moved: 7/7 rows" in n and "done" in n for n in notices), notices
+        assert conn.execute(f"SELECT count(*) FROM {table} WHERE b->>'store' <> 's3'").fetchone()[0] == 0
+        assert migrated_bytes_of(conn, table, "b") == before
+        assert conn.execute(f"SELECT col_description('{table}'::regclass, 2)").fetchone()[0] == ":<blob@s3>:trace"
+        jobs = conn.execute("SELECT kind, column_name, state, rows_done FROM oas.job WHERE table_oid = %s::regclass",
+                            [table]).fetchall()
+        assert jobs == [("move", "b", "done", 7)]
+        assert conn.execute("SELECT * FROM oas.oas_verify(true) WHERE schema_name = %s", [schema]).fetchall() == []
+    finally:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def migrated_bytes_of(conn, table: str, col: str) -> dict[int, bytes]:
+    return dict(conn.execute(f"SELECT k, oas.oas_hash_get({col}) FROM {table}", binary=True).fetchall())
 
 
 # DataJoint identity: the real client reads the migrated tables and writes the same JSON.
