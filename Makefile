@@ -1,4 +1,4 @@
-.PHONY: run test faults bench bench-npy bench-gc bench-blob bench-zstd load fuzz
+.PHONY: run test faults bench bench-npy bench-gc bench-blob bench-zstd bench-migrate load fuzz
 run:
 	bash scripts/run.sh
 test:
@@ -17,6 +17,8 @@ bench-blob:
 	bash scripts/bench_blob.sh $(BENCH_ARGS)
 bench-zstd:
 	bash -c 'source scripts/env.sh && cd bench && "$$VENV/bin/python" zstd.py --port "$$TEST_PORT" --pg-config "$$PG_CONFIG" $(BENCH_ARGS)'
+bench-migrate:
+	bash scripts/bench_migrate.sh $(BENCH_ARGS)
 load:
 	bash scripts/load.sh $(LOAD_ARGS)
 fuzz:

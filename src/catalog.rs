@@ -182,7 +182,7 @@ pub fn store_row_unchecked(name: Option<&str>) -> Result<StoreRow, OasError> {
 /// A store's row, if the current user may `access` its objects: superusers and `oas_admin`
 /// members always may; others need the privilege in `oas.store_grant`. Writing also needs a
 /// transaction that may write ([`crate::privilege::require_writable`]).
-fn store_row_to(access: Access, name: Option<&str>) -> Result<StoreRow, OasError> {
+pub(crate) fn store_row_to(access: Access, name: Option<&str>) -> Result<StoreRow, OasError> {
     if access != Access::Read {
         crate::privilege::require_writable("write objects")?;
     }

@@ -20,6 +20,8 @@
 //! | store still referenced by rows | 2BP01 dependent_objects_still_exist |
 //! | not supported (a ranged read or presigned URL of a zstd-compressed object) | 0A000 feature_not_supported |
 //! | lock not had within `oas.lock_timeout` | 55P03 lock_not_available |
+//! | a job's prerequisite missing (a table without a primary key) | 55000 object_not_in_prerequisite_state |
+//! | a procedure that commits, called in a transaction block | 25001 active_sql_transaction |
 //! | a query of pg_oas's own failed (SPI) | XX000 internal_error |
 
 use oas_core::OasError;
@@ -54,6 +56,8 @@ pub fn sqlstate(e: &OasError) -> PgSqlErrorCode {
         OasError::InUse { .. } => ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
         OasError::Unsupported { .. } => ERRCODE_FEATURE_NOT_SUPPORTED,
         OasError::LockTimeout { .. } => ERRCODE_LOCK_NOT_AVAILABLE,
+        OasError::Prerequisite { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        OasError::TransactionBlock { .. } => ERRCODE_ACTIVE_SQL_TRANSACTION,
         OasError::Internal(_) => ERRCODE_INTERNAL_ERROR,
     }
 }

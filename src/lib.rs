@@ -86,6 +86,18 @@ pgrx::extension_sql_file!(
         api::object::oas_object_list
     ]
 );
+// Jobs (migrations, moves): their catalog and the procedures that commit after each batch.
+pgrx::extension_sql_file!(
+    "../sql/jobs.sql",
+    name = "jobs",
+    requires = [
+        "writes",
+        api::job::job_top_level,
+        api::job::job_step,
+        api::migrate::migrate_start,
+        api::moves::move_start
+    ]
+);
 // Last: every function's doc comment becomes its COMMENT ON FUNCTION (src/comments.rs).
 pgrx::extension_sql!(
     "REVOKE ALL ON FUNCTION oas._comment_functions() FROM PUBLIC;\nSELECT oas._comment_functions();",

@@ -82,6 +82,21 @@ pub enum OasError {
         hint: Option<String>,
     },
 
+    /// What the call needs first is not there (a table without a primary key for a job).
+    #[error("{message}")]
+    Prerequisite {
+        message: String,
+        hint: Option<String>,
+    },
+
+    /// A call that commits as it goes (a procedure such as `oas_migrate_column`) inside a
+    /// transaction block, where it cannot.
+    #[error("{message}")]
+    TransactionBlock {
+        message: String,
+        hint: Option<String>,
+    },
+
     /// The caller may not do this.
     #[error("{message}")]
     PermissionDenied {
@@ -246,7 +261,9 @@ impl OasError {
             | OasError::TooLarge { hint, .. }
             | OasError::InUse { hint, .. }
             | OasError::Unsupported { hint, .. }
-            | OasError::LockTimeout { hint, .. } => hint.clone(),
+            | OasError::LockTimeout { hint, .. }
+            | OasError::Prerequisite { hint, .. }
+            | OasError::TransactionBlock { hint, .. } => hint.clone(),
             OasError::NullArgument(_) => Some("pass a value, or leave the argument out where it has a default".into()),
             OasError::StoreNotConfigured(name) => Some(format!(
                 "create it with SELECT oas.oas_store_create('{name}', '{{\"protocol\": \"file\", \"location\": \"/path/to/dir\"}}'); list stores with SELECT * FROM oas.stores"

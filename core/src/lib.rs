@@ -19,6 +19,7 @@
 //! | [`gc`] | what references cover, trash keys, list/move/delete for the collector |
 //! | [`presign`] | presigned GET URLs (`file://` paths for local stores) |
 //! | [`interval`] | PostgreSQL intervals as seconds |
+//! | [`job`] | jobs that rewrite a column in batches (migrations, moves): plans, names, checks, progress |
 //! | [`error`] | the error type |
 
 pub mod attach;
@@ -30,6 +31,7 @@ pub mod error;
 pub mod gc;
 pub mod hash;
 pub mod interval;
+pub mod job;
 pub mod manifest;
 pub mod npy;
 pub mod objpath;

@@ -284,6 +284,12 @@ fn oas_hash(data: Option<&[u8]>) -> Option<JsonB> {
     Some(pend(Payload::Hashed { data, value }))
 }
 
+/// A pending hash-addressed value (`<blob@>`, `<attach@>`, `<hash@>`) of bytes already in the
+/// form the store keeps, checked by the caller (`oas._pending_stored`, `src/api/migrate.rs`).
+pub(crate) fn pend_hashed(data: Vec<u8>, value: PendingValue) -> JsonB {
+    pend(Payload::Hashed { data, value })
+}
+
 /// The built-in codec a registered custom codec's chain ends at (`oas._codec_end`).
 fn chain_end(codec: &str) -> Result<String, OasError> {
     Spi::get_one_with_args::<String>("SELECT oas._codec_end($1)", &[codec.into()])

@@ -12,6 +12,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -482,6 +483,36 @@ class PrivateCluster:
                 return False
 
         return wait_until(ready, timeout, every=0.2)
+
+    def kill_while_waiting(self, table: str, key: int, call, timeout: float = 60.0) -> dict:
+        """Kill a backend half-way, deterministically: another connection holds row `key` of
+        `table` (FOR UPDATE), `call(conn)` runs in a thread on a new connection until it waits on
+        that row, then its backend is killed (SIGKILL) and the postmaster's restart awaited. What
+        the call raised is in the result's "error"."""
+        holder = self.connect()
+        holder.execute("BEGIN")
+        holder.execute(f"SELECT 1 FROM {table} WHERE k = %s FOR UPDATE", [key])
+        worker = self.connect()
+        pid, checkpointer, box = worker.info.backend_pid, self.checkpointer(), {}
+
+        def run():
+            try:
+                call(worker)
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                box["error"] = e
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        with self.session() as watch:
+            waiting = "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s"
+            assert wait_until(lambda: watch.execute(waiting, [pid]).fetchone()[0] is True, timeout)
+        os.kill(pid, signal.SIGKILL)
+        thread.join(timeout)
+        for c in (holder, worker):
+            with contextlib.suppress(Exception):
+                c.close()
+        assert self.wait_ready(restarted_from=checkpointer)
+        return box
 
     def destroy(self) -> None:
         """Stop the server at once (its data is deleted anyway) and delete its data."""
