@@ -78,7 +78,13 @@ fn job_top_level(what: &str) {
 #[pg_extern(volatile, parallel_unsafe, name = "_job_step")]
 #[search_path(pg_catalog, pg_temp)]
 fn job_step(job: i64) -> JsonB {
-    JsonB(step(job).or_raise())
+    // The position is kept as text: written and read in one style, whatever the session's.
+    let keys_as_text = [
+        (c"DateStyle", "ISO, YMD"),
+        (c"IntervalStyle", "postgres"),
+        (c"extra_float_digits", "3"),
+    ];
+    JsonB(crate::guc::scoped(&keys_as_text, || step(job)).or_raise())
 }
 
 fn step(id: i64) -> Result<Value, OasError> {

@@ -398,6 +398,40 @@ def test_invalid_blob_stops_with_its_key(conn):
         check_migrated(conn, schema, table, "file", values)
 
 
+def test_composite_key_resumed_from_another_session_style(conn):
+    """A key of two columns (date, float8): the position is kept in one text style whatever the
+    session's DateStyle and extra_float_digits, so a resume from another session goes on."""
+    schema = unique("ck")
+    conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        table = f"{schema}.t"
+        conn.execute(f"CREATE TABLE {table} (d date, f float8, x bytea NOT NULL, PRIMARY KEY (d, f))")
+        conn.execute(f"COMMENT ON COLUMN {table}.x IS ':<blob>:'")
+        packed = blob_rows(conn, 12)
+        keys = {}
+        for k, v in packed.items():
+            d, f = f"2024-01-{(k + 1) // 2:02d}", k / 3
+            conn.execute(f"INSERT INTO {table} VALUES (%s, %s, %s)", [d, f, v])
+            keys[k] = (d, f)
+        conn.execute(f"UPDATE {table} SET x = 'bad' WHERE d = %s AND f = %s", keys[7])
+        with connect() as other:
+            other.execute("SET DateStyle = 'SQL, DMY'")
+            other.execute("SET extra_float_digits = 0")
+            with pytest.raises(psycopg.errors.InvalidParameterValue):
+                other.execute("CALL oas.oas_migrate_column(%s, 'x', 'blob@file', batch_rows => 3)", [table])
+        _, state, done, _, position = job_of(conn, table)
+        assert (state, done) == ("running", 6)
+        assert position == ["2024-01-03", "2"]
+        conn.execute(f"UPDATE {table} SET x = %s WHERE d = %s AND f = %s", [packed[7], *keys[7]])
+        migrate(conn, table, "blob@file", batch_rows=3)
+        _, state, done, total, _ = job_of(conn, table)
+        assert (state, done, total) == ("done", 12, 12)
+        got = dict(conn.execute(f"SELECT f, oas.oas_hash_get(x) FROM {table}", binary=True).fetchall())
+        assert got == {keys[k][1]: v for k, v in packed.items()}
+    finally:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 def test_refusals_before_anything_is_done(conn):
     with blob_table(conn, 2) as (schema, table, _):
         conn.execute("BEGIN")
