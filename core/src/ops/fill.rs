@@ -148,7 +148,23 @@ fn read_part<'b>(file: &File, buf: &'b mut [MaybeUninit<u8>], offset: u64) -> io
         }
     }
     // SAFETY: pread wrote the first `n` bytes.
-    Ok(unsafe { buf[..n].assume_init_ref() })
+    Ok(unsafe { assume_init(&mut buf[..n]) })
+}
+
+/// `buf` as the bytes it holds.
+///
+/// # Safety
+/// Every byte of `buf` has been written.
+pub(super) unsafe fn assume_init(buf: &mut [MaybeUninit<u8>]) -> &mut [u8] {
+    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and the caller vouches for the bytes.
+    unsafe { &mut *(buf as *mut [MaybeUninit<u8>] as *mut [u8]) }
+}
+
+/// Copy `from` into `to`, which is as long.
+pub(super) fn copy_in(to: &mut [MaybeUninit<u8>], from: &[u8]) {
+    assert_eq!(to.len(), from.len());
+    // SAFETY: as many bytes on both sides; `to` is borrowed mutably, so they do not overlap.
+    unsafe { std::ptr::copy_nonoverlapping(from.as_ptr(), to.as_mut_ptr().cast(), from.len()) };
 }
 
 /// MD5 of a stream's chunks, on this thread (small objects) or beside it on the blocking pool.

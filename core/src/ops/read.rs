@@ -164,7 +164,7 @@ impl FileGet<'_> {
             .ok_or(OasError::Cancelled)?;
         check(store, r, filled as u64, hasher.map(ContentHasher::finish))?;
         // SAFETY: `from_file` filled all of `out` (checked just above).
-        Ok(unsafe { out.assume_init_mut() })
+        Ok(unsafe { fill::assume_init(out) })
     }
 
     async fn read_vec(self, size: usize, verify: bool) -> Result<Vec<u8>, OasError> {
@@ -185,8 +185,10 @@ impl FileGet<'_> {
             let cancelled = || stopped.load(Ordering::Relaxed);
             let filled =
                 fill::from_file(&file, out.spare_capacity_mut(), hasher.as_mut(), &cancelled)?;
-            // SAFETY: `from_file` filled the first `n` bytes.
-            filled.map(|n| unsafe { out.set_len(n) });
+            if let Some(n) = filled {
+                // SAFETY: `from_file` filled the first `n` bytes.
+                unsafe { out.set_len(n) };
+            }
             Ok((out, filled, hasher.map(ContentHasher::finish)))
         });
         let (store, r) = (self.store, self.r);
@@ -203,11 +205,11 @@ impl FileGet<'_> {
 
 impl StreamGet<'_> {
     /// Read the whole stream into `out` and check it (see [`Source`]).
-    pub async fn read_into<'o>(
+    pub async fn read_into(
         mut self,
-        out: &'o mut [MaybeUninit<u8>],
+        out: &mut [MaybeUninit<u8>],
         verify: bool,
-    ) -> Result<&'o mut [u8], OasError> {
+    ) -> Result<&mut [u8], OasError> {
         let (store, r) = (self.store, self.r);
         check_len(store, r, out)?;
         let err = |e| store.error(e, "get", &r.path);
@@ -218,7 +220,7 @@ impl StreamGet<'_> {
             let to = out
                 .get_mut(filled..end)
                 .ok_or_else(|| size_mismatch(store, r, end as u64))?;
-            to.write_copy_of_slice(&chunk);
+            fill::copy_in(to, &chunk);
             hashing.update(chunk).await;
             filled = end;
         }
@@ -228,7 +230,7 @@ impl StreamGet<'_> {
             .map_err(|e| OasError::Internal(e.to_string()))?;
         check(store, r, filled as u64, hash)?;
         // SAFETY: the chunks filled all of `out` (checked just above).
-        Ok(unsafe { out.assume_init_mut() })
+        Ok(unsafe { fill::assume_init(out) })
     }
 }
 
