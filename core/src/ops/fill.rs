@@ -26,12 +26,16 @@ use crate::stage::with_signals_blocked;
 
 /// Bytes of a local file read at a time (one positional read, then a look at the stop flag).
 pub(super) const PART: usize = 256 << 10;
-/// Objects from this size up are hashed beside the read; smaller ones are not worth a thread.
-pub(super) const BESIDE_MIN: usize = 2 * PART;
+/// Objects from this size up are hashed beside the read. Smaller ones are read and hashed on the
+/// calling thread: what a helper saves on them (the read, about a quarter of the MD5 here) is less
+/// than a hand-off between threads costs on a busy machine (measured: 1 MiB gets got slower).
+pub(super) const BESIDE_MIN: usize = 16 * PART;
 /// How often the caller's `cancelled` is polled while the helper reads.
 const POLL: Duration = Duration::from_millis(5);
-/// Chunks of a stream queued for the hashing thread (bounds what it holds beyond the result).
-const QUEUED: usize = 64;
+/// A stream's chunks go to the hashing thread in batches of this many bytes (one hand-off each)...
+const BATCH: usize = 4 * PART;
+/// ... and at most this many batches wait for it (bounds what it holds beyond the result).
+const QUEUED: usize = 4;
 
 /// Fill `out` from the start of `file` (up to the file's end, if shorter), hashing what is read
 /// when `hasher` is given. The bytes filled, from the start of `out`; `None` when `cancelled`
@@ -172,7 +176,9 @@ pub(super) enum Hashing {
     Off,
     Here(ContentHasher),
     Beside {
-        chunks: tokio::sync::mpsc::Sender<Bytes>,
+        batch: Vec<Bytes>,
+        batched: usize,
+        batches: tokio::sync::mpsc::Sender<Vec<Bytes>>,
         digest: tokio::task::JoinHandle<String>,
     },
 }
@@ -186,24 +192,41 @@ impl Hashing {
         if size < BESIDE_MIN {
             return Hashing::Here(ContentHasher::new());
         }
-        let (chunks, mut rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUED);
+        let (batches, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(QUEUED);
         // Ends when the sender is dropped: at the end of the stream, or with a dropped read.
         let digest = tokio::task::spawn_blocking(move || {
             let mut h = ContentHasher::new();
-            while let Some(chunk) = rx.blocking_recv() {
-                h.update(&chunk);
+            while let Some(batch) = rx.blocking_recv() {
+                batch.iter().for_each(|chunk| h.update(chunk));
             }
             h.finish()
         });
-        Hashing::Beside { chunks, digest }
+        Hashing::Beside {
+            batch: Vec::new(),
+            batched: 0,
+            batches,
+            digest,
+        }
     }
 
     pub(super) async fn update(&mut self, chunk: Bytes) {
         match self {
             Hashing::Off => {}
             Hashing::Here(h) => h.update(&chunk),
-            // The thread only stops when the sender is gone, so this send cannot fail.
-            Hashing::Beside { chunks, .. } => drop(chunks.send(chunk).await),
+            Hashing::Beside {
+                batch,
+                batched,
+                batches,
+                ..
+            } => {
+                *batched += chunk.len();
+                batch.push(chunk);
+                if *batched >= BATCH {
+                    *batched = 0;
+                    // The thread only stops when the sender is gone, so this cannot fail.
+                    drop(batches.send(std::mem::take(batch)).await);
+                }
+            }
         }
     }
 
@@ -212,8 +235,14 @@ impl Hashing {
         match self {
             Hashing::Off => Ok(None),
             Hashing::Here(h) => Ok(Some(h.finish())),
-            Hashing::Beside { chunks, digest } => {
-                drop(chunks);
+            Hashing::Beside {
+                batch,
+                batches,
+                digest,
+                ..
+            } => {
+                drop(batches.send(batch).await);
+                drop(batches);
                 digest.await.map(Some).map_err(io::Error::other)
             }
         }
