@@ -7,6 +7,7 @@ use oas_core::backend::Store;
 use oas_core::hash::content_hash;
 use oas_core::ops::{
     content_hash_yielding, discard, open_hash, publish, put_hash_in_parts, reference_for, PartPlan,
+    Source,
 };
 use oas_core::reference::HashRef;
 use oas_core::stage::{prepare, Body, Prepared, STAGE_MIN};
@@ -150,10 +151,14 @@ pub(crate) fn get(reference: &serde_json::Value) -> Result<Bytea, OasError> {
     let (_, store) = catalog::store_to_read(r.store_name(), &r.path)?;
     let verify = crate::guc::verify_reads();
     let get = block_on(open_hash(&store, &r))?;
-    // The size is the object's (checked) and at most MAX_BYTEA.
-    let mut out = Bytea::zeroed(get.size() as usize);
-    block_on(get.read_into(&mut out, verify))?;
-    Ok(out)
+    // The size is the object's (checked) and at most MAX_BYTEA. A local file is read on a helper
+    // thread that has ended when `read_into` returns (cancelled or not); a stream is copied in
+    // (or inflated) on this thread, so a dropped read leaves nothing writing into the result.
+    Bytea::filled(get.size() as usize, |out| match get.source() {
+        Source::File(file) => run_cancellable(|cancelled| file.read_into(out, verify, cancelled)),
+        Source::Stream(stream) => block_on(stream.read_into(out, verify)),
+        Source::Compressed(zstd) => block_on(zstd.read_into(out, verify)),
+    })
 }
 
 /// The bytes of many hash-addressed references, in their order (`ordinality` counts from 1; a
@@ -213,9 +218,7 @@ fn get_many(
                     .acquire_many_owned(kib)
                     .await
                     .map_err(|e| OasError::Internal(e.to_string()))?;
-                let get = open_hash(&store, &r).await?;
-                let mut out = vec![0; get.size() as usize];
-                get.read_into(&mut out, verify).await?;
+                let out = open_hash(&store, &r).await?.read_vec(verify).await?;
                 Ok(Some((out, permit)))
             }
         })

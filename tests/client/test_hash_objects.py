@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 
+import psycopg
 import pytest
 
 from conftest import connect, sql_error, unique
@@ -111,6 +112,29 @@ def test_corrupted_object_is_detected(conn, store, store_dir, s3fs_client, serve
     assert ref["path"] in str(err) and f'"{store}"' in str(err)
     assert "content hash" in str(err)
     assert err.diag.message_hint and "backup" in err.diag.message_hint
+
+
+@pytest.mark.parametrize("store", ["file", "s3"])
+def test_a_get_cancelled_while_it_reads_leaves_the_session_usable(conn, store):
+    """statement_timeout lands at different points of a large verified get (a local file is read
+    into the result by a helper thread while MD5 runs, a stream is hashed beside it): each one
+    cancelled raises 57014, and the next get of the same object is whole and right."""
+    schema = unique("cancelget")
+    data = os.urandom(48 << 20)
+    ref = put(conn, data, store, schema)
+    cancelled = 0
+    for ms in (1, 5, 20, 60, 150):
+        conn.execute(f"SET statement_timeout = {ms}")
+        try:
+            got = get(conn, ref)
+        except psycopg.errors.QueryCanceled as e:
+            assert e.sqlstate == "57014"
+            cancelled += 1
+        else:
+            assert got == data  # finished before the timeout
+        conn.execute("SET statement_timeout = 0")
+        assert get(conn, ref) == data
+    assert cancelled >= 1
 
 
 @pytest.mark.parametrize("store", ["file", "s3"])

@@ -7,6 +7,7 @@
 //! | `put.rs` | hash-addressed puts (dedup, repair, staged publish) and new schema-addressed objects |
 //! | `multipart.rs` | uploads in parts: large hash-addressed puts to cloud stores, `oas_upload_*` |
 //! | `read.rs` | verified reads of hash-addressed objects, sizes, ranged reads, `.npy` headers |
+//! | `fill.rs` | the loops of a whole read: a local file read beside its hashing, a stream's hash beside it |
 //! | `spans.rs` | many ranges of one object, streamed to the caller chunk by chunk |
 //! | `verify.rs` | checking a reference's object, and the store probe of `oas_verify_store` |
 //! | `sync.rs` | durability at commit for `file` stores: what a transaction wrote, synced together |
@@ -14,6 +15,7 @@
 
 mod compressed;
 mod copy;
+mod fill;
 mod multipart;
 mod put;
 mod read;
@@ -32,7 +34,8 @@ pub use put::{
     PutOutcome,
 };
 pub use read::{
-    get_hash, object_size, open_hash, read_head, read_npy_header, read_range, stat, Entry, HashGet,
+    get_hash, object_size, open_hash, read_head, read_npy_header, read_range, stat, CompressedGet,
+    Entry, FileGet, HashGet, Source, StreamGet,
 };
 pub use spans::{read_spans, RANGE_PART};
 pub use sync::{sync_written, SyncedDirs, Written};
