@@ -4,9 +4,13 @@ skip, so that a target above it is out of reach here, whatever the extension doe
 
   get, verified (targets 1–4)  MD5 of the object (one core, hashlib, as fast as MD5 runs here: it
                                is sequential and must finish before the function returns its
-                               value) + sending a value of that size to the client, taken as
-                               `SELECT data` of a stored bytea minus `SELECT length(data || '')`
-                               (its detoasting and one copy, which a get does not need)
+                               value) + sending a *computed* value of that size to the client
+                               (a function's result, as a get's is), taken as `SELECT data || ''`
+                               minus `SELECT length(data || '')` (the detoasting and the copy
+                               that make the computed value, which a get does not need). Sending
+                               a computed value costs more than sending a stored one: PostgreSQL
+                               copies it into fresh memory on the way (BENCHMARKS.md, "Gets:
+                               where the time goes")
   put 4 KiB, autocommit (5)    an autocommit INSERT of a 150-byte jsonb reference (round trip, row,
                                WAL flush at commit) + creating a 4 KiB file, writing it, fsync of the
                                file and of its folder, in Python on the store's filesystem: a
@@ -51,12 +55,12 @@ def _md5_seconds(size, reps):
 
 
 def get_floor(conn, size, reps):
-    """MB/s a verified get of `size` bytes cannot exceed: MD5 + sending a value of that size."""
+    """MB/s a verified get of `size` bytes cannot exceed: MD5 + sending a computed value of that size."""
     conn.execute("DROP TABLE IF EXISTS bench_ceiling")
     conn.execute("CREATE TABLE bench_ceiling (id int PRIMARY KEY, data bytea)")
     conn.execute("INSERT INTO bench_ceiling VALUES (1, %b)", (os.urandom(size),))
-    send = _median_time(lambda: conn.execute("SELECT data FROM bench_ceiling WHERE id = 1", binary=True).fetchone(),
-                        reps)
+    send = _median_time(lambda: conn.execute("SELECT data || ''::bytea FROM bench_ceiling WHERE id = 1",
+                                             binary=True).fetchone(), reps)
     copy = _median_time(lambda: conn.execute("SELECT length(data || ''::bytea) FROM bench_ceiling WHERE id = 1").fetchone(),
                         reps)
     md5 = _md5_seconds(size, reps)
@@ -150,7 +154,7 @@ def describe(found):
     for size in (MiB, 64 * MiB):
         if (d := found.get(("get", size))) is not None:
             lines.append(f"- verified get of {size // MiB} MiB: MD5 {d['md5 ms']:.2f} ms + sending "
-                         f"{d['send ms'] - d['copy ms']:.2f} ms (`SELECT data` {d['send ms']:.2f} ms − detoast and copy "
+                         f"{d['send ms'] - d['copy ms']:.2f} ms (`SELECT data || ''` {d['send ms']:.2f} ms − detoast and copy "
                          f"{d['copy ms']:.2f} ms) = at most {d['mbps']:,.0f} MB/s")
     if (d := found.get(("put", 4096))) is not None:
         lines.append(f"- durable 4 KiB put: INSERT of the reference {d['insert ms']:.3f} ms + file created, written "
