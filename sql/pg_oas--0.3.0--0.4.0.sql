@@ -21,7 +21,11 @@
 --   * read-only stores (archives): oas.store.read_only, oas.stores shows it, oas_store_read_only
 --     is new;
 --   * zstd-compressed stores: oas.store.compression, oas.stores shows it, oas_store_compression
---     is new.
+--     is new;
+--   * copies between stores: oas._copy_to_store is new;
+--   * jobs that rewrite a column in batches: the table oas.job, oas._job_step, oas._job_top_level,
+--     oas._migrate_start, oas._move_start, oas._pending_stored, oas._job_stale and the procedures
+--     oas._job_run, oas_migrate_column and oas_move are new.
 
 -- Attachments (src/api/attach.rs): DataJoint's filename\0contents from a name and bytes, and back.
 CREATE  FUNCTION "oas_attach_pack"(
